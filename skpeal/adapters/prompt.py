@@ -1,0 +1,171 @@
+"""CoOp prompt tuning: learnable context vectors in front of each class name.
+
+The prompt of class ``c`` is ``"X X ... X {classname}."``; the embeddings of the ``n_ctx``
+placeholder tokens are replaced by learned vectors and the sequence goes through the
+frozen text tower. The text tower is reached through a small *text encoder* interface,
+so the same learner works on open_clip's native text transformer and (see
+``_hf_text.py``) on a Hugging Face text tower:
+
+``width``
+    width of the token embeddings;
+``ctx_start``
+    first position that learned context replaces (1: right after the start token);
+``token_embeddings(tokens)``
+    input embeddings ``(n, L, width)`` of token ids;
+``encode(embeddings, tokens)``
+    text features ``(n, embed_dim)`` (not normalised); equals ``model.encode_text(tokens)``
+    when ``embeddings == token_embeddings(tokens)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["PromptLearner", "text_encoder_for"]
+
+
+class _OpenCLIPTextEncoder:
+    """Text-encoder interface over open_clip's native ``CLIP`` text tower."""
+
+    ctx_start = 1
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.width = model.token_embedding.weight.shape[1]
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.token_embedding(tokens)
+
+    def encode(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        # The steps of open_clip.CLIP.encode_text after the token-embedding lookup.
+        from open_clip.transformer import text_global_pool
+
+        m = self.model
+        cast_dtype = m.transformer.get_cast_dtype()
+        x = x.to(cast_dtype) + m.positional_embedding.to(cast_dtype)
+        x = m.transformer(x, attn_mask=m.attn_mask)
+        x = m.ln_final(x)
+        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        if m.text_projection is not None:
+            x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return x
+
+
+def text_encoder_for(model: nn.Module):
+    """The text-encoder interface for a backbone's text tower.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An open_clip ``CLIP`` (native text transformer) or ``CustomTextCLIP`` with a
+        Hugging Face text tower.
+
+    Returns
+    -------
+    encoder : object
+        With ``width``, ``ctx_start``, ``token_embeddings`` and ``encode``.
+    """
+    if hasattr(model, "token_embedding") and hasattr(model, "transformer"):
+        return _OpenCLIPTextEncoder(model)
+    text = getattr(model, "text", None)
+    if text is not None and hasattr(text, "transformer") and hasattr(text, "config"):
+        from ._hf_text import HFTextPromptEncoder
+
+        return HFTextPromptEncoder(model)
+    raise TypeError(
+        f"prompt tuning does not know the text tower of {type(model).__name__}; "
+        "use adapter='lora' instead"
+    )
+
+
+def _n_tokens(tokenizer, text: str) -> int:
+    """Number of tokens ``text`` takes, without the start/end/pad tokens."""
+    nonpad = (tokenizer([text]) != 0).sum()
+    empty = (tokenizer([""]) != 0).sum()
+    return int(nonpad - empty)
+
+
+class PromptLearner(nn.Module):
+    """Learnable CoOp context vectors and the class text features they produce.
+
+    Parameters
+    ----------
+    encoder : object
+        A text-encoder interface, from :func:`text_encoder_for`.
+    tokenizer : callable
+        The backbone's tokenizer (list of str -> LongTensor).
+    classnames : list of str
+        Text of each class.
+    n_ctx : int, default=16
+        Number of context vectors. Ignored when ``ctx_init`` is given: then it is the
+        number of tokens of ``ctx_init``.
+    ctx_init : str or None, default=None
+        Words to initialise the context from (e.g. ``"a photo of a"``); None draws the
+        vectors from N(0, 0.02).
+    class_specific : bool, default=True
+        One set of context vectors per class (the authors' default) or one shared set
+        (CoOp's unified context).
+    generator : torch.Generator, optional
+        Source of the random initialisation.
+
+    Attributes
+    ----------
+    ctx : torch.nn.Parameter of shape (n_classes, n_ctx, width) or (n_ctx, width)
+        The only trainable tensor.
+    tokens : torch.LongTensor of shape (n_classes, L)
+        Token ids of the placeholder prompts (buffer).
+    """
+
+    def __init__(
+        self,
+        encoder,
+        tokenizer,
+        classnames,
+        *,
+        n_ctx: int = 16,
+        ctx_init: str | None = None,
+        class_specific: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        start = encoder.ctx_start
+        if ctx_init:
+            ctx_init = " ".join(ctx_init.replace("_", " ").split())
+            n_ctx = _n_tokens(tokenizer, ctx_init)
+            if n_ctx < 1:
+                raise ValueError(f"ctx_init={ctx_init!r} has no tokens")
+            with torch.no_grad():
+                init = encoder.token_embeddings(tokenizer([ctx_init]))[0, start : start + n_ctx]
+            prefix = ctx_init
+        else:
+            init = torch.randn(n_ctx, encoder.width, generator=generator) * 0.02
+            prefix = " ".join(["X"] * n_ctx)
+        prompts = [f"{prefix} {name}." for name in classnames]
+        tokens = tokenizer(prompts)
+        if int((tokens != 0).sum(dim=1).max()) >= tokens.shape[1]:
+            raise ValueError(
+                f"a prompt with n_ctx={n_ctx} context tokens and the longest class name does "
+                f"not fit the text tower's context length ({tokens.shape[1]} tokens); "
+                "lower n_ctx or shorten the class names"
+            )
+        n_classes = len(classnames)
+        init = init.detach().clone().float()
+        if class_specific:
+            init = init[None].repeat(n_classes, 1, 1)
+        self.ctx = nn.Parameter(init)
+        self.n_ctx = n_ctx
+        self.register_buffer("tokens", tokens, persistent=False)
+        with torch.no_grad():
+            emb = encoder.token_embeddings(tokens)
+        self.register_buffer("prefix", emb[:, :start].clone(), persistent=False)
+        self.register_buffer("suffix", emb[:, start + n_ctx :].clone(), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        """Class text features ``(n_classes, embed_dim)``, not normalised."""
+        ctx = self.ctx
+        if ctx.ndim == 2:
+            ctx = ctx[None].expand(self.prefix.shape[0], -1, -1)
+        x = torch.cat([self.prefix, ctx.to(self.prefix.dtype), self.suffix], dim=1)
+        return self.encoder.encode(x, self.tokens)

@@ -1,0 +1,310 @@
+"""Input coercion: turn what users pass as ``X`` into normalised image batches.
+
+Accepted ``X``:
+
+* numpy arrays ``(n, H, W)`` (grey) or ``(n, H, W, C)`` with ``C`` in 1, 3, 4 (channels
+  last); ``uint8`` (or other integers) in ``[0, 255]``, floats in ``[0, 1]``;
+* torch tensors ``(n, C, H, W)`` (channels first) or ``(n, H, W)``, same value ranges;
+* sequences (list, tuple, 1-D object array) of file paths, ``PIL.Image`` objects, or
+  ``(H, W[, C])`` arrays.
+
+Grey images become three channels, alpha is dropped. Every image then goes through the
+backbone's own preprocessing parameters (resize mode, interpolation, input size,
+mean/std), in torch, identically for every kind of input.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+
+__all__ = ["ImageSource", "Preprocessor", "check_images"]
+
+
+class Preprocessor:
+    """Resize, crop and normalise ``[0, 1]`` image tensors for one backbone.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square model input.
+    mean, std : sequence of float
+        Per-channel normalisation.
+    interpolation : str, default="bicubic"
+    resize_mode : {"shortest", "squash", "longest"}, default="shortest"
+        ``"shortest"``: resize the short side to ``image_size`` and centre-crop (open_clip's
+        default); ``"squash"``: resize both sides; ``"longest"``: resize the long side and
+        pad with zeros.
+    """
+
+    def __init__(self, image_size, mean, std, interpolation="bicubic", resize_mode="shortest"):
+        self.image_size = int(image_size)
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        self.interpolation = InterpolationMode(interpolation)
+        if resize_mode not in ("shortest", "squash", "longest"):
+            raise ValueError(f"unsupported resize_mode {resize_mode!r}")
+        self.resize_mode = resize_mode
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Preprocess a float batch ``(b, 3, h, w)`` in ``[0, 1]``; returns ``(b, 3, S, S)``."""
+        s = self.image_size
+        h, w = images.shape[-2:]
+        if (h, w) != (s, s):
+            if self.resize_mode == "squash":
+                images = TF.resize(images, [s, s], self.interpolation, antialias=True)
+            elif self.resize_mode == "shortest":
+                images = TF.resize(images, s, self.interpolation, antialias=True)
+                images = TF.center_crop(images, [s, s])
+            else:
+                scale = s / max(h, w)
+                nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+                images = TF.resize(images, [nh, nw], self.interpolation, antialias=True)
+                top, left = (s - nh) // 2, (s - nw) // 2
+                images = TF.pad(images, [left, top, s - nw - left, s - nh - top], fill=0.0)
+            images = images.clamp_(0.0, 1.0)
+        return TF.normalize(images, self.mean, self.std)
+
+
+def _to_three_channels(t: torch.Tensor) -> torch.Tensor:
+    """(b, c, h, w) -> (b, 3, h, w): grey repeated, alpha dropped."""
+    c = t.shape[1]
+    if c == 1:
+        return t.expand(-1, 3, -1, -1)
+    if c == 4:
+        return t[:, :3]
+    if c != 3:
+        raise ValueError(f"images must have 1, 3 or 4 channels, got {c}")
+    return t
+
+
+def _scale_to_unit(t: torch.Tensor, what: str) -> torch.Tensor:
+    """Integer images in [0, 255] or float images in [0, 1] -> float32 in [0, 1]."""
+    if t.dtype == torch.bool:
+        raise TypeError(f"{what}: boolean images are not supported; pass uint8 or float")
+    if not (t.dtype.is_floating_point or t.dtype == torch.uint8):
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) > 255):
+            raise ValueError(f"{what}: integer pixel values must lie in [0, 255]")
+        return t.float() / 255.0
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    t = t.float()
+    if torch.isnan(t).any():
+        raise ValueError(f"{what} contains NaN pixel values")
+    if torch.isinf(t).any():
+        raise ValueError(f"{what} contains infinite pixel values")
+    if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
+        raise ValueError(
+            f"{what}: float pixel values must lie in [0, 1] (got range "
+            f"[{float(t.min()):.3g}, {float(t.max()):.3g}]); divide by the maximum, "
+            "or pass uint8 images in [0, 255]"
+        )
+    return t
+
+
+def _array_to_chw(a: np.ndarray, what: str) -> torch.Tensor:
+    """One image array (H, W) or (H, W, C) -> float tensor (1, 3, H, W) in [0, 1]."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3:
+        raise ValueError(f"{what} must be an (H, W) or (H, W, C) array, got shape {a.shape}")
+    t = _scale_to_unit(torch.from_numpy(np.ascontiguousarray(a)), what)
+    return _to_three_channels(t.permute(2, 0, 1)[None])
+
+
+def _pil_to_chw(img: Image.Image) -> torch.Tensor:
+    return TF.pil_to_tensor(img.convert("RGB")).float().div_(255.0)[None]
+
+
+def _load_path(path: str) -> torch.Tensor:
+    try:
+        with Image.open(path) as img:
+            return _pil_to_chw(img)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image file {path!r}: {exc}") from None
+
+
+class ImageSource:
+    """Validated images that can be read in batches of preprocessed tensors.
+
+    Use :func:`check_images` to build one. Array and tensor inputs are converted once;
+    paths are opened only when their batch is read, so memory does not grow with the
+    number of paths.
+
+    Attributes
+    ----------
+    kind : {"array", "items"}
+        ``"array"``: one stacked tensor; ``"items"``: a list of paths / PIL / arrays.
+    """
+
+    def __init__(self, data, kind: str):
+        self._data = data
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def batch(self, indices, preprocess: Preprocessor) -> torch.Tensor:
+        """Preprocessed images ``(len(indices), 3, S, S)`` (float32, CPU)."""
+        if self.kind == "array":
+            idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+            raw = _scale_to_unit(self._data[idx], "X")
+            return preprocess(_to_three_channels(raw))
+        out = []
+        for i in np.asarray(indices, dtype=np.int64):
+            item = self._data[int(i)]
+            if isinstance(item, Image.Image):
+                t = _pil_to_chw(item)
+            elif isinstance(item, np.ndarray):
+                t = _array_to_chw(item, f"X[{int(i)}]")
+            else:
+                t = _load_path(item)
+            out.append(preprocess(t))
+        return torch.cat(out)
+
+
+def check_images(X) -> ImageSource:
+    """Validate image input ``X`` and wrap it for batched reading.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or sequence
+        See the module docstring for the accepted forms.
+
+    Returns
+    -------
+    source : ImageSource
+
+    Raises
+    ------
+    ValueError
+        Empty input, wrong ranks or channel counts, NaN or out-of-range pixels, missing
+        files (named).
+    TypeError
+        An unsupported type, e.g. a string instead of a list of paths.
+    """
+    if isinstance(X, ImageSource):
+        return X
+    if isinstance(X, (str, bytes, os.PathLike, Image.Image)):
+        raise TypeError(
+            f"X must be a collection of images, got a single {type(X).__name__}; "
+            "wrap it in a list"
+        )
+    if isinstance(X, torch.Tensor):
+        t = X.detach().cpu()
+        if t.ndim == 3:
+            t = t[:, None]
+        if t.ndim != 4:
+            raise ValueError(
+                f"a tensor X must have shape (n, C, H, W) or (n, H, W), got {tuple(X.shape)}"
+            )
+        return _from_nchw(t)
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim == 3:
+            t = torch.from_numpy(np.ascontiguousarray(X))[:, None]
+        elif X.ndim == 4:
+            if X.shape[-1] not in (1, 3, 4):
+                raise ValueError(
+                    f"a 4-D array X must be channels-last (n, H, W, C) with C in 1, 3, 4; "
+                    f"got shape {X.shape}"
+                )
+            t = torch.from_numpy(np.ascontiguousarray(X)).permute(0, 3, 1, 2)
+        else:
+            raise ValueError(
+                f"an array X must have shape (n, H, W) or (n, H, W, C), got shape {X.shape} "
+                f"({X.ndim}-D)"
+            )
+        return _from_nchw(t)
+    if isinstance(X, (Sequence, np.ndarray)):
+        items = list(X.ravel()) if isinstance(X, np.ndarray) else list(X)
+        if isinstance(X, np.ndarray) and X.ndim != 1:
+            raise ValueError(f"an object array X must be 1-D, got shape {X.shape}")
+        if not items:
+            raise ValueError("X is empty: at least one image is required")
+        if all(isinstance(x, np.ndarray) and x.dtype != object for x in items):
+            shapes = {x.shape for x in items}
+            if len(shapes) == 1:
+                return check_images(np.stack(items))
+        out = []
+        for i, x in enumerate(items):
+            if isinstance(x, (str, os.PathLike)):
+                p = os.fspath(x)
+                if not os.path.isfile(p):
+                    raise ValueError(f"X[{i}]: image file {p!r} does not exist")
+                out.append(p)
+            elif isinstance(x, Image.Image):
+                out.append(x)
+            elif isinstance(x, np.ndarray):
+                _array_to_chw(x, f"X[{i}]")  # validate now, not in the middle of training
+                out.append(x)
+            else:
+                raise TypeError(
+                    f"X[{i}] is a {type(x).__name__}; expected a file path, a PIL image or "
+                    "an image array"
+                )
+        return ImageSource(out, "items")
+    raise TypeError(
+        f"X must be an image array, a tensor, or a sequence of paths/PIL images; "
+        f"got {type(X).__name__}"
+    )
+
+
+def _from_nchw(t: torch.Tensor) -> ImageSource:
+    if t.shape[0] == 0:
+        raise ValueError("X is empty: at least one image is required")
+    if t.shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"images must have 1, 3 or 4 channels, got {t.shape[1]} (shape {tuple(t.shape)})"
+        )
+    _scale_to_unit(t, "X")  # validate range / NaN once, up front
+    return ImageSource(t, "array")
+
+
+def iter_batches(n: int, batch_size: int):
+    """Consecutive index ranges ``range(i, i + batch_size)`` covering ``range(n)``."""
+    for start in range(0, n, batch_size):
+        yield np.arange(start, min(start + batch_size, n))
+
+
+def random_resized_crop_flip(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    scale=(0.5, 1.0),
+    ratio=(3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """Random resized crop back to the input size, and a random horizontal flip.
+
+    Randomness comes only from ``generator``; each image gets its own crop.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (b, 3, S, S)
+    generator : torch.Generator
+    scale : tuple of float, default=(0.5, 1.0)
+        Range of the crop's area as a fraction of the image.
+    ratio : tuple of float, default=(3/4, 4/3)
+        Range of the crop's aspect ratio.
+    """
+    b, _, h, w = images.shape
+    out = torch.empty_like(images)
+    u = torch.rand(b, 4, generator=generator)
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for k in range(b):
+        area = h * w * (scale[0] + (scale[1] - scale[0]) * float(u[k, 0]))
+        ar = math.exp(log_r[0] + (log_r[1] - log_r[0]) * float(u[k, 1]))
+        cw = min(w, max(1, round(math.sqrt(area * ar))))
+        ch = min(h, max(1, round(math.sqrt(area / ar))))
+        top = int(float(u[k, 2]) * (h - ch + 1))
+        left = int(float(u[k, 3]) * (w - cw + 1))
+        crop = images[k : k + 1, :, top : top + ch, left : left + cw]
+        out[k : k + 1] = TF.resize(crop, [h, w], InterpolationMode.BILINEAR, antialias=True)
+    flip = torch.rand(b, generator=generator) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
