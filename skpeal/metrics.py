@@ -8,21 +8,19 @@ Pure numpy and scikit-learn; importing this module does not import torch.
   entropy used to query labels) separates wrong predictions from right ones.
 * :func:`area_under_learning_curve` summarises accuracy against the number of labels.
 
-Binning convention
-------------------
-With ``n_bins`` bins the edges are ``np.linspace(0, 1, n_bins + 1)``. A confidence ``c``
-falls in bin ``i`` when ``edges[i] < c <= edges[i + 1]``, that is ``(i/n_bins,
-(i+1)/n_bins]``; a confidence of exactly 0 goes to the first bin. Because the edges are the
-``linspace`` values themselves, a confidence equal to an edge (``0.3`` with 10 bins, say)
-always lands in the bin that the edge closes, whatever the rounding of ``0.3 * 10``.
+**Bins.** With ``n_bins`` bins the edges are ``np.arange(n_bins + 1) / n_bins``, that is
+``i / n_bins`` correctly rounded. A confidence ``c`` falls in bin ``i`` when
+``edges[i] < c <= edges[i + 1]``, that is ``(i/n_bins, (i+1)/n_bins]``; a confidence of
+exactly 0 goes to the first bin. A confidence equal to an edge as Python writes it (``0.3``
+with 10 bins, ``0.6`` with 5) lands in the bin that the edge closes, whatever the rounding of
+``0.3 * 10``.
 
-Labels and columns
-------------------
-``proba`` has one column per class. ``y_true`` is turned into column indices through
-``classes``: pass the estimator's ``classes_`` (``classes=clf.classes_``) and any labels
-work (strings included). Without ``classes``, ``y_true`` must already hold integer column
-indices ``0 .. n_classes - 1``. The top-label prediction is ``np.argmax(proba, axis=1)``;
-ties go to the first of the tied columns, as in scikit-learn's ``predict``.
+**Labels and columns.** ``proba`` has one column per class. ``y_true`` is turned into column
+indices through ``classes``: pass the estimator's ``classes_`` (``classes=clf.classes_``) and
+any labels work (strings included). Without ``classes``, ``y_true`` must already hold integer
+column indices ``0 .. n_classes - 1``. The top-label prediction is
+``np.argmax(proba, axis=1)``; ties go to the first of the tied columns, as in scikit-learn's
+``predict``.
 """
 
 from __future__ import annotations
@@ -63,7 +61,7 @@ def _as_finite_float_1d(values, name):
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}.") from exc
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)][0]
-        raise ValueError(f"{name} must be finite, got {bad!r} at index {_first_bad(arr)}.")
+        raise ValueError(f"{name} must be finite, got {float(bad)} at index {_first_bad(arr)}.")
     return arr
 
 
@@ -100,14 +98,14 @@ def _check_proba(proba):
         raise ValueError(f"proba must be finite, got a non-finite value at {_first_bad(proba)}.")
     if proba.min() < -_ROW_SUM_ATOL or proba.max() > 1 + _ROW_SUM_ATOL:
         raise ValueError(
-            f"proba must lie in [0, 1], got values in [{proba.min()!r}, {proba.max()!r}]."
+            f"proba must lie in [0, 1], got values in [{proba.min():g}, {proba.max():g}]."
         )
     sums = proba.sum(axis=1)
     off = np.abs(sums - 1.0) > _ROW_SUM_ATOL
     if np.any(off):
         row = int(np.flatnonzero(off)[0])
         raise ValueError(
-            f"proba rows must sum to 1 (within {_ROW_SUM_ATOL}); row {row} sums to {sums[row]!r}."
+            f"proba rows must sum to 1 (within {_ROW_SUM_ATOL}); row {row} sums to {sums[row]:.6g}."
         )
     return proba
 
@@ -144,7 +142,7 @@ def _label_indices(y_true, n_classes, classes):
         bad = y_true[(y_true < 0) | (y_true >= n_classes)][0]
         raise ValueError(
             f"y_true must hold column indices in [0, {n_classes - 1}] when classes is None, "
-            f"got {bad!r} (pass classes=clf.classes_ to use class labels)."
+            f"got {bad.item()!r} (pass classes=clf.classes_ to use class labels)."
         )
     return y_true.astype(np.intp)
 
@@ -165,7 +163,7 @@ def _confidence_and_correct(y_true, proba, classes):
 
 def _bin_index(confidence, n_bins):
     """Bin of each confidence: ``i`` such that ``edges[i] < c <= edges[i + 1]`` (0 -> bin 0)."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = np.arange(n_bins + 1) / n_bins
     return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
 
 
@@ -419,7 +417,7 @@ def area_under_learning_curve(n_labels, accuracy, *, normalize=True):
         i = int(np.flatnonzero(steps <= 0)[0])
         raise ValueError(
             "n_labels must be strictly increasing, got "
-            f"n_labels[{i}]={x[i]!r} followed by n_labels[{i + 1}]={x[i + 1]!r}."
+            f"n_labels[{i}]={x[i]:g} followed by n_labels[{i + 1}]={x[i + 1]:g}."
         )
     if x.shape[0] == 1:
         return float(y[0]) if normalize else 0.0
