@@ -262,16 +262,23 @@ def _features(classifier, X):
     return np.asarray(feats, dtype=np.float64).reshape(_num_samples(X), -1)
 
 
-def _labeled_set(classifier, X_labeled, y_labeled, *, need_X, strategy):
-    """``(X, y)`` of the labelled set from keywords or a modAL learner's training data."""
+def _labeled_set(classifier, X_labeled, y_labeled, *, need, strategy):
+    """``(X, y)`` of the labelled set from keywords or a modAL learner's training data.
+
+    ``need`` is ``""`` (nothing required), ``"X"`` or ``"Xy"``.
+    """
     if X_labeled is None:
         X_labeled = getattr(classifier, "X_training", None)
     if y_labeled is None:
         y_labeled = getattr(classifier, "y_training", None)
-    if need_X and (X_labeled is None or y_labeled is None or _num_samples(X_labeled) == 0):
+    missing = ("X" in need and (X_labeled is None or _num_samples(X_labeled) == 0)) or (
+        "y" in need and (y_labeled is None or np.size(y_labeled) == 0)
+    )
+    if missing:
+        what = "X_labeled= and y_labeled=" if "y" in need else "X_labeled="
         raise ValueError(
-            f"{strategy} needs the labelled set: pass X_labeled= and y_labeled= (or drive it "
-            "with a modAL ActiveLearner that has X_training / y_training)"
+            f"{strategy} needs the labelled set: pass {what} (or drive it with a modAL "
+            "ActiveLearner that has X_training / y_training)"
         )
     if y_labeled is not None:
         y_labeled = np.asarray(y_labeled)
@@ -526,9 +533,7 @@ def coreset_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **
 
 
 def _coreset_impl(classifier, X_pool, n, rng, *, X_labeled=None, y_labeled=None, **_):
-    X_lab, _ = _labeled_set(
-        classifier, X_labeled, y_labeled, need_X=True, strategy="coreset_sampling"
-    )
+    X_lab, _ = _labeled_set(classifier, X_labeled, y_labeled, need="X", strategy="coreset_sampling")
     n_pool = _num_samples(X_pool)
     proba, feats = _proba_and_features(classifier, X_pool, n_pool)
     lab = _features(classifier, X_lab)
@@ -588,7 +593,7 @@ def featdist_sampling(classifier, X_pool, n_instances=1, *, random_state=None, *
 
 def _featdist_impl(classifier, X_pool, n, rng, *, X_labeled=None, y_labeled=None, **_):
     X_lab, y_lab = _labeled_set(
-        classifier, X_labeled, y_labeled, need_X=True, strategy="featdist_sampling"
+        classifier, X_labeled, y_labeled, need="Xy", strategy="featdist_sampling"
     )
     classes = _classes(classifier)
     y_idx = _class_index(classes, y_lab)
@@ -708,7 +713,7 @@ def class_balanced(strategy, gamma=0.1, *, random_state=None):
             classifier,
             kwargs.get("X_labeled"),
             kwargs.get("y_labeled"),
-            need_X=False,
+            need="",
             strategy="class_balanced",
         )
         counts = np.zeros(classes.size, dtype=np.int64)
