@@ -1,0 +1,137 @@
+"""The torch module behind the estimator: a frozen backbone plus exactly one adapter."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .adapters import PromptLearner, attach_lora, text_encoder_for
+from .backbones import Backbone
+
+
+class AdaptedCLIP(nn.Module):
+    """A backbone, one adapter (prompt or LoRA), and the class texts.
+
+    Parameters
+    ----------
+    backbone : Backbone
+    classnames : list of str
+    templates : list of str
+        Each with one ``{}``; used for zero-shot scores and by the LoRA adapter.
+    adapter : {"prompt", "lora"}
+    adapter_kw : dict
+        For "prompt": n_ctx, ctx_init, class_specific. For "lora": r, alpha, dropout,
+        towers, targets.
+    generator : torch.Generator
+        Source of the prompt initialisation (LoRA initialises from the global RNG,
+        which the caller forks and seeds).
+    """
+
+    def __init__(self, backbone: Backbone, classnames, templates, adapter, adapter_kw, generator):
+        super().__init__()
+        self.adapter = adapter
+        self.tokenizer = backbone.tokenizer
+        self.zero_shot = True  # until trained: scores use the templates
+        tokens = backbone.tokenizer([t.format(c) for c in classnames for t in templates])
+        self.register_buffer("template_tokens", tokens, persistent=False)
+        self.n_classes, self.n_templates = len(classnames), len(templates)
+        if adapter == "prompt":
+            self.clip = backbone.model
+            self.prompt = PromptLearner(
+                text_encoder_for(backbone.model), backbone.tokenizer, classnames,
+                generator=generator, **adapter_kw,
+            )
+            self.vision_frozen, self.text_frozen = True, False
+        else:
+            self.peft = attach_lora(backbone.model, **adapter_kw)
+            self.clip = self.peft.get_base_model()
+            self.prompt = None
+            towers = adapter_kw["towers"]
+            self.vision_frozen = towers == "text"
+            self.text_frozen = towers == "vision"
+        self.freeze_eval()
+
+    # -- modes -----------------------------------------------------------------------
+    def freeze_eval(self):
+        """Everything in eval mode (frozen BatchNorm statistics, no dropout)."""
+        self.eval()
+        return self
+
+    def adapter_train(self):
+        """Train mode for the adapter only: LoRA dropout active, backbone stays in eval."""
+        self.eval()
+        for name, m in self.named_modules():
+            if "lora_dropout" in name:
+                m.train()
+        return self
+
+    # -- parameters --------------------------------------------------------------------
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """The trainable tensors (context vectors or LoRA weights)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Adapter tensors only, detached, on the CPU."""
+        return {
+            n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad
+        }
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load tensors saved by :meth:`adapter_state_dict` (names and shapes must match)."""
+        own = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        if set(own) != set(state):
+            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            raise ValueError(
+                f"adapter weights do not fit this model: missing {missing[:3]}, "
+                f"unexpected {extra[:3]}"
+            )
+        with torch.no_grad():
+            for n, p in own.items():
+                if p.shape != state[n].shape:
+                    raise ValueError(
+                        f"adapter tensor {n!r} has shape {tuple(state[n].shape)}, "
+                        f"expected {tuple(p.shape)}"
+                    )
+                p.copy_(state[n].to(p.device, p.dtype))
+
+    # -- features ----------------------------------------------------------------------
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features (float32)."""
+        return F.normalize(self.clip.encode_image(images).float(), dim=-1)
+
+    def template_features(self) -> torch.Tensor:
+        """Zero-shot class features: the normalised mean over templates."""
+        f = F.normalize(self.clip.encode_text(self.template_tokens).float(), dim=-1)
+        f = f.view(self.n_classes, self.n_templates, -1).mean(dim=1)
+        return F.normalize(f, dim=-1)
+
+    def text_features(self) -> torch.Tensor:
+        """L2-normalised class features ``(n_classes, d)`` of the current adapter."""
+        if self.prompt is not None and not self.zero_shot:
+            return F.normalize(self.prompt().float(), dim=-1)
+        return self.template_features()
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine similarities (plus the backbone's logit bias, if it has one)."""
+        z = self.clip.logit_scale.exp().float() * image_features @ text_features.t()
+        bias = getattr(self.clip, "logit_bias", None)
+        return z + bias.float() if bias is not None else z
+
+    def merged(self):
+        """Context manager: LoRA weights merged into the base layers (faster inference)."""
+        return _Merged(self.peft if self.adapter == "lora" else None)
+
+
+class _Merged:
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+
+    def __enter__(self):
+        if self.peft_model is not None:
+            self.peft_model.merge_adapter()
+
+    def __exit__(self, *exc):
+        if self.peft_model is not None:
+            self.peft_model.unmerge_adapter()
+        return False

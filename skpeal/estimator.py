@@ -1,0 +1,643 @@
+"""CLIPAdapterClassifier: the scikit-learn contract over an adapted open_clip model."""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from . import __version__
+from ._model import AdaptedCLIP
+from ._training import autocast_dtype, predict_logits, train
+from .backbones import load_backbone
+from .data import Preprocessor, check_images
+from .losses import CALIBRATION_MODES
+
+__all__ = ["CLIPAdapterClassifier"]
+
+_DEFAULT_TEMPLATES = ("a photo of a {}.",)
+# Parameters that determine the shape of the adapted network (what a saved adapter needs).
+_STRUCTURAL = (
+    "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific", "lora_r",
+    "lora_alpha", "lora_towers", "lora_targets", "templates",
+)
+
+
+class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
+    """Image classifier over an open_clip model tuned by prompt vectors or LoRA.
+
+    The backbone stays frozen; only the adapter is trained (CoOp context vectors, or
+    LoRA weights through peft), with cross-entropy plus, optionally, the differentiable
+    uncertainty-calibration loss that makes the model's entropy high where it is wrong
+    (Narayanan et al., IJCNN 2025). Class scores are scaled cosine similarities between
+    image features and class text features.
+
+    Parameters
+    ----------
+    model : str or path-like, default="ViT-B-32"
+        Backbone: an open_clip model name, a name registered in
+        :mod:`skpeal.backbones` (``"skpeal-tiny"`` is a tiny random model for tests),
+        an open_clip ``hf-hub:``/``local-dir:`` name, a local folder, or a model-config
+        JSON file. See :func:`skpeal.backbones.load_backbone`.
+    pretrained : str, path-like or None, default="openai"
+        open_clip pretrained tag, local weights file, or None for random weights.
+    classes : array-like or None, default=None
+        The full list of labels. Given, ``classes_`` is ``np.unique(classes)`` whatever
+        labels ``y`` holds, so classes without a label yet can still be predicted (the
+        usual case early in active learning). None: the labels seen in ``y``.
+    classnames : dict, list of str or None, default=None
+        Text of each class: a mapping ``label -> text``, or a list aligned with
+        ``classes`` (or, when ``classes`` is None, with the sorted labels). None uses
+        ``str(label)`` with underscores replaced by spaces.
+    templates : list of str or None, default=None
+        Prompt templates with one ``{}`` for the class text, averaged for zero-shot
+        scores and used by the LoRA adapter. None means ``["a photo of a {}."]``.
+    adapter : {"prompt", "lora"}, default="prompt"
+        The one adapter that is trained.
+    n_ctx : int, default=16
+        Prompt adapter: number of learned context vectors (replaced by the token count
+        of ``ctx_init`` when that is given).
+    ctx_init : str or None, default=None
+        Prompt adapter: words to initialise the context from (e.g. ``"a photo of a"``);
+        None draws the vectors from N(0, 0.02).
+    class_specific : bool, default=True
+        Prompt adapter: one context per class (True) or one shared context.
+    lora_r : int, default=4
+        LoRA rank.
+    lora_alpha : float, default=4.0
+        LoRA scale numerator; the update is scaled by ``lora_alpha / sqrt(lora_r)``.
+    lora_dropout : float, default=0.25
+        Dropout on the LoRA input during training.
+    lora_towers : {"both", "vision", "text"}, default="both"
+        Towers that get LoRA adapters.
+    lora_targets : {"attention", "mlp", "attention+mlp"} or list of str, default="attention"
+        Which layers of those towers; a list holds module-name regular expressions. See
+        :func:`skpeal.adapters.resolve_lora_targets`.
+    calibration : {"balanced", "sum", "effective"} or None, default="balanced"
+        How the calibration terms of correct and incorrect samples combine; None
+        trains with cross-entropy only. See :func:`skpeal.losses.calibration_loss`.
+    calibration_weight : float, default=1.0
+        Weight (lambda) of the calibration term, reached at the end of training.
+    calibration_warmup : float or None, default=0.1
+        Fraction of training over which the weight warms up before rising linearly to
+        ``calibration_weight``; None or 0 keeps the weight constant. See
+        :func:`skpeal.losses.calibration_weight_at`.
+    max_epochs : int, default=10
+        Training epochs. 0 trains nothing: ``fit`` prepares the frozen model and
+        ``predict_proba`` gives zero-shot probabilities over ``classes_``.
+    batch_size : int, default=32
+        Training batch size.
+    lr : float, default=0.002
+        Peak learning rate.
+    optimizer : {"sgd", "adamw"}, default="sgd"
+        SGD uses momentum 0.9.
+    weight_decay : float, default=5e-4
+    warmup_epochs : int, default=1
+        Linear learning-rate warm-up, then a cosine decay to 0 over the remaining steps.
+    augment : bool, default=False
+        Random resized crop (area 0.5-1) and horizontal flip at the model's input size.
+        Off by default: with a frozen image tower, unaugmented images are encoded once
+        per fit instead of once per epoch.
+    predict_batch_size : int, default=256
+        Batch size of inference (``predict_proba``, ``embed``, feature encoding).
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        ``"auto"``: bf16 autocast on CUDA devices that support it, else fp16 (with
+        gradient scaling); always fp32 on the CPU.
+    random_state : int, numpy Generator/RandomState or None, default=None
+        Seeds adapter initialisation, shuffling, augmentation and dropout. The global
+        torch and numpy random states are left as they were.
+    verbose : int, default=0
+        > 0 shows a tqdm progress bar over epochs.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, the column order of :meth:`predict_proba`.
+    model_ : torch.nn.Module
+        The backbone with its adapter (``skpeal._model.AdaptedCLIP``).
+    history_ : list of dict
+        Per epoch: ``epoch``, ``loss``, ``ce``, ``calibration``, ``calibration_weight``,
+        ``train_accuracy``, ``lr``, ``time`` (seconds). Empty for zero-shot fits.
+    device_ : torch.device
+        Where the model lives.
+    n_trainable_params_ : int
+        Number of adapter parameters.
+
+    See Also
+    --------
+    skpeal.strategies : query strategies for modAL's ``ActiveLearner``.
+
+    Notes
+    -----
+    Pickling (``pickle``, ``joblib``) stores the backbone description and the adapter
+    weights, not the backbone; loading rebuilds the backbone (from the local cache or
+    file it came from) on the CPU when no GPU is present.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skpeal import CLIPAdapterClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    >>> y = ["cat", "dog"] * 4
+    >>> clf = CLIPAdapterClassifier(model="skpeal-tiny", pretrained=None, n_ctx=4,
+    ...                             max_epochs=1, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X).shape
+    (8, 2)
+    >>> list(clf.classes_)
+    ['cat', 'dog']
+    """
+
+    def __init__(
+        self,
+        *,
+        model="ViT-B-32",
+        pretrained="openai",
+        classes=None,
+        classnames=None,
+        templates=None,
+        adapter="prompt",
+        n_ctx=16,
+        ctx_init=None,
+        class_specific=True,
+        lora_r=4,
+        lora_alpha=4.0,
+        lora_dropout=0.25,
+        lora_towers="both",
+        lora_targets="attention",
+        calibration="balanced",
+        calibration_weight=1.0,
+        calibration_warmup=0.1,
+        max_epochs=10,
+        batch_size=32,
+        lr=0.002,
+        optimizer="sgd",
+        weight_decay=5e-4,
+        warmup_epochs=1,
+        augment=False,
+        predict_batch_size=256,
+        device="auto",
+        precision="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.pretrained = pretrained
+        self.classes = classes
+        self.classnames = classnames
+        self.templates = templates
+        self.adapter = adapter
+        self.n_ctx = n_ctx
+        self.ctx_init = ctx_init
+        self.class_specific = class_specific
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_towers = lora_towers
+        self.lora_targets = lora_targets
+        self.calibration = calibration
+        self.calibration_weight = calibration_weight
+        self.calibration_warmup = calibration_warmup
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.augment = augment
+        self.predict_batch_size = predict_batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _validated_params(self) -> dict:
+        p = self.get_params()
+
+        def choice(name, options):
+            if p[name] not in options:
+                raise ValueError(f"{name} must be one of {options}, got {p[name]!r}")
+
+        def integer(name, low):
+            v = p[name]
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+            p[name] = int(v)
+
+        def real(name, low, high=np.inf, low_open=False):
+            v = p[name]
+            bad = not isinstance(v, numbers.Real) or isinstance(v, bool) or not np.isfinite(v)
+            if not bad:
+                bad = v <= low if low_open else v < low
+                bad = bad or v > high
+            if bad:
+                raise ValueError(f"{name} must be a number in {'(' if low_open else '['}"
+                                 f"{low}, {high}], got {v!r}")
+            p[name] = float(v)
+
+        choice("adapter", ("prompt", "lora"))
+        choice("calibration", (None, *CALIBRATION_MODES))
+        choice("optimizer", ("sgd", "adamw"))
+        choice("precision", ("auto", "fp32", "bf16", "fp16"))
+        choice("lora_towers", ("both", "vision", "text"))
+        for name, low in (("n_ctx", 1), ("lora_r", 1), ("max_epochs", 0), ("batch_size", 1),
+                          ("warmup_epochs", 0), ("predict_batch_size", 1), ("verbose", 0)):
+            integer(name, low)
+        real("lr", 0.0, low_open=True)
+        real("weight_decay", 0.0)
+        real("lora_alpha", 0.0, low_open=True)
+        real("lora_dropout", 0.0, 0.999)
+        real("calibration_weight", 0.0)
+        if p["calibration_warmup"] is None:
+            p["calibration_warmup"] = 0.0
+        real("calibration_warmup", 0.0, 0.999)
+        if not isinstance(p["augment"], (bool, np.bool_)):
+            raise ValueError(f"augment must be a bool, got {p['augment']!r}")
+        if not isinstance(p["class_specific"], (bool, np.bool_)):
+            raise ValueError(f"class_specific must be a bool, got {p['class_specific']!r}")
+        if p["ctx_init"] is not None and not (isinstance(p["ctx_init"], str) and p["ctx_init"].strip()):
+            raise ValueError(f"ctx_init must be None or non-empty words, got {p['ctx_init']!r}")
+        templates = _DEFAULT_TEMPLATES if p["templates"] is None else p["templates"]
+        if isinstance(templates, str):
+            templates = [templates]
+        templates = list(templates)
+        if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
+            raise ValueError(
+                f"templates must be a non-empty list of strings with exactly one '{{}}', "
+                f"got {p['templates']!r}"
+            )
+        p["templates"] = tuple(templates)
+        p["device"] = _resolve_device(p["device"])
+        return p
+
+    def _resolve_classes(self, y):
+        """classes_ and the text of each class, validated against y."""
+        if self.classes is not None:
+            given = np.asarray(self.classes)
+            if given.ndim != 1 or given.size == 0:
+                raise ValueError(f"classes must be a non-empty 1-D list of labels, got {self.classes!r}")
+            classes = np.unique(given)
+            if classes.size != given.size:
+                raise ValueError("classes contains duplicate labels")
+            if y is not None:
+                unknown = np.setdiff1d(np.unique(y), classes)
+                if unknown.size:
+                    raise ValueError(
+                        f"y contains labels that are not in classes: {unknown[:10].tolist()}"
+                    )
+            order = list(given)
+        else:
+            classes = np.unique(y)
+            order = list(classes)
+        if classes.size < 2:
+            raise ValueError(
+                f"y holds a single class ({classes[0]!r}); a classifier needs at least two. "
+                "Pass the full label set as classes=[...] to fit on fewer."
+            )
+        cn = self.classnames
+        if cn is None:
+            names = {c: str(c).replace("_", " ") for c in classes}
+        elif isinstance(cn, Mapping):
+            missing = [c for c in classes if c not in cn]
+            if missing:
+                raise ValueError(f"classnames has no text for classes {missing[:10]}")
+            names = {c: str(cn[c]) for c in classes}
+        else:
+            cn = list(cn)
+            if len(cn) != len(order):
+                raise ValueError(
+                    f"classnames has {len(cn)} entries but there are {len(order)} classes"
+                )
+            names = {c: str(t) for c, t in zip(order, cn)}
+        return classes, [names[c] for c in classes]
+
+    # ------------------------------------------------------------------ building
+    def _build(self, params, classnames):
+        backbone = load_backbone(params["model"], params["pretrained"])
+        if params["adapter"] == "prompt":
+            kw = dict(n_ctx=params["n_ctx"], ctx_init=params["ctx_init"],
+                      class_specific=bool(params["class_specific"]))
+        else:
+            kw = dict(r=params["lora_r"], alpha=params["lora_alpha"],
+                      dropout=params["lora_dropout"], towers=params["lora_towers"],
+                      targets=params["lora_targets"])
+        gen = torch.Generator().manual_seed(params["_seed"])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params["_seed"])  # peft draws LoRA weights from the global RNG
+            module = AdaptedCLIP(backbone, classnames, params["templates"], params["adapter"],
+                                 kw, gen)
+        pre = Preprocessor(backbone.image_size, backbone.mean, backbone.std,
+                           backbone.interpolation, backbone.resize_mode)
+        return module.to(params["device"]), pre, gen
+
+    # ------------------------------------------------------------------ sklearn API
+    def fit(self, X, y=None):
+        """Train the adapter on labelled images (a fresh adapter every call).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or sequence of paths / PIL images
+            Images; see :mod:`skpeal.data` for the accepted forms.
+        y : array-like of shape (n_samples,) or None
+            Labels, any hashable values (str, int, ...). None is allowed only with
+            ``max_epochs=0`` and ``classes`` given: a zero-shot model with no label at
+            all, e.g. to drive the first round of active learning.
+
+        Returns
+        -------
+        self : CLIPAdapterClassifier
+        """
+        params = self._validated_params()
+        source = check_images(X)
+        if y is None:
+            if params["max_epochs"] != 0 or self.classes is None:
+                raise ValueError(
+                    "y is None: fitting without labels needs max_epochs=0 and classes=[...] "
+                    "(a zero-shot model)"
+                )
+        else:
+            y = column_or_1d(y, warn=True)
+            if len(y) != len(source):
+                raise ValueError(f"X has {len(source)} images but y has {len(y)} labels")
+            check_classification_targets(y)
+        classes, classnames = self._resolve_classes(y)
+        params["_seed"] = _seed_from(self.random_state)
+        params["_classnames"] = classnames
+        module, pre, gen = self._build(params, classnames)
+        dtype = autocast_dtype(params["device"], params["precision"])
+        history = []
+        if y is not None and params["max_epochs"] > 0:
+            y_idx = np.searchsorted(classes, y)
+            progress = None
+            if params["verbose"] > 0:
+                from tqdm.auto import tqdm
+
+                progress = tqdm(total=params["max_epochs"], desc="fit", unit="epoch")
+            with torch.random.fork_rng(devices=_cuda_devices(params["device"])):
+                torch.manual_seed(params["_seed"])  # LoRA dropout
+                try:
+                    history = train(module, source, y_idx, pre, params=params,
+                                    device=params["device"], dtype=dtype, generator=gen,
+                                    progress=progress)
+                finally:
+                    if progress is not None:
+                        progress.close()
+        self.classes_ = classes
+        self.model_ = module
+        self.history_ = history
+        self.device_ = params["device"]
+        self.n_trainable_params_ = sum(p.numel() for p in module.adapter_parameters())
+        self._fit_params = params
+        self._preprocess = pre
+        return self
+
+    def _predict_logits(self, X):
+        check_is_fitted(self, "model_")
+        source = check_images(X)
+        p = self._fit_params
+        return predict_logits(self.model_, source, self._preprocess, device=self.device_,
+                              dtype=autocast_dtype(self.device_, p["precision"]),
+                              batch_size=p["predict_batch_size"])
+
+    def predict_proba_embed(self, X):
+        """Class probabilities and image features from one pass over ``X``.
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), float64
+        features : ndarray of shape (n_samples, n_features), float64
+            L2-normalised image features of the current model.
+        """
+        logits, feats = self._predict_logits(X)
+        proba = torch.softmax(logits.double(), dim=1).numpy()
+        return proba, feats.double().numpy()
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), float64
+            Rows sum to 1.
+        """
+        return self.predict_proba_embed(X)[0]
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba` (computed stably from the logits).
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), float64
+        """
+        logits, _ = self._predict_logits(X)
+        return torch.log_softmax(logits.double(), dim=1).numpy()
+
+    def predict(self, X):
+        """Most probable label of each image.
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        logits, _ = self._predict_logits(X)
+        return self.classes_[logits.argmax(dim=1).numpy()]
+
+    def embed(self, X):
+        """L2-normalised image features of the current model.
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features), float64
+        """
+        return self.predict_proba_embed(X)[1]
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        module = state.pop("model_", None)
+        state.pop("_preprocess", None)
+        if module is not None:
+            state["_adapter_state"] = module.adapter_state_dict()
+            state["_zero_shot"] = module.zero_shot
+            state["_fit_params"] = {**state["_fit_params"], "device": str(self.device_)}
+        state.pop("device_", None)
+        state["_skpeal_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        adapter_state = state.pop("_adapter_state", None)
+        zero_shot = state.pop("_zero_shot", True)
+        state.pop("_skpeal_version", None)
+        self.__dict__.update(state)
+        if adapter_state is not None:
+            params = dict(self._fit_params)
+            params["device"] = _loadable_device(params["device"])
+            self._restore(params, adapter_state, zero_shot)
+
+    def _restore(self, params, adapter_state, zero_shot):
+        module, pre, _ = self._build(params, params["_classnames"])
+        module.load_adapter_state_dict(adapter_state)
+        module.zero_shot = zero_shot
+        self.model_ = module
+        self._preprocess = pre
+        self.device_ = params["device"]
+        self._fit_params = params
+
+    def save_adapter(self, path):
+        """Save the adapter weights and what is needed to rebuild them (safetensors).
+
+        The file holds only the adapter tensors plus, as metadata, the backbone
+        description, the adapter parameters and ``classes_``; never the backbone.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        check_is_fitted(self, "model_")
+        from safetensors.torch import save_file
+
+        p = self._fit_params
+        classes = self.classes_.tolist()
+        meta = {
+            "skpeal_version": __version__,
+            "params": {k: (list(p[k]) if isinstance(p[k], tuple) else p[k]) for k in _STRUCTURAL},
+            "classes": classes,
+            "classnames": p["_classnames"],
+            "zero_shot": self.model_.zero_shot,
+        }
+        try:
+            text = json.dumps(meta)
+        except TypeError as exc:
+            raise TypeError(
+                f"cannot save an adapter whose labels or params are not JSON values ({exc}); "
+                "use pickle/joblib instead"
+            ) from None
+        save_file(self.model_.adapter_state_dict(), os.fspath(path), metadata={"skpeal": text})
+
+    def load_adapter(self, path):
+        """Load an adapter saved by :meth:`save_adapter` into this estimator.
+
+        The estimator's parameters that shape the adapter (``model``, ``pretrained``,
+        ``adapter``, ``n_ctx``, ``lora_*``, ...) must equal those in the file;
+        ``classes_`` is taken from the file. Only safetensors files are read: nothing
+        is unpickled.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        self : CLIPAdapterClassifier
+        """
+        from safetensors import safe_open
+
+        try:
+            with safe_open(os.fspath(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["skpeal"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (KeyError, ValueError, OSError) as exc:
+            raise ValueError(f"{os.fspath(path)!r} is not an skpeal adapter file: {exc}") from None
+        params = self._validated_params()
+        mine = {k: (list(params[k]) if isinstance(params[k], tuple) else params[k])
+                for k in _STRUCTURAL}
+        diff = {k: (mine[k], v) for k, v in meta["params"].items() if mine.get(k) != v}
+        if diff:
+            raise ValueError(
+                "the adapter file was saved with other parameters: "
+                + ", ".join(f"{k}={b!r} (this estimator has {a!r})" for k, (a, b) in diff.items())
+            )
+        params["_seed"] = 0
+        params["_classnames"] = meta["classnames"]
+        self._restore(params, tensors, meta["zero_shot"])
+        self.classes_ = np.asarray(meta["classes"])
+        self.history_ = []
+        self.n_trainable_params_ = sum(t.numel() for t in tensors.values())
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = False
+        return tags
+
+
+def _seed_from(random_state) -> int:
+    """An int seed from ``random_state`` without touching any global random state."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state) % (2**63)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    raise ValueError(f"random_state must be None, an int or a numpy generator, got {random_state!r}")
+
+
+def _resolve_device(device) -> torch.device:
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA devices")
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+def _loadable_device(saved: str) -> torch.device:
+    """The saved device when it exists here, else the CPU (a GPU pickle loads anywhere)."""
+    dev = torch.device(saved)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return dev
+
+
+def _cuda_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
