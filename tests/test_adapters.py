@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from skpeal.adapters import PromptLearner, attach_lora, resolve_lora_targets, text_encoder_for
+from skpeal.backbones import TINY_MODEL, load_backbone
+
+
+@pytest.fixture()
+def tiny():
+    return load_backbone(TINY_MODEL)
+
+
+def test_prompt_with_ctx_init_reproduces_encode_text(tiny):
+    names = ["cat", "traffic light", "dog"]
+    pl = PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, names, ctx_init="a photo of a")
+    assert pl.n_ctx == 4 and pl.ctx.shape == (3, 4, 32)
+    with torch.no_grad():
+        ours = pl()
+        ref = tiny.model.encode_text(tiny.tokenizer([f"a photo of a {n}." for n in names]))
+    torch.testing.assert_close(ours, ref)
+
+
+def test_prompt_shared_context_and_gradient_reaches_ctx_only(tiny):
+    gen = torch.Generator().manual_seed(0)
+    pl = PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, ["a", "b"], n_ctx=3,
+                       class_specific=False, generator=gen)
+    assert pl.ctx.shape == (3, 32)
+    assert float(pl.ctx.detach().std()) == pytest.approx(0.02, rel=0.5)
+    pl().sum().backward()
+    assert pl.ctx.grad is not None and pl.ctx.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tiny.model.parameters())
+
+
+def test_prompt_too_long_for_context(tiny):
+    with pytest.raises(ValueError, match="context length"):
+        PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, ["cat"], n_ctx=16)
+
+
+def test_resolve_lora_targets(tiny):
+    m = tiny.model
+    assert resolve_lora_targets(m, "both", "attention") == [
+        "transformer.resblocks.0.attn", "visual.transformer.resblocks.0.attn"]
+    assert resolve_lora_targets(m, "vision", "mlp") == [
+        "visual.transformer.resblocks.0.mlp.c_fc", "visual.transformer.resblocks.0.mlp.c_proj"]
+    assert len(resolve_lora_targets(m, "text", "attention+mlp")) == 3
+    assert resolve_lora_targets(m, "vision", [r".*attn"]) == ["visual.transformer.resblocks.0.attn"]
+    with pytest.raises(ValueError, match="matches no module in the vision"):
+        resolve_lora_targets(m, "vision", [r"transformer\..*"])
+    with pytest.raises(ValueError, match="lora_towers"):
+        resolve_lora_targets(m, "image", "attention")
+    with pytest.raises(ValueError, match="lora_targets"):
+        resolve_lora_targets(m, "both", "everything")
+
+
+def test_attach_lora_trains_only_adapters_and_changes_outputs(tiny):
+    x = torch.rand(2, 3, 32, 32)
+    tokens = tiny.tokenizer(["a cat"])
+    with torch.no_grad():
+        img0, txt0 = tiny.model.encode_image(x), tiny.model.encode_text(tokens)
+    peft_model = attach_lora(tiny.model, r=2, towers="both", targets="attention+mlp")
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    base = peft_model.get_base_model()
+    with torch.no_grad():  # lora_B starts at zero: outputs unchanged
+        torch.testing.assert_close(base.encode_image(x), img0)
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+        assert not torch.allclose(base.encode_image(x), img0)
+        assert not torch.allclose(base.encode_text(tokens), txt0)
+
+
+def test_attach_lora_validates(tiny):
+    with pytest.raises(ValueError, match="lora_r"):
+        attach_lora(tiny.model, r=0)
+    with pytest.raises(ValueError, match="lora_dropout"):
+        attach_lora(tiny.model, dropout=1.5)
