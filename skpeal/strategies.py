@@ -26,7 +26,8 @@ from ``classifier.predict_proba``. Feature-based strategies look at the *estimat
 The labelled set (needed by ``coreset_sampling``, ``featdist_sampling`` and for the class
 counts of ``class_balanced``) is taken from the ``X_labeled`` / ``y_labeled`` keywords when
 given (``learner.query(X_pool, n_instances=k, X_labeled=X, y_labeled=y)`` forwards them),
-else from the learner's ``X_training`` / ``y_training`` attributes.
+else from the learner's ``X_training`` / ``y_training`` attributes. Feature-based
+strategies embed the labelled set too (a pass over the labelled set, not over the pool).
 
 Randomness (tie breaking, random picks) comes only from
 ``np.random.default_rng(random_state)``; the global NumPy RNG is never used.
@@ -41,6 +42,7 @@ import numpy as np
 from scipy.special import entr
 
 __all__ = [
+    "check_proba",
     "entropy_scores",
     "margin_scores",
     "least_confidence_scores",
@@ -462,7 +464,8 @@ def badge_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **kw
 
     Notes
     -----
-    The embeddings take ``n_samples * n_classes * n_features`` floats of memory.
+    The embeddings take ``n_samples * n_classes * n_features`` float32 values of memory
+    (2 GB for 10,000 images, 100 classes and 512-d features).
     """
     return _run(_badge_impl, classifier, X_pool, n_instances, random_state, kwargs)[:2]
 
@@ -476,11 +479,14 @@ def _badge_impl(classifier, X_pool, n, rng, **_):
     # partial-batch row mix-up).
     coef = -proba
     coef[np.arange(n_pool), proba.argmax(axis=1)] += 1.0
-    grad = (coef[:, :, None] * feats[:, None, :]).reshape(n_pool, -1)
-    norms = np.sqrt((grad * grad).sum(axis=1))
+    # ||a (x) f|| = ||a|| ||f||: exact norms without the (large) embedding matrix.
+    norms = np.linalg.norm(coef, axis=1) * np.linalg.norm(feats, axis=1)
     if n == n_pool:
         idx = _top_k(norms, n, rng)
         return idx, norms[idx], proba
+    grad = (coef.astype(np.float32)[:, :, None] * feats.astype(np.float32)[:, None, :]).reshape(
+        n_pool, -1
+    )
     seed = int(rng.integers(np.iinfo(np.int32).max))
     _, idx = kmeans_plusplus(grad, n_clusters=n, random_state=seed)
     idx = np.asarray(idx, dtype=np.intp)
@@ -690,7 +696,8 @@ def class_balanced(strategy, gamma=0.1, *, random_state=None):
         if impl is not None:
             cand, cand_scores, proba = _run(impl, classifier, X_pool, n_cand, rng, kwargs)
         else:
-            cand, cand_scores = strategy(classifier, X_pool, n_cand, **kwargs)
+            foreign_kw = {k: v for k, v in kwargs.items() if k not in ("X_labeled", "y_labeled")}
+            cand, cand_scores = strategy(classifier, X_pool, n_cand, **foreign_kw)
             proba = None
         cand = np.asarray(cand, dtype=np.intp).reshape(-1)
         cand_scores = np.asarray(cand_scores, dtype=np.float64).reshape(-1)
