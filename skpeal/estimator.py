@@ -562,13 +562,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : CLIPAdapterClassifier
         """
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(os.fspath(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {})["skpeal"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, SafetensorError) as exc:
             raise ValueError(f"{os.fspath(path)!r} is not an skpeal adapter file: {exc}") from None
         params = self._validated_params()
         mine = {k: (list(params[k]) if isinstance(params[k], tuple) else params[k])
