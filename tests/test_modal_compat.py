@@ -45,7 +45,7 @@ def _compat_enabled():
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits_flat():
     X, y = load_digits(return_X_y=True)
     return X[:400] / 16.0, y[:400]
 
@@ -249,10 +249,10 @@ def test_modal_check_on_4d_arrays_keeps_shape():
 
 # -------------------------------------------------------------- modAL's built-in strategies
 @pytest.mark.parametrize("name", ["uncertainty_sampling", "margin_sampling", "entropy_sampling"])
-def test_modal_builtin_strategies_loop(digits, name):
+def test_modal_builtin_strategies_loop(digits_flat, name):
     import modAL.uncertainty
 
-    X, y = digits
+    X, y = digits_flat
     seed = np.arange(0, 400, 20)
     pool = np.setdiff1d(np.arange(400), seed)
     learner = ActiveLearner(
@@ -271,12 +271,12 @@ def test_modal_builtin_strategies_loop(digits, name):
     assert learner.score(X, y) > 0.5
 
 
-def test_modal_committee_loop(digits):
+def test_modal_committee_loop(digits_flat):
     from modAL.disagreement import vote_entropy_sampling
 
     from skpeal.strategies import class_balanced, entropy_sampling
 
-    X, y = digits
+    X, y = digits_flat
     members = [
         ActiveLearner(
             LogisticRegression(max_iter=300, C=c),

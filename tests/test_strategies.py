@@ -561,7 +561,7 @@ def test_candidate_count_at_least_budget():
 
 # ----------------------------------------------------------------------- driven by modAL
 @pytest.fixture(scope="module")
-def digits():
+def digits_flat():
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
@@ -577,13 +577,13 @@ def digits():
     ],
     ids=lambda f: f.__name__,
 )
-def test_modal_active_learner_loop(digits, strategy):
+def test_modal_active_learner_loop(digits_flat, strategy):
     from modAL.models import ActiveLearner
     from sklearn.linear_model import LogisticRegression
 
     import skpeal  # noqa: F401  (applies the modAL compatibility layer)
 
-    X, y = digits
+    X, y = digits_flat
     seed = np.arange(0, 400, 20)  # 20 labelled, every class present
     pool = np.setdiff1d(np.arange(400), seed)
     learner = ActiveLearner(
@@ -603,13 +603,13 @@ def test_modal_active_learner_loop(digits, strategy):
     assert learner.score(X, y) > 0.5
 
 
-def test_modal_learner_supplies_labelled_set_and_metrics(digits):
+def test_modal_learner_supplies_labelled_set_and_metrics(digits_flat):
     from modAL.models import ActiveLearner
     from sklearn.linear_model import LogisticRegression
 
     import skpeal  # noqa: F401
 
-    X, y = digits
+    X, y = digits_flat
     learner = ActiveLearner(
         LogisticRegression(max_iter=300), featdist_sampling, X_training=X[:30], y_training=y[:30]
     )
