@@ -100,7 +100,7 @@ def test_empty_groups_contribute_zero(mode):
     (all_correct + all_wrong).backward()
     assert torch.isfinite(logits.grad).all()
     if mode == "balanced":  # with one group empty, the balanced weights are (0, 1)/(1, 0)*0
-        assert float(all_correct) == 0.0
+        assert all_correct.item() == 0.0
 
 
 def test_no_batch_clamp_a_confident_mistake_does_not_kill_the_gradient():
