@@ -264,3 +264,18 @@ def _require_network(name: str, tag: str, timeout: float = 2.0) -> None:
         raise RuntimeError(
             advice.format(why=f"huggingface.co cannot be reached ({exc.__class__.__name__})")
         ) from None
+
+
+# -- offline default backbone --------------------------------------------------------------
+
+
+def _effnet_lite0_minilm(pretrained: str | None) -> Backbone:
+    # Imported here so that ``import skpeal.backbones`` does not pull in timm/transformers.
+    from ._offline_backbone import build_backbone
+
+    return build_backbone(pretrained)
+
+
+#: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, aligned through the ImageNet head;
+#: needs the ``offline`` extra. See :mod:`skpeal._offline_backbone`.
+register_backbone("effnet-lite0-minilm", _effnet_lite0_minilm)
