@@ -171,7 +171,9 @@ def _load_open_clip(model: str, pretrained: str | None) -> Backbone:
         if os.path.isfile(pretrained):
             pass  # open_clip loads local files itself (weights_only=True)
         elif ":" in name:
-            raise ValueError(f"pretrained={pretrained!r} is not a file; with {name!r} leave it None")
+            raise ValueError(
+                f"pretrained={pretrained!r} is not a file; with {name!r} leave it None"
+            )
         else:
             cfg = open_clip.get_pretrained_cfg(name, pretrained)
             if not cfg:

@@ -46,9 +46,11 @@ class _OpenCLIPTextEncoder:
         x = x.to(cast_dtype) + m.positional_embedding.to(cast_dtype)
         x = m.transformer(x, attn_mask=m.attn_mask)
         x = m.ln_final(x)
-        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
-        if m.text_projection is not None:
-            x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        eos = getattr(m, "text_eos_id", None)
+        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=eos)
+        proj = m.text_projection
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
         return x
 
 

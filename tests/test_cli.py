@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+import pytest
+
+from skpeal.cli import main
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--strategies", "foo"], "unknown strategy 'foo'"),
+        (["--budget", "0"], "budget must be an integer >= 1"),
+        (["--rounds", "0"], "rounds must be an integer >= 1"),
+        (["--data", "/no/such/folder"], "neither 'fashion-mnist'"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(tmp_path, capsys, args, match):
+    base = ["run", "--data", "digits", "--model", "skpeal-tiny", "--out", str(tmp_path / "o"),
+            "--quiet"]
+    # later flags win in argparse, so the bad value overrides the base one
+    assert main(base + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skpeal: error:") and match in err[0]
+
+
+def test_empty_class_folder_and_unreadable_image(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "a" / "x.png").write_bytes(b"not a png")
+    assert main(["run", "--data", str(root), "--model", "skpeal-tiny", "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("skpeal: error:") and "\n" not in err and "b" in err
+
+
+def test_run_and_report_from_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "skpeal.cli", "run", "--data", "digits", "--model",
+           "skpeal-tiny", "--strategies", "random", "entropy", "--rounds", "2", "--seeds", "0",
+           "--pool-size", "100", "--test-size", "50", "--epochs", "1", "--n-ctx", "4",
+           "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| random |" in done.stdout and (out / "learning_curves.png").exists()
+    rep = subprocess.run([sys.executable, "-m", "skpeal.cli", "report", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 0 and "| entropy |" in rep.stdout
