@@ -67,6 +67,7 @@ __all__ = [
     "CONTEXT_LENGTH",
     "DEFAULT_IMAGE_SIZE",
     "EMBED_DIM",
+    "LORA_VISION_TARGETS",
     "MODEL_NAME",
     "build_backbone",
     "cache_dir",
@@ -80,6 +81,17 @@ DEFAULT_IMAGE_SIZE = 112
 CONTEXT_LENGTH = 32
 #: Joint embedding width: 1280 pooled image features + 1 constant for the head's bias.
 EMBED_DIM = 1281
+
+#: Suggested LoRA targets in the image tower (patterns for ``lora_targets``): the 1x1
+#: (pointwise, stride 1) convolutions of the last two stages and the final 1x1 head
+#: convolution, 11 ``Conv2d`` layers. The depthwise and strided convolutions are left
+#: out: timm's ``Conv2dSame`` pads at run time, which peft's LoRA branch would not follow.
+#: In the text tower, the BERT ``query``/``key``/``value`` layers are the "attention"
+#: targets (18 ``Linear``), ``intermediate.dense``/``output.dense`` the "mlp" ones (12).
+LORA_VISION_TARGETS = (
+    r"visual\.trunk\.blocks\.[56]\.\d+\.conv_pwl?",
+    r"visual\.trunk\.conv_head",
+)
 
 _MEAN = (0.5, 0.5, 0.5)
 _STD = (0.5, 0.5, 0.5)

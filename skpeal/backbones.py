@@ -272,7 +272,7 @@ def _require_network(name: str, tag: str, timeout: float = 2.0) -> None:
 
 
 def _effnet_lite0_minilm(pretrained: str | None) -> Backbone:
-    # Imported here so that ``import skpeal.backbones`` does not pull in timm/transformers.
+    # Imported here: ``import skpeal.backbones`` neither loads nor builds anything of it.
     from ._offline_backbone import build_backbone
 
     return build_backbone(pretrained)

@@ -108,7 +108,7 @@ def test_text_scores_follow_the_imagenet_head(built):
     backbone, _ = built
     model = backbone.model
     state = torch.load(ob._weight_sources()[0], weights_only=True)
-    classes = list(range(0, 1000, 25))
+    classes = list(range(0, 1000, 40))
     prompts = [ob._TEMPLATE.format(IMAGENET_CLASSNAMES[c]) for c in classes]
     images = torch.rand(3, 3, 112, 112, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
@@ -280,7 +280,7 @@ def test_zero_shot_fashion_mnist_above_chance(built):
     from skpeal.datasets import load_fashion_mnist
 
     try:
-        data = load_fashion_mnist(n_train=10, n_test=200, random_state=0)
+        data = load_fashion_mnist(n_train=10, n_test=100, random_state=0)
     except FileNotFoundError:
         pytest.skip("Debian package dataset-fashion-mnist not installed")
     backbone, _ = built
@@ -292,5 +292,135 @@ def test_zero_shot_fashion_mnist_above_chance(built):
         img = F.normalize(model.encode_image(pre(images)), dim=-1)
         txt = F.normalize(model.encode_text(backbone.tokenizer(prompts)), dim=-1)
     accuracy = float(((img @ txt.T).argmax(1).numpy() == data.y_test).mean())
-    # chance is 0.10; about 0.32 measured on 1,000 test images at 112 px
+    # chance is 0.10; 0.35 measured on this subset, 0.32 on 1,000 test images
     assert accuracy > 0.2
+
+
+# -- adapters on this backbone -----------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(built, monkeypatch):
+    """A backbone of its own (from the session's cache) that a test may modify."""
+    _, cache = built
+    monkeypatch.setenv("SKPEAL_CACHE_DIR", str(cache))
+    monkeypatch.setattr(ob, "_compute_alignment", _must_not_fit)
+    return load_backbone(NAME)
+
+
+def test_hf_prompt_encoder_reproduces_encode_text(built):
+    from skpeal.adapters._hf_text import HFTextPromptEncoder
+
+    backbone, _ = built
+    model = backbone.model
+    enc = HFTextPromptEncoder(model)
+    assert (enc.width, enc.ctx_start, enc.pad_token_id) == (384, 1, 0)
+    tokens = backbone.tokenizer(["a photo of a sandal.", "x x x x ankle boot", "bag"])
+    with torch.no_grad():
+        got = enc.encode(enc.token_embeddings(tokens), tokens)
+        want = model.encode_text(tokens)
+    assert got.shape == (3, ob.EMBED_DIM)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # a different embedding gives a different feature (the embeddings are really used)
+    with torch.no_grad():
+        other = enc.encode(enc.token_embeddings(tokens) * 0.5, tokens)
+    assert (other - want).abs().max() > 1e-2
+
+
+def test_hf_prompt_encoder_gradients_reach_the_embeddings(built):
+    from skpeal.adapters._hf_text import HFTextPromptEncoder
+
+    backbone, _ = built
+    enc = HFTextPromptEncoder(backbone.model)
+    tokens = backbone.tokenizer(["x x x sandal.", "x x x bag."])
+    emb = enc.token_embeddings(tokens).detach().requires_grad_(True)
+    enc.encode(emb, tokens).pow(2).sum().backward()
+    pad = tokens == enc.pad_token_id
+    assert emb.grad[~pad].abs().sum(-1).min() > 0  # every real token gets a gradient
+    assert emb.grad[pad].abs().max() == 0  # padding is masked out
+
+
+def test_hf_prompt_encoder_rejects_other_models():
+    from skpeal.adapters._hf_text import HFTextPromptEncoder
+
+    with pytest.raises(TypeError, match="Hugging Face text tower"):
+        HFTextPromptEncoder(torch.nn.Linear(2, 2))
+
+
+def test_prompt_learner_on_the_hf_tower(built):
+    from skpeal.adapters import PromptLearner, text_encoder_for
+    from skpeal.adapters._hf_text import HFTextPromptEncoder
+
+    backbone, _ = built
+    model, tok = backbone.model, backbone.tokenizer
+    enc = text_encoder_for(model)
+    assert isinstance(enc, HFTextPromptEncoder)
+    names = ["sandal", "ankle boot"]
+    learner = PromptLearner(enc, tok, names, ctx_init="a photo of a")
+    with torch.no_grad():
+        want = model.encode_text(tok([f"a photo of a {c}." for c in names]))
+        torch.testing.assert_close(learner(), want, rtol=1e-5, atol=1e-5)
+    learner = PromptLearner(enc, tok, names, n_ctx=4, generator=torch.Generator().manual_seed(0))
+    learner().pow(2).sum().backward()
+    assert learner.ctx.grad is not None and learner.ctx.grad.abs().sum(-1).min() > 0
+
+
+def test_lora_targets_on_both_towers(fresh):
+    from skpeal.adapters import attach_lora, resolve_lora_targets
+
+    model = fresh.model
+    vision = resolve_lora_targets(model, "vision", list(ob.LORA_VISION_TARGETS))
+    assert vision[-1] == "visual.trunk.conv_head" and len(vision) == 11
+    assert all(isinstance(model.get_submodule(n), torch.nn.Conv2d) for n in vision)
+    text = resolve_lora_targets(model, "text", "attention")
+    assert len(text) == 18 and all(n.rsplit(".", 1)[1] in {"query", "key", "value"} for n in text)
+
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    tokens = fresh.tokenizer(["a photo of a bag.", "a photo of a coat."])
+    with torch.no_grad():
+        img0, txt0 = model.encode_image(images), model.encode_text(tokens)
+    targets = list(ob.LORA_VISION_TARGETS) + text
+    peft_model = attach_lora(model, r=2, alpha=2.0, dropout=0.0, towers="both", targets=targets)
+    base = peft_model.get_base_model()
+    with torch.no_grad():  # B = 0 at initialisation: nothing changes yet
+        torch.testing.assert_close(base.encode_image(images), img0)
+        torch.testing.assert_close(base.encode_text(tokens), txt0)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    assert params and all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+    opt = torch.optim.SGD(params, lr=0.5)
+    for _ in range(2):  # two steps: the first only moves B (A gets no gradient while B = 0)
+        opt.zero_grad()
+        img = F.normalize(base.encode_image(images), dim=-1)
+        txt = F.normalize(base.encode_text(tokens), dim=-1)
+        F.cross_entropy(100 * img @ txt.T, torch.tensor([1, 0])).backward()
+        opt.step()
+    with torch.no_grad():
+        img1, txt1 = base.encode_image(images), base.encode_text(tokens)
+        assert (img1 - img0).abs().max() > 1e-3 and (txt1 - txt0).abs().max() > 1e-3
+        peft_model.merge_adapter()
+        torch.testing.assert_close(base.encode_image(images), img1, rtol=1e-4, atol=1e-4)
+        peft_model.unmerge_adapter()
+
+
+@pytest.mark.parametrize(
+    "adapter_kw",
+    [
+        {"adapter": "prompt", "n_ctx": 4},
+        {"adapter": "lora", "lora_towers": "text", "lora_r": 2},
+    ],
+    ids=["prompt", "lora-text"],
+)
+def test_short_estimator_fit(built, monkeypatch, small_images, adapter_kw):
+    from skpeal import CLIPAdapterClassifier
+
+    _, cache = built
+    monkeypatch.setenv("SKPEAL_CACHE_DIR", str(cache))
+    monkeypatch.setattr(ob, "_compute_alignment", _must_not_fit)
+    X, y = small_images
+    X, y = X[:6], y[:6]
+    clf = CLIPAdapterClassifier(
+        model=NAME, pretrained=None, max_epochs=1, batch_size=6, random_state=0, **adapter_kw
+    ).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (6, 3) and np.allclose(proba.sum(1), 1)
+    assert set(clf.predict(X)) <= set(y)
