@@ -109,7 +109,7 @@ def test_no_batch_clamp_a_confident_mistake_does_not_kill_the_gradient():
     logits = torch.tensor([[60.0, 0.0], [1.0, 0.5], [0.4, 1.0]], requires_grad=True)
     target = torch.tensor([1, 0, 1])
     loss = calibration_loss(logits, target, "sum")
-    assert float(loss) > 5.0
+    assert loss.item() > 5.0
     loss.backward()
     assert logits.grad[1:].abs().sum() > 0
 
