@@ -1,6 +1,6 @@
 """
 Active learning with modAL: calibrated entropy sampling with class balancing
-===========================================================================
+============================================================================
 
 The loop of the paper (Narayanan et al., IJCNN 2025) driven by modAL's ``ActiveLearner``:
 each round the adapter-tuned CLIP model scores the unlabelled pool, ``class_balanced``
