@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,8 +42,11 @@ class AdaptedCLIP(nn.Module):
         if adapter == "prompt":
             self.clip = backbone.model
             self.prompt = PromptLearner(
-                text_encoder_for(backbone.model), backbone.tokenizer, classnames,
-                generator=generator, **adapter_kw,
+                text_encoder_for(backbone.model),
+                backbone.tokenizer,
+                classnames,
+                generator=generator,
+                **adapter_kw,
             )
             self.vision_frozen, self.text_frozen = True, False
         else:
@@ -119,19 +125,49 @@ class AdaptedCLIP(nn.Module):
         return z + bias.float() if bias is not None else z
 
     def merged(self):
-        """Context manager: LoRA weights merged into the base layers (faster inference)."""
+        """Context manager: LoRA weights merged into the base layers for inference.
+
+        A merged layer runs one matrix product instead of the base product plus the
+        low-rank one (and peft's ``nn.MultiheadAttention`` wrapper no longer merges and
+        unmerges inside every forward). On exit the base weights are restored bit for bit
+        from a copy (an unmerge alone leaves float rounding behind). Merging is skipped,
+        and the unmerged layers used, when a base weight is not float32/float64 (merging
+        into low precision would round the adapter away) or for the prompt adapter.
+        """
         return _Merged(self.peft if self.adapter == "lora" else None)
 
 
 class _Merged:
     def __init__(self, peft_model):
         self.peft_model = peft_model
+        self.saved = None
 
     def __enter__(self):
-        if self.peft_model is not None:
+        if self.peft_model is None:
+            return self
+        base = {n: p for n, p in self.peft_model.named_parameters() if ".base_layer." in n}
+        if not base or any(p.dtype not in (torch.float32, torch.float64) for p in base.values()):
+            return self
+        with torch.no_grad(), _quiet_peft():
+            self.saved = {n: p.detach().clone() for n, p in base.items()}
             self.peft_model.merge_adapter()
+        return self
 
     def __exit__(self, *exc):
-        if self.peft_model is not None:
-            self.peft_model.unmerge_adapter()
+        if self.saved is not None:
+            with torch.no_grad(), _quiet_peft():
+                self.peft_model.unmerge_adapter()
+                for n, p in self.peft_model.named_parameters():
+                    if n in self.saved:
+                        p.copy_(self.saved[n])
+            self.saved = None
         return False
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """Silence peft's notes that a MultiheadAttention's out_proj was (un)merged with it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="All adapters are already merged")
+        warnings.filterwarnings("ignore", message="Already unmerged")
+        yield

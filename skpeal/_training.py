@@ -1,8 +1,12 @@
-"""Training and batched inference for :class:`skpeal._model.AdaptedCLIP`."""
+"""Training and batched inference for :class:`skpeal._model.AdaptedCLIP`.
+
+Image features come from an :class:`skpeal._encoding.ImageEncoder`: with a frozen image
+tower they are computed once (and looked up in the feature cache), never per epoch; with
+a trained image tower each batch goes through the tower with gradients.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
@@ -10,55 +14,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._encoding import ImageEncoder, autocast, autocast_dtype, to_device
 from .data import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
 from .losses import _check_finite, calibration_loss, calibration_weight_at
 
-
-def autocast_dtype(device: torch.device, precision: str):
-    """The autocast dtype for a device and a ``precision`` setting (None: fp32)."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
-def _autocast(device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t
+__all__ = ["autocast_dtype", "predict_logits", "train"]
 
 
 @torch.no_grad()
-def encode_images(module, source: ImageSource, preprocess: Preprocessor, *, device,
-                  dtype, batch_size: int, indices=None) -> torch.Tensor:
-    """Normalised image features of ``source`` (or of its rows ``indices``), float32 on CPU."""
-    module.freeze_eval()
-    idx_all = np.arange(len(source)) if indices is None else np.asarray(indices)
-    out = []
-    for chunk in iter_batches(len(idx_all), batch_size):
-        x = _to_device(source.batch(idx_all[chunk], preprocess), device)
-        with _autocast(device, dtype):
-            out.append(module.image_features(x).float().cpu())
-    return torch.cat(out)
+def predict_logits(module, source: ImageSource, encoder: ImageEncoder, *, return_features=True):
+    """Logits and normalised image features of every image, in one pass (CPU, float32).
 
-
-@torch.no_grad()
-def predict_logits(module, source, preprocess, *, device, dtype, batch_size):
-    """Logits and normalised image features of every image, in one pass (CPU, float32)."""
+    The class text features are computed once; LoRA weights are merged into the base
+    layers for the pass (and restored exactly afterwards). Images are streamed: besides
+    the returned arrays, memory holds a few batches. With ``return_features=False`` the
+    features are not kept (None is returned in their place).
+    """
     module.freeze_eval()
-    with _autocast(device, dtype):
-        text = module.text_features().float()
-    feats = encode_images(module, source, preprocess, device=device, dtype=dtype,
-                          batch_size=batch_size)
-    logits = module.logits(feats.to(device), text).float().cpu()
-    return logits, feats
+    device = encoder.device
+    logits, feats = [], []
+    with module.merged():
+        with autocast(device, encoder.dtype):
+            text = module.text_features().float()
+        for f in encoder.iter_features(source):
+            logits.append(module.logits(to_device(f, device), text).float().cpu())
+            if return_features:
+                feats.append(f)
+    return torch.cat(logits), (torch.cat(feats) if return_features else None)
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int):
@@ -71,11 +53,26 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
-def train(module, source: ImageSource, y: np.ndarray, preprocess: Preprocessor, *, params,
-          device, dtype, generator: torch.Generator, progress=None) -> list[dict]:
+def train(
+    module,
+    source: ImageSource,
+    y: np.ndarray,
+    preprocess: Preprocessor,
+    *,
+    params,
+    device,
+    dtype,
+    generator: torch.Generator,
+    encoder: ImageEncoder,
+    progress=None,
+) -> list[dict]:
     """Train the adapter of ``module`` on images ``source`` with class indices ``y``.
 
-    ``params`` is the estimator's validated parameter dict. Returns the per-epoch history.
+    ``params`` is the estimator's validated parameter dict. With a frozen image tower the
+    features come from ``encoder``: once per fit (and from the feature cache) without
+    augmentation, or one of ``augment_views`` fixed views per image and epoch with it;
+    with ``feature_cache=False`` they are re-encoded every epoch (the reference
+    structure, for comparison). Returns the per-epoch history.
     """
     n = len(source)
     bs = params["batch_size"]
@@ -84,22 +81,25 @@ def train(module, source: ImageSource, y: np.ndarray, preprocess: Preprocessor, 
     warmup = min(total - 1, steps_per_epoch * params["warmup_epochs"]) if total > 1 else 0
     trainable = module.adapter_parameters()
     if params["optimizer"] == "sgd":
-        opt = torch.optim.SGD(trainable, lr=params["lr"], momentum=0.9,
-                              weight_decay=params["weight_decay"])
+        opt = torch.optim.SGD(
+            trainable, lr=params["lr"], momentum=0.9, weight_decay=params["weight_decay"]
+        )
     else:
         opt = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=params["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warmup))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     y_t = torch.as_tensor(y, dtype=torch.long)
+    augment = params["augment"]
+    n_views = params.get("augment_views", 1)
+    reuse = params.get("feature_cache", True)
 
-    # A frozen image tower needs every image encoded once per fit, not once per epoch.
-    cached = None
-    if module.vision_frozen and not params["augment"]:
-        cached = encode_images(module, source, preprocess, device=device, dtype=dtype,
-                               batch_size=params["predict_batch_size"])
+    # A frozen image tower: features are computed outside the training steps.
+    fixed = None
+    if module.vision_frozen and not augment and reuse:
+        fixed = encoder.features(source)
     fixed_text = None
     if module.text_frozen:
-        with torch.no_grad(), _autocast(device, dtype):
+        with torch.no_grad(), autocast(device, dtype):
             fixed_text = module.text_features().float()
 
     history = []
@@ -107,6 +107,12 @@ def train(module, source: ImageSource, y: np.ndarray, preprocess: Preprocessor, 
     step = 0
     for epoch in range(params["max_epochs"]):
         t0 = time.perf_counter()
+        feats = fixed
+        if module.vision_frozen and feats is None:
+            views = None
+            if augment:
+                views = torch.randint(n_views, (n,), generator=generator).numpy()
+            feats = encoder.features(source, views=views)
         module.adapter_train()
         order = torch.randperm(n, generator=generator).numpy()
         sums = dict(loss=0.0, ce=0.0, calibration=0.0, correct=0)
@@ -114,19 +120,14 @@ def train(module, source: ImageSource, y: np.ndarray, preprocess: Preprocessor, 
         for chunk in iter_batches(n, bs):
             idx = order[chunk]
             target = y_t[idx].to(device)
-            with _autocast(device, dtype):
-                if cached is not None:
-                    img = cached[torch.as_tensor(idx)].to(device)
+            with autocast(device, dtype):
+                if feats is not None:
+                    img = to_device(feats[torch.as_tensor(idx)], device)
                 else:
-                    x = source.batch(idx, preprocess)
-                    if params["augment"]:
+                    x = source.batch(idx, preprocess, device=device)
+                    if augment:
                         x = random_resized_crop_flip(x, generator)
-                    x = _to_device(x, device)
-                    if module.vision_frozen:
-                        with torch.no_grad():
-                            img = module.image_features(x)
-                    else:
-                        img = module.image_features(x)
+                    img = module.image_features(to_device(x, device))
                 text = fixed_text if fixed_text is not None else module.text_features()
                 logits = module.logits(img.float(), text.float()).float()
             ce = F.cross_entropy(logits, target)
@@ -155,18 +156,21 @@ def train(module, source: ImageSource, y: np.ndarray, preprocess: Preprocessor, 
             sums["calibration"] += float(cal.detach()) * b
             sums["correct"] += int((logits.detach().argmax(1) == target).sum())
         module.freeze_eval()
-        history.append({
-            "epoch": epoch + 1,
-            "loss": sums["loss"] / n,
-            "ce": sums["ce"] / n,
-            "calibration": sums["calibration"] / n,
-            "calibration_weight": weight,
-            "train_accuracy": sums["correct"] / n,
-            "lr": opt.param_groups[0]["lr"],
-            "time": time.perf_counter() - t0,
-        })
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": sums["loss"] / n,
+                "ce": sums["ce"] / n,
+                "calibration": sums["calibration"] / n,
+                "calibration_weight": weight,
+                "train_accuracy": sums["correct"] / n,
+                "lr": opt.param_groups[0]["lr"],
+                "time": time.perf_counter() - t0,
+            }
+        )
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{history[-1]['loss']:.3f}",
-                                 acc=f"{history[-1]['train_accuracy']:.2f}")
+            progress.set_postfix(
+                loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['train_accuracy']:.2f}"
+            )
     return history

@@ -15,6 +15,7 @@ mean/std), in torch, identically for every kind of input.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -52,6 +53,18 @@ class Preprocessor:
         if resize_mode not in ("shortest", "squash", "longest"):
             raise ValueError(f"unsupported resize_mode {resize_mode!r}")
         self.resize_mode = resize_mode
+
+    @property
+    def signature(self) -> tuple:
+        """Everything that determines the output: a hashable tuple (part of cache keys)."""
+        return (
+            type(self).__name__,
+            self.image_size,
+            tuple(self.mean),
+            tuple(self.std),
+            self.interpolation.value,
+            self.resize_mode,
+        )
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Preprocess a float batch ``(b, 3, h, w)`` in ``[0, 1]``; returns ``(b, 3, S, S)``."""
@@ -147,15 +160,34 @@ class ImageSource:
     def __init__(self, data, kind: str):
         self._data = data
         self.kind = kind
+        self._fingerprints = None
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def batch(self, indices, preprocess: Preprocessor) -> torch.Tensor:
-        """Preprocessed images ``(len(indices), 3, S, S)`` (float32, CPU)."""
+    @property
+    def reads_files(self) -> bool:
+        """Whether reading a batch opens and decodes files (then worth parallel workers)."""
+        return self.kind == "items" and any(isinstance(x, str) for x in self._data)
+
+    def batch(self, indices, preprocess: Preprocessor, device=None) -> torch.Tensor:
+        """Preprocessed images ``(len(indices), 3, S, S)``, float32.
+
+        Parameters
+        ----------
+        indices : array-like of int
+        preprocess : Preprocessor
+        device : torch.device or None, default=None
+            Array inputs are moved there as raw pixels (uint8 stays uint8) and
+            preprocessed there, so a GPU does the resizing; None or CPU: on the CPU.
+            Other inputs are always preprocessed on the CPU.
+        """
         if self.kind == "array":
             idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-            raw = _scale_to_unit(self._data[idx], "X")
+            raw = self._data[idx]
+            if device is not None and torch.device(device).type == "cuda":
+                raw = raw.pin_memory().to(device, non_blocking=True)
+            raw = _scale_to_unit(raw, "X")
             return preprocess(_to_three_channels(raw))
         out = []
         for i in np.asarray(indices, dtype=np.int64):
@@ -168,6 +200,60 @@ class ImageSource:
                 t = _load_path(item)
             out.append(preprocess(t))
         return torch.cat(out)
+
+    def fingerprints(self) -> list[bytes]:
+        """One 16-byte content digest per image, computed once per source.
+
+        Array and tensor rows, PIL images and in-memory arrays are identified by their
+        pixel bytes, dtype and shape; files by real path, size, modification time,
+        inode and device (see :func:`skpeal.cache.file_key`). Equal digests mean equal
+        inputs to the preprocessing.
+
+        Returns
+        -------
+        digests : list of bytes
+        """
+        if self._fingerprints is None:
+            if self.kind == "array":
+                self._fingerprints = _row_digests(self._data)
+            else:
+                self._fingerprints = [_item_digest(x) for x in self._data]
+        return self._fingerprints
+
+
+def _digest(*parts: bytes) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part)
+    return h.digest()
+
+
+def _numpy_bytes(t: torch.Tensor) -> np.ndarray:
+    t = t.contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.numpy()
+
+
+def _row_digests(data: torch.Tensor, chunk: int = 256) -> list[bytes]:
+    head = f"array|{data.dtype}|{tuple(data.shape[1:])}|".encode()
+    out = []
+    for start in range(0, data.shape[0], chunk):
+        block = data[start : start + chunk]
+        rows = _numpy_bytes(block).reshape(block.shape[0], -1)
+        out.extend(_digest(head, memoryview(r)) for r in rows)
+    return out
+
+
+def _item_digest(item) -> bytes:
+    from .cache import file_key
+
+    if isinstance(item, Image.Image):
+        return _digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
+    if isinstance(item, np.ndarray):
+        a = np.ascontiguousarray(item)
+        return _digest(f"ndarray|{a.dtype.str}|{a.shape}|".encode(), memoryview(a).cast("B"))
+    return _digest(f"file|{file_key(item)!r}".encode())
 
 
 def check_images(X) -> ImageSource:
@@ -194,8 +280,7 @@ def check_images(X) -> ImageSource:
         return X
     if isinstance(X, (str, bytes, os.PathLike, Image.Image)):
         raise TypeError(
-            f"X must be a collection of images, got a single {type(X).__name__}; "
-            "wrap it in a list"
+            f"X must be a collection of images, got a single {type(X).__name__}; wrap it in a list"
         )
     if isinstance(X, torch.Tensor):
         t = X.detach().cpu()
@@ -263,8 +348,16 @@ def _from_nchw(t: torch.Tensor) -> ImageSource:
         raise ValueError(
             f"images must have 1, 3 or 4 channels, got {t.shape[1]} (shape {tuple(t.shape)})"
         )
-    _scale_to_unit(t, "X")  # validate range / NaN once, up front
+    _validate_pixels(t, "X")  # range / NaN once, up front
     return ImageSource(t, "array")
+
+
+def _validate_pixels(t: torch.Tensor, what: str, chunk: int = 64) -> None:
+    """The checks of :func:`_scale_to_unit`, a few rows at a time (no full-size copy)."""
+    if t.dtype == torch.uint8:
+        return
+    for start in range(0, t.shape[0], chunk):
+        _scale_to_unit(t[start : start + chunk], what)
 
 
 def iter_batches(n: int, batch_size: int):
@@ -275,7 +368,7 @@ def iter_batches(n: int, batch_size: int):
 
 def random_resized_crop_flip(
     images: torch.Tensor,
-    generator: torch.Generator,
+    generator,
     scale=(0.5, 1.0),
     ratio=(3 / 4, 4 / 3),
 ) -> torch.Tensor:
@@ -286,15 +379,26 @@ def random_resized_crop_flip(
     Parameters
     ----------
     images : torch.Tensor of shape (b, 3, S, S)
-    generator : torch.Generator
+    generator : torch.Generator or sequence of torch.Generator
+        One generator for the batch, or one per image (then image ``k``'s crop and flip
+        depend on ``generator[k]`` alone, whatever batch it is in).
     scale : tuple of float, default=(0.5, 1.0)
         Range of the crop's area as a fraction of the image.
     ratio : tuple of float, default=(3/4, 4/3)
         Range of the crop's aspect ratio.
     """
     b, _, h, w = images.shape
+    if isinstance(generator, torch.Generator):
+        u = torch.rand(b, 4, generator=generator)
+        flip = torch.rand(b, generator=generator) < 0.5
+    else:
+        if len(generator) != b:
+            raise ValueError(f"{len(generator)} generators for {b} images")
+        draws = torch.zeros(0, 5)
+        if b:
+            draws = torch.stack([torch.rand(5, generator=g) for g in generator])
+        u, flip = draws[:, :4], draws[:, 4] < 0.5
     out = torch.empty_like(images)
-    u = torch.rand(b, 4, generator=generator)
     log_r = (math.log(ratio[0]), math.log(ratio[1]))
     for k in range(b):
         area = h * w * (scale[0] + (scale[1] - scale[0]) * float(u[k, 0]))
@@ -305,6 +409,6 @@ def random_resized_crop_flip(
         left = int(float(u[k, 3]) * (w - cw + 1))
         crop = images[k : k + 1, :, top : top + ch, left : left + cw]
         out[k : k + 1] = TF.resize(crop, [h, w], InterpolationMode.BILINEAR, antialias=True)
-    flip = torch.rand(b, generator=generator) < 0.5
+    flip = flip.to(images.device)
     out[flip] = out[flip].flip(-1)
     return out

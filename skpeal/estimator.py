@@ -14,9 +14,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import __version__
+from ._encoding import ImageEncoder, feature_space
 from ._model import AdaptedCLIP
 from ._training import autocast_dtype, predict_logits, train
 from .backbones import load_backbone
+from .cache import get_feature_cache
 from .data import Preprocessor, check_images
 from .losses import CALIBRATION_MODES
 
@@ -103,10 +105,31 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Linear learning-rate warm-up, then a cosine decay to 0 over the remaining steps.
     augment : bool, default=False
         Random resized crop (area 0.5-1) and horizontal flip at the model's input size.
-        Off by default: with a frozen image tower, unaugmented images are encoded once
-        per fit instead of once per epoch.
+        With a trained image tower (LoRA on the vision tower) every epoch draws fresh
+        crops; with a frozen one each image has ``augment_views`` fixed views (see there).
+    augment_views : int, default=4
+        Frozen image tower with ``augment=True``: number of augmented views per image.
+        View ``v`` of an image is a crop and flip seeded by the image's content and
+        ``v`` alone, so it is the same in every fit and round and is encoded once (and
+        cached); each epoch trains on one view per image, drawn with ``random_state``.
+        Ignored otherwise.
+    feature_cache : bool, default=True
+        Frozen image tower (prompt adapter, or ``lora_towers="text"``): keep image
+        features in the process-wide cache of :mod:`skpeal.cache`, so every image is
+        encoded once for all epochs, fits, predictions and active-learning rounds, also
+        across :func:`~sklearn.base.clone`. Entries are keyed by the image content and
+        the backbone, its weights and preprocessing, so they are never stale; the cache's
+        memory is bounded (``skpeal.cache.get_feature_cache().max_bytes``, default 1 GiB).
+        False encodes images whenever they are needed (every epoch, every call), as
+        reference implementations do; results are the same, only slower. Ignored when
+        the image tower is trained.
     predict_batch_size : int, default=256
         Batch size of inference (``predict_proba``, ``embed``, feature encoding).
+    num_workers : int or None, default=None
+        Worker processes that decode image files during inference and feature encoding
+        (a :class:`torch.utils.data.DataLoader`); None: up to 4 (one fewer than the CPU
+        cores) when more than two batches of files are read, else 0. In-memory inputs
+        never use workers.
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``.
@@ -185,7 +208,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         weight_decay=5e-4,
         warmup_epochs=1,
         augment=False,
+        augment_views=4,
+        feature_cache=True,
         predict_batch_size=256,
+        num_workers=None,
         device="auto",
         precision="auto",
         random_state=None,
@@ -215,7 +241,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
         self.augment = augment
+        self.augment_views = augment_views
+        self.feature_cache = feature_cache
         self.predict_batch_size = predict_batch_size
+        self.num_workers = num_workers
         self.device = device
         self.precision = precision
         self.random_state = random_state
@@ -252,8 +281,14 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         choice("precision", ("auto", "fp32", "bf16", "fp16"))
         choice("lora_towers", ("both", "vision", "text"))
         for name, low in (("n_ctx", 1), ("lora_r", 1), ("max_epochs", 0), ("batch_size", 1),
-                          ("warmup_epochs", 0), ("predict_batch_size", 1), ("verbose", 0)):
+                          ("warmup_epochs", 0), ("predict_batch_size", 1), ("verbose", 0),
+                          ("augment_views", 1)):
             integer(name, low)
+        if p["num_workers"] is not None:
+            integer("num_workers", 0)
+        if not isinstance(p["feature_cache"], (bool, np.bool_)):
+            raise ValueError(f"feature_cache must be a bool, got {p['feature_cache']!r}")
+        p["feature_cache"] = bool(p["feature_cache"])
         real("lr", 0.0, low_open=True)
         real("weight_decay", 0.0)
         real("lora_alpha", 0.0, low_open=True)
@@ -389,7 +424,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                 try:
                     history = train(module, source, y_idx, pre, params=params,
                                     device=params["device"], dtype=dtype, generator=gen,
-                                    progress=progress)
+                                    encoder=_encoder(module, pre, params), progress=progress)
                 finally:
                     if progress is not None:
                         progress.close()
@@ -402,13 +437,11 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self._preprocess = pre
         return self
 
-    def _predict_logits(self, X):
+    def _predict_logits(self, X, features=True):
         check_is_fitted(self, "model_")
         source = check_images(X)
-        p = self._fit_params
-        return predict_logits(self.model_, source, self._preprocess, device=self.device_,
-                              dtype=autocast_dtype(self.device_, p["precision"]),
-                              batch_size=p["predict_batch_size"])
+        encoder = _encoder(self.model_, self._preprocess, self._fit_params)
+        return predict_logits(self.model_, source, encoder, return_features=features)
 
     def predict_proba_embed(self, X):
         """Class probabilities and image features from one pass over ``X``.
@@ -439,7 +472,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes), float64
             Rows sum to 1.
         """
-        return self.predict_proba_embed(X)[0]
+        logits, _ = self._predict_logits(X, features=False)
+        return torch.softmax(logits.double(), dim=1).numpy()
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba` (computed stably from the logits).
@@ -452,7 +486,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         -------
         log_proba : ndarray of shape (n_samples, n_classes), float64
         """
-        logits, _ = self._predict_logits(X)
+        logits, _ = self._predict_logits(X, features=False)
         return torch.log_softmax(logits.double(), dim=1).numpy()
 
     def predict(self, X):
@@ -467,7 +501,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        logits, _ = self._predict_logits(X)
+        logits, _ = self._predict_logits(X, features=False)
         return self.classes_[logits.argmax(dim=1).numpy()]
 
     def embed(self, X):
@@ -593,6 +627,20 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = False
         return tags
+
+
+def _encoder(module, preprocess, params) -> ImageEncoder:
+    """The image encoder of a fitted module: through the feature cache when it may be."""
+    device = params["device"]
+    dtype = autocast_dtype(device, params["precision"])
+    cache = space = None
+    if module.vision_frozen and params.get("feature_cache", True):
+        cache = get_feature_cache()
+        space = feature_space(module, preprocess, model=params["model"],
+                              pretrained=params["pretrained"], device=device, dtype=dtype)
+    return ImageEncoder(module, preprocess, device=device, dtype=dtype,
+                        batch_size=params["predict_batch_size"],
+                        num_workers=params.get("num_workers"), cache=cache, space=space)
 
 
 def _seed_from(random_state) -> int:

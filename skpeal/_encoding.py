@@ -1,0 +1,287 @@
+"""Image features of an adapted model: batched, streamed from files, cached when frozen.
+
+:class:`ImageEncoder` turns an :class:`~skpeal.data.ImageSource` into L2-normalised image
+features, block by block, without ever holding more than a few batches of decoded images:
+array inputs are sliced batch by batch (and preprocessed on the GPU when the model is
+there), file inputs are decoded by a :class:`torch.utils.data.DataLoader` with worker
+processes. With a frozen image tower it reads and fills the process-wide
+:mod:`skpeal.cache`, so each image is encoded once per process.
+
+Augmented views. With ``augment=True`` and a frozen tower, image ``i`` has a fixed set of
+views ``0..V-1``; view ``v`` is a random resized crop and flip drawn from a generator
+seeded by the image's content digest and ``v`` (nothing else), so a view is the same in
+every fit, every round and every process, and its features can be cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections import deque
+
+import numpy as np
+import torch
+
+from .cache import FeatureCache, file_key, module_digest
+from .data import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
+
+#: Identifies the input pipeline and the view recipe; part of every cache space and view key.
+PIPELINE_VERSION = "skpeal-features-1"
+_VIEW_RECIPE = b"view-1|rrc(area 0.5-1, ratio 3/4-4/3, bilinear)+hflip(0.5)|"
+
+
+def autocast_dtype(device: torch.device, precision: str):
+    """The autocast dtype for a device and a ``precision`` setting (None: fp32)."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, dtype):
+    """``torch.autocast`` for ``dtype``, or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU tensor to ``device``: through pinned memory, non-blocking, on CUDA."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        if not t.is_pinned():
+            t = t.pin_memory()
+        return t.to(device, non_blocking=True)
+    return t.to(device)
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+def view_keys(fingerprints, views) -> list[bytes]:
+    """Cache keys of the augmented views ``views[i]`` of images with ``fingerprints[i]``."""
+    return [
+        hashlib.blake2b(_VIEW_RECIPE + fp + int(v).to_bytes(4, "little"), digest_size=16).digest()
+        for fp, v in zip(fingerprints, views)
+    ]
+
+
+def view_seeds(keys) -> np.ndarray:
+    """Generator seeds of augmented views, from their keys (63-bit integers)."""
+    return np.array([int.from_bytes(k[:8], "little") >> 1 for k in keys], dtype=np.int64)
+
+
+def _generators(seeds) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def feature_space(module, preprocess: Preprocessor, *, model, pretrained, device, dtype):
+    """The cache space of ``module``'s image features: backbone, weights, preprocessing.
+
+    Memoised on the module (its frozen image tower does not change).
+    """
+    memo = module.__dict__.setdefault("_skpeal_feature_spaces", {})
+    key = (str(device), str(dtype), preprocess.signature)
+    if key not in memo:
+        clip = module.clip
+        tower = getattr(clip, "visual", None)
+        tower = tower if isinstance(tower, torch.nn.Module) else clip
+        memo[key] = (
+            PIPELINE_VERSION,
+            _spec(model),
+            _spec(pretrained),
+            module_digest(tower),
+            preprocess.signature,
+            torch.device(device).type,
+            str(dtype),
+        )
+    return memo[key]
+
+
+def _spec(value) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        return repr(file_key(value))
+    return repr(value)
+
+
+def resolve_workers(num_workers, source: ImageSource, n_images: int, batch_size: int) -> int:
+    """Worker processes for reading ``n_images`` of ``source``: 0 unless files are decoded."""
+    if num_workers is not None:
+        return int(num_workers)
+    if not source.reads_files or n_images <= 2 * batch_size:
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+# -- encoder --------------------------------------------------------------------------------
+
+
+class _Items(torch.utils.data.Dataset):
+    """Images ``idx`` of an item source (paths, PIL, arrays), one preprocessed tensor each."""
+
+    def __init__(self, source: ImageSource, idx, preprocess, seeds):
+        self.source, self.idx, self.preprocess, self.seeds = source, idx, preprocess, seeds
+
+    def __len__(self):
+        return len(self.idx)
+
+    def __getitem__(self, k):
+        x = self.source.batch([self.idx[k]], self.preprocess)
+        if self.seeds is not None:
+            x = random_resized_crop_flip(x, _generators([self.seeds[k]]))
+        return x[0]
+
+
+class ImageEncoder:
+    """Normalised image features of a module, read in batches, optionally cached.
+
+    Parameters
+    ----------
+    module : skpeal._model.AdaptedCLIP
+    preprocess : Preprocessor
+    device : torch.device
+    dtype : torch.dtype or None
+        Autocast dtype (None: fp32).
+    batch_size : int
+    num_workers : int or None, default=None
+        DataLoader workers for file inputs; None: up to 4 (cores - 1) when more than two
+        batches of files are read, else 0.
+    cache : FeatureCache or None, default=None
+        Where features are looked up and stored; None encodes every image every time.
+        Only pass a cache for a frozen image tower.
+    space : hashable or None, default=None
+        The cache space (see :func:`feature_space`); required with ``cache``.
+
+    Attributes
+    ----------
+    n_encoded : int
+        Images (or views) encoded by this encoder so far (cache misses).
+    """
+
+    def __init__(
+        self,
+        module,
+        preprocess,
+        *,
+        device,
+        dtype,
+        batch_size,
+        num_workers=None,
+        cache: FeatureCache | None = None,
+        space=None,
+    ):
+        if cache is not None and space is None:
+            raise ValueError("a cache needs a space")
+        self.module = module
+        self.preprocess = preprocess
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.batch_size = int(batch_size)
+        self.num_workers = num_workers
+        self.cache = cache
+        self.space = space
+        self.n_encoded = 0
+
+    def features(self, source: ImageSource, views=None) -> torch.Tensor:
+        """All features ``(len(source), d)``, float32 on the CPU (see :meth:`iter_features`)."""
+        return torch.cat(list(self.iter_features(source, views)))
+
+    def iter_features(self, source: ImageSource, views=None, block: int | None = None):
+        """Features of every image of ``source`` in order, in blocks of ``block`` rows.
+
+        Parameters
+        ----------
+        source : ImageSource
+        views : array-like of int or None, default=None
+            Augmented view of each image (see the module docstring); None: the plain
+            images.
+        block : int or None, default=None
+            Rows per yielded block; None: ``batch_size``.
+
+        Yields
+        ------
+        features : torch.Tensor of shape (b, d)
+            float32, CPU, L2-normalised.
+        """
+        n = len(source)
+        block = block or self.batch_size
+        keys = seeds = None
+        if views is not None:
+            views = np.asarray(views, dtype=np.int64)
+            if views.shape != (n,):
+                raise ValueError(f"views must have shape ({n},), got {views.shape}")
+            keys = view_keys(source.fingerprints(), views)
+            seeds = view_seeds(keys)
+        elif self.cache is not None:
+            keys = source.fingerprints()
+        hits = [None] * n
+        if self.cache is not None:
+            hits = self.cache.get_many(self.space, keys)
+        miss = np.array([p for p, h in enumerate(hits) if h is None], dtype=np.int64)
+        stream = self._encode(source, miss, None if seeds is None else seeds[miss])
+        if len(miss) == n:  # nothing cached: pass batches straight through
+            done = 0
+            for feats in stream:
+                if self.cache is not None:
+                    self.cache.put_many(
+                        self.space, keys[done : done + len(feats)], [r.clone() for r in feats]
+                    )
+                done += len(feats)
+                yield feats
+            return
+        pending: deque = deque()
+        done = 0
+        rows = []
+        for p in range(n):
+            row = hits[p]
+            if row is None:
+                if not pending:
+                    feats = next(stream)
+                    batch_keys = [keys[i] for i in miss[done : done + len(feats)]]
+                    done += len(feats)
+                    pending.extend(r.clone() for r in feats)
+                    self.cache.put_many(self.space, batch_keys, list(pending))
+                row = pending.popleft()
+            rows.append(row)
+            if len(rows) == block:
+                yield torch.stack(rows)
+                rows = []
+        if rows:
+            yield torch.stack(rows)
+
+    # -- encoding ---------------------------------------------------------------------------
+    def _encode(self, source: ImageSource, idx: np.ndarray, seeds):
+        """Features of images ``idx`` (views from ``seeds``), batch by batch."""
+        if len(idx) == 0:
+            return
+        self.module.freeze_eval()
+        bs = self.batch_size
+        workers = resolve_workers(self.num_workers, source, len(idx), bs)
+        if source.kind == "items" and workers > 0:
+            loader = torch.utils.data.DataLoader(
+                _Items(source, idx, self.preprocess, seeds),
+                batch_size=bs,
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+            )
+            for x in loader:
+                yield self._forward(x)
+            return
+        for chunk in iter_batches(len(idx), bs):
+            x = source.batch(idx[chunk], self.preprocess, device=self.device)
+            if seeds is not None:
+                x = random_resized_crop_flip(x, _generators(seeds[chunk]))
+            yield self._forward(x)
+
+    @torch.no_grad()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_device(x, self.device)
+        with autocast(self.device, self.dtype):
+            f = self.module.image_features(x)
+        self.n_encoded += len(x)
+        return f.float().cpu()
