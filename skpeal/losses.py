@@ -39,6 +39,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     logits : torch.Tensor of shape (n, C)
+        Unnormalised class scores.
 
     Returns
     -------
@@ -71,6 +72,7 @@ def group_weights(
     Returns
     -------
     w_correct, w_incorrect : float
+        The weights of the correct and of the incorrect group's mean term.
     """
     n = n_correct + n_incorrect
     if mode == "sum":
@@ -103,6 +105,7 @@ def calibration_loss(
     Parameters
     ----------
     logits : torch.Tensor of shape (n, C)
+        Unnormalised class scores of the batch.
     target : torch.LongTensor of shape (n,)
         Class indices.
     mode : {"sum", "balanced", "effective"}, default="balanced"
@@ -164,6 +167,7 @@ def calibration_weight_at(progress: float, weight: float, warmup: float | None =
     Returns
     -------
     w : float
+        The calibration weight at ``progress``.
 
     Examples
     --------

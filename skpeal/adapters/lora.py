@@ -138,8 +138,10 @@ def attach_lora(
         Scaling numerator; the update is scaled by ``alpha / sqrt(r)``.
     dropout : float, default=0.25
         Dropout on the adapter input.
-    towers, targets
-        See :func:`resolve_lora_targets`.
+    towers : {"both", "vision", "text"}, default="both"
+        Towers that get adapters; see :func:`resolve_lora_targets`.
+    targets : {"attention", "mlp", "attention+mlp"} or list of str, default="attention"
+        Layers that get adapters; see :func:`resolve_lora_targets`.
 
     Returns
     -------

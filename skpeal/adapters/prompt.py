@@ -165,7 +165,13 @@ class PromptLearner(nn.Module):
         self.register_buffer("suffix", emb[:, start + n_ctx :].clone(), persistent=False)
 
     def forward(self) -> torch.Tensor:
-        """Class text features ``(n_classes, embed_dim)``, not normalised."""
+        """Class text features from the current context vectors.
+
+        Returns
+        -------
+        features : torch.Tensor of shape (n_classes, embed_dim)
+            Not normalised.
+        """
         ctx = self.ctx
         if ctx.ndim == 2:
             ctx = ctx[None].expand(self.prefix.shape[0], -1, -1)
