@@ -71,6 +71,7 @@ def test_there_are_examples():
     )
 
 
+@pytest.mark.slow  # seconds to a minute each; `pytest -m "not slow"` skips them
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path, tmp_path):
     proc = _run(path, tmp_path)
