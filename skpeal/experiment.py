@@ -37,8 +37,8 @@ from .metrics import (
 __all__ = ["STRATEGIES", "ExperimentConfig", "load_data", "run_experiment", "write_report"]
 
 #: Base strategy names; each also exists as ``"calibrated-<name>"`` (trained with the
-#: calibration loss). ``"linear-probe"`` is LogisticRegression on frozen image features
-#: with uncertainty (least-confidence) sampling.
+#: calibration loss). ``"linear-probe"`` is LogisticRegression (on standardised frozen
+#: image features) with modAL's uncertainty (least-confidence) sampling.
 STRATEGIES = {
     "random": _st.random_sampling,
     "entropy": _st.entropy_sampling,
@@ -270,11 +270,16 @@ class _LinearProbe:
 
     def fit(self, idx, y):
         from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
         self.seen_ = np.unique(y)
         self.lr_ = None
         if len(self.seen_) > 1:
-            self.lr_ = LogisticRegression(max_iter=2000, random_state=self.seed)
+            # standardised features: normalised CLIP-style features are tiny per dimension
+            self.lr_ = make_pipeline(
+                StandardScaler(), LogisticRegression(max_iter=2000, random_state=self.seed)
+            )
             self.lr_.fit(self.features[idx], y)
         return self
 

@@ -75,3 +75,12 @@ def test_attach_lora_validates(tiny):
         attach_lora(tiny.model, r=0)
     with pytest.raises(ValueError, match="lora_dropout"):
         attach_lora(tiny.model, dropout=1.5)
+
+
+@pytest.mark.parametrize("towers", ["text", "vision"])
+def test_attach_lora_adapts_only_the_chosen_tower(tiny, towers):
+    peft_model = attach_lora(tiny.model, towers=towers, targets="attention+mlp")
+    adapted = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    in_vision = {n for n in adapted if ".visual." in n}
+    assert adapted
+    assert (in_vision == adapted) if towers == "vision" else not in_vision

@@ -159,7 +159,9 @@ def attach_lora(
         r=r,
         lora_alpha=float(alpha),
         lora_dropout=float(dropout),
-        target_modules=names,
+        # peft matches a list of names by suffix ("transformer.resblocks.0.attn" would also
+        # match "visual.transformer.resblocks.0.attn"); an anchored pattern matches exactly.
+        target_modules="^(?:" + "|".join(re.escape(n) for n in names) + ")$",
         use_rslora=True,
         bias="none",
     )
