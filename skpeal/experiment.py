@@ -427,9 +427,8 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
 
     Returns
     -------
-    results : pandas.DataFrame or list of dict
-        One row per (strategy, seed, round); a DataFrame when pandas is installed. The
-        same table is written to ``<out>/results.csv``, with plots and a summary (see
+    results : pandas.DataFrame
+        One row per (strategy, seed, round). The same table is written to ``<out>/results.csv``, with plots and a summary (see
         :func:`write_report`).
     """
     config.validate()
@@ -594,7 +593,7 @@ def _plot_learning_curves(df, cfg, path):
     ax.set_xlabel("number of labelled images")
     ax.set_ylabel("test accuracy")
     n_seeds = df.seed.nunique()
-    ax.set_title(f"{cfg['data']} - {cfg['model']} ({cfg['adapter']}); mean ± std over "
+    ax.set_title(f"{os.path.basename(cfg['data'].rstrip('/'))} - {cfg['model']} ({cfg['adapter']}); mean ± std over "
                  f"{n_seeds} seed{'s' if n_seeds > 1 else ''}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
