@@ -50,7 +50,7 @@ class AdaptedCLIP(nn.Module):
             )
             self.vision_frozen, self.text_frozen = True, False
         else:
-            self.peft = attach_lora(backbone.model, **adapter_kw)
+            self.peft = attach_lora(backbone.model, defaults=backbone.lora_targets, **adapter_kw)
             self.clip = self.peft.get_base_model()
             self.prompt = None
             towers = adapter_kw["towers"]

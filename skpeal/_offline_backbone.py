@@ -204,6 +204,7 @@ def build_backbone(pretrained: str | None = None):
         std=_STD,
         interpolation="bicubic",
         resize_mode="shortest",
+        lora_targets={"vision": LORA_VISION_TARGETS},
     )
 
 

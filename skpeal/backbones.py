@@ -60,6 +60,10 @@ class Backbone:
         Resize interpolation (``"bicubic"``, ``"bilinear"``, ...).
     resize_mode : str
         open_clip resize mode (``"shortest"``: resize the short side then centre-crop).
+    lora_targets : dict or None
+        Module-name patterns per tower (``{"vision": (...), "text": (...)}``) that LoRA
+        uses when a named target group (``"attention"``, ``"mlp"``) finds nothing in that
+        tower, e.g. a convolutional image tower. None: no such defaults.
     """
 
     model: nn.Module
@@ -69,6 +73,7 @@ class Backbone:
     std: tuple[float, ...]
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
+    lora_targets: dict | None = None
 
 
 _FACTORIES: dict[str, Callable[[str | None], Backbone]] = {}

@@ -84,3 +84,26 @@ def test_attach_lora_adapts_only_the_chosen_tower(tiny, towers):
     in_vision = {n for n in adapted if ".visual." in n}
     assert adapted
     assert (in_vision == adapted) if towers == "vision" else not in_vision
+
+
+def test_backbone_defaults_fill_a_tower_without_the_named_group():
+    from torch import nn
+
+    class ConvText(nn.Module):  # a convolutional image tower and an attention text tower
+        def __init__(self):
+            super().__init__()
+            self.visual = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1))
+            self.transformer = nn.ModuleDict({"attn": nn.MultiheadAttention(8, 2)})
+
+    m = ConvText()
+    with pytest.raises(ValueError, match="vision"):
+        resolve_lora_targets(m, "both", "attention")
+    defaults = {"vision": [r"visual\.2"]}
+    assert resolve_lora_targets(m, "both", "attention", defaults) == [
+        "transformer.attn", "visual.2"]
+    # explicit patterns are taken as they are
+    with pytest.raises(ValueError, match="vision"):
+        resolve_lora_targets(m, "both", [r"transformer\.attn"], defaults)
+    peft_model = attach_lora(m, towers="vision", defaults=defaults)
+    adapted = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert adapted and all("visual.2" in n for n in adapted)

@@ -44,7 +44,9 @@ def _is_mlp(name: str, module: nn.Module) -> bool:
     return not (len(parts) >= 3 and parts[-3] == "attention")
 
 
-def resolve_lora_targets(model: nn.Module, towers: str = "both", targets="attention") -> list[str]:
+def resolve_lora_targets(
+    model: nn.Module, towers: str = "both", targets="attention", defaults=None
+) -> list[str]:
     """Full names of the modules of ``model`` that LoRA will adapt.
 
     Parameters
@@ -59,6 +61,10 @@ def resolve_lora_targets(model: nn.Module, towers: str = "both", targets="attent
         Face towers); ``"mlp"``: the MLP ``Linear`` layers (``c_fc``/``c_proj``,
         ``fc1``/``fc2``, BERT's ``intermediate.dense``/``output.dense``). A list holds
         regular expressions, each matched (``re.fullmatch``) against full module names.
+    defaults : dict or None, default=None
+        Patterns per tower (``{"vision": [...]}``), from the backbone
+        (:attr:`skpeal.backbones.Backbone.lora_targets`), used for a tower in which a
+        named group matches nothing (a convolutional image tower has no attention layer).
 
     Returns
     -------
@@ -108,6 +114,14 @@ def resolve_lora_targets(model: nn.Module, towers: str = "both", targets="attent
             names.append(name)
             found[_tower_of(name)] = True
     missing = [t for t, ok in found.items() if not ok]
+    if isinstance(targets, str) and defaults:
+        for tower in [t for t in missing if defaults.get(t)]:
+            patterns = [re.compile(p) for p in defaults[tower]]
+            hits = [n for n, _ in model.named_modules()
+                    if n and _tower_of(n) == tower and any(p.fullmatch(n) for p in patterns)]
+            if hits:
+                names.extend(hits)
+                missing.remove(tower)
     if missing:
         raise ValueError(
             f"lora_targets={targets!r} matches no module in the {' and '.join(missing)} "
@@ -125,6 +139,7 @@ def attach_lora(
     dropout: float = 0.25,
     towers: str = "both",
     targets="attention",
+    defaults=None,
 ):
     """Wrap ``model`` with peft LoRA adapters; only the adapter weights stay trainable.
 
@@ -154,7 +169,7 @@ def attach_lora(
         raise ValueError(f"lora_r must be a positive integer, got {r!r}")
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"lora_dropout must be in [0, 1), got {dropout!r}")
-    names = resolve_lora_targets(model, towers, targets)
+    names = resolve_lora_targets(model, towers, targets, defaults)
     config = LoraConfig(
         r=r,
         lora_alpha=float(alpha),
