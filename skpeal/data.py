@@ -291,6 +291,8 @@ def check_images(X) -> ImageSource:
                 f"a tensor X must have shape (n, C, H, W) or (n, H, W), got {tuple(X.shape)}"
             )
         return _from_nchw(t)
+    if isinstance(X, np.ndarray) and X.dtype.kind in "US":
+        X = X.astype(object)  # an array of path strings
     if isinstance(X, np.ndarray) and X.dtype != object:
         if X.ndim == 3:
             t = torch.from_numpy(np.ascontiguousarray(X))[:, None]

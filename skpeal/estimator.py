@@ -139,6 +139,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, numpy Generator/RandomState or None, default=None
         Seeds adapter initialisation, shuffling, augmentation and dropout. The global
         torch and numpy random states are left as they were.
+    warm_start : bool, default=False
+        When True, ``fit`` starts from the adapter of the previous fit (if there is one
+        with the same classes and adapter structure) instead of a fresh adapter; the
+        paper's protocol starts afresh every round.
     verbose : int, default=0
         > 0 shows a tqdm progress bar over epochs.
 
@@ -215,6 +219,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         device="auto",
         precision="auto",
         random_state=None,
+        warm_start=False,
         verbose=0,
     ):
         self.model = model
@@ -248,6 +253,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.precision = precision
         self.random_state = random_state
+        self.warm_start = warm_start
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
@@ -297,12 +303,15 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         if p["calibration_warmup"] is None:
             p["calibration_warmup"] = 0.0
         real("calibration_warmup", 0.0, 0.999)
+        if not isinstance(p["warm_start"], (bool, np.bool_)):
+            raise ValueError(f"warm_start must be a bool, got {p['warm_start']!r}")
         if not isinstance(p["augment"], (bool, np.bool_)):
             raise ValueError(f"augment must be a bool, got {p['augment']!r}")
         if not isinstance(p["class_specific"], (bool, np.bool_)):
             raise ValueError(f"class_specific must be a bool, got {p['class_specific']!r}")
-        if p["ctx_init"] is not None and not (isinstance(p["ctx_init"], str) and p["ctx_init"].strip()):
-            raise ValueError(f"ctx_init must be None or non-empty words, got {p['ctx_init']!r}")
+        ctx = p["ctx_init"]
+        if ctx is not None and not (isinstance(ctx, str) and ctx.strip()):
+            raise ValueError(f"ctx_init must be None or non-empty words, got {ctx!r}")
         templates = _DEFAULT_TEMPLATES if p["templates"] is None else p["templates"]
         if isinstance(templates, str):
             templates = [templates]
@@ -321,7 +330,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         if self.classes is not None:
             given = np.asarray(self.classes)
             if given.ndim != 1 or given.size == 0:
-                raise ValueError(f"classes must be a non-empty 1-D list of labels, got {self.classes!r}")
+                raise ValueError(
+                    f"classes must be a non-empty 1-D list of labels, got {self.classes!r}"
+                )
             classes = np.unique(given)
             if classes.size != given.size:
                 raise ValueError("classes contains duplicate labels")
@@ -410,6 +421,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         params["_seed"] = _seed_from(self.random_state)
         params["_classnames"] = classnames
         module, pre, gen = self._build(params, classnames)
+        if params["warm_start"] and self._can_warm_start(params, classes):
+            module.load_adapter_state_dict(self.model_.adapter_state_dict())
+            module.zero_shot = self.model_.zero_shot
         dtype = autocast_dtype(params["device"], params["precision"])
         history = []
         if y is not None and params["max_epochs"] > 0:
@@ -436,6 +450,15 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self._fit_params = params
         self._preprocess = pre
         return self
+
+    def _can_warm_start(self, params, classes) -> bool:
+        """A previous fit exists with the same classes and adapter structure."""
+        prev = getattr(self, "_fit_params", None)
+        if getattr(self, "model_", None) is None or prev is None:
+            return False
+        return np.array_equal(self.classes_, classes) and all(
+            prev.get(k) == params.get(k) for k in (*_STRUCTURAL, "_classnames")
+        )
 
     def _predict_logits(self, X, features=True):
         check_is_fitted(self, "model_")
@@ -653,7 +676,9 @@ def _seed_from(random_state) -> int:
         return int(random_state.integers(2**63))
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(2**31))
-    raise ValueError(f"random_state must be None, an int or a numpy generator, got {random_state!r}")
+    raise ValueError(
+        f"random_state must be None, an int or a numpy generator, got {random_state!r}"
+    )
 
 
 def _resolve_device(device) -> torch.device:
@@ -666,10 +691,14 @@ def _resolve_device(device) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+            raise ValueError(
+                f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA devices")
     elif dev.type != "cpu":

@@ -367,8 +367,8 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
             picked = np.sort(rng.choice(remaining, size=n, replace=False))
         else:
             if model is None:  # resumed, or zero-shot round 0: rebuild the previous model
-                model = _fit_model(config, data, strategy, seed, rnd - 1, labelled,
-                                   calibrated, probe_features, zero_shot=rnd == 0)
+                model = _previous_model(config, data, strategy, seed, rnd, labelled,
+                                        calibrated, probe_features, out)
             rows = remaining if strategy == _LINEAR_PROBE else X_pool[remaining]
             pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
                          y_pool[labelled], n, _seed_for("query", strategy, seed, rnd))
@@ -377,8 +377,14 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
         labelled = np.concatenate([labelled, picked])
         t0 = time.perf_counter()
         model = _fit_model(config, data, strategy, seed, rnd, labelled, calibrated,
-                           probe_features)
+                           probe_features, previous=model)
         fit_time = time.perf_counter() - t0
+        if config.warm_start and strategy != _LINEAR_PROBE:
+            # the next round starts from this adapter: keep it, so a resumed run can too
+            adapter = _adapter_path(out, strategy, seed, rnd)
+            tmp = adapter.with_name(f".{adapter.name}.tmp")
+            model.save_adapter(tmp)
+            os.replace(tmp, adapter)
         if strategy == _LINEAR_PROBE:
             proba = model.predict_proba(np.arange(len(data.y_test)) + n_pool)
         else:
@@ -397,14 +403,34 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
     return state
 
 
+def _adapter_path(out: Path, strategy: str, seed: int, rnd: int) -> Path:
+    (out / "adapters").mkdir(exist_ok=True)
+    return out / "adapters" / f"{strategy}__seed{seed}__round{rnd}.safetensors"
+
+
+def _previous_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_features,
+                    out):
+    """The model of round ``rnd - 1`` (zero-shot before round 0), rebuilt on resume."""
+    if rnd == 0:
+        est = _make_estimator(config, data, calibrated, seed, 0, zero_shot=True)
+        return est.fit(data.X_train[:1])
+    if config.warm_start and strategy != _LINEAR_PROBE:
+        est = _make_estimator(config, data, calibrated, seed, rnd - 1)
+        return est.load_adapter(_adapter_path(out, strategy, seed, rnd - 1))
+    # a fresh adapter every round: refitting round rnd - 1 reproduces it exactly
+    return _fit_model(config, data, strategy, seed, rnd - 1, labelled, calibrated,
+                      probe_features)
+
+
 def _fit_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_features,
-               zero_shot=False):
+               previous=None):
     y = data.y_train[labelled]
     if strategy == _LINEAR_PROBE:
         return _LinearProbe(probe_features, len(data.classnames), seed).fit(labelled, y)
-    est = _make_estimator(config, data, calibrated, seed, rnd, zero_shot=zero_shot)
-    if zero_shot:
-        return est.fit(data.X_train[:1])
+    est = _make_estimator(config, data, calibrated, seed, rnd)
+    if config.warm_start and previous is not None:
+        est = previous.set_params(**{k: v for k, v in est.get_params().items()
+                                     if k == "random_state"}, warm_start=True)
     return est.fit(data.X_train[labelled], y)
 
 
@@ -428,8 +454,8 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
     Returns
     -------
     results : pandas.DataFrame
-        One row per (strategy, seed, round). The same table is written to ``<out>/results.csv``, with plots and a summary (see
-        :func:`write_report`).
+        One row per (strategy, seed, round). The same table is written to
+        ``<out>/results.csv``, with plots and a summary (see :func:`write_report`).
     """
     config.validate()
     out = Path(out)
@@ -593,7 +619,8 @@ def _plot_learning_curves(df, cfg, path):
     ax.set_xlabel("number of labelled images")
     ax.set_ylabel("test accuracy")
     n_seeds = df.seed.nunique()
-    ax.set_title(f"{os.path.basename(cfg['data'].rstrip('/'))} - {cfg['model']} ({cfg['adapter']}); mean ± std over "
+    data_name = os.path.basename(cfg["data"].rstrip("/"))
+    ax.set_title(f"{data_name} - {cfg['model']} ({cfg['adapter']}); mean ± std over "
                  f"{n_seeds} seed{'s' if n_seeds > 1 else ''}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

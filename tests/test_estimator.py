@@ -286,3 +286,17 @@ def test_gpu_fit_predict_and_cpu_loadable_pickle(small_images, adapter):
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
     back = pickle.loads(pickle.dumps(est))
     np.testing.assert_allclose(back.predict_proba(X), proba, atol=1e-6)
+
+
+def test_warm_start_continues_from_the_previous_adapter(small_images):
+    X, y = small_images
+    est = CLIPAdapterClassifier(**TINY, max_epochs=2, lr=0.05).fit(X, y)
+    trained = est.predict_proba(X)
+    est.set_params(warm_start=True, max_epochs=0).fit(X, y)  # no training: the old adapter
+    np.testing.assert_allclose(est.predict_proba(X), trained, atol=1e-6)
+    est.set_params(warm_start=False).fit(X, y)  # a fresh (zero-shot) model
+    assert not np.allclose(est.predict_proba(X), trained)
+    # other classes: a fresh adapter, not an error
+    est.set_params(max_epochs=2).fit(X, y)
+    est.set_params(warm_start=True, classes=["bird", "cat", "dog", "fish"]).fit(X, y)
+    assert est.predict_proba(X).shape == (40, 4)

@@ -136,3 +136,23 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert json.loads((full / "selections.json").read_text()) == json.loads(
         (killed / "selections.json").read_text())
+
+
+def test_warm_start_run_resumes_from_saved_adapters(tmp_path):
+    cfg = _config(seeds=[0], strategies=["entropy"], warm_start=True)
+    full = run_experiment(cfg, tmp_path / "full", progress=False)
+    assert len(list((tmp_path / "full" / "adapters").glob("*.safetensors"))) == 3
+    # a run that stopped after round 1: drop round 2 from a copy of the state
+    import shutil
+
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    state = tmp_path / "cut" / "state" / "entropy__seed0.json"
+    s = json.loads(state.read_text())
+    last = s["rounds"].pop()
+    s["labelled"] = s["labelled"][: -len(last["selected"])]
+    state.write_text(json.dumps(s))
+    resumed = run_experiment(cfg, tmp_path / "cut", progress=False)
+    pd.testing.assert_frame_equal(full.drop(columns=TIMING), resumed.drop(columns=TIMING))
+    cold = run_experiment(_config(seeds=[0], strategies=["entropy"]), tmp_path / "cold",
+                          progress=False)
+    assert not cold.drop(columns=TIMING).equals(full.drop(columns=TIMING))
