@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
-exec .venv/bin/python examples/plot_fit_predict.py "$@"
+exec .venv/bin/skpeal demo "$@"

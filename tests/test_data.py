@@ -24,7 +24,7 @@ def test_uint8_array_pil_and_path_inputs_agree(tmp_path):
     nchw = torch.from_numpy(imgs).permute(0, 3, 1, 2)
     ref = _all(check_images(imgs))
     assert ref.shape == (3, 3, 32, 32)
-    for other in (pil, paths, np.array(paths, dtype=object), nchw, list(imgs)):
+    for other in (pil, paths, np.array(paths, dtype=object), np.array(paths), nchw, list(imgs)):
         assert torch.allclose(_all(check_images(other)), ref, atol=1e-5)
     # floats in [0, 1] give the same as uint8 / 255
     assert torch.allclose(_all(check_images(imgs / 255.0)), ref, atol=1e-5)
