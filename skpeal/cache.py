@@ -78,8 +78,10 @@ class FeatureCache:
 
     Notes
     -----
-    Thread-safe. Rows are stored as given (callers pass CPU float32 tensors that own their
-    memory) and returned as they were stored: treat them as read-only.
+    Thread-safe. Rows are stored as given and returned as they were stored: treat them as
+    read-only. skpeal stores the rows of one encoded batch as views of that batch (one
+    allocation per batch); each row counts its own bytes, so when a budget stop falls
+    inside a batch the rest of that batch (at most one batch) is held without being counted.
     """
 
     def __init__(self, max_bytes: int | None = None):
