@@ -105,8 +105,16 @@ def _spec(value) -> str:
     return repr(value)
 
 
-def resolve_workers(num_workers, source: ImageSource, n_images: int, batch_size: int) -> int:
-    """Worker processes for reading ``n_images`` of ``source``: 0 unless files are decoded."""
+def resolve_workers(
+    num_workers, source: ImageSource, n_images: int, batch_size: int, device=None
+) -> int:
+    """Worker processes for reading ``n_images`` of ``source``: 0 unless files are decoded.
+
+    Automatic (``num_workers=None``): workers only use cores that the model's own compute
+    leaves free: on the CPU that is the cores beyond torch's intra-op threads (on a 2-core
+    machine none: a decoding worker there would stall the model's threads at every
+    operation), on a GPU every core but one; at most 4.
+    """
     if num_workers is not None:
         return int(num_workers)
     if not source.reads_files or n_images <= 2 * batch_size:
@@ -115,7 +123,10 @@ def resolve_workers(num_workers, source: ImageSource, n_images: int, batch_size:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cores = os.cpu_count() or 1
-    return max(0, min(4, cores - 1))
+    busy = (
+        1 if device is not None and torch.device(device).type == "cuda" else torch.get_num_threads()
+    )
+    return max(0, min(4, cores - busy))
 
 
 # -- encoder --------------------------------------------------------------------------------
@@ -149,8 +160,7 @@ class ImageEncoder:
         Autocast dtype (None: fp32).
     batch_size : int
     num_workers : int or None, default=None
-        DataLoader workers for file inputs; None: up to 4 (cores - 1) when more than two
-        batches of files are read, else 0.
+        DataLoader workers for file inputs; None: see :func:`resolve_workers`.
     cache : FeatureCache or None, default=None
         Where features are looked up and stored; None encodes every image every time.
         Only pass a cache for a frozen image tower.
@@ -261,7 +271,7 @@ class ImageEncoder:
             return
         self.module.freeze_eval()
         bs = self.batch_size
-        workers = resolve_workers(self.num_workers, source, len(idx), bs)
+        workers = resolve_workers(self.num_workers, source, len(idx), bs, self.device)
         if source.kind == "items" and workers > 0:
             loader = torch.utils.data.DataLoader(
                 _Items(source, idx, self.preprocess, seeds),

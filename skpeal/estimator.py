@@ -127,9 +127,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Batch size of inference (``predict_proba``, ``embed``, feature encoding).
     num_workers : int or None, default=None
         Worker processes that decode image files during inference and feature encoding
-        (a :class:`torch.utils.data.DataLoader`); None: up to 4 (one fewer than the CPU
-        cores) when more than two batches of files are read, else 0. In-memory inputs
-        never use workers.
+        (a :class:`torch.utils.data.DataLoader`); None: when more than two batches of
+        files are read, as many as there are cores the model's compute leaves free (on the
+        CPU: cores beyond torch's threads, so none on a 2-core machine; with a GPU: all
+        cores but one), at most 4; else 0. In-memory inputs never use workers.
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``.

@@ -462,3 +462,18 @@ def test_bad_cache_params(small_images, params, match):
     X, y = small_images
     with pytest.raises(ValueError, match=match):
         CLIPAdapterClassifier(**{**TINY, **params}).fit(X, y)
+
+
+def test_automatic_workers_only_use_cores_the_model_leaves_free(small_images, tmp_path):
+    from skpeal._encoding import resolve_workers
+
+    X, _ = small_images
+    files = check_images(_png_files(tmp_path, X))
+    cores = len(os.sched_getaffinity(0))
+    assert resolve_workers(None, files, 40, 8, "cpu") == max(
+        0, min(4, cores - torch.get_num_threads())
+    )
+    assert resolve_workers(None, files, 40, 8, "cuda") == max(0, min(4, cores - 1))
+    assert resolve_workers(None, files, 16, 8, "cpu") == 0  # two batches: not worth a worker
+    assert resolve_workers(None, check_images(X), 40, 8, "cuda") == 0  # nothing to decode
+    assert resolve_workers(3, files, 40, 8, "cpu") == 3
