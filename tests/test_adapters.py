@@ -107,3 +107,32 @@ def test_backbone_defaults_fill_a_tower_without_the_named_group():
     peft_model = attach_lora(m, towers="vision", defaults=defaults)
     adapted = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert adapted and all("visual.2" in n for n in adapted)
+
+
+def test_prompt_padding_is_cut_without_changing_features(tiny):
+    """Positions after the longest prompt are cut; the features stay those of the full
+    sequence (causal mask + end-token pooling), with learned (random) context too."""
+    enc = text_encoder_for(tiny.model)
+    names = ["cat", "traffic light"]
+    gen = torch.Generator().manual_seed(0)
+    pl = PromptLearner(enc, tiny.tokenizer, names, n_ctx=4, generator=gen)
+    full = tiny.tokenizer([f"X X X X {n}." for n in names])
+    assert pl.tokens.shape[1] < full.shape[1]
+    assert pl.tokens.shape[1] == int((full != 0).sum(dim=1).max())
+    torch.testing.assert_close(pl.tokens, full[:, : pl.tokens.shape[1]])
+    with torch.no_grad():
+        emb = enc.token_embeddings(full)
+        emb[:, 1:5] = pl.ctx
+        want = enc.encode(emb, full)
+        torch.testing.assert_close(pl(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_prompt_padding_kept_when_padding_can_matter(tiny, monkeypatch):
+    enc = text_encoder_for(tiny.model)
+    monkeypatch.setattr(tiny.model, "text_pool_type", "last")
+    assert enc.needed_length(tiny.tokenizer(["a cat."])) is None
+    pl = PromptLearner(enc, tiny.tokenizer, ["cat"], n_ctx=2)
+    assert pl.tokens.shape[1] == tiny.tokenizer(["x"]).shape[1]
+    monkeypatch.setattr(tiny.model, "text_pool_type", "argmax")
+    monkeypatch.setattr(tiny.model, "attn_mask", None)
+    assert enc.needed_length(tiny.tokenizer(["a cat."])) is None

@@ -360,6 +360,9 @@ def test_prompt_learner_on_the_hf_tower(built):
     with torch.no_grad():
         want = model.encode_text(tok([f"a photo of a {c}." for c in names]))
         torch.testing.assert_close(learner(), want, rtol=1e-5, atol=1e-5)
+    # trailing padding is cut (mean pooling over the mask cannot see it)
+    full = tok([f"a photo of a {c}." for c in names])
+    assert learner.tokens.shape[1] == int((full != 0).sum(dim=1).max()) < full.shape[1]
     learner = PromptLearner(enc, tok, names, n_ctx=4, generator=torch.Generator().manual_seed(0))
     learner().pow(2).sum().backward()
     assert learner.ctx.grad is not None and learner.ctx.grad.abs().sum(-1).min() > 0

@@ -40,6 +40,7 @@ class HFTextPromptEncoder:
     """
 
     ctx_start = 1
+    _MASKED_POOLERS = ("MeanPooler", "ClsPooler", "ClsLastHiddenStatePooler")
 
     def __init__(self, model: nn.Module):
         text = getattr(model, "text", None)
@@ -56,6 +57,18 @@ class HFTextPromptEncoder:
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """Input embeddings ``(n, L, width)`` of token ids ``(n, L)``."""
         return self.text.transformer.get_input_embeddings()(tokens)
+
+    def needed_length(self, tokens: torch.Tensor) -> int | None:
+        """Positions that determine the features: up to the last non-padding token.
+
+        Padding is masked out of attention and out of mean or CLS pooling, and position
+        embeddings are absolute, so trailing padding changes nothing; for other poolers
+        (which may read padded positions) None: keep every position.
+        """
+        if type(self.text.pooler).__name__ not in self._MASKED_POOLERS:
+            return None
+        nonpad = (tokens != self.pad_token_id).any(dim=0).nonzero()
+        return int(nonpad.max()) + 1 if len(nonpad) else None
 
     def encode(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Text features ``(n, embed_dim)``, not normalised.

@@ -14,7 +14,14 @@ so the same learner works on open_clip's native text transformer and (see
     input embeddings ``(n, L, width)`` of token ids;
 ``encode(embeddings, tokens)``
     text features ``(n, embed_dim)`` (not normalised); equals ``model.encode_text(tokens)``
-    when ``embeddings == token_embeddings(tokens)``.
+    when ``embeddings == token_embeddings(tokens)``;
+``needed_length(tokens)``
+    how many leading positions determine the features (the rest is padding that cannot
+    change them), or None when every position can; ``encode`` accepts sequences cut to it.
+
+Cutting the padding matters for speed: a CoOp prompt uses about 20 of CLIP's 77 text
+positions, and every training step runs the text tower forward and backward over all
+class prompts.
 """
 
 from __future__ import annotations
@@ -37,14 +44,29 @@ class _OpenCLIPTextEncoder:
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.token_embedding(tokens)
 
+    def needed_length(self, tokens: torch.Tensor) -> int | None:
+        # With the causal mask, a position only sees those before it, so positions after
+        # the last non-padding token (id 0) change nothing that "argmax" (the end token),
+        # "eos" or "first" pooling reads. Without the mask (or with "last" pooling) they do.
+        m = self.model
+        if getattr(m, "attn_mask", None) is None:
+            return None
+        if getattr(m, "text_pool_type", "argmax") not in ("argmax", "eos", "first"):
+            return None
+        nonpad = (tokens != 0).any(dim=0).nonzero()
+        return int(nonpad.max()) + 1 if len(nonpad) else None
+
     def encode(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        # The steps of open_clip.CLIP.encode_text after the token-embedding lookup.
+        # The steps of open_clip.CLIP.encode_text after the token-embedding lookup; the
+        # sequence may be cut to ``needed_length`` positions.
         from open_clip.transformer import text_global_pool
 
         m = self.model
+        n = x.shape[1]
         cast_dtype = m.transformer.get_cast_dtype()
-        x = x.to(cast_dtype) + m.positional_embedding.to(cast_dtype)
-        x = m.transformer(x, attn_mask=m.attn_mask)
+        x = x.to(cast_dtype) + m.positional_embedding[:n].to(cast_dtype)
+        mask = m.attn_mask
+        x = m.transformer(x, attn_mask=None if mask is None else mask[:n, :n])
         x = m.ln_final(x)
         eos = getattr(m, "text_eos_id", None)
         x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=eos)
@@ -116,7 +138,8 @@ class PromptLearner(nn.Module):
     ctx : torch.nn.Parameter of shape (n_classes, n_ctx, width) or (n_ctx, width)
         The only trainable tensor.
     tokens : torch.LongTensor of shape (n_classes, L)
-        Token ids of the placeholder prompts (buffer).
+        Token ids of the placeholder prompts (buffer), cut after the last non-padding
+        position where the text tower allows it (see ``needed_length``).
     """
 
     def __init__(
@@ -152,6 +175,9 @@ class PromptLearner(nn.Module):
                 f"not fit the text tower's context length ({tokens.shape[1]} tokens); "
                 "lower n_ctx or shorten the class names"
             )
+        keep = getattr(encoder, "needed_length", lambda t: None)(tokens)
+        if keep is not None and keep < tokens.shape[1]:
+            tokens = tokens[:, :keep]  # padding that cannot change the features
         n_classes = len(classnames)
         init = init.detach().clone().float()
         if class_specific:
