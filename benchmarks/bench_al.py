@@ -60,6 +60,10 @@ EFFNET_VISION_TARGETS = [
 # ---------------------------------------------------------------------------- helpers
 
 
+def _batch_size(value):
+    return "auto" if value == "auto" else int(value)
+
+
 def _pretrained(value):
     return None if value in (None, "", "None", "none") else value
 
@@ -275,11 +279,11 @@ def lora_scoring(args, data, device) -> dict:
     est.fit(data.X_train[: args.budget * 2], data.y_train[: args.budget * 2])
     backbone = load_backbone(args.model, _pretrained(args.pretrained))
     pool = data.X_train
-    est.predict_proba(pool[: args.batch_size])  # warm-up
-    _bare_pass(backbone, pool[: args.batch_size], args.batch_size, device)
+    est.predict_proba(pool[: args.bs])  # warm-up
+    _bare_pass(backbone, pool[: args.bs], args.bs, device)
     base, lora, unmerged = [], [], []
     for _ in range(args.repeats):  # interleaved, best of each
-        base.append(_bare_pass(backbone, pool, args.batch_size, device))
+        base.append(_bare_pass(backbone, pool, args.bs, device))
         with _Timer() as t:
             est.predict_proba(pool)
         lora.append(t)
@@ -383,7 +387,12 @@ def p4_child(args) -> None:
         feature_cache=bool(args.feature_cache),
         classnames=list(FASHION_MNIST_CLASSNAMES),
     ).fit(paths[:4])
-    est.predict_proba(paths[: 2 * args.batch_size])  # warm-up: libraries, allocator
+    from skpeal._encoding import auto_batch_size
+
+    bs = args.batch_size
+    if bs == "auto":
+        bs = auto_batch_size(est.device_, est._preprocess.image_size)
+    est.predict_proba(paths[: 2 * max(bs, 64)])  # warm-up: libraries, allocator
     from skpeal.cache import clear_feature_cache, get_feature_cache
 
     clear_feature_cache()
@@ -463,7 +472,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--n-ctx", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default="auto",
+        help="inference batch of skpeal and of the bare passes (default: skpeal's 'auto')",
+    )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--p4-small", type=int, default=5000)
     ap.add_argument("--p4-large", type=int, default=50000)
@@ -499,19 +513,24 @@ def main(argv=None) -> int:
     print(f"load average at start: {_load()}", flush=True)
     data = load_fashion_mnist(n_train=args.pool, n_test=args.test, random_state=args.seed)
     backbone = load_backbone(args.model, _pretrained(args.pretrained))  # warm: imports, caches
-    _bare_pass(backbone, data.X_test[: args.batch_size], args.batch_size, device)
+    from skpeal._encoding import auto_batch_size
+
+    args.bs = args.batch_size
+    if args.bs == "auto":
+        args.bs = auto_batch_size(device, backbone.image_size)
+    _bare_pass(backbone, data.X_test[: args.bs], args.bs, device)
     raw, rows, foreign = {}, [], {}
     n_images = args.pool + args.test
 
     if "al" in parts:
         fg = _Foreign()
         X_all = np.concatenate([data.X_train, data.X_test])
-        passes = [_bare_pass(backbone, X_all, args.batch_size, device)]
+        passes = [_bare_pass(backbone, X_all, args.bs, device)]
         print(f"one image-tower pass: {passes[0].seconds:.1f} s", flush=True)
         cached = al_run(args, data, feature_cache=True)
         print(f"cached AL run: {cached['seconds']:.1f} s, acc {cached['accuracies']}", flush=True)
         for _ in range(args.repeats - 1):
-            passes.append(_bare_pass(backbone, X_all, args.batch_size, device))
+            passes.append(_bare_pass(backbone, X_all, args.bs, device))
         t_pass = min(t.seconds for t in passes)
         c_pass = min(t.cpu for t in passes)
         raw.update(
@@ -587,7 +606,7 @@ def main(argv=None) -> int:
                     f"{p['n'] / lw:.0f} vs {p['n'] / bw:.0f}",
                     "-",
                     None,
-                    f"batch {args.batch_size}, bf16 autocast",
+                    f"batch {args.bs}, bf16 autocast",
                 )
             )
         foreign["P3"] = fg.stop()
@@ -628,7 +647,7 @@ def main(argv=None) -> int:
         f"skpeal benchmark, model {args.model!r} (pretrained={args.pretrained}), "
         f"Fashion-MNIST pool {args.pool} + test {args.test}, {args.rounds} rounds x "
         f"{args.budget} labels, prompt tuning n_ctx={args.n_ctx}, {args.epochs} epochs, "
-        f"batch {args.batch_size}"
+        f"inference batch {args.bs} ({args.batch_size})"
     )
     print(f"machine: {_machine()}; load average at end: {_load()}")
     for part, share in foreign.items():

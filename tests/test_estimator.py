@@ -230,6 +230,8 @@ def test_save_and_load_adapter(small_images, tmp_path):
         (dict(templates=["no placeholder"]), "templates"),
         (dict(lora_towers="image"), "lora_towers"),
         (dict(random_state="x"), "random_state"),
+        (dict(predict_batch_size=0), "predict_batch_size must be 'auto' or an integer"),
+        (dict(predict_batch_size="big"), "predict_batch_size must be 'auto' or an integer"),
     ],
 )
 def test_bad_params(small_images, params, match):
@@ -300,3 +302,23 @@ def test_warm_start_continues_from_the_previous_adapter(small_images):
     est.set_params(max_epochs=2).fit(X, y)
     est.set_params(warm_start=True, classes=["bird", "cat", "dog", "fish"]).fit(X, y)
     assert est.predict_proba(X).shape == (40, 4)
+
+
+def test_auto_predict_batch_size():
+    from skpeal._encoding import auto_batch_size
+
+    assert auto_batch_size("cpu", 112) == 16
+    assert auto_batch_size("cpu", 224) == 4
+    assert auto_batch_size("cpu", 1000) == 1
+    assert auto_batch_size("cpu", 16) == 256
+    assert auto_batch_size("cuda", 224) == 256
+
+
+def test_predict_batch_size_does_not_change_predictions(small_images):
+    X, y = small_images
+    kw = dict(TINY, max_epochs=1, feature_cache=False, random_state=0)
+    auto = CLIPAdapterClassifier(**kw).fit(X, y)
+    three = CLIPAdapterClassifier(**kw, predict_batch_size=3).fit(X, y)
+    assert auto._fit_params["predict_batch_size"] == "auto"
+    assert three._fit_params["predict_batch_size"] == 3
+    np.testing.assert_allclose(three.predict_proba(X), auto.predict_proba(X), rtol=1e-4, atol=1e-5)
