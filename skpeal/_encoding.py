@@ -222,8 +222,8 @@ class ImageEncoder:
         """All features ``(len(source), d)``, float32 on the CPU (see :meth:`iter_features`)."""
         return torch.cat(list(self.iter_features(source, views)))
 
-    # Cached rows are views of the batch they were encoded in: one allocation per batch
-    # (exactly its rows) instead of one small allocation per row, which fragments the heap.
+    # The cache copies stored rows into its own large blocks, so a batch is freed as soon
+    # as it has been yielded.
     def iter_features(self, source: ImageSource, views=None, block: int | None = None):
         """Features of every image of ``source`` in order, in blocks of ``block`` rows.
 

@@ -64,6 +64,38 @@ __all__ = [
 DEFAULT_BUDGET_MB = 1024
 #: Bytes counted per entry on top of its tensor data (key, tensor object, dict slot).
 ENTRY_OVERHEAD = 256
+#: Rows of the first storage block of a space (later blocks double).
+BLOCK_MIN_ROWS = 256
+#: Largest storage block, in bytes (above glibc's 32 MiB ``mmap`` ceiling, so big blocks
+#: live outside the heap).
+BLOCK_MAX_BYTES = 48 * 2**20
+
+
+class _Blocks:
+    """Append-only storage of equally shaped rows in a few large tensors."""
+
+    def __init__(self):
+        self.current: torch.Tensor | None = None
+        self.fill = 0
+        self.rows_allocated = 0
+
+    def append(self, row: torch.Tensor, max_rows: int) -> torch.Tensor | None:
+        """Copy ``row`` into the newest block (a new one if needed); its view, or None
+        when a new block is needed but ``max_rows < 1``."""
+        cur = self.current
+        if cur is None or self.fill == len(cur):
+            row_bytes = max(1, row.element_size() * row.numel())
+            want = max(BLOCK_MIN_ROWS, self.rows_allocated)  # doubling
+            want = min(want, max(1, BLOCK_MAX_BYTES // row_bytes), max_rows)
+            if want < 1:
+                return None
+            cur = self.current = torch.empty((want, *row.shape), dtype=row.dtype)
+            self.fill = 0
+            self.rows_allocated += want
+        out = cur[self.fill]
+        out.copy_(row)
+        self.fill += 1
+        return out
 
 
 class FeatureCache:
@@ -78,16 +110,21 @@ class FeatureCache:
 
     Notes
     -----
-    Thread-safe. Rows are stored as given and returned as they were stored: treat them as
-    read-only. skpeal stores the rows of one encoded batch as views of that batch (one
-    allocation per batch); each row counts its own bytes, so when a budget stop falls
-    inside a batch the rest of that batch (at most one batch) is held without being counted.
+    Thread-safe. Rows are *copied* into large contiguous blocks (per space and row shape;
+    :data:`BLOCK_MIN_ROWS` rows, doubling up to :data:`BLOCK_MAX_BYTES`), and returned as
+    views of them: treat them as read-only. Keeping many small tensors alive between the
+    transient tensors of a model's forward passes fragments the heap (measured: 50,000
+    cached rows of 5 KB, stored as views of their 16-row batches, raised the process's
+    peak memory by 830 MB, three times their size). ``nbytes`` counts the stored rows;
+    the unfilled rest of each space's newest block is reserved on top (a block is never
+    made larger than the rows the budget still allows).
     """
 
     def __init__(self, max_bytes: int | None = None):
         self._lock = threading.RLock()
         self._spaces: OrderedDict[Hashable, dict[bytes, torch.Tensor]] = OrderedDict()
         self._space_bytes: dict[Hashable, int] = {}
+        self._blocks: dict[Hashable, dict[tuple, _Blocks]] = {}
         self._nbytes = 0
         self._stats = dict(hits=0, misses=0, stores=0, evictions=0)
         self._max_bytes = 0
@@ -109,7 +146,7 @@ class FeatureCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes currently held (tensor data plus per-entry overhead)."""
+        """Bytes of the stored entries (row data plus per-entry overhead)."""
         return self._nbytes
 
     def __len__(self) -> int:
@@ -168,6 +205,7 @@ class FeatureCache:
                 d = self._spaces[space] = {}
                 self._space_bytes[space] = 0
             self._spaces.move_to_end(space)
+            blocks = self._blocks.setdefault(space, {})
             stored = 0
             for k, row in zip(keys, rows):
                 if k in d:
@@ -177,12 +215,22 @@ class FeatureCache:
                     self._shrink(keep=space, need=size)
                     if self._nbytes + size > self._max_bytes:
                         break  # only this space is left and it is full: store no more
-                d[k] = row
+                row = row.detach()
+                if row.device.type != "cpu":
+                    row = row.cpu()
+                store = blocks.get((tuple(row.shape), row.dtype))
+                if store is None:
+                    store = blocks[(tuple(row.shape), row.dtype)] = _Blocks()
+                # never reserve more rows than the budget still allows
+                view = store.append(row, (self._max_bytes - self._nbytes) // size)
+                if view is None:  # pragma: no cover - the budget check above leaves room
+                    break
+                d[k] = view
                 self._nbytes += size
                 self._space_bytes[space] += size
                 stored += 1
             if not d:
-                del self._spaces[space], self._space_bytes[space]
+                del self._spaces[space], self._space_bytes[space], self._blocks[space]
             self._stats["stores"] += stored
             return stored
 
@@ -191,6 +239,7 @@ class FeatureCache:
         with self._lock:
             self._spaces.clear()
             self._space_bytes.clear()
+            self._blocks.clear()
             self._nbytes = 0
             self._stats = dict(hits=0, misses=0, stores=0, evictions=0)
 
@@ -224,6 +273,7 @@ class FeatureCache:
 
     def _drop_space(self, space) -> None:
         d = self._spaces.pop(space)
+        self._blocks.pop(space, None)
         self._nbytes -= self._space_bytes.pop(space)
         self._stats["evictions"] += len(d)
 

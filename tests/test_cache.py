@@ -477,3 +477,27 @@ def test_automatic_workers_only_use_cores_the_model_leaves_free(small_images, tm
     assert resolve_workers(None, files, 16, 8, "cpu") == 0  # two batches: not worth a worker
     assert resolve_workers(None, check_images(X), 40, 8, "cuda") == 0  # nothing to decode
     assert resolve_workers(3, files, 40, 8, "cpu") == 3
+
+
+def test_rows_are_copied_into_shared_blocks():
+    """Stored rows are copies held in a few large blocks, not the caller's tensors."""
+    c = FeatureCache(max_bytes=2**30)
+    batch = torch.arange(12.0).view(3, 4)
+    c.put_many("s", [b"a", b"b", b"c"], batch.unbind(0))
+    batch.zero_()  # the caller's tensor may be reused or freed
+    rows = c.get_many("s", [b"a", b"b", b"c"])
+    torch.testing.assert_close(torch.stack(rows), torch.arange(12.0).view(3, 4))
+    storages = {r.untyped_storage().data_ptr() for r in rows}
+    assert len(storages) == 1 and storages != {batch.untyped_storage().data_ptr()}
+    c.put_many("s", [i.to_bytes(2, "little") for i in range(100, 400)], torch.ones(300, 4).unbind(0))
+    all_rows = c.get_many("s", [i.to_bytes(2, "little") for i in range(100, 400)])
+    assert len({r.untyped_storage().data_ptr() for r in all_rows}) == 2  # 256 rows, then more
+    assert c.nbytes == 303 * (16 + ENTRY_OVERHEAD)
+
+
+def test_blocks_never_reserve_more_than_the_budget():
+    size = 16 + ENTRY_OVERHEAD
+    c = FeatureCache(max_bytes=5 * size)
+    assert c.put_many("s", [bytes([i]) for i in range(9)], torch.ones(9, 4).unbind(0)) == 5
+    (row,) = c.get_many("s", [b"\x00"])
+    assert row.untyped_storage().nbytes() == 5 * 16
