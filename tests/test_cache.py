@@ -489,8 +489,9 @@ def test_rows_are_copied_into_shared_blocks():
     torch.testing.assert_close(torch.stack(rows), torch.arange(12.0).view(3, 4))
     storages = {r.untyped_storage().data_ptr() for r in rows}
     assert len(storages) == 1 and storages != {batch.untyped_storage().data_ptr()}
-    c.put_many("s", [i.to_bytes(2, "little") for i in range(100, 400)], torch.ones(300, 4).unbind(0))
-    all_rows = c.get_many("s", [i.to_bytes(2, "little") for i in range(100, 400)])
+    more = [i.to_bytes(2, "little") for i in range(100, 400)]
+    c.put_many("s", more, torch.ones(300, 4).unbind(0))
+    all_rows = c.get_many("s", more)
     assert len({r.untyped_storage().data_ptr() for r in all_rows}) == 2  # 256 rows, then more
     assert c.nbytes == 303 * (16 + ENTRY_OVERHEAD)
 
