@@ -23,6 +23,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from ._memory import TRIM_EVERY_IMAGES, release_free_memory
 from .cache import FeatureCache, file_key, module_digest
 from .data import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
 
@@ -314,5 +315,8 @@ class ImageEncoder:
         x = to_device(x, self.device)
         with autocast(self.device, self.dtype):
             f = self.module.image_features(x)
+        before = self.n_encoded
         self.n_encoded += len(x)
+        if self.n_encoded // TRIM_EVERY_IMAGES > before // TRIM_EVERY_IMAGES:
+            release_free_memory()  # freed batches must not pile up in the C heap
         return f.float().cpu()

@@ -502,3 +502,31 @@ def test_blocks_never_reserve_more_than_the_budget():
     assert c.put_many("s", [bytes([i]) for i in range(9)], torch.ones(9, 4).unbind(0)) == 5
     (row,) = c.get_many("s", [b"\x00"])
     assert row.untyped_storage().nbytes() == 5 * 16
+
+
+def test_release_free_memory_runs_here():
+    import platform
+
+    from skpeal._memory import release_free_memory
+
+    result = release_free_memory()
+    assert isinstance(result, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        from skpeal import _memory
+
+        assert _memory._malloc_trim()  # resolved, so the trimming really happens here
+
+
+def test_long_passes_release_free_memory(monkeypatch):
+    """The encoder hands freed memory back every TRIM_EVERY_IMAGES images."""
+    import skpeal._encoding as enc
+
+    calls = []
+    monkeypatch.setattr(enc, "TRIM_EVERY_IMAGES", 10)
+    monkeypatch.setattr(enc, "release_free_memory", lambda: calls.append(1) or True)
+    X = np.random.default_rng(0).integers(0, 255, (25, 16, 16, 3), dtype=np.uint8)
+    est = CLIPAdapterClassifier(**TINY, classes=[0, 1], max_epochs=0, feature_cache=False,
+                                predict_batch_size=4).fit(X[:2])
+    calls.clear()
+    est.predict_proba(X)
+    assert len(calls) == 2  # after images 12 (>= 10) and 20 (>= 20) of 25
