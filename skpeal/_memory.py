@@ -6,8 +6,8 @@ instead of returning it, and the pages that freed memory occupies stay resident:
 while scoring 20,000 image files, the memory in use by live objects did not change while
 free-but-held memory grew by 66-190 MB (varying between runs), and that was the whole
 growth of the process. ``malloc_trim(0)`` returns such free pages to the system without
-touching live memory, as dask's ``distributed`` does for its workers. It exists only in
-glibc; elsewhere :func:`release_free_memory` does nothing.
+touching live memory (the remedy dask's documentation gives for "unmanaged" worker
+memory). It exists only in glibc; elsewhere :func:`release_free_memory` does nothing.
 """
 
 from __future__ import annotations

@@ -37,11 +37,10 @@ training images per class reaches 0.74 at 112 px and 0.77 at 224 px (mean of 5 d
 Input size. The image tower is convolutional and accepts any size. The default input is
 112 px; ``pretrained="224px"`` (any ``"<N>px"``, 32 <= N <= 1024) selects another size
 with the same weights. 224 px costs about four times the compute of 112 px for +0.01
-zero-shot and +0.035 probe accuracy on Fashion-MNIST. Measured on a shared 2-core
-machine (best of 5 batches of 64, other jobs running): 37 vs 20 images/s with 2 torch
-threads, 168 vs 30 images/s with 1 thread (under CPU contention one thread was faster);
-the project's machine notes give about 110 vs 20 images/s on an idle machine. The image tower runs
-in channels-last memory format, measured about 1.3x faster on CPU than the default.
+zero-shot and +0.035 probe accuracy on Fashion-MNIST. Measured on an idle 2-core machine
+(2 torch threads, ``predict_batch_size="auto"``, a bare pass over 6,000 images): 260-335
+images/s at 112 px, 87 images/s at 224 px. The image tower runs in channels-last memory
+format, measured about 1.3x faster on CPU than the default.
 
 Build and cache. Building runs the text tower over the 1,000 class prompts and solves
 the ridge regression (measured 2-11 s on 2 cores, depending on load); it never touches

@@ -216,8 +216,6 @@ class FeatureCache:
                     if self._nbytes + size > self._max_bytes:
                         break  # only this space is left and it is full: store no more
                 row = row.detach()
-                if row.device.type != "cpu":
-                    row = row.cpu()
                 store = blocks.get((tuple(row.shape), row.dtype))
                 if store is None:
                     store = blocks[(tuple(row.shape), row.dtype)] = _Blocks()

@@ -429,8 +429,7 @@ def _fit_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_fe
         return _LinearProbe(probe_features, len(data.classnames), seed).fit(labelled, y)
     est = _make_estimator(config, data, calibrated, seed, rnd)
     if config.warm_start and previous is not None:
-        est = previous.set_params(**{k: v for k, v in est.get_params().items()
-                                     if k == "random_state"}, warm_start=True)
+        est = previous.set_params(random_state=est.random_state, warm_start=True)
     return est.fit(data.X_train[labelled], y)
 
 

@@ -322,3 +322,16 @@ def test_predict_batch_size_does_not_change_predictions(small_images):
     assert auto._fit_params["predict_batch_size"] == "auto"
     assert three._fit_params["predict_batch_size"] == 3
     np.testing.assert_allclose(three.predict_proba(X), auto.predict_proba(X), rtol=1e-4, atol=1e-5)
+
+
+def test_auto_predict_batch_size_reaches_the_encoder(small_images):
+    from skpeal._encoding import auto_batch_size
+    from skpeal.estimator import _encoder
+
+    X, y = small_images
+    est = CLIPAdapterClassifier(**TINY, max_epochs=0, device="cpu").fit(X, y)
+    enc = _encoder(est.model_, est._preprocess, est._fit_params)
+    assert enc.batch_size == auto_batch_size("cpu", est._preprocess.image_size)
+    est = CLIPAdapterClassifier(**TINY, max_epochs=0, device="cpu", predict_batch_size=5)
+    est.fit(X, y)
+    assert _encoder(est.model_, est._preprocess, est._fit_params).batch_size == 5

@@ -15,7 +15,7 @@ so the same learner works on open_clip's native text transformer and (see
 ``encode(embeddings, tokens)``
     text features ``(n, embed_dim)`` (not normalised); equals ``model.encode_text(tokens)``
     when ``embeddings == token_embeddings(tokens)``;
-``needed_length(tokens)``
+``needed_length(tokens)`` (optional)
     how many leading positions determine the features (the rest is padding that cannot
     change them), or None when every position can; ``encode`` accepts sequences cut to it.
 
