@@ -25,17 +25,20 @@ images of different sizes) do not work with modAL itself (its ``data_vstack`` an
 
 When it is applied
 ------------------
-``import skpeal`` calls :func:`enable`, which costs nothing when modAL is not in use: if
-``modAL.models.learners`` is already imported it is patched now, otherwise a one-module
-import hook patches it right after it is first imported (so ``import skpeal`` does not
-import modAL, pandas or torch). The patch is applied only when the installed scikit-learn
+``import skpeal.strategies`` (what a modAL loop with skpeal's query strategies does) calls
+:func:`enable`; ``import skpeal`` alone changes nothing. :func:`enable` may also be called
+explicitly, e.g. to use modAL with other estimators. It costs nothing when modAL is not in
+use: if ``modAL.models.learners`` is already imported it is patched now, otherwise a
+one-module import hook patches it right after it is first imported (so enabling does not
+import modAL). The patch is applied only when the installed scikit-learn
 rejects ``force_all_finite``; with an older scikit-learn nothing changes. Applying twice is
 a no-op.
 
 How to undo it
 --------------
 * call :func:`disable` (restores modAL's original ``check_X_y`` and removes the hook), or
-* set the environment variable ``SKPEAL_MODAL_COMPAT=0`` before importing skpeal.
+* set the environment variable ``SKPEAL_MODAL_COMPAT=0`` before importing
+  ``skpeal.strategies``.
 
 Notes
 -----
@@ -47,13 +50,14 @@ import. ``modAL.models``, ``modAL.uncertainty``, ``modAL.disagreement`` and
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
-__all__ = ["enable", "disable", "is_active", "ENV_VAR"]
+__all__ = ["ENV_VAR", "disable", "enable", "enable_from_env", "is_active"]
 
-#: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` stop ``import skpeal`` from
-#: applying the patch.
+#: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` stop ``import skpeal.strategies``
+#: from applying the patch.
 ENV_VAR = "SKPEAL_MODAL_COMPAT"
 
 _TARGET = "modAL.models.learners"
@@ -61,8 +65,6 @@ _state = {"enabled": False}
 
 
 def _sklearn_rejects_force_all_finite(check_X_y):
-    import inspect
-
     try:
         params = inspect.signature(check_X_y).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins only
@@ -79,7 +81,7 @@ def _make_wrapper(original):
 
     check_X_y.__doc__ = (
         "scikit-learn's check_X_y accepting modAL's ``force_all_finite`` keyword "
-        "(installed by skpeal.modal_compat; undo with skpeal.modal_compat.disable())."
+        "(installed by skpeal.compat.modal; undo with skpeal.compat.modal.disable())."
     )
     check_X_y.__wrapped__ = original
     check_X_y._skpeal_modal_compat = True
@@ -191,8 +193,14 @@ def is_active():
     return bool(getattr(getattr(module, "check_X_y", None), "_skpeal_modal_compat", False))
 
 
-def _enable_from_env():
-    """Called by ``import skpeal``: enable unless ``SKPEAL_MODAL_COMPAT`` says no."""
+def enable_from_env():
+    """Enable unless ``SKPEAL_MODAL_COMPAT`` says no (called by ``import skpeal.strategies``).
+
+    Returns
+    -------
+    active : bool
+        What :func:`enable` returned, or False when the environment variable says no.
+    """
     if os.environ.get(ENV_VAR, "1").strip().lower() in {"0", "false", "no", "off"}:
         return False
     return enable()

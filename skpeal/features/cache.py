@@ -1,4 +1,4 @@
-"""The process-wide cache of frozen image-tower features.
+"""The process-wide, byte-bounded cache of frozen image-tower features.
 
 With a frozen image tower (prompt tuning, or LoRA on the text tower only) an image's
 features depend only on the image, the image tower and the preprocessing, never on the
@@ -33,7 +33,7 @@ instead of thrashing. Set ``feature_cache=False`` on the estimator to bypass the
 
 Examples
 --------
->>> from skpeal.cache import get_feature_cache
+>>> from skpeal.features import get_feature_cache
 >>> cache = get_feature_cache()
 >>> cache.max_bytes = 256 * 2**20   # 256 MiB
 >>> sorted(cache.stats())
@@ -43,22 +43,14 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
 import torch
-from torch import nn
 
-__all__ = [
-    "FeatureCache",
-    "clear_feature_cache",
-    "file_key",
-    "get_feature_cache",
-    "module_digest",
-]
+__all__ = ["FeatureCache", "clear_feature_cache", "get_feature_cache"]
 
 #: Default budget of the process-wide cache, in MiB (``$SKPEAL_FEATURE_CACHE_MB`` overrides).
 DEFAULT_BUDGET_MB = 1024
@@ -160,11 +152,14 @@ class FeatureCache:
         Parameters
         ----------
         space : hashable
+            The producer of the features (see :mod:`skpeal.features`).
         keys : sequence of bytes
+            Item keys (image fingerprints).
 
         Returns
         -------
         rows : list of torch.Tensor or None
+            One entry per key.
         """
         with self._lock:
             d = self._spaces.get(space)
@@ -187,8 +182,11 @@ class FeatureCache:
         Parameters
         ----------
         space : hashable
+            The producer of the features (see :mod:`skpeal.features`).
         keys : sequence of bytes
+            Item keys (image fingerprints).
         rows : torch.Tensor of shape (len(keys), ...) or sequence of torch.Tensor
+            The feature rows, copied into the cache.
 
         Returns
         -------
@@ -313,56 +311,3 @@ def get_feature_cache() -> FeatureCache:
 def clear_feature_cache() -> None:
     """Empty the process-wide cache (frees its memory; counters restart at 0)."""
     get_feature_cache().clear()
-
-
-# -- fingerprints ------------------------------------------------------------------------
-
-
-def module_digest(module: nn.Module) -> str:
-    """Digest of a module's structure, parameters and buffers (names, dtypes, shapes, bytes).
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-
-    Returns
-    -------
-    digest : str
-        Hex BLAKE2b digest; equal for two modules only if their layer structure
-        (``repr``) and every tensor are equal.
-    """
-    h = hashlib.blake2b(digest_size=20)
-    h.update(f"{type(module).__module__}.{type(module).__qualname__}\n".encode())
-    h.update(repr(module).encode())
-    with torch.no_grad():
-        for name, t in module.state_dict(keep_vars=False).items():
-            t = t.detach()
-            h.update(f"\n{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            if t.device.type != "cpu":
-                t = t.cpu()
-            t = t.contiguous()
-            if t.dtype == torch.bfloat16:
-                t = t.view(torch.int16)
-            h.update(memoryview(t.numpy()).cast("B"))
-    return h.hexdigest()
-
-
-def file_key(path) -> tuple:
-    """What identifies a local file's content for caching: path, size, mtime, inode.
-
-    Parameters
-    ----------
-    path : str or path-like
-
-    Returns
-    -------
-    key : tuple
-        ``(realpath, size, mtime_ns, inode, device)``, or ``(path,)`` when it is not a
-        file (e.g. a tag name).
-    """
-    p = os.fspath(path)
-    try:
-        st = os.stat(p)
-    except OSError:
-        return (p,)
-    return (os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)

@@ -1,4 +1,4 @@
-"""Input coercion: turn what users pass as ``X`` into normalised image batches.
+"""Input coercion: turn what users pass as ``X`` into batches of preprocessed images.
 
 Accepted ``X``:
 
@@ -15,8 +15,6 @@ mean/std), in torch, identically for every kind of input.
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 from collections.abc import Sequence
 
@@ -24,66 +22,11 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
-__all__ = ["ImageSource", "Preprocessor", "check_images"]
+from .fingerprints import item_digest, row_digests
+from .transforms import Preprocessor
 
-
-class Preprocessor:
-    """Resize, crop and normalise ``[0, 1]`` image tensors for one backbone.
-
-    Parameters
-    ----------
-    image_size : int
-        Side of the square model input.
-    mean, std : sequence of float
-        Per-channel normalisation.
-    interpolation : str, default="bicubic"
-    resize_mode : {"shortest", "squash", "longest"}, default="shortest"
-        ``"shortest"``: resize the short side to ``image_size`` and centre-crop (open_clip's
-        default); ``"squash"``: resize both sides; ``"longest"``: resize the long side and
-        pad with zeros.
-    """
-
-    def __init__(self, image_size, mean, std, interpolation="bicubic", resize_mode="shortest"):
-        self.image_size = int(image_size)
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
-        self.interpolation = InterpolationMode(interpolation)
-        if resize_mode not in ("shortest", "squash", "longest"):
-            raise ValueError(f"unsupported resize_mode {resize_mode!r}")
-        self.resize_mode = resize_mode
-
-    @property
-    def signature(self) -> tuple:
-        """Everything that determines the output: a hashable tuple (part of cache keys)."""
-        return (
-            type(self).__name__,
-            self.image_size,
-            tuple(self.mean),
-            tuple(self.std),
-            self.interpolation.value,
-            self.resize_mode,
-        )
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Preprocess a float batch ``(b, 3, h, w)`` in ``[0, 1]``; returns ``(b, 3, S, S)``."""
-        s = self.image_size
-        h, w = images.shape[-2:]
-        if (h, w) != (s, s):
-            if self.resize_mode == "squash":
-                images = TF.resize(images, [s, s], self.interpolation, antialias=True)
-            elif self.resize_mode == "shortest":
-                images = TF.resize(images, s, self.interpolation, antialias=True)
-                images = TF.center_crop(images, [s, s])
-            else:
-                scale = s / max(h, w)
-                nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-                images = TF.resize(images, [nh, nw], self.interpolation, antialias=True)
-                top, left = (s - nh) // 2, (s - nw) // 2
-                images = TF.pad(images, [left, top, s - nw - left, s - nh - top], fill=0.0)
-            images = images.clamp_(0.0, 1.0)
-        return TF.normalize(images, self.mean, self.std)
+__all__ = ["ImageSource", "check_images", "iter_batches"]
 
 
 def _to_three_channels(t: torch.Tensor) -> torch.Tensor:
@@ -206,7 +149,7 @@ class ImageSource:
 
         Array and tensor rows, PIL images and in-memory arrays are identified by their
         pixel bytes, dtype and shape; files by real path, size, modification time,
-        inode and device (see :func:`skpeal.cache.file_key`). Equal digests mean equal
+        inode and device (see :func:`skpeal.images.fingerprints.file_key`). Equal digests mean equal
         inputs to the preprocessing.
 
         Returns
@@ -215,45 +158,10 @@ class ImageSource:
         """
         if self._fingerprints is None:
             if self.kind == "array":
-                self._fingerprints = _row_digests(self._data)
+                self._fingerprints = row_digests(self._data)
             else:
-                self._fingerprints = [_item_digest(x) for x in self._data]
+                self._fingerprints = [item_digest(x) for x in self._data]
         return self._fingerprints
-
-
-def _digest(*parts: bytes) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(part)
-    return h.digest()
-
-
-def _numpy_bytes(t: torch.Tensor) -> np.ndarray:
-    t = t.contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.numpy()
-
-
-def _row_digests(data: torch.Tensor, chunk: int = 256) -> list[bytes]:
-    head = f"array|{data.dtype}|{tuple(data.shape[1:])}|".encode()
-    out = []
-    for start in range(0, data.shape[0], chunk):
-        block = data[start : start + chunk]
-        rows = _numpy_bytes(block).reshape(block.shape[0], -1)
-        out.extend(_digest(head, memoryview(r)) for r in rows)
-    return out
-
-
-def _item_digest(item) -> bytes:
-    from .cache import file_key
-
-    if isinstance(item, Image.Image):
-        return _digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
-    if isinstance(item, np.ndarray):
-        a = np.ascontiguousarray(item)
-        return _digest(f"ndarray|{a.dtype.str}|{a.shape}|".encode(), memoryview(a).cast("B"))
-    return _digest(f"file|{file_key(item)!r}".encode())
 
 
 def check_images(X) -> ImageSource:
@@ -366,51 +274,3 @@ def iter_batches(n: int, batch_size: int):
     """Consecutive index ranges ``range(i, i + batch_size)`` covering ``range(n)``."""
     for start in range(0, n, batch_size):
         yield np.arange(start, min(start + batch_size, n))
-
-
-def random_resized_crop_flip(
-    images: torch.Tensor,
-    generator,
-    scale=(0.5, 1.0),
-    ratio=(3 / 4, 4 / 3),
-) -> torch.Tensor:
-    """Random resized crop back to the input size, and a random horizontal flip.
-
-    Randomness comes only from ``generator``; each image gets its own crop.
-
-    Parameters
-    ----------
-    images : torch.Tensor of shape (b, 3, S, S)
-    generator : torch.Generator or sequence of torch.Generator
-        One generator for the batch, or one per image (then image ``k``'s crop and flip
-        depend on ``generator[k]`` alone, whatever batch it is in).
-    scale : tuple of float, default=(0.5, 1.0)
-        Range of the crop's area as a fraction of the image.
-    ratio : tuple of float, default=(3/4, 4/3)
-        Range of the crop's aspect ratio.
-    """
-    b, _, h, w = images.shape
-    if isinstance(generator, torch.Generator):
-        u = torch.rand(b, 4, generator=generator)
-        flip = torch.rand(b, generator=generator) < 0.5
-    else:
-        if len(generator) != b:
-            raise ValueError(f"{len(generator)} generators for {b} images")
-        draws = torch.zeros(0, 5)
-        if b:
-            draws = torch.stack([torch.rand(5, generator=g) for g in generator])
-        u, flip = draws[:, :4], draws[:, 4] < 0.5
-    out = torch.empty_like(images)
-    log_r = (math.log(ratio[0]), math.log(ratio[1]))
-    for k in range(b):
-        area = h * w * (scale[0] + (scale[1] - scale[0]) * float(u[k, 0]))
-        ar = math.exp(log_r[0] + (log_r[1] - log_r[0]) * float(u[k, 1]))
-        cw = min(w, max(1, round(math.sqrt(area * ar))))
-        ch = min(h, max(1, round(math.sqrt(area / ar))))
-        top = int(float(u[k, 2]) * (h - ch + 1))
-        left = int(float(u[k, 3]) * (w - cw + 1))
-        crop = images[k : k + 1, :, top : top + ch, left : left + cw]
-        out[k : k + 1] = TF.resize(crop, [h, w], InterpolationMode.BILINEAR, antialias=True)
-    flip = flip.to(images.device)
-    out[flip] = out[flip].flip(-1)
-    return out
