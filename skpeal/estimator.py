@@ -79,9 +79,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Dropout on the LoRA input during training.
     lora_towers : {"both", "vision", "text"}, default="both"
         Towers that get LoRA adapters.
-    lora_targets : {"attention", "mlp", "attention+mlp"} or list of str, default="attention"
-        Which layers of those towers; a list holds module-name regular expressions. See
-        :func:`skpeal.adapters.resolve_lora_targets`.
+    lora_targets : str or list of str, default="attention"
+        Which layers of those towers: ``"attention"`` (independent adapters on the q, k
+        and v projections of every attention block, as the paper's authors), ``"out"``
+        (attention output), ``"mlp"``, or groups joined by ``"+"``
+        (``"attention+out+mlp"``); a list holds module-name regular expressions. Towers
+        without attention layers (the offline backbone's convolutional image tower) use
+        the backbone's own targets. See :func:`skpeal.adapters.resolve_lora_targets`.
     calibration : {"balanced", "sum", "effective"} or None, default="balanced"
         How the calibration terms of correct and incorrect samples combine; None
         trains with cross-entropy only. See :func:`skpeal.losses.calibration_loss`.
