@@ -41,6 +41,33 @@ def test_prompt_shared_context_and_gradient_reaches_ctx_only(tiny):
     assert all(p.grad is None for p in tiny.model.parameters())
 
 
+def test_class_specific_contexts_are_drawn_per_class(tiny):
+    gen = torch.Generator().manual_seed(0)
+    pl = PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, ["a", "b", "c"], n_ctx=3,
+                       generator=gen)
+    assert pl.ctx.shape == (3, 3, 32)
+    assert not torch.equal(pl.ctx[0], pl.ctx[1]) and not torch.equal(pl.ctx[1], pl.ctx[2])
+    assert float(pl.ctx.detach().std()) == pytest.approx(0.02, rel=0.3)
+
+
+@pytest.mark.parametrize("position, text", [
+    ("end", "a photo of a {}."), ("middle", "a photo {} of a."), ("front", "{} a photo of a.")])
+def test_class_token_position_places_the_name_as_coop(tiny, position, text):
+    names = ["cat", "traffic light", "dog"]
+    pl = PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, names,
+                       ctx_init="a photo of a", class_token_position=position)
+    with torch.no_grad():
+        ours = pl()
+        ref = tiny.model.encode_text(tiny.tokenizer([text.format(n) for n in names]))
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_class_token_position_validated(tiny):
+    with pytest.raises(ValueError, match="class_token_position"):
+        PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, ["a"], n_ctx=2,
+                      class_token_position="start")
+
+
 def test_prompt_too_long_for_context(tiny):
     with pytest.raises(ValueError, match="context length"):
         PromptLearner(text_encoder_for(tiny.model), tiny.tokenizer, ["cat"], n_ctx=16)
