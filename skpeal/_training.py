@@ -137,7 +137,8 @@ def train(
                 weight = calibration_weight_at(
                     (step + 1) / total, params["calibration_weight"], params["calibration_warmup"]
                 )
-                cal = calibration_loss(logits, target, params["calibration"])
+                cal = calibration_loss(logits, target, params["calibration"],
+                                       beta=params.get("calibration_beta", 0.999))
                 loss = ce + weight * cal
             _check_finite(loss)
             opt.zero_grad(set_to_none=True)

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="'fashion-mnist', 'digits', or a folder with one sub-folder per class")
     run.add_argument("--model", default="effnet-lite0-minilm", help="backbone name or path")
     run.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
-    run.add_argument("--adapter", choices=["prompt", "lora"], default="prompt")
+    run.add_argument("--adapter", choices=["prompt", "lora", "prompt+lora"], default="prompt")
     run.add_argument("--strategies", nargs="+", default=["random", "entropy",
                                                          "calibrated-entropy"],
                      help="e.g. random entropy calibrated-entropy badge coreset featdist "

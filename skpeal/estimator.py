@@ -27,7 +27,8 @@ __all__ = ["CLIPAdapterClassifier"]
 _DEFAULT_TEMPLATES = ("a photo of a {}.",)
 # Parameters that determine the shape of the adapted network (what a saved adapter needs).
 _STRUCTURAL = (
-    "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific", "lora_r",
+    "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific",
+    "class_token_position", "lora_r",
     "lora_alpha", "lora_towers", "lora_targets", "templates",
 )
 
@@ -61,8 +62,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     templates : list of str or None, default=None
         Prompt templates with one ``{}`` for the class text, averaged for zero-shot
         scores and used by the LoRA adapter. None means ``["a photo of a {}."]``.
-    adapter : {"prompt", "lora"}, default="prompt"
-        The one adapter that is trained.
+    adapter : {"prompt", "lora", "prompt+lora"}, default="prompt"
+        What is trained: CoOp context vectors, LoRA weights, or both together (the
+        context vectors then feed the LoRA-adapted text tower; one optimiser, one loss).
     n_ctx : int, default=16
         Prompt adapter: number of learned context vectors (replaced by the token count
         of ``ctx_init`` when that is given).
@@ -70,7 +72,11 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Prompt adapter: words to initialise the context from (e.g. ``"a photo of a"``);
         None draws the vectors from N(0, 0.02).
     class_specific : bool, default=True
-        Prompt adapter: one context per class (True) or one shared context.
+        Prompt adapter: one context per class (True), each drawn on its own, or one
+        shared context.
+    class_token_position : {"end", "middle", "front"}, default="end"
+        Prompt adapter: where the class name sits among the context vectors, as in CoOp
+        (after them, between their halves, or before them).
     lora_r : int, default=4
         LoRA rank.
     lora_alpha : float, default=4.0
@@ -89,6 +95,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     calibration : {"balanced", "sum", "effective"} or None, default="balanced"
         How the calibration terms of correct and incorrect samples combine; None
         trains with cross-entropy only. See :func:`skpeal.losses.calibration_loss`.
+    calibration_beta : float, default=0.999
+        ``calibration="effective"``: the effective-number ``beta`` in ``[0, 1)``; group
+        weights are ``(1 - beta) / (1 - beta ** n_group)``, normalised.
     calibration_weight : float, default=1.0
         Weight (lambda) of the calibration term, reached at the end of training.
     calibration_warmup : float or None, default=0.1
@@ -206,12 +215,14 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         n_ctx=16,
         ctx_init=None,
         class_specific=True,
+        class_token_position="end",
         lora_r=4,
         lora_alpha=4.0,
         lora_dropout=0.25,
         lora_towers="both",
         lora_targets="attention",
         calibration="balanced",
+        calibration_beta=0.999,
         calibration_weight=1.0,
         calibration_warmup=0.1,
         max_epochs=10,
@@ -240,12 +251,14 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self.n_ctx = n_ctx
         self.ctx_init = ctx_init
         self.class_specific = class_specific
+        self.class_token_position = class_token_position
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.lora_towers = lora_towers
         self.lora_targets = lora_targets
         self.calibration = calibration
+        self.calibration_beta = calibration_beta
         self.calibration_weight = calibration_weight
         self.calibration_warmup = calibration_warmup
         self.max_epochs = max_epochs
@@ -290,7 +303,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                                  f"{low}, {high}], got {v!r}")
             p[name] = float(v)
 
-        choice("adapter", ("prompt", "lora"))
+        choice("adapter", ("prompt", "lora", "prompt+lora"))
+        choice("class_token_position", ("end", "middle", "front"))
         choice("calibration", (None, *CALIBRATION_MODES))
         choice("optimizer", ("sgd", "adamw"))
         choice("precision", ("auto", "fp32", "bf16", "fp16"))
@@ -316,6 +330,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         real("lora_alpha", 0.0, low_open=True)
         real("lora_dropout", 0.0, 0.999)
         real("calibration_weight", 0.0)
+        real("calibration_beta", 0.0, 0.999999)
         if p["calibration_warmup"] is None:
             p["calibration_warmup"] = 0.0
         real("calibration_warmup", 0.0, 0.999)
@@ -387,11 +402,14 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ building
     def _build(self, params, classnames):
         backbone = load_backbone(params["model"], params["pretrained"])
-        if params["adapter"] == "prompt":
-            kw = dict(n_ctx=params["n_ctx"], ctx_init=params["ctx_init"],
-                      class_specific=bool(params["class_specific"]))
-        else:
-            kw = dict(r=params["lora_r"], alpha=params["lora_alpha"],
+        parts = params["adapter"].split("+")
+        kw = {}
+        if "prompt" in parts:
+            kw.update(n_ctx=params["n_ctx"], ctx_init=params["ctx_init"],
+                      class_specific=bool(params["class_specific"]),
+                      class_token_position=params.get("class_token_position", "end"))
+        if "lora" in parts:
+            kw.update(r=params["lora_r"], alpha=params["lora_alpha"],
                       dropout=params["lora_dropout"], towers=params["lora_towers"],
                       targets=params["lora_targets"])
         gen = torch.Generator().manual_seed(params["_seed"])

@@ -69,7 +69,7 @@ class ExperimentConfig:
         ``"linear-probe"``.
     model, pretrained : str or None
         The backbone (see :class:`skpeal.CLIPAdapterClassifier`).
-    adapter : {"prompt", "lora"}
+    adapter : {"prompt", "lora", "prompt+lora"}
     rounds : int
         Number of rounds, round 0 included (>= 1).
     budget : int or None
@@ -77,6 +77,12 @@ class ExperimentConfig:
     gamma : float
         Candidate fraction of PCB class balancing.
     balance : {"pcb", "none"}
+        PCB class balancing of the picks of model-driven strategies (uncertainty, BADGE,
+        coreset, featdist): candidates are the top ``gamma`` fraction by score, picked so
+        that the model's predicted classes are balanced. ``"random"`` is never balanced
+        (it would otherwise follow the model's pseudo-labels). A strategy and its
+        ``"calibrated-"`` form use the same query seed in a round, so their draws and
+        tie-breaks are paired.
     seeds : list of int
     pool_size, test_size : int or None
         Seeded, class-stratified subsamples of the train / test split (None keeps all).
@@ -135,8 +141,9 @@ class ExperimentConfig:
             raise ValueError(f"balance must be 'pcb' or 'none', got {self.balance!r}")
         if self.init not in ("random", "zero-shot"):
             raise ValueError(f"init must be 'random' or 'zero-shot', got {self.init!r}")
-        if self.adapter not in ("prompt", "lora"):
-            raise ValueError(f"adapter must be 'prompt' or 'lora', got {self.adapter!r}")
+        if self.adapter not in ("prompt", "lora", "prompt+lora"):
+            raise ValueError(
+                f"adapter must be 'prompt', 'lora' or 'prompt+lora', got {self.adapter!r}")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
         for s in self.seeds:
@@ -334,7 +341,8 @@ def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled,
         idx, _ = uncertainty_sampling(model, pool_idx, n_instances=n)
         return np.asarray(idx)
     fn = STRATEGIES[base]
-    if config.balance == "pcb":
+    # PCB balances what a model chose; random sampling stays random (as in the authors' code)
+    if config.balance == "pcb" and base != "random":
         fn = _st.class_balanced(fn, config.gamma)
     idx, _ = fn(model, X_pool_rows, n, random_state=rng_seed,
                 X_labeled=labelled, y_labeled=y_labelled)
@@ -371,7 +379,9 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
                                         calibrated, probe_features, out)
             rows = remaining if strategy == _LINEAR_PROBE else X_pool[remaining]
             pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
-                         y_pool[labelled], n, _seed_for("query", strategy, seed, rnd))
+                         y_pool[labelled], n,
+                         # X and calibrated-X share the seed: paired draws and tie-breaks
+                         _seed_for("query", strategy.removeprefix("calibrated-"), seed, rnd))
             picked = remaining[pos]
         query_time = time.perf_counter() - t0
         labelled = np.concatenate([labelled, picked])

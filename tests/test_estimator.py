@@ -370,3 +370,63 @@ def test_auto_predict_batch_size_reaches_the_encoder(small_images):
     est = CLIPAdapterClassifier(**TINY, max_epochs=0, device="cpu", predict_batch_size=5)
     est.fit(X, y)
     assert _encoder(est.model_, est._preprocess, est._fit_params).batch_size == 5
+
+
+def test_prompt_lora_trains_both_parts_and_round_trips(small_images, tmp_path):
+    X, y = small_images
+    kw = dict(TINY, adapter="prompt+lora", lr=0.05)
+    est = CLIPAdapterClassifier(**kw, max_epochs=0).fit(X, y)
+    m = est.model_
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert "prompt.ctx" in names and any("lora_A" in n for n in names)
+    assert all(n == "prompt.ctx" or "lora_" in n for n in names)
+    # both parts receive gradients from the loss
+    from skpeal.data import check_images
+
+    x = check_images(X[:4]).batch(np.arange(4), est._preprocess, device="cpu")
+    m.zero_shot = False
+    m.adapter_train()
+    with torch.no_grad():  # nonzero B so that A gets a gradient too
+        for n, p in m.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    logits = m.logits(m.image_features(x), m.text_features())
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+    grads = {n: p.grad for n, p in m.named_parameters() if p.requires_grad}
+    assert grads["prompt.ctx"].abs().sum() > 0
+    for part in ("visual.", "transformer."):
+        for ab in ("lora_A", "lora_B"):
+            g = [v for n, v in grads.items() if ab in n and part in n.split("model.", 2)[-1]]
+            assert g and all(v is not None and v.abs().sum() > 0 for v in g), (part, ab)
+    # training changes both parts
+    before = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+    est = CLIPAdapterClassifier(**kw, max_epochs=2).fit(X, y)
+    after = dict(est.model_.adapter_state_dict())
+    assert not torch.equal(after["prompt.ctx"], before["prompt.ctx"])
+    assert any(not torch.equal(after[n], before[n]) for n in after if "lora_B" in n)
+    proba = est.predict_proba(X)
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(back.predict_proba(X), proba, atol=1e-6)
+    est.save_adapter(tmp_path / "joint.safetensors")
+    loaded = CLIPAdapterClassifier(**kw).load_adapter(tmp_path / "joint.safetensors")
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-6)
+    with pytest.raises(ValueError, match="adapter"):
+        CLIPAdapterClassifier(**TINY, adapter="lora").load_adapter(tmp_path / "joint.safetensors")
+    # warm start continues from the joint adapter
+    est.set_params(warm_start=True, max_epochs=0).fit(X, y)
+    np.testing.assert_allclose(est.predict_proba(X), proba, atol=1e-6)
+
+
+def test_class_token_position_and_beta_params(small_images):
+    X, y = small_images
+    a = CLIPAdapterClassifier(**TINY, max_epochs=1, lr=0.05).fit(X, y)
+    b = CLIPAdapterClassifier(**TINY, max_epochs=1, lr=0.05, class_token_position="front").fit(X, y)
+    assert b.model_.prompt.class_token_position == "front"
+    assert not np.allclose(a.predict_proba(X), b.predict_proba(X))
+    kw = dict(TINY, max_epochs=2, lr=0.05, calibration="effective")
+    e1 = CLIPAdapterClassifier(**kw, calibration_beta=0.9).fit(X, y)
+    e2 = CLIPAdapterClassifier(**kw, calibration_beta=0.999).fit(X, y)
+    assert [h["calibration"] for h in e1.history_] != [h["calibration"] for h in e2.history_]
+    for bad in (dict(class_token_position="start"), dict(calibration_beta=1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            CLIPAdapterClassifier(**TINY, **bad).fit(X, y)
