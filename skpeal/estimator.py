@@ -49,8 +49,12 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         :mod:`skpeal.backbones` (``"skpeal-tiny"`` is a tiny random model for tests),
         an open_clip ``hf-hub:``/``local-dir:`` name, a local folder, or a model-config
         JSON file. See :func:`skpeal.backbones.load_backbone`.
-    pretrained : str, path-like or None, default="openai"
-        open_clip pretrained tag, local weights file, or None for random weights.
+    pretrained : str, path-like or None, default="default"
+        ``"default"``: the backbone's own weights (the ``"openai"`` tag for OpenAI CLIP
+        names, the package-shipped weights of the offline ``"effnet-lite0-minilm"``,
+        open_clip's first listed tag for other names; see
+        :func:`skpeal.backbones.resolve_pretrained`). Else an open_clip pretrained tag,
+        a local weights file, or None for random weights (open_clip names).
     classes : array-like or None, default=None
         The full list of labels. Given, ``classes_`` is ``np.unique(classes)`` whatever
         labels ``y`` holds, so classes without a label yet can still be predicted (the
@@ -207,7 +211,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self,
         *,
         model="ViT-B-32",
-        pretrained="openai",
+        pretrained="default",
         classes=None,
         classnames=None,
         templates=None,
