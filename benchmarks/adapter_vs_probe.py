@@ -68,8 +68,9 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--per-class", type=int, default=10)
     ap.add_argument("--n-test", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     data = load_fashion_mnist()
     for text in args.configs:
         cfg = json.loads(text)
