@@ -1,6 +1,8 @@
 """Parameter-efficient adapters: CoOp prompt vectors and LoRA (through peft).
 
-Only this package (with :mod:`skpeal.backbones`) touches open_clip and peft internals.
+The public part is the LoRA target helpers (:func:`resolve_lora_targets`,
+:func:`attach_lora`) and :func:`text_encoder_for`. Only this package (with
+:mod:`skpeal.backbones`) touches open_clip and peft internals.
 """
 
 from .lora import (
@@ -12,13 +14,12 @@ from .lora import (
     resolve_lora_targets,
     split_attention,
 )
-from .prompt import PromptLearner, text_encoder_for
+from .prompt import PromptLearner, text_encoder_for  # noqa: F401 - PromptLearner: internal
 
 __all__ = [
     "LORA_GROUPS",
     "LORA_TARGETS",
     "LORA_TOWERS",
-    "PromptLearner",
     "SplitAttention",
     "attach_lora",
     "resolve_lora_targets",

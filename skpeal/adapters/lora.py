@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_choice, check_int, check_real
+
 __all__ = [
     "LORA_GROUPS",
     "LORA_TARGETS",
@@ -183,8 +185,7 @@ def split_attention(model: nn.Module, towers: str = "both") -> list[str]:
         Names of the replaced modules (their ``q_proj``/``k_proj``/``v_proj`` children
         are the attention targets of LoRA).
     """
-    if towers not in LORA_TOWERS:
-        raise ValueError(f"lora_towers must be one of {LORA_TOWERS}, got {towers!r}")
+    check_choice("lora_towers", towers, LORA_TOWERS)
     wanted = {"vision", "text"} if towers == "both" else {towers}
     found = [(n, m) for n, m in model.named_modules()
              if n and isinstance(m, nn.MultiheadAttention) and _tower_of(n) in wanted
@@ -263,8 +264,7 @@ def resolve_lora_targets(
     ValueError
         Unknown ``towers``/``targets``, or nothing matched in a requested tower.
     """
-    if towers not in LORA_TOWERS:
-        raise ValueError(f"lora_towers must be one of {LORA_TOWERS}, got {towers!r}")
+    check_choice("lora_towers", towers, LORA_TOWERS)
     wanted = {"vision", "text"} if towers == "both" else {towers}
     if isinstance(targets, str):
         groups = set(targets.split("+"))
@@ -357,12 +357,9 @@ def attach_lora(
     """
     from peft import LoraConfig, get_peft_model
 
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ValueError(f"lora_r must be a positive integer, got {r!r}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"lora_dropout must be in [0, 1), got {dropout!r}")
-    if towers not in LORA_TOWERS:
-        raise ValueError(f"lora_towers must be one of {LORA_TOWERS}, got {towers!r}")
+    r = check_int("lora_r", r, 1)
+    dropout = check_real("lora_dropout", dropout, 0.0, 1.0, closed="left")
+    check_choice("lora_towers", towers, LORA_TOWERS)
     split_attention(model, towers)
     names = resolve_lora_targets(model, towers, targets, defaults)
     config = LoraConfig(

@@ -78,6 +78,8 @@ def test_rerun_of_a_finished_run_does_no_work(tmp_path):
         (dict(init="x"), "init"),
         (dict(seeds=[]), "seed"),
         (dict(data="/no/such/folder"), "folder"),
+        (dict(estimator_params={"optimizer": "adam"}), "estimator_params: optimizer"),
+        (dict(estimator_params={"epochs": 3}), "estimator_params: .*epochs"),
     ],
 )
 def test_bad_config(tmp_path, kw, match):
@@ -161,7 +163,7 @@ def test_warm_start_run_resumes_from_saved_adapters(tmp_path):
 def test_random_is_not_class_balanced():
     """PCB would follow the model's pseudo-labels; random picks stay plain random."""
     from skpeal import strategies as st
-    from skpeal.experiment import _query
+    from skpeal.experiment.runner import _query
 
     class Skewed:  # 90% of the pool predicted as class 0
         classes_ = np.arange(3)
