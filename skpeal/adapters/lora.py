@@ -99,6 +99,21 @@ class SplitAttention(nn.Module):
                 attn_mask=None, average_attn_weights=True, is_causal=False):
         """Attention as :meth:`torch.nn.MultiheadAttention.forward` computes it.
 
+        Parameters
+        ----------
+        query, key, value : torch.Tensor
+            ``(L, E)`` unbatched, else ``(N, L, E)`` with ``batch_first`` or ``(L, N, E)``.
+        key_padding_mask : torch.Tensor of shape (N, S) or None, default=None
+            True (bool) or ``-inf`` (float) where a key is padding.
+        need_weights : bool, default=True
+            Also return the attention weights (computed without the fused kernel).
+        attn_mask : torch.Tensor of shape (L, S) or (N * num_heads, L, S) or None
+            True (bool) where attention is not allowed, or an additive float mask.
+        average_attn_weights : bool, default=True
+            Average the returned weights over heads.
+        is_causal : bool, default=False
+            Apply a causal mask when ``attn_mask`` is None.
+
         Returns
         -------
         output : torch.Tensor
