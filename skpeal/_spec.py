@@ -21,19 +21,21 @@ __all__ = ["STRUCTURAL", "AdapterSpec", "FitSpec", "RuntimeSpec", "TrainSpec"]
 #: Estimator parameters that determine the shape of the adapted network: what a saved
 #: adapter must match, and what a warm start compares.
 STRUCTURAL = (
-    "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific", "lora_r",
-    "lora_alpha", "lora_towers", "lora_targets", "templates",
+    "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific",
+    "class_token_position", "lora_r", "lora_alpha", "lora_towers", "lora_targets", "templates",
 )
 
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    """The one trained adapter: ``kind`` and the parameters of both kinds."""
+    """The trained adapter: ``kind`` (``"prompt"``, ``"lora"`` or ``"prompt+lora"``) and
+    the parameters of both kinds."""
 
     kind: str
     n_ctx: int
     ctx_init: str | None
     class_specific: bool
+    class_token_position: str
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -41,12 +43,17 @@ class AdapterSpec:
     lora_targets: object
 
     def module_kwargs(self) -> dict:
-        """Keyword arguments of the adapter's constructor (prompt learner or LoRA)."""
-        if self.kind == "prompt":
-            return dict(n_ctx=self.n_ctx, ctx_init=self.ctx_init,
-                        class_specific=self.class_specific)
-        return dict(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                    towers=self.lora_towers, targets=self.lora_targets)
+        """Keyword arguments of the adapter's constructors (prompt learner and/or LoRA)."""
+        kw = {}
+        parts = self.kind.split("+")
+        if "prompt" in parts:
+            kw.update(n_ctx=self.n_ctx, ctx_init=self.ctx_init,
+                      class_specific=self.class_specific,
+                      class_token_position=self.class_token_position)
+        if "lora" in parts:
+            kw.update(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                      towers=self.lora_towers, targets=self.lora_targets)
+        return kw
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class TrainSpec:
     augment: bool
     augment_views: int
     calibration: str | None
+    calibration_beta: float
     calibration_weight: float
     calibration_warmup: float
 
@@ -116,7 +124,8 @@ class FitSpec:
         a = self.adapter
         values = dict(
             model=self.model, pretrained=self.pretrained, adapter=a.kind, n_ctx=a.n_ctx,
-            ctx_init=a.ctx_init, class_specific=a.class_specific, lora_r=a.lora_r,
+            ctx_init=a.ctx_init, class_specific=a.class_specific,
+            class_token_position=a.class_token_position, lora_r=a.lora_r,
             lora_alpha=a.lora_alpha, lora_towers=a.lora_towers, lora_targets=a.lora_targets,
             templates=self.templates,
         )

@@ -403,10 +403,11 @@ def badge_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **kw
 
     Each pool row gets the embedding ``f(x) * (1[c = yhat] - p_c)`` for every class ``c``
     (the last-layer cross-entropy gradient at the predicted label, up to sign), flattened to
-    length ``n_classes * n_features``; scikit-learn's :func:`sklearn.cluster.kmeans_plusplus`
-    picks ``n_instances`` diverse, high-magnitude rows. Probabilities and features come from
-    one model pass (see the module docstring for where features come from). The labelled set
-    is not used.
+    length ``n_classes * n_features``. Seeding as in BADGE's code: the row with the largest
+    embedding norm first, then each next row drawn with probability proportional to its
+    squared distance to the nearest row picked so far (k-means++), which favours diverse,
+    high-magnitude rows. Probabilities and features come from one model pass (see the
+    module docstring for where features come from). The labelled set is not used.
 
     Parameters
     ----------
@@ -417,55 +418,69 @@ def badge_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **kw
     n_instances : int, default=1
         Number of rows to pick, in ``[1, n_samples]``.
     random_state : None, int or numpy.random.Generator, default=None
-        Seeds k-means++ and tie breaking.
+        Seeds the D^2 draws and tie breaking.
     **kwargs : dict
         Ignored.
 
     Returns
     -------
     indices : ndarray of shape (n_instances,)
-        Unique pool indices in k-means++ order.
+        Unique pool indices in pick order.
     scores : ndarray of shape (n_instances,)
         Norm of each picked row's gradient embedding.
 
     Notes
     -----
-    The embeddings take ``n_samples * n_classes * n_features`` float32 values of memory
-    (2 GB for 10,000 images, 100 classes and 512-d features).
+    The embedding matrix is never built: squared distances between embeddings are
+    computed from the probabilities and the features (``<a (x) f, b (x) g> = <a, b> <f, g>``),
+    so memory is that of the features and time ``O(n_instances * n_samples *
+    (n_classes + n_features))``.
     """
     return _run(_badge_impl, classifier, X_pool, n_instances, random_state, kwargs)[:2]
 
 
 def _badge_impl(classifier, X_pool, n, rng, **_):
-    from sklearn.cluster import kmeans_plusplus
-
     n_pool = _num_samples(X_pool)
     proba, feats = _proba_and_features(classifier, X_pool, n_pool)
-    # g_i = f_i (x) (1[c = yhat_i] - p_ic), computed for all rows at once (no batching, so no
-    # partial-batch row mix-up).
-    coef = -proba
+    # g_i = a_i (x) f_i with a_i = 1[c = yhat_i] - p_i, for all rows at once (no batching,
+    # so no partial-batch row mix-up). <g_i, g_j> = <a_i, a_j> <f_i, f_j>: norms and
+    # distances come from the two factors, without the (n, C * d) embedding matrix.
+    coef = -proba.astype(np.float64)
     coef[np.arange(n_pool), proba.argmax(axis=1)] += 1.0
-    # ||a (x) f|| = ||a|| ||f||: exact norms without the (large) embedding matrix.
-    norms = np.linalg.norm(coef, axis=1) * np.linalg.norm(feats, axis=1)
-    if n == n_pool:
-        idx = _top_k(norms, n, rng)
-        return idx, norms[idx], proba
-    grad = (coef.astype(np.float32)[:, :, None] * feats.astype(np.float32)[:, None, :]).reshape(
-        n_pool, -1
-    )
-    seed = int(rng.integers(np.iinfo(np.int32).max))
-    _, idx = kmeans_plusplus(grad, n_clusters=n, random_state=seed)
-    idx = np.asarray(idx, dtype=np.intp)
-    # k-means++ can repeat a point when fewer than n distinct embeddings exist (e.g. all
-    # gradients zero); keep first occurrences and fill up by gradient norm.
-    _, first = np.unique(idx, return_index=True)
-    idx = idx[np.sort(first)]
-    if idx.size < n:
-        mask = np.ones(n_pool, dtype=bool)
-        mask[idx] = False
-        rest = np.flatnonzero(mask)
-        idx = np.concatenate([idx, rest[_top_k(norms[rest], n - idx.size, rng)]])
+    feats = np.asarray(feats, dtype=np.float64)
+    sq = (coef * coef).sum(axis=1) * (feats * feats).sum(axis=1)
+    norms = np.sqrt(sq)
+    idx = _badge_seeding(coef, feats, sq, n, rng)
     return idx, norms[idx], proba
+
+
+def _badge_seeding(coef, feats, sq, n, rng):
+    """BADGE's k-means++ seeding (Ash et al., ``init_centers``): the largest-norm row first,
+    then each next row drawn with probability proportional to its squared distance to the
+    nearest row picked so far. Rows at distance 0 of every pick (duplicates, or all-zero
+    gradients) are never drawn; when only such rows remain, the rest are filled by norm."""
+    n_pool = sq.shape[0]
+    picked = np.zeros(n_pool, dtype=bool)
+    first = int(_top_k(sq, 1, rng)[0])
+    order = [first]
+    picked[first] = True
+    d2 = np.full(n_pool, np.inf)
+    last = first
+    while len(order) < n:
+        new = sq + sq[last] - 2.0 * (coef @ coef[last]) * (feats @ feats[last])
+        d2 = np.minimum(d2, np.maximum(new, 0.0))
+        d2[picked] = 0.0
+        total = d2.sum()
+        if not total > 0.0:
+            break
+        last = int(rng.choice(n_pool, p=d2 / total))
+        order.append(last)
+        picked[last] = True
+    idx = np.asarray(order, dtype=np.intp)
+    if idx.size < n:
+        rest = np.flatnonzero(~picked)
+        idx = np.concatenate([idx, rest[_top_k(sq[rest], n - idx.size, rng)]])
+    return idx
 
 
 def coreset_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **kwargs):

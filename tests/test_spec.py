@@ -36,5 +36,9 @@ def test_structure_is_json_ready_and_decides_warm_starts():
     assert a.structure()["lora_targets"] == ["attn"] and a.structure() == b.structure()
     assert _spec(n_ctx=3).structure() != a.structure()
     assert a.on_device(torch.device("cpu")) == a
-    assert a.adapter.module_kwargs().keys() == {"n_ctx", "ctx_init", "class_specific"}
+    prompt_kw = {"n_ctx", "ctx_init", "class_specific", "class_token_position"}
+    assert a.adapter.module_kwargs().keys() == prompt_kw
+    lora_kw = {"r", "alpha", "dropout", "towers", "targets"}
+    assert _spec(adapter="prompt+lora").adapter.module_kwargs().keys() == prompt_kw | lora_kw
+    assert _spec(class_token_position="front").structure() != a.structure()
     assert np.isclose(_spec(adapter="lora").adapter.module_kwargs()["dropout"], 0.25)

@@ -398,6 +398,36 @@ def test_badge_handles_duplicate_points_and_one_hot_predictions():
     assert np.unique(idx).size == 5 and np.all(scores == 0)
 
 
+def test_badge_starts_at_the_largest_gradient_norm_then_samples_by_squared_distance():
+    from skpeal.strategies import _badge_seeding
+
+    # 1-d "embeddings" (one class coefficient 1, features = positions): first pick is the
+    # largest |x|; the second is drawn with probability D^2 / sum D^2.
+    x = np.array([0.0, 1.0, 2.0, 10.0])
+    coef, feats = np.ones((4, 1)), x[:, None]
+    sq = x**2
+    firsts, seconds = set(), np.zeros(4)
+    for seed in range(4000):
+        idx = _badge_seeding(coef, feats, sq, 2, np.random.default_rng(seed))
+        firsts.add(int(idx[0]))
+        seconds[idx[1]] += 1
+    assert firsts == {3}
+    d2 = (x - 10.0) ** 2
+    np.testing.assert_allclose(seconds / seconds.sum(), d2 / d2.sum(), atol=0.03)
+    # against the full embedding matrix, on random probabilities and features
+    rng = np.random.default_rng(0)
+    p = _softmax(rng.normal(size=(30, 4)))
+    f = rng.normal(size=(30, 5))
+    a = -p
+    a[np.arange(30), p.argmax(1)] += 1
+    g = (a[:, :, None] * f[:, None, :]).reshape(30, -1)
+    idx = _badge_seeding(a, f, (g**2).sum(1), 6, np.random.default_rng(1))
+    assert idx[0] == np.argmax(np.linalg.norm(g, axis=1)) and np.unique(idx).size == 6
+    # same seed, same picks
+    np.testing.assert_array_equal(
+        idx, _badge_seeding(a, f, (g**2).sum(1), 6, np.random.default_rng(1)))
+
+
 def test_badge_gradient_embedding_matches_definition():
     # For one pool row, the gradient norm is ||f|| * ||onehot(yhat) - p||.
     W = np.array([[1.0, 0.0], [0.0, 0.5], [0.2, 0.1]])

@@ -5,13 +5,24 @@ The public part is the LoRA target helpers (:func:`resolve_lora_targets`,
 :mod:`skpeal.backbones`) touches open_clip and peft internals.
 """
 
-from .lora import LORA_TARGETS, LORA_TOWERS, attach_lora, resolve_lora_targets
+from .lora import (
+    LORA_GROUPS,
+    LORA_TARGETS,
+    LORA_TOWERS,
+    SplitAttention,
+    attach_lora,
+    resolve_lora_targets,
+    split_attention,
+)
 from .prompt import PromptLearner, text_encoder_for  # noqa: F401 - PromptLearner: internal
 
 __all__ = [
+    "LORA_GROUPS",
     "LORA_TARGETS",
     "LORA_TOWERS",
+    "SplitAttention",
     "attach_lora",
     "resolve_lora_targets",
+    "split_attention",
     "text_encoder_for",
 ]

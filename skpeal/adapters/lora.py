@@ -1,5 +1,17 @@
 """LoRA adapters on open_clip towers, through peft.
 
+open_clip's transformer blocks use :class:`torch.nn.MultiheadAttention`, whose q, k and v
+projections are one fused ``in_proj_weight``. peft can only adapt that layer as a whole
+(one low-rank update of the fused projection, merged into the weights around every
+forward, so its dropout is never applied). Before LoRA is attached, every
+``nn.MultiheadAttention`` of the adapted towers is therefore replaced by
+:class:`SplitAttention`: the same attention with separate ``q_proj``, ``k_proj``,
+``v_proj`` and ``out_proj`` :class:`~torch.nn.Linear` layers initialised exactly from the
+fused weights, computed with :func:`torch.nn.functional.scaled_dot_product_attention`.
+The features are unchanged (to float rounding), and peft's ordinary ``Linear`` LoRA gives
+independent q, k and v adapters whose dropout works, as in the authors' code and
+CLIP-LoRA.
+
 Targets are resolved to explicit module names of the chosen towers, then handed to
 :class:`peft.LoraConfig`; peft does everything else (injection, freezing, merging,
 state dicts). Scaling is ``alpha / sqrt(r)`` (peft's rank-stabilised LoRA), as in the
@@ -10,18 +22,193 @@ from __future__ import annotations
 
 import re
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice, check_int, check_real
 
-__all__ = ["LORA_TARGETS", "LORA_TOWERS", "attach_lora", "resolve_lora_targets"]
+__all__ = [
+    "LORA_GROUPS",
+    "LORA_TARGETS",
+    "LORA_TOWERS",
+    "SplitAttention",
+    "attach_lora",
+    "resolve_lora_targets",
+    "split_attention",
+]
 
 #: Accepted ``lora_towers`` values.
 LORA_TOWERS = ("both", "vision", "text")
-#: Named target groups accepted by ``lora_targets``.
-LORA_TARGETS = ("attention", "mlp", "attention+mlp")
+#: Named target groups; ``lora_targets`` accepts one, or several joined by ``"+"``
+#: (``"attention+mlp"``).
+LORA_GROUPS = ("attention", "out", "mlp")
+#: Common named targets (any ``"+"`` combination of :data:`LORA_GROUPS` is accepted).
+LORA_TARGETS = ("attention", "mlp", "attention+mlp", "attention+out", "attention+out+mlp")
 
 _ATTN_LINEAR = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv", "in_proj"}
+_OUT_PAIRS = {("attn", "out_proj"), ("output", "dense")}
+
+
+class SplitAttention(nn.Module):
+    """:class:`torch.nn.MultiheadAttention` with separate q, k, v and output layers.
+
+    A drop-in replacement (same call signature and outputs) built from an existing
+    ``nn.MultiheadAttention``: ``q_proj``, ``k_proj`` and ``v_proj`` are new
+    :class:`~torch.nn.Linear` layers holding exact copies of the rows of
+    ``in_proj_weight``/``in_proj_bias`` (or of ``q/k/v_proj_weight``), ``out_proj`` is the
+    original output layer. Attention is computed with
+    :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    Parameters
+    ----------
+    mha : torch.nn.MultiheadAttention
+        Without ``bias_k``/``bias_v`` and ``add_zero_attn`` (open_clip uses neither).
+    """
+
+    def __init__(self, mha: nn.MultiheadAttention):
+        super().__init__()
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError("SplitAttention does not support bias_k/bias_v or add_zero_attn")
+        e = mha.embed_dim
+        self.embed_dim, self.num_heads = e, mha.num_heads
+        self.head_dim = e // mha.num_heads
+        self.batch_first = mha.batch_first
+        self.dropout = mha.dropout
+        if mha._qkv_same_embed_dim:
+            weights = mha.in_proj_weight.chunk(3)
+        else:
+            weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
+        bias = mha.in_proj_bias
+        biases = bias.chunk(3) if bias is not None else (None,) * 3
+        layers = []
+        for w, b in zip(weights, biases):
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None,
+                            device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                if b is not None:
+                    lin.bias.copy_(b)
+            lin.requires_grad_(w.requires_grad)
+            layers.append(lin)
+        self.q_proj, self.k_proj, self.v_proj = layers
+        self.out_proj = mha.out_proj
+        self.train(mha.training)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                attn_mask=None, average_attn_weights=True, is_causal=False):
+        """Attention as :meth:`torch.nn.MultiheadAttention.forward` computes it.
+
+        Parameters
+        ----------
+        query, key, value : torch.Tensor
+            ``(L, E)`` unbatched, else ``(N, L, E)`` with ``batch_first`` or ``(L, N, E)``.
+        key_padding_mask : torch.Tensor of shape (N, S) or None, default=None
+            True (bool) or ``-inf`` (float) where a key is padding.
+        need_weights : bool, default=True
+            Also return the attention weights (computed without the fused kernel).
+        attn_mask : torch.Tensor of shape (L, S) or (N * num_heads, L, S) or None
+            True (bool) where attention is not allowed, or an additive float mask.
+        average_attn_weights : bool, default=True
+            Average the returned weights over heads.
+        is_causal : bool, default=False
+            Apply a causal mask when ``attn_mask`` is None.
+
+        Returns
+        -------
+        output : torch.Tensor
+            Same shape as ``query``.
+        weights : torch.Tensor or None
+            Attention weights when ``need_weights`` (averaged over heads unless
+            ``average_attn_weights=False``), else None.
+        """
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = query[:, None], key[:, None], value[:, None]
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask[None]
+        elif self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        # (L, N, E) from here on, as nn.MultiheadAttention's own computation
+        L, N, _ = query.shape
+        S = key.shape[0]
+        h, d = self.num_heads, self.head_dim
+
+        def heads(x, n):
+            return x.reshape(n, N, h, d).permute(1, 2, 0, 3)  # (N, h, n, d)
+
+        q = heads(self.q_proj(query), L)
+        k = heads(self.k_proj(key), S)
+        v = heads(self.v_proj(value), S)
+        mask = _additive_mask(attn_mask, q.dtype, N, h, L, S)
+        if key_padding_mask is not None:
+            pad = _additive_mask(key_padding_mask, q.dtype, N, 1, 1, S, padding=True)
+            mask = pad if mask is None else mask + pad
+        causal = bool(is_causal) and mask is None
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) / d**0.5
+            if causal:
+                scores = scores.masked_fill(
+                    torch.ones(L, S, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+            if mask is not None:
+                scores = scores + mask
+            attn = scores.softmax(dim=-1)
+            weights = attn.mean(dim=1) if average_attn_weights else attn
+            out = F.dropout(attn, p) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                                 is_causal=causal)
+        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(L, N, h * d))
+        if unbatched:
+            out = out[:, 0]
+            weights = None if weights is None else weights[0]
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, weights
+
+
+def _additive_mask(mask, dtype, n, h, L, S, padding=False):
+    """A float mask broadcastable to ``(n, h, L, S)`` from a MultiheadAttention mask."""
+    if mask is None:
+        return None
+    if mask.dtype == torch.bool:  # True = not allowed to attend
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+            mask, float("-inf"))
+    else:
+        mask = mask.to(dtype)
+    if padding:
+        return mask.reshape(n, 1, 1, S)
+    if mask.dim() == 3:
+        return mask.reshape(n, h, L, S)
+    return mask
+
+
+def split_attention(model: nn.Module, towers: str = "both") -> list[str]:
+    """Replace each ``nn.MultiheadAttention`` of the chosen towers by :class:`SplitAttention`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An open_clip model, modified in place.
+    towers : {"both", "vision", "text"}, default="both"
+
+    Returns
+    -------
+    names : list of str
+        Names of the replaced modules (their ``q_proj``/``k_proj``/``v_proj`` children
+        are the attention targets of LoRA).
+    """
+    check_choice("lora_towers", towers, LORA_TOWERS)
+    wanted = {"vision", "text"} if towers == "both" else {towers}
+    found = [(n, m) for n, m in model.named_modules()
+             if n and isinstance(m, nn.MultiheadAttention) and _tower_of(n) in wanted
+             and m.bias_k is None and not m.add_zero_attn]
+    for name, mha in found:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, SplitAttention(mha))
+    return [n for n, _ in found]
 _MLP_PAIRS = {("mlp", "c_fc"), ("mlp", "c_proj"), ("mlp", "fc1"), ("mlp", "fc2"),
               ("intermediate", "dense"), ("output", "dense")}
 
@@ -34,6 +221,15 @@ def _is_attention(name: str, module: nn.Module) -> bool:
     if isinstance(module, nn.MultiheadAttention):
         return True
     return isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in _ATTN_LINEAR
+
+
+def _is_out(name: str, module: nn.Module) -> bool:
+    parts = name.split(".")
+    if not isinstance(module, nn.Linear) or len(parts) < 2:
+        return False
+    if (parts[-2], parts[-1]) == ("output", "dense"):  # BERT: attention.output.dense only
+        return len(parts) >= 3 and parts[-3] == "attention"
+    return (parts[-2], parts[-1]) in _OUT_PAIRS
 
 
 def _is_mlp(name: str, module: nn.Module) -> bool:
@@ -57,12 +253,17 @@ def resolve_lora_targets(
         An open_clip model; the image tower is ``model.visual``, everything else is the
         text side.
     towers : {"both", "vision", "text"}, default="both"
-    targets : {"attention", "mlp", "attention+mlp"} or list of str, default="attention"
-        ``"attention"``: ``nn.MultiheadAttention`` modules (peft adapts their fused
-        q/k/v input projection and output projection) or q/k/v ``Linear`` layers (Hugging
-        Face towers); ``"mlp"``: the MLP ``Linear`` layers (``c_fc``/``c_proj``,
-        ``fc1``/``fc2``, BERT's ``intermediate.dense``/``output.dense``). A list holds
-        regular expressions, each matched (``re.fullmatch``) against full module names.
+    targets : str or list of str, default="attention"
+        Named groups, alone or joined by ``"+"`` (``"attention+mlp"``):
+        ``"attention"``: the q, k and v ``Linear`` layers of every attention block
+        (``q_proj``/``k_proj``/``v_proj`` of :class:`SplitAttention`, Hugging Face
+        ``query``/``key``/``value``); ``"out"``: the attention output layers
+        (``attn.out_proj``, BERT's ``attention.output.dense``); ``"mlp"``: the MLP
+        ``Linear`` layers (``c_fc``/``c_proj``, ``fc1``/``fc2``, BERT's
+        ``intermediate.dense``/``output.dense``). A list holds regular expressions, each
+        matched (``re.fullmatch``) against full module names. A tower that still has
+        ``nn.MultiheadAttention`` layers (see :func:`split_attention`) gets them adapted
+        as a whole by the ``"attention"`` group.
     defaults : dict or None, default=None
         Patterns per tower (``{"vision": [...]}``), from the backbone
         (:attr:`skpeal.backbones.Backbone.lora_targets`), used for a tower in which a
@@ -81,17 +282,17 @@ def resolve_lora_targets(
     check_choice("lora_towers", towers, LORA_TOWERS)
     wanted = {"vision", "text"} if towers == "both" else {towers}
     if isinstance(targets, str):
-        if targets not in LORA_TARGETS:
-            raise ValueError(
-                f"lora_targets must be one of {LORA_TARGETS} or a list of module-name "
-                f"patterns, got {targets!r}"
-            )
         groups = set(targets.split("+"))
+        if not targets or not groups <= set(LORA_GROUPS):
+            raise ValueError(
+                f"lora_targets must be one of {LORA_TARGETS} (groups {LORA_GROUPS} joined "
+                f"by '+') or a list of module-name patterns, got {targets!r}"
+            )
 
         def match(name, module):
-            return ("attention" in groups and _is_attention(name, module)) or (
-                "mlp" in groups and _is_mlp(name, module)
-            )
+            return (("attention" in groups and _is_attention(name, module))
+                    or ("out" in groups and _is_out(name, module))
+                    or ("mlp" in groups and _is_mlp(name, module)))
     else:
         try:
             patterns = [re.compile(p) for p in targets]
@@ -155,11 +356,13 @@ def attach_lora(
     dropout : float, default=0.25
         Dropout on the adapter input.
     towers : {"both", "vision", "text"}, default="both"
-        Towers that get adapters; see :func:`resolve_lora_targets`.
-    targets : {"attention", "mlp", "attention+mlp"} or list of str, default="attention"
-        Layers that get adapters; see :func:`resolve_lora_targets`.
+        Towers that get adapters; their ``nn.MultiheadAttention`` layers are first
+        replaced by :class:`SplitAttention` (see :func:`split_attention`).
+    targets : str or list of str, default="attention"
+        Layers that get adapters; see :func:`resolve_lora_targets`. The default adapts
+        q, k and v of every attention block with independent rank-``r`` adapters.
     defaults : dict or None, default=None
-        Per-tower patterns used where a named group matches nothing; see
+        Per-tower patterns for towers without such layers; see
         :func:`resolve_lora_targets`.
 
     Returns
@@ -171,6 +374,8 @@ def attach_lora(
 
     r = check_int("lora_r", r, 1)
     dropout = check_real("lora_dropout", dropout, 0.0, 1.0, closed="left")
+    check_choice("lora_towers", towers, LORA_TOWERS)
+    split_attention(model, towers)
     names = resolve_lora_targets(model, towers, targets, defaults)
     config = LoraConfig(
         r=r,

@@ -29,7 +29,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PromptLearner", "text_encoder_for"]
+__all__ = ["CLASS_TOKEN_POSITIONS", "PromptLearner", "text_encoder_for"]
+
+#: Accepted ``class_token_position`` values (as in CoOp).
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
 
 class _OpenCLIPTextEncoder:
@@ -128,8 +131,12 @@ class PromptLearner(nn.Module):
         Words to initialise the context from (e.g. ``"a photo of a"``); None draws the
         vectors from N(0, 0.02).
     class_specific : bool, default=True
-        One set of context vectors per class (the authors' default) or one shared set
-        (CoOp's unified context).
+        One set of context vectors per class (the authors' default), each drawn on its
+        own, or one shared set (CoOp's unified context).
+    class_token_position : {"end", "middle", "front"}, default="end"
+        Where the class name sits among the context vectors, as in CoOp: after them
+        (``"X X X X {name}."``), between their two halves (``"X X {name} X X."``) or
+        before them (``"{name} X X X X."``).
     generator : torch.Generator, optional
         Source of the random initialisation.
 
@@ -151,11 +158,19 @@ class PromptLearner(nn.Module):
         n_ctx: int = 16,
         ctx_init: str | None = None,
         class_specific: bool = True,
+        class_token_position: str = "end",
         generator: torch.Generator | None = None,
     ):
         super().__init__()
+        if class_token_position not in CLASS_TOKEN_POSITIONS:
+            raise ValueError(
+                f"class_token_position must be one of {CLASS_TOKEN_POSITIONS}, "
+                f"got {class_token_position!r}"
+            )
         self.encoder = encoder
+        self.class_token_position = class_token_position
         start = encoder.ctx_start
+        n_classes = len(classnames)
         if ctx_init:
             ctx_init = " ".join(ctx_init.replace("_", " ").split())
             n_ctx = _n_tokens(tokenizer, ctx_init)
@@ -165,7 +180,8 @@ class PromptLearner(nn.Module):
                 init = encoder.token_embeddings(tokenizer([ctx_init]))[0, start : start + n_ctx]
             prefix = ctx_init
         else:
-            init = torch.randn(n_ctx, encoder.width, generator=generator) * 0.02
+            shape = (n_classes, n_ctx) if class_specific else (n_ctx,)
+            init = torch.randn(*shape, encoder.width, generator=generator) * 0.02
             prefix = " ".join(["X"] * n_ctx)
         prompts = [f"{prefix} {name}." for name in classnames]
         tokens = tokenizer(prompts)
@@ -178,12 +194,15 @@ class PromptLearner(nn.Module):
         keep = getattr(encoder, "needed_length", lambda t: None)(tokens)
         if keep is not None and keep < tokens.shape[1]:
             tokens = tokens[:, :keep]  # padding that cannot change the features
-        n_classes = len(classnames)
         init = init.detach().clone().float()
-        if class_specific:
+        if class_specific and init.ndim == 2:  # ctx_init words: the same start per class
             init = init[None].repeat(n_classes, 1, 1)
         self.ctx = nn.Parameter(init)
         self.n_ctx = n_ctx
+        # Tokens of each class name inside its prompt (CoOp's ``name_lens``): moved in
+        # front of or between the context vectors for the other positions. The sequence
+        # keeps its length, so the end token and padding stay where they are.
+        self.name_lens = [_n_tokens(tokenizer, name) for name in classnames]
         self.register_buffer("tokens", tokens, persistent=False)
         with torch.no_grad():
             emb = encoder.token_embeddings(tokens)
@@ -201,5 +220,16 @@ class PromptLearner(nn.Module):
         ctx = self.ctx
         if ctx.ndim == 2:
             ctx = ctx[None].expand(self.prefix.shape[0], -1, -1)
-        x = torch.cat([self.prefix, ctx.to(self.prefix.dtype), self.suffix], dim=1)
+        ctx = ctx.to(self.prefix.dtype)
+        if self.class_token_position == "end":
+            x = torch.cat([self.prefix, ctx, self.suffix], dim=1)
+        else:
+            half = self.n_ctx // 2 if self.class_token_position == "middle" else 0
+            rows = []
+            for i, k in enumerate(self.name_lens):
+                name, rest = self.suffix[i : i + 1, :k], self.suffix[i : i + 1, k:]
+                c = ctx[i : i + 1]
+                rows.append(torch.cat([self.prefix[i : i + 1], c[:, :half], name,
+                                       c[:, half:], rest], dim=1))
+            x = torch.cat(rows)
         return self.encoder.encode(x, self.tokens)

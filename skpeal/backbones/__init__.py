@@ -9,6 +9,20 @@ folders and model-config files).
 """
 
 from .base import TINY_MODEL, Backbone
-from .registry import list_backbones, load_backbone, register_backbone
+from .registry import (
+    DEFAULT_WEIGHTS,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+    resolve_pretrained,
+)
 
-__all__ = ["TINY_MODEL", "Backbone", "list_backbones", "load_backbone", "register_backbone"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "TINY_MODEL",
+    "Backbone",
+    "list_backbones",
+    "load_backbone",
+    "register_backbone",
+    "resolve_pretrained",
+]

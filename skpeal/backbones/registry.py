@@ -16,7 +16,16 @@ from . import offline
 from .base import Backbone
 from .openclip import load_open_clip
 
-__all__ = ["list_backbones", "load_backbone", "register_backbone"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "list_backbones",
+    "load_backbone",
+    "register_backbone",
+    "resolve_pretrained",
+]
+
+#: The ``pretrained`` value that picks each backbone's own weights (the estimator's default).
+DEFAULT_WEIGHTS = "default"
 
 
 _FACTORIES: dict[str, Callable[[str | None], Backbone]] = {}
@@ -51,6 +60,42 @@ def list_backbones() -> list[str]:
     return sorted(_FACTORIES) + [m for m in open_clip.list_models() if m not in _FACTORIES]
 
 
+def resolve_pretrained(model, pretrained):
+    """What ``pretrained="default"`` means for ``model``; other values are returned as given.
+
+    ``"default"`` picks the backbone's own weights: for a registered backbone (e.g. the
+    offline ``"effnet-lite0-minilm"``, whose weights ship in packages) its factory's
+    default (``None`` is passed to it); for an open_clip model name the ``"openai"`` tag
+    when the name has one, else open_clip's first listed tag, else None (a config without
+    released weights, such as ``"skpeal-tiny"``: random weights); for a folder, an
+    ``hf-hub:``/``local-dir:`` name or a config file, None (the weights, if any, come
+    with the model).
+
+    Parameters
+    ----------
+    model : str or path-like
+        As for :func:`load_backbone`.
+    pretrained : str, path-like or None
+        As for :func:`load_backbone`.
+
+    Returns
+    -------
+    pretrained : str or None
+        The value :func:`load_backbone` uses.
+    """
+    if not (isinstance(pretrained, str) and pretrained == DEFAULT_WEIGHTS):
+        return pretrained
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
+    if not isinstance(model, str) or model in _FACTORIES or ":" in model:
+        return None
+    if os.path.isdir(model) or model.endswith(".json"):
+        return None
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if "openai" in tags:
+        return "openai"
+    return tags[0] if tags else None
+
+
 def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
     """Build a backbone on the CPU, in eval mode, with every parameter frozen.
 
@@ -62,10 +107,12 @@ def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
         ``"local-dir:/path"``), a local folder holding ``open_clip_config.json`` (and
         weights), or a local open_clip model-config JSON file.
     pretrained : str, path-like or None
-        An open_clip pretrained tag (``"openai"``, ``"laion2b_s34b_b79k"``), a local
-        weights file (``.safetensors``, or a torch file loaded with
-        ``weights_only=True``), or None for a randomly initialised network (drawn from a
-        fixed seed, so rebuilds are identical).
+        An open_clip pretrained tag (``"openai"``, ``"laion2b_s34b_b79k"``), ``"default"``
+        for the backbone's own weights (see :func:`resolve_pretrained`), a local weights
+        file (``.safetensors``, or a torch file loaded with ``weights_only=True``), or
+        None for a randomly initialised open_clip network (drawn from a fixed seed, so
+        rebuilds are identical); a registered backbone's factory decides what None means
+        (the offline backbone: its shipped weights at the default input size).
 
     Returns
     -------
@@ -85,6 +132,7 @@ def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
         model = os.fspath(model)
     if isinstance(pretrained, os.PathLike):
         pretrained = os.fspath(pretrained)
+    pretrained = resolve_pretrained(model, pretrained)
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a backbone name or a path, got {model!r}")
     if pretrained is not None and not isinstance(pretrained, str):

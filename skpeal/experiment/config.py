@@ -28,7 +28,7 @@ STRATEGIES = {
 LINEAR_PROBE = "linear-probe"
 #: Strategies that compare with labelled images: no zero-shot round 0 for them.
 NEEDS_LABELS = {"coreset", "featdist", LINEAR_PROBE}
-ADAPTERS = ("prompt", "lora")
+ADAPTERS = ("prompt", "lora", "prompt+lora")
 BALANCE = ("pcb", "none")
 INIT = ("random", "zero-shot")
 
@@ -58,8 +58,8 @@ class ExperimentConfig:
         The backbone (see :class:`skpeal.CLIPAdapterClassifier`).
     pretrained : str or None, default=None
         The backbone's weights (see :class:`skpeal.CLIPAdapterClassifier`).
-    adapter : {"prompt", "lora"}, default="prompt"
-        The adapter trained every round.
+    adapter : {"prompt", "lora", "prompt+lora"}, default="prompt"
+        The adapter trained every round (``"prompt+lora"``: both trained together).
     rounds : int, default=8
         Number of rounds, round 0 included (>= 1).
     budget : int or None, default=None
@@ -67,7 +67,11 @@ class ExperimentConfig:
     gamma : float, default=0.1
         Candidate fraction of PCB class balancing, in (0, 1].
     balance : {"pcb", "none"}, default="pcb"
-        Whether queries go through :func:`skpeal.strategies.class_balanced`.
+        Whether the queries of model-driven strategies (uncertainty, BADGE, coreset,
+        featdist) go through :func:`skpeal.strategies.class_balanced` (PCB).
+        ``"random"`` is never balanced (it would follow the model's pseudo-labels, unlike
+        random sampling in the authors' code). A strategy and its ``"calibrated-"`` form
+        use the same query seed in a round, so their draws and tie-breaks are paired.
     seeds : list of int, default=[0]
         One independent run per seed.
     pool_size : int or None, default=None

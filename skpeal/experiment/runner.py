@@ -117,7 +117,8 @@ def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled,
     if strategy == LINEAR_PROBE:  # X_pool_rows are the pool's frozen features
         return linear_probe_query(model, X_pool_rows, n, rng_seed)
     fn = STRATEGIES[base]
-    if config.balance == "pcb":
+    # PCB balances what a model chose; random sampling stays random (as in the authors' code)
+    if config.balance == "pcb" and base != "random":
         fn = _st.class_balanced(fn, config.gamma)
     idx, _ = fn(model, X_pool_rows, n, random_state=rng_seed,
                 X_labeled=labelled, y_labeled=y_labelled)
@@ -155,7 +156,9 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
             rows = (probe_features.pool[remaining] if strategy == LINEAR_PROBE
                     else X_pool[remaining])
             pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
-                         y_pool[labelled], n, derive_seed("query", strategy, seed, rnd))
+                         y_pool[labelled], n,
+                         # X and calibrated-X share the seed: paired draws and tie-breaks
+                         derive_seed("query", strategy.removeprefix("calibrated-"), seed, rnd))
             picked = remaining[pos]
         query_time = time.perf_counter() - t0
         labelled = np.concatenate([labelled, picked])

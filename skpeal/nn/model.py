@@ -1,4 +1,4 @@
-"""The torch module behind the estimator: a frozen backbone plus exactly one adapter."""
+"""The torch module behind the estimator: a frozen backbone plus its adapter."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from ..backbones import Backbone
 
 __all__ = ["AdaptedCLIP"]
 
+_LORA_KEYS = ("r", "alpha", "dropout", "towers", "targets")
+
 
 class AdaptedCLIP(nn.Module):
-    """A backbone, one adapter (prompt or LoRA), and the class texts.
+    """A backbone, its adapter (prompt, LoRA, or both), and the class texts.
 
     Parameters
     ----------
@@ -24,10 +26,11 @@ class AdaptedCLIP(nn.Module):
     classnames : list of str
     templates : list of str
         Each with one ``{}``; used for zero-shot scores and by the LoRA adapter.
-    adapter : {"prompt", "lora"}
+    adapter : {"prompt", "lora", "prompt+lora"}
     adapter_kw : dict
-        For "prompt": n_ctx, ctx_init, class_specific. For "lora": r, alpha, dropout,
-        towers, targets.
+        For "prompt": n_ctx, ctx_init, class_specific, class_token_position. For "lora":
+        r, alpha, dropout, towers, targets. For "prompt+lora": both sets (the context
+        vectors feed the LoRA-adapted text tower).
     generator : torch.Generator
         Source of the prompt initialisation (LoRA initialises from the global RNG,
         which the caller forks and seeds).
@@ -41,23 +44,27 @@ class AdaptedCLIP(nn.Module):
         tokens = backbone.tokenizer([t.format(c) for c in classnames for t in templates])
         self.register_buffer("template_tokens", tokens, persistent=False)
         self.n_classes, self.n_templates = len(classnames), len(templates)
-        if adapter == "prompt":
+        lora_kw = {k: v for k, v in adapter_kw.items() if k in _LORA_KEYS}
+        prompt_kw = {k: v for k, v in adapter_kw.items() if k not in _LORA_KEYS}
+        self.peft = None
+        if "lora" in adapter.split("+"):
+            self.peft = attach_lora(backbone.model, defaults=backbone.lora_targets, **lora_kw)
+            self.clip = self.peft.get_base_model()
+        else:
             self.clip = backbone.model
+        self.prompt = None
+        if "prompt" in adapter.split("+"):
+            # after attach_lora: peft freezes every parameter it finds in the model
             self.prompt = PromptLearner(
-                text_encoder_for(backbone.model),
+                text_encoder_for(self.clip),
                 backbone.tokenizer,
                 classnames,
                 generator=generator,
-                **adapter_kw,
+                **prompt_kw,
             )
-            self.vision_frozen, self.text_frozen = True, False
-        else:
-            self.peft = attach_lora(backbone.model, defaults=backbone.lora_targets, **adapter_kw)
-            self.clip = self.peft.get_base_model()
-            self.prompt = None
-            towers = adapter_kw["towers"]
-            self.vision_frozen = towers == "text"
-            self.text_frozen = towers == "vision"
+        towers = lora_kw.get("towers", "text") if self.peft is not None else "text"
+        self.vision_frozen = towers == "text"
+        self.text_frozen = self.prompt is None and towers == "vision"
         self.freeze_eval()
 
     # -- modes -----------------------------------------------------------------------
@@ -136,7 +143,7 @@ class AdaptedCLIP(nn.Module):
         and the unmerged layers used, when a base weight is not float32/float64 (merging
         into low precision would round the adapter away) or for the prompt adapter.
         """
-        return _Merged(self.peft if self.adapter == "lora" else None)
+        return _Merged(self.peft)
 
 
 class _Merged:

@@ -127,7 +127,8 @@ def train(
                 weight = calibration_weight_at(
                     (step + 1) / total, spec.calibration_weight, spec.calibration_warmup
                 )
-                cal = calibration_loss(logits, target, spec.calibration)
+                cal = calibration_loss(logits, target, spec.calibration,
+                                       beta=spec.calibration_beta)
                 loss = ce + weight * cal
             _check_finite(loss)
             opt.zero_grad(set_to_none=True)

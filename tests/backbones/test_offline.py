@@ -88,7 +88,7 @@ def test_backbone_fields_and_shapes(built):
     assert backbone.mean == backbone.std == (0.5, 0.5, 0.5)
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters())
-    assert float(model.logit_scale.exp()) == pytest.approx(100.0)
+    assert float(model.logit_scale.exp()) == pytest.approx(20.0)
     tokens = backbone.tokenizer(["a photo of a cat.", "a bag"])
     assert tokens.dtype == torch.long and tokens.shape == (2, ob.CONTEXT_LENGTH)
     assert tokens[0, 0] == 101 and tokens[1, -1] == 0  # BERT [CLS], padding 0

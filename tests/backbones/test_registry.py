@@ -2,6 +2,8 @@ import os
 import shutil
 import time
 
+import numpy as np
+import open_clip
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -86,3 +88,34 @@ def test_missing_weights_fail_fast_with_advice(monkeypatch):
     assert time.perf_counter() - t0 < 10  # no download retries
     msg = str(err.value)
     assert "pretrained=" in msg and "HF_HUB_OFFLINE" in msg and "file" in msg
+
+
+def test_default_pretrained_picks_each_backbones_own_weights(tmp_path):
+    from skpeal.backbones import resolve_pretrained
+
+    assert resolve_pretrained("ViT-B-32", "default") == "openai"
+    assert resolve_pretrained("RN50", "default") == "openai"
+    first = open_clip.list_pretrained_tags_by_model("ViT-B-16-SigLIP")[0]
+    assert "openai" not in open_clip.list_pretrained_tags_by_model("ViT-B-16-SigLIP")
+    assert resolve_pretrained("ViT-B-16-SigLIP", "default") == first
+    assert resolve_pretrained("effnet-lite0-minilm", "default") is None  # its shipped weights
+    assert resolve_pretrained("skpeal-tiny", "default") is None  # no released weights
+    assert resolve_pretrained("hf-hub:org/repo", "default") is None
+    assert resolve_pretrained(str(tmp_path), "default") is None
+    # other values pass through; None stays random weights for open_clip names
+    assert resolve_pretrained("ViT-B-32", None) is None
+    assert resolve_pretrained("ViT-B-32", "laion2b_s34b_b79k") == "laion2b_s34b_b79k"
+    # the default tag is what load_backbone asks for (offline: a fast, clear error)
+    with pytest.raises(RuntimeError, match="pretrained='openai'"):
+        load_backbone("ViT-B-32", "default")
+
+
+def test_estimator_default_pretrained_works_for_the_tiny_model(small_images):
+    from skpeal import CLIPAdapterClassifier
+
+    X, y = small_images
+    est = CLIPAdapterClassifier(model="skpeal-tiny", n_ctx=4, max_epochs=0).fit(X, y)
+    assert est.get_params()["pretrained"] == "default"
+    ref = CLIPAdapterClassifier(model="skpeal-tiny", pretrained=None, n_ctx=4,
+                                max_epochs=0).fit(X, y)
+    np.testing.assert_allclose(est.predict_proba(X), ref.predict_proba(X))

@@ -158,3 +158,43 @@ def test_warm_start_run_resumes_from_saved_adapters(tmp_path):
     cold = run_experiment(_config(seeds=[0], strategies=["entropy"]), tmp_path / "cold",
                           progress=False)
     assert not cold.drop(columns=TIMING).equals(full.drop(columns=TIMING))
+
+
+def test_random_is_not_class_balanced():
+    """PCB would follow the model's pseudo-labels; random picks stay plain random."""
+    from skpeal import strategies as st
+    from skpeal.experiment.runner import _query
+
+    class Skewed:  # 90% of the pool predicted as class 0
+        classes_ = np.arange(3)
+
+        def predict_proba(self, X):
+            p = np.full((len(X), 3), 0.1)
+            p[:, 0] = 0.8
+            p[::10] = [0.1, 0.8, 0.1]
+            return p
+
+    cfg = _config(balance="pcb")
+    X = np.arange(200)[:, None].astype(float)
+    for seed in range(5):
+        got = _query(cfg, "random", Skewed(), X, np.arange(200), X[:0], np.zeros(0), 10, seed)
+        want, _ = st.random_sampling(Skewed(), X, 10, random_state=seed)
+        np.testing.assert_array_equal(got, want)
+    # a model-driven strategy is still balanced
+    got = _query(cfg, "entropy", Skewed(), X, np.arange(200), X[:0], np.zeros(0), 4, 0)
+    assert set(Skewed().predict_proba(X[got]).argmax(1)) == {0, 1}
+
+
+def test_plain_and_calibrated_strategies_share_the_query_seed(tmp_path):
+    # round 0 from the zero-shot model: the two models are identical, so are the picks
+    run_experiment(_config(strategies=["entropy", "calibrated-entropy"], rounds=1, seeds=[0],
+                           init="zero-shot"), tmp_path, progress=False)
+    sel = pd.read_json(tmp_path / "selections.json")
+    picks = {r.strategy: list(r.selected) for r in sel.itertuples()}
+    assert picks["entropy"] == picks["calibrated-entropy"]
+
+
+def test_prompt_lora_adapter_is_accepted(tmp_path):
+    df = run_experiment(_config(adapter="prompt+lora", strategies=["entropy"], rounds=2,
+                                seeds=[0]), tmp_path, progress=False)
+    assert len(df) == 2
