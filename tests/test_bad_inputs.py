@@ -23,8 +23,7 @@ import torch
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 
-from skpeal import CLIPAdapterClassifier
-from skpeal import losses, metrics, strategies
+from skpeal import CLIPAdapterClassifier, losses, metrics, strategies
 from skpeal.cli import main
 from skpeal.datasets import load_digits_images, load_fashion_mnist, load_image_folder
 from tests.conftest import TINY
@@ -162,7 +161,8 @@ DATA_CASES = [
           "shape"),
     _case("data", "X-object-2d", _fit_with(np.empty((2, 2), dtype=object), ["a", "b"]),
           ValueError, "1-D"),
-    _case("data", "y-none-trained", lambda ctx, tmp: CLIPAdapterClassifier(**TINY).fit(X40), ValueError, "y is None"),
+    _case("data", "y-none-trained", lambda ctx, tmp: CLIPAdapterClassifier(**TINY).fit(X40),
+          ValueError, "y is None"),
     _case("data", "predict-unfitted", lambda ctx, tmp: CLIPAdapterClassifier(**TINY).predict(X40),
           NotFittedError, "not fitted"),
     _case("data", "predict-nan", _pred("predict", np.full((2, 8, 8), np.nan)), ValueError, "NaN"),
