@@ -43,6 +43,16 @@ def predict_logits(module, source: ImageSource, encoder: ImageEncoder, *, return
     return torch.cat(logits), (torch.cat(feats) if return_features else None)
 
 
+def _divergence_advice(params, dtype) -> str:
+    """What to change when the loss becomes non-finite (fp32 advice only where it applies)."""
+    advice = f"lower lr (now {params['lr']:g})"
+    if params["calibration"] is not None:
+        advice += f" or calibration_weight (now {params['calibration_weight']:g})"
+    if dtype is not None:  # mixed precision: fp32 is the other way out
+        advice += ", or train with precision='fp32'"
+    return advice
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int):
     def f(step):
         if step < warmup_steps:
@@ -139,7 +149,8 @@ def train(
                 )
                 cal = calibration_loss(logits, target, params["calibration"])
                 loss = ce + weight * cal
-            _check_finite(loss)
+            _check_finite(loss, f"loss (epoch {epoch + 1}, step {step + 1})",
+                          advice=_divergence_advice(params, dtype))
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -156,6 +167,11 @@ def train(
             sums["calibration"] += float(cal.detach()) * b
             sums["correct"] += int((logits.detach().argmax(1) == target).sum())
         module.freeze_eval()
+        if not all(bool(torch.isfinite(p).all()) for p in trainable):
+            raise FloatingPointError(
+                f"the adapter weights became non-finite in epoch {epoch + 1}; "
+                f"{_divergence_advice(params, dtype)}"
+            )
         history.append(
             {
                 "epoch": epoch + 1,

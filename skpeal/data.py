@@ -14,9 +14,9 @@ Image files and ``PIL.Image`` objects are decoded by their mode's range: 8-bit m
 (``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ...) through Pillow's RGB conversion, 16-bit modes
 (``I;16``, ``I;16B``, ...) divided by 65535, 32-bit integers (``I``) by 2**31 - 1
 (negative values refused), floats (``F``) taken as ``[0, 1]`` (values outside refused).
-Empty (0-pixel) images are refused. Grey images become three channels, alpha is dropped. Every image then goes through the
-backbone's own preprocessing parameters (resize mode, interpolation, input size,
-mean/std), in torch, identically for every kind of input.
+Empty (0-pixel) images are refused. Grey images become three channels, alpha is dropped.
+Every image then goes through the backbone's own preprocessing parameters (resize mode,
+interpolation, input size, mean/std), in torch, identically for every kind of input.
 """
 
 from __future__ import annotations

@@ -476,7 +476,17 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         source = check_images(X)
         encoder = _encoder(self.model_, self._preprocess, self._fit_params)
-        return predict_logits(self.model_, source, encoder, return_features=features)
+        logits, feats = predict_logits(self.model_, source, encoder, return_features=features)
+        bad = ~torch.isfinite(logits).all(dim=1)
+        if bad.any():
+            p = self._fit_params
+            raise FloatingPointError(
+                f"the model gives non-finite class scores for {int(bad.sum())} of {len(bad)} "
+                f"images: its training diverged; refit with a lower lr (now {p['lr']:g})"
+                + (f" or calibration_weight (now {p['calibration_weight']:g})"
+                   if p.get("calibration") is not None else "")
+            )
+        return logits, feats
 
     def predict_proba_embed(self, X):
         """Class probabilities and image features from one pass over ``X``.

@@ -15,6 +15,7 @@ round and ends with the same results as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -196,12 +197,23 @@ def load_data(config: ExperimentConfig):
 
 # ------------------------------------------------------------------------------ state
 def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, renamed into place.
+
+    On failure (a full disk, ...) the temporary file is removed and the error names
+    ``path``.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror or exc}); free some "
+                      "space or choose another --out") from None
 
 
 def _state_path(out: Path, strategy: str, seed: int) -> Path:
@@ -212,26 +224,151 @@ def _config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold an exclusive lock on ``out`` (a second process is refused, naming the holder)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; choose a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): runs are not locked there
+        yield
+        return
+    fd = os.open(out / ".skpeal.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ValueError(
+                f"{out} is in use by another skpeal run (process {holder}); wait for it to "
+                "finish or stop it, or choose another --out (--overwrite does not apply to "
+                "a running run)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_config(out: Path) -> dict:
+    path = out / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{out} holds no skpeal run (no config.json)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read ({exc}); rerun with --overwrite to start "
+                         "the run afresh") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("strategies"), list):
+        raise ValueError(f"{path} is not an skpeal configuration; rerun with --overwrite")
+    return cfg
+
+
 def _prepare_out(out: Path, config: ExperimentConfig, overwrite: bool) -> None:
     cfg = config.to_dict()
     cfg_path = out / "config.json"
     if cfg_path.exists():
         try:
             old = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             old = None
+            if not overwrite:
+                raise ValueError(
+                    f"{cfg_path} is not valid JSON ({exc}); pass --overwrite to discard the "
+                    f"run in {out}, or choose another --out"
+                ) from None
         if old != cfg:
             if not overwrite:
-                changed = sorted(k for k in cfg if old is None or old.get(k) != cfg.get(k))
+                changed = sorted(k for k in cfg if not isinstance(old, dict)
+                                 or old.get(k) != cfg.get(k))
                 raise ValueError(
                     f"{out} holds a run with another configuration (differs in: "
                     f"{', '.join(changed)}); choose another --out, or pass --overwrite to "
                     "discard it"
                 )
-            for p in (out / "state").glob("*.json"):
-                p.unlink()
+            _discard(out)
+    elif overwrite:
+        _discard(out)
     (out / "state").mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def _discard(out: Path) -> None:
+    """Remove what a run of another configuration left in ``out`` (state and adapters)."""
+    for pattern in ("state/*.json", "adapters/*.safetensors", "config.json"):
+        for p in out.glob(pattern):
+            p.unlink()
+
+
+_ROUND_KEYS = ("round", "n_labels", "accuracy", "macro_f1", "ece", "error_auroc", "fit_time",
+               "query_time", "selected", "selected_labels", "reliability")
+
+
+def _read_state(path: Path, config_hash: str, *, n_pool: int | None = None,
+                max_rounds: int | None = None) -> dict:
+    """Load and validate one state file; a bad one is named with the way out.
+
+    Checks the structure, the configuration hash, that every labelled index is an
+    integer in the pool, that none is labelled twice, and that the rounds' selections
+    add up to the labelled list.
+    """
+    fix = (f"delete {path} to redo that strategy and seed, or rerun with --overwrite to start "
+           "the whole run afresh")
+
+    def bad(why):
+        return ValueError(f"state file {path} {why}; {fix}")
+
+    try:
+        state = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"is not valid JSON ({exc})") from None
+    if not isinstance(state, dict):
+        raise bad(f"holds a {type(state).__name__}, not a JSON object")
+    for key in ("strategy", "seed", "labelled", "rounds"):
+        if key not in state:
+            raise bad(f"has no {key!r} entry")
+    if "config_hash" not in state:
+        raise bad("carries no configuration hash (written by an older skpeal): it cannot be "
+                  "matched to this configuration")
+    if state["config_hash"] != config_hash:
+        raise bad(f"was written by a run of another configuration (config_hash "
+                  f"{state['config_hash']!r}, this configuration's {config_hash!r})")
+    name = f"{state['strategy']}__seed{state['seed']}.json"
+    if name != path.name:
+        raise bad(f"holds strategy {state['strategy']!r}, seed {state['seed']!r}, not what its "
+                  "name says")
+    labelled, rounds = state["labelled"], state["rounds"]
+    if not isinstance(labelled, list) or not isinstance(rounds, list):
+        raise bad("has 'labelled' or 'rounds' that is not a list")
+    for i, v in enumerate(labelled):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise bad(f"has labelled[{i}] = {v!r}, not a pool index")
+        if v < 0 or (n_pool is not None and v >= n_pool):
+            raise bad(f"has labelled[{i}] = {v}, outside the pool [0, {n_pool or '...'})")
+    if len(set(labelled)) != len(labelled):
+        twice = next(v for v in labelled if labelled.count(v) > 1)
+        raise bad(f"labels pool index {twice} twice")
+    if max_rounds is not None and len(rounds) > max_rounds:
+        raise bad(f"holds {len(rounds)} rounds, more than the configuration's {max_rounds}")
+    selected = []
+    for r, rec in enumerate(rounds):
+        if not isinstance(rec, dict):
+            raise bad(f"has round {r} that is not a JSON object")
+        missing = [k for k in _ROUND_KEYS if k not in rec]
+        if missing:
+            raise bad(f"has round {r} without {missing}")
+        if rec["round"] != r or not isinstance(rec["selected"], list):
+            raise bad(f"has round {r} numbered {rec['round']!r} or without a selection list")
+        selected += rec["selected"]
+        if rec["n_labels"] != len(selected):
+            raise bad(f"says round {r} had {rec['n_labels']!r} labels, but its selections "
+                      f"add up to {len(selected)}")
+    if selected != labelled:
+        raise bad(f"has rounds whose selections ({len(selected)} images) do not match its "
+                  f"labelled list ({len(labelled)} images)")
+    return state
 
 
 # ------------------------------------------------------------------------------ rounds
@@ -341,12 +478,12 @@ def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled,
     return np.asarray(idx)
 
 
-def _run_one(config, data, strategy, seed, out, progress=None, probe_features=None):
-    """Run (or resume) one (strategy, seed) and return its state."""
+def _run_one(config, data, strategy, seed, out, state, progress=None, probe_features=None):
+    """Run (or resume) one (strategy, seed) from its validated ``state`` (or None)."""
     path = _state_path(out, strategy, seed)
-    state = json.loads(path.read_text()) if path.exists() else None
     if state is None:
-        state = {"strategy": strategy, "seed": seed, "labelled": [], "rounds": []}
+        state = {"strategy": strategy, "seed": seed, "config_hash": _config_hash(config.to_dict()),
+                 "labelled": [], "rounds": []}
     n_classes = len(data.classnames)
     budget = config.budget or n_classes
     n_pool = len(data.y_train)
@@ -383,8 +520,14 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
             # the next round starts from this adapter: keep it, so a resumed run can too
             adapter = _adapter_path(out, strategy, seed, rnd)
             tmp = adapter.with_name(f".{adapter.name}.tmp")
-            model.save_adapter(tmp)
-            os.replace(tmp, adapter)
+            try:
+                model.save_adapter(tmp)
+                os.replace(tmp, adapter)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise OSError(exc.errno, f"cannot write {adapter} ({exc.strerror or exc}); "
+                              "free some space or choose another --out") from None
         if strategy == _LINEAR_PROBE:
             proba = model.predict_proba(np.arange(len(data.y_test)) + n_pool)
         else:
@@ -458,8 +601,39 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
     """
     config.validate()
     out = Path(out)
-    data = load_data(config) if data is None else data
-    _prepare_out(out, config, overwrite)
+    with _locked(out):
+        data = load_data(config) if data is None else data
+        _check_budget(config, data)
+        _prepare_out(out, config, overwrite)
+        cfg = config.to_dict()
+        cfg_hash = _config_hash(cfg)
+        states = {}
+        for strategy in config.strategies:
+            for seed in config.seeds:
+                path = _state_path(out, strategy, seed)
+                states[strategy, seed] = (
+                    _read_state(path, cfg_hash, n_pool=len(data.y_train),
+                                max_rounds=config.rounds) if path.exists() else None
+                )
+        _atomic_write_text(out / "config.json", json.dumps(cfg, indent=2, sort_keys=True))
+        return _run_all(config, data, out, states, progress)
+
+
+def _check_budget(config, data) -> None:
+    """Refuse a run that would stop early because the pool runs out of images."""
+    n_pool = len(data.y_train)
+    budget = config.budget or len(data.classnames)
+    if config.rounds * budget > n_pool:
+        raise ValueError(
+            f"rounds x budget = {config.rounds} x {budget} = {config.rounds * budget} labels, "
+            f"but the pool holds only {n_pool} images; lower --rounds or --budget, or raise "
+            "--pool-size"
+        )
+    if len(data.y_test) == 0:
+        raise ValueError("the test split is empty: there is nothing to evaluate on")
+
+
+def _run_all(config, data, out, states, progress):
     probe_features = None
     if _LINEAR_PROBE in config.strategies:
         probe_features = _frozen_features(config, data)
@@ -472,10 +646,10 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
     try:
         for strategy in config.strategies:
             for seed in config.seeds:
-                state_path = _state_path(out, strategy, seed)
-                if bar is not None and state_path.exists():
-                    bar.update(len(json.loads(state_path.read_text())["rounds"]))
-                _run_one(config, data, strategy, seed, out, bar, probe_features)
+                state = states[strategy, seed]
+                if bar is not None and state is not None:
+                    bar.update(len(state["rounds"]))
+                _run_one(config, data, strategy, seed, out, state, bar, probe_features)
     finally:
         if bar is not None:
             bar.close()
@@ -489,10 +663,11 @@ def _frozen_features(config, data):
 
 
 # ------------------------------------------------------------------------------ report
-def _load_rows(out: Path):
+def _load_rows(out: Path, cfg: dict):
     rows, last_rel = [], {}
+    cfg_hash = _config_hash(cfg)
     for p in sorted((out / "state").glob("*.json")):
-        state = json.loads(p.read_text())
+        state = _read_state(p, cfg_hash, n_pool=cfg.get("pool_size"), max_rounds=cfg.get("rounds"))
         for r in state["rounds"]:
             row = {k: v for k, v in r.items() if k != "reliability"}
             row.update(strategy=state["strategy"], seed=state["seed"])
@@ -525,10 +700,12 @@ def write_report(out):
     out = Path(out)
     if not (out / "state").is_dir():
         raise ValueError(f"{out} holds no skpeal run (no state/ folder)")
-    rows, last_rel = _load_rows(out)
+    if not any((out / "state").glob("*.json")):
+        raise ValueError(f"{out} holds no completed round yet")
+    cfg = _read_config(out)
+    rows, last_rel = _load_rows(out, cfg)
     if not rows:
         raise ValueError(f"{out} holds no completed round yet")
-    cfg = json.loads((out / "config.json").read_text())
     df = pd.DataFrame(rows)
     order = {s: i for i, s in enumerate(cfg["strategies"])}
     df = df.sort_values(["strategy", "seed", "round"], key=lambda c: c.map(order)

@@ -187,9 +187,7 @@ def calibration_weight_at(progress: float, weight: float, warmup: float | None =
     return start + (weight - start) * (progress - warmup) / (1.0 - warmup)
 
 
-def _check_finite(loss: torch.Tensor, what: str = "loss") -> None:
+def _check_finite(loss: torch.Tensor, what: str = "loss", *, advice: str = "lower lr") -> None:
+    """Raise FloatingPointError when ``loss`` is NaN or infinite (never replaced silently)."""
     if not math.isfinite(float(loss.detach())):
-        raise FloatingPointError(
-            f"the training {what} became {float(loss.detach())}; lower lr, or use "
-            "precision='fp32'. (skpeal never silently replaces a non-finite loss.)"
-        )
+        raise FloatingPointError(f"the training {what} became {float(loss.detach())}; {advice}")
