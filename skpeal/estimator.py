@@ -649,6 +649,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (KeyError, ValueError, OSError, SafetensorError) as exc:
             raise ValueError(f"{os.fspath(path)!r} is not an skpeal adapter file: {exc}") from None
+        _check_adapter_file(meta, tensors, os.fspath(path))
         params = self._validated_params()
         mine = {k: (list(params[k]) if isinstance(params[k], tuple) else params[k])
                 for k in _STRUCTURAL}
@@ -660,7 +661,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
             )
         params["_seed"] = 0
         params["_classnames"] = meta["classnames"]
-        self._restore(params, tensors, meta["zero_shot"])
+        try:
+            self._restore(params, tensors, meta["zero_shot"])
+        except ValueError as exc:  # names or shapes that do not fit the rebuilt adapter
+            raise ValueError(f"adapter file {os.fspath(path)!r}: {exc}") from None
         self.classes_ = np.asarray(meta["classes"])
         self.history_ = []
         self.n_trainable_params_ = sum(t.numel() for t in tensors.values())
@@ -672,6 +676,46 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = False
         return tags
+
+
+def _check_adapter_file(meta, tensors, path: str) -> None:
+    """Validate the metadata and tensors of an adapter file; errors name the field."""
+
+    def bad(msg):
+        return ValueError(f"adapter file {path!r}: {msg}")
+
+    if not isinstance(meta, dict):
+        raise bad(f"the 'skpeal' metadata must be a JSON object, got {type(meta).__name__}")
+    for key, kind in (("params", dict), ("classes", list), ("classnames", list),
+                      ("zero_shot", bool)):
+        if key not in meta:
+            raise bad(f"the metadata has no {key!r} field")
+        if not isinstance(meta[key], kind):
+            raise bad(f"metadata field {key!r} must be a {kind.__name__}, got "
+                      f"{meta[key]!r:.60}")
+    params = meta["params"]
+    missing = [k for k in _STRUCTURAL if k not in params]
+    unknown = [k for k in params if k not in _STRUCTURAL]
+    if missing or unknown:
+        raise bad(f"metadata field 'params' lacks {missing} / has unknown keys {unknown}")
+    classes, names = meta["classes"], meta["classnames"]
+    if len(classes) < 2:
+        raise bad(f"metadata field 'classes' must list at least two classes, got {classes!r}")
+    kinds = {type(c) for c in classes}
+    if not (kinds <= {str} or kinds <= {int}):
+        raise bad("metadata field 'classes' must hold only strings or only integers")
+    if len(set(classes)) != len(classes):
+        raise bad("metadata field 'classes' has duplicate labels")
+    if classes != sorted(classes):
+        raise bad("metadata field 'classes' must be sorted (the column order of predict_proba)")
+    if len(names) != len(classes) or not all(isinstance(n, str) for n in names):
+        raise bad(f"metadata field 'classnames' must hold {len(classes)} strings, one per "
+                  f"entry of 'classes', got {names!r:.80}")
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise bad(f"tensor {name!r} has dtype {t.dtype}, not a floating-point dtype")
+        if not bool(torch.isfinite(t).all()):
+            raise bad(f"tensor {name!r} holds non-finite values (NaN or infinity)")
 
 
 def _encoder(module, preprocess, params) -> ImageEncoder:
