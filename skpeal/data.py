@@ -291,8 +291,8 @@ class ImageSource:
 
         Array and tensor rows, PIL images and in-memory arrays are identified by their
         pixel bytes, dtype and shape; files by real path, size, modification time,
-        inode and device (see :func:`skpeal.cache.file_key`). Equal digests mean equal
-        inputs to the preprocessing.
+        change time, inode and device (see :func:`skpeal.cache.file_key`). Equal digests
+        mean equal inputs to the preprocessing.
 
         Returns
         -------

@@ -360,7 +360,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
             order = list(classes)
         if classes.size < 2:
             raise ValueError(
-                f"y holds a single class ({classes[0]!r}); a classifier needs at least two. "
+                f"y holds a single class ({_plain(classes[0])!r}); a classifier needs at least "
+                "two. "
                 "Pass the full label set as classes=[...] to fit on fewer."
             )
         cn = self.classnames
@@ -676,6 +677,11 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = False
         return tags
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (for messages: 'a', not np.str_('a'))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_adapter_file(meta, tensors, path: str) -> None:

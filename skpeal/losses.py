@@ -135,6 +135,14 @@ def calibration_loss(
         )
     if mode not in CALIBRATION_MODES:
         raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    n_classes = logits.shape[1]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        raise ValueError(
+            f"target class indices must lie in [0, {n_classes}), got range "
+            f"[{int(target.min())}, {int(target.max())}]"
+        )
     h = torch.tanh(entropy(logits))
     with torch.no_grad():
         correct = logits.argmax(dim=-1) == target
