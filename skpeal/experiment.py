@@ -11,6 +11,12 @@ Everything a run has paid for is on disk after every completed round: the state 
 (strategy, seed) lives in ``<out>/state/*.json``, written atomically, so a run killed at
 any moment and started again with the same arguments continues from the last completed
 round and ends with the same results as an uninterrupted run.
+
+A run holds an exclusive lock on its folder (``<out>/.skpeal.lock``): a second process
+on the same folder is refused, with or without ``overwrite``. Every state file carries
+the hash of the configuration that wrote it and is validated when it is read (JSON,
+structure, labelled indices in the pool and unique, rounds consistent with them); a
+state file that fails is named in the error together with the way out.
 """
 
 from __future__ import annotations
@@ -587,7 +593,16 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         Output folder. A folder holding a run of another configuration is refused
         unless ``overwrite``.
     overwrite : bool, default=False
-        Discard a run of another configuration in ``out``.
+        Discard a run of another configuration in ``out`` (its state files and adapters).
+
+    Raises
+    ------
+    ValueError
+        A bad configuration, ``rounds * budget`` above the pool size, ``out`` in use by
+        another process, holding another configuration (without ``overwrite``), or a
+        state file that fails validation (named, with the way out).
+    OSError
+        A file cannot be written (named; no temporary file is left behind).
     progress : bool, default=True
         Show a tqdm bar over rounds.
     data : sklearn.utils.Bunch, optional

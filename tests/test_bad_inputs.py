@@ -786,7 +786,6 @@ def _cli(*args):
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["same-config", "overwrite"])
-@_xf("there is no lock on --out")
 def test_a_second_run_on_the_same_out_is_refused(tmp_path, overwrite):
     out = tmp_path / "o"
     # a run that would take about a minute: it is killed once the second is answered
