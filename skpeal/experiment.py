@@ -298,6 +298,15 @@ def _prepare_out(out: Path, config: ExperimentConfig, overwrite: bool) -> None:
             _discard(out)
     elif overwrite:
         _discard(out)
+    if overwrite:  # also state files of another configuration under a matching config.json
+        cfg_hash = _config_hash(cfg)
+        for p in out.glob("state/*.json"):
+            try:
+                ok = json.loads(p.read_text()).get("config_hash") == cfg_hash
+            except (ValueError, AttributeError, OSError):
+                ok = False
+            if not ok:
+                p.unlink()
     (out / "state").mkdir(parents=True, exist_ok=True)
 
 
@@ -320,11 +329,10 @@ def _read_state(path: Path, config_hash: str, *, n_pool: int | None = None,
     integer in the pool, that none is labelled twice, and that the rounds' selections
     add up to the labelled list.
     """
-    fix = (f"delete {path} to redo that strategy and seed, or rerun with --overwrite to start "
-           "the whole run afresh")
+    fix = "delete it to redo that strategy and seed, or choose another --out"
 
-    def bad(why):
-        return ValueError(f"state file {path} {why}; {fix}")
+    def bad(why, way_out=fix):
+        return ValueError(f"state file {path} {why}; {way_out}")
 
     try:
         state = json.loads(path.read_text())
@@ -335,12 +343,14 @@ def _read_state(path: Path, config_hash: str, *, n_pool: int | None = None,
     for key in ("strategy", "seed", "labelled", "rounds"):
         if key not in state:
             raise bad(f"has no {key!r} entry")
+    other = ("rerun with --overwrite to discard the old run (run and report need a "
+             "config.json that matches), or choose another --out")
     if "config_hash" not in state:
         raise bad("carries no configuration hash (written by an older skpeal): it cannot be "
-                  "matched to this configuration")
+                  "matched to this configuration", other)
     if state["config_hash"] != config_hash:
         raise bad(f"was written by a run of another configuration (config_hash "
-                  f"{state['config_hash']!r}, this configuration's {config_hash!r})")
+                  f"{state['config_hash']!r}, this configuration's {config_hash!r})", other)
     name = f"{state['strategy']}__seed{state['seed']}.json"
     if name != path.name:
         raise bad(f"holds strategy {state['strategy']!r}, seed {state['seed']!r}, not what its "

@@ -846,3 +846,20 @@ def test_a_file_rewritten_with_the_same_size_and_mtime_is_encoded_again(tmp_path
         X40[:6], Y40[:6]).predict_proba([str(path)])
     assert not np.allclose(after, before)
     np.testing.assert_allclose(after, fresh, atol=1e-6)
+
+
+@pytest.mark.parametrize("tamper", [_edit_config, _edit_state(lambda s: s.pop("config_hash"))],
+                         ids=["config-edited", "hash-missing"])
+def test_overwrite_is_the_way_out_of_a_foreign_state_file(finished_run, tmp_path, tamper,
+                                                          capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    tamper(out)
+    argv = ["run", *BASE, "--out", str(out)]
+    if tamper is _edit_config:
+        argv[argv.index("--epochs") + 1] = "3"
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    state = json.loads(_state_file(out).read_text())
+    assert len(state["rounds"]) == 2 and len(set(state["labelled"])) == 20
