@@ -171,7 +171,7 @@ DATA_CASES = [
 
 # ------------------------------------------------------------------ images (arrays, PIL, files)
 def _check(X):
-    from skpeal.data import check_images
+    from skpeal.images import check_images
 
     def fn(ctx, tmp):
         src = check_images(X)
@@ -828,7 +828,7 @@ def test_float16_probabilities_pass_the_row_sum_check():
 
 
 def test_a_file_rewritten_with_the_same_size_and_mtime_is_encoded_again(tmp_path):
-    from skpeal.cache import file_key
+    from skpeal.images.fingerprints import file_key
 
     path = tmp_path / "img.bmp"  # BMP: the same size for the same dimensions
     Image.fromarray(X40[0]).save(path)

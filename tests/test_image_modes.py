@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from skpeal import CLIPAdapterClassifier
-from skpeal.data import check_images
+from skpeal.images import check_images
 from tests.conftest import TINY
 
 
