@@ -16,6 +16,11 @@ import os
 from pathlib import Path
 
 from .._io import atomic_write_text
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no lock on --out there
+    fcntl = None
 from .config import ExperimentConfig
 
 __all__ = ["config_hash", "locked", "prepare_out", "read_config", "read_state", "state_path",
@@ -36,9 +41,7 @@ def locked(out: Path):
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; choose a folder")
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX (Windows): runs are not locked there
+    if fcntl is None:  # not POSIX (Windows): runs are not locked there
         yield
         return
     fd = os.open(out / ".skpeal.lock", os.O_RDWR | os.O_CREAT, 0o644)
