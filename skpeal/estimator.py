@@ -188,7 +188,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     -----
     Pickling (``pickle``, ``joblib``) stores the backbone description and the adapter
     weights, not the backbone; loading rebuilds the backbone (from the local cache or
-    file it came from) on the CPU when no GPU is present.
+    file it came from) on the CPU when no GPU is present. Loading a pickle runs code from
+    it: load only your own. For files from others use :meth:`save_adapter` /
+    :meth:`load_adapter` (safetensors: nothing is unpickled, the metadata is validated).
 
     Examples
     --------
@@ -580,7 +582,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         The estimator's parameters that shape the adapter (``model``, ``pretrained``,
         ``adapter``, ``n_ctx``, ``lora_*``, ...) must equal those in the file;
         ``classes_`` is taken from the file. Only safetensors files are read: nothing
-        is unpickled.
+        is unpickled, so this is the way to load files from others. The metadata is
+        validated (structure, types, classes and classnames against the tensors) and
+        non-finite weights are refused before anything is used.
 
         Parameters
         ----------
@@ -591,6 +595,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : CLIPAdapterClassifier
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            The file is not an skpeal adapter file, a metadata field is missing or wrong
+            (named), a tensor is non-finite, not floating point or does not fit, or the
+            file was saved with other structural parameters.
         """
         try:
             with safe_open(os.fspath(path), framework="pt") as f:
