@@ -16,17 +16,21 @@ def atomic_path(path):
 
     Whatever the block writes to the yielded path (a text file, a safetensors file...)
     becomes ``path`` in one ``os.replace`` when the block exits without an exception; on
-    an exception the temporary file is removed and ``path`` is left as it was.
+    an exception the temporary file is removed and ``path`` is left as it was; an
+    ``OSError`` (a full disk...) is raised again naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, no permission...: name the file being written
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror or exc})") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

@@ -126,16 +126,22 @@ def check_proba(proba, *, name="proba", min_samples=0):
     Returns
     -------
     proba : ndarray of shape (n_samples, n_classes), dtype float64
-        The validated array, tiny negative round-off clipped to 0.
+        The validated array, tiny negative round-off clipped to 0 (rows of a
+        low-precision input, e.g. float16, renormalised to sum to 1).
 
     Raises
     ------
     ValueError
         If the array is not 2-D, has too few rows or no column, is not numeric, contains
         NaN or infinity, has entries outside [0, 1] or rows that do not sum to 1
-        (absolute tolerance 1e-4).
+        (absolute tolerance 1e-4, or the input dtype's rounding times the number of
+        classes when larger, e.g. for float16).
     """
     p = np.asarray(proba)
+    # the row-sum tolerance grows with the input's rounding (float16: ~1e-3 per entry)
+    tol = PROBA_ATOL
+    if p.dtype.kind == "f" and p.ndim == 2:
+        tol = max(tol, float(np.finfo(p.dtype).eps) * max(p.shape[1], 1))
     if p.ndim != 2:
         raise InvalidParameterError(
             f"{name} must be a 2-D array of shape (n_samples, n_classes), got shape {p.shape}"
@@ -162,13 +168,16 @@ def check_proba(proba, *, name="proba", min_samples=0):
             f"{name} must lie in [0, 1], got values in [{p.min():.6g}, {p.max():.6g}]"
         )
     sums = p.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > PROBA_ATOL)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > tol)
     if bad.size:
         raise InvalidParameterError(
-            f"{name} rows must sum to 1 (within {PROBA_ATOL}); row {bad[0]} sums to "
+            f"{name} rows must sum to 1 (within {tol:.3g}); row {bad[0]} sums to "
             f"{sums[bad[0]]:.6g} ({bad.size} bad row(s))"
         )
-    return np.clip(p, 0.0, 1.0)
+    p = np.clip(p, 0.0, 1.0)
+    if tol > PROBA_ATOL:  # low-precision rows: renormalised, so later checks pass in float64
+        p = p / p.sum(axis=1, keepdims=True)
+    return p
 
 
 def label_columns(y, classes, *, name="y", classes_name="classes") -> np.ndarray:

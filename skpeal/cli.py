@@ -140,9 +140,18 @@ def main(argv=None) -> int:
         print("skpeal: interrupted; run the same command again to continue from the last "
               "completed round", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
-        print(f"skpeal: error: {exc}", file=sys.stderr)
+    except FloatingPointError as exc:  # the training diverged: name the flags to change
+        print(f"skpeal: error: {exc} (on the command line: --lr, --calibration-weight)",
+              file=sys.stderr)
         return 2
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
+        print(f"skpeal: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a user error is reported in one line)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ import gzip
 import os
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +326,9 @@ def _stratified_split(y: np.ndarray, test_size, rng) -> tuple[np.ndarray, np.nda
 # -- image folders ---------------------------------------------------------------------
 
 
-def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True) -> Bunch:
+def load_image_folder(
+    path, *, test_size=0.25, random_state=0, check_images=True, follow_symlinks=False
+) -> Bunch:
     """Image files in one sub-folder per class, as paths and labels.
 
     Two layouts are recognised::
@@ -336,7 +339,10 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
 
     Class names are the sub-folder names, sorted; images may sit in nested folders
     inside a class folder. Files whose extension (any case) is not in
-    :data:`IMAGE_EXTENSIONS` and hidden files are ignored.
+    :data:`IMAGE_EXTENSIONS` and hidden files are ignored. Folder symlinks that lead back
+    into ``path`` (loops, or another class's images) are never followed, those that lead
+    out of it only with ``follow_symlinks=True``; what is skipped is reported in one
+    warning.
 
     Parameters
     ----------
@@ -350,6 +356,8 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
     check_images : bool, default=True
         Open every file with Pillow and verify it, so that unreadable files are reported
         here rather than in the middle of training.
+    follow_symlinks : bool, default=False
+        Follow folder symlinks that lead out of ``path`` (links back into it never are).
 
     Returns
     -------
@@ -365,8 +373,8 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
     ValueError
         If ``path`` is not a folder or has no class folders, a class folder holds no
         image (all such classes are named), a file cannot be read as an image (all such
-        files are named), only one of ``train/`` and ``test/`` exists, or ``test/`` has a
-        class that ``train/`` lacks.
+        files are named), only one of ``train/`` and ``test/`` exists, ``test/`` has a
+        class that ``train/`` lacks, there is a single class, or the test split is empty.
 
     Examples
     --------
@@ -380,6 +388,7 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
     if not root.is_dir():
         raise ValueError(f"path={os.fspath(path)!r} is not a folder")
     has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    skipped: list[str] = []
     if has_train != has_test:
         present, absent = ("train", "test") if has_train else ("test", "train")
         raise ValueError(
@@ -387,12 +396,13 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
             "the class folders directly in the root"
         )
     if has_train:
-        train_files = _class_files(root / "train")
-        test_files = _class_files(root / "test")
+        train_files = _class_files(root / "train", root, follow_symlinks, skipped)
+        test_files = _class_files(root / "test", root, follow_symlinks, skipped)
         extra = sorted(set(test_files) - set(train_files))
         if extra:
             raise ValueError(f"{root / 'test'} has classes that train/ lacks: {extra}")
         classnames = sorted(train_files)
+        _check_classes(classnames, root / "train")
         _check_non_empty(
             {
                 **{f"test/{c}": v for c, v in test_files.items()},
@@ -403,12 +413,25 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
         X_train, y_train = _flatten(train_files, classnames)
         X_test, y_test = _flatten(test_files, classnames)
     else:
-        files = _class_files(root)
+        files = _class_files(root, root, follow_symlinks, skipped)
         _check_non_empty(files, root)
         classnames = sorted(files)
+        _check_classes(classnames, root)
         X, y = _flatten(files, classnames)
         train, test = _stratified_split(y, test_size, check_random_state(random_state))
         X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
+        if not len(X_test):
+            raise ValueError(
+                f"the test split of {root} is empty: with test_size={test_size} no class has "
+                "enough images (each keeps at least one for training); add images, raise "
+                "test_size, or give train/ and test/ folders"
+            )
+    if skipped:
+        warnings.warn(
+            f"load_image_folder skipped {len(skipped)} folder symlink(s): " + "; ".join(skipped),
+            UserWarning,
+            stacklevel=2,
+        )
     if check_images:
         _check_readable(np.concatenate([X_train, X_test]))
     layout = (
@@ -424,21 +447,66 @@ def load_image_folder(path, *, test_size=0.25, random_state=0, check_images=True
     )
 
 
-def _class_files(folder: Path) -> dict[str, list[str]]:
+def _class_files(folder: Path, root: Path, follow_symlinks: bool,
+                 skipped: list[str]) -> dict[str, list[str]]:
     """{class folder name: sorted image paths inside it (recursively)}."""
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"{folder} has no class sub-folders (expected {folder}/<class>/<images>)")
     out = {}
     for cdir in classes:
-        images = []
-        for dirpath, dirnames, filenames in os.walk(cdir, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    images.append(os.path.join(dirpath, name))
-        out[cdir.name] = sorted(images)
+        if cdir.is_symlink() and not _may_follow(cdir, root, follow_symlinks, set(), skipped):
+            continue  # not a class of this folder
+        out[cdir.name] = sorted(_walk_images(cdir, root, follow_symlinks, set(), skipped))
     return out
+
+
+def _may_follow(link: Path | str, root: Path, follow: bool, seen: set, skipped: list) -> bool:
+    """Whether to descend into a directory symlink; what is not followed goes to ``skipped``."""
+    target = os.path.realpath(link)
+    inside = target == str(root) or target.startswith(str(root) + os.sep)
+    if inside:
+        skipped.append(f"{link} -> {target} (leads back into the folder)")
+        return False
+    if not follow:
+        skipped.append(f"{link} -> {target} (leads out of the folder; pass "
+                       "follow_symlinks=True to follow it)")
+        return False
+    if target in seen:
+        skipped.append(f"{link} -> {target} (a loop)")
+        return False
+    seen.add(target)
+    return True
+
+
+def _walk_images(top, root: Path, follow: bool, seen: set, skipped: list) -> list[str]:
+    images = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            full = os.path.join(dirpath, d)
+            if not os.path.islink(full):
+                keep.append(d)
+            elif _may_follow(full, root, follow, seen, skipped):
+                images += _walk_images(full, root, follow, seen, skipped)
+        dirnames[:] = keep
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(os.path.join(dirpath, name))
+    return images
+
+
+def _check_classes(classnames: list[str], folder: Path) -> None:
+    if not classnames:
+        raise ValueError(f"{folder} has no class folder that is not a symlink out of it; pass "
+                         "follow_symlinks=True to follow such links")
+    if len(classnames) < 2:
+        raise ValueError(
+            f"{folder} holds a single class {classnames[0]!r} (one class folder); a classifier "
+            "needs at least two"
+        )
 
 
 def _check_non_empty(files: dict[str, list[str]], root: Path) -> None:

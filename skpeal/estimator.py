@@ -22,7 +22,7 @@ from ._runtime import (
     loadable_device,
     resolve_device,
 )
-from ._spec import FitSpec
+from ._spec import STRUCTURAL, FitSpec
 from ._validation import (
     InvalidParameterError,
     check_bool,
@@ -207,7 +207,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     -----
     Pickling (``pickle``, ``joblib``) stores the backbone description and the adapter
     weights, not the backbone; loading rebuilds the backbone (from the local cache or
-    file it came from) on the CPU when no GPU is present.
+    file it came from) on the CPU when no GPU is present. Loading a pickle runs code from
+    it: load only your own. For files from others use :meth:`save_adapter` /
+    :meth:`load_adapter` (safetensors: nothing is unpickled, the metadata is validated).
 
     Examples
     --------
@@ -328,7 +330,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
             order = list(classes)
         if classes.size < 2:
             raise ValueError(
-                f"y holds a single class ({classes[0]!r}); a classifier needs at least two. "
+                f"y holds a single class ({_plain(classes[0])!r}); a classifier needs at least "
+                "two. "
                 "Pass the full label set as classes=[...] to fit on fewer."
             )
         cn = self.classnames
@@ -437,7 +440,17 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         source = check_images(X)
         encoder = _encoder(self.model_, self._preprocess, self._fit_spec)
-        return predict_logits(self.model_, source, encoder, return_features=features)
+        logits, feats = predict_logits(self.model_, source, encoder, return_features=features)
+        bad = ~torch.isfinite(logits).all(dim=1)
+        if bad.any():
+            t = self._fit_spec.train
+            raise FloatingPointError(
+                f"the model gives non-finite class scores for {int(bad.sum())} of {len(bad)} "
+                f"images: its training diverged; refit with a lower lr (now {t.lr:g})"
+                + (f" or calibration_weight (now {t.calibration_weight:g})"
+                   if t.calibration is not None else "")
+            )
+        return logits, feats
 
     def predict_proba_embed(self, X):
         """Class probabilities and image features from one pass over ``X``.
@@ -594,7 +607,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         The estimator's parameters that shape the adapter (``model``, ``pretrained``,
         ``adapter``, ``n_ctx``, ``lora_*``, ...) must equal those in the file;
         ``classes_`` is taken from the file. Only safetensors files are read: nothing
-        is unpickled.
+        is unpickled, so this is the way to load files from others. The metadata is
+        validated (structure, types, classes and classnames against the tensors) and
+        non-finite weights are refused before anything is used.
 
         Parameters
         ----------
@@ -605,6 +620,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : CLIPAdapterClassifier
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            The file is not an skpeal adapter file, a metadata field is missing or wrong
+            (named), a tensor is non-finite, not floating point or does not fit, or the
+            file was saved with other structural parameters.
         """
         try:
             with safe_open(os.fspath(path), framework="pt") as f:
@@ -612,6 +634,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (KeyError, ValueError, OSError, SafetensorError) as exc:
             raise ValueError(f"{os.fspath(path)!r} is not an skpeal adapter file: {exc}") from None
+        _check_adapter_file(meta, tensors, os.fspath(path))
         spec = FitSpec.from_params(self._validated_params(), seed=0,
                                    classnames=meta["classnames"])
         mine = spec.structure()
@@ -621,7 +644,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                 "the adapter file was saved with other parameters: "
                 + ", ".join(f"{k}={b!r} (this estimator has {a!r})" for k, (a, b) in diff.items())
             )
-        self._restore(spec, tensors, meta["zero_shot"])
+        try:
+            self._restore(spec, tensors, meta["zero_shot"])
+        except ValueError as exc:  # names or shapes that do not fit the rebuilt adapter
+            raise ValueError(f"adapter file {os.fspath(path)!r}: {exc}") from None
         self.classes_ = np.asarray(meta["classes"])
         self.history_ = []
         self.n_trainable_params_ = sum(t.numel() for t in tensors.values())
@@ -633,6 +659,51 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = False
         return tags
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (for messages: 'a', not np.str_('a'))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_adapter_file(meta, tensors, path: str) -> None:
+    """Validate the metadata and tensors of an adapter file; errors name the field."""
+
+    def bad(msg):
+        return ValueError(f"adapter file {path!r}: {msg}")
+
+    if not isinstance(meta, dict):
+        raise bad(f"the 'skpeal' metadata must be a JSON object, got {type(meta).__name__}")
+    for key, kind in (("params", dict), ("classes", list), ("classnames", list),
+                      ("zero_shot", bool)):
+        if key not in meta:
+            raise bad(f"the metadata has no {key!r} field")
+        if not isinstance(meta[key], kind):
+            raise bad(f"metadata field {key!r} must be a {kind.__name__}, got "
+                      f"{meta[key]!r:.60}")
+    params = meta["params"]
+    missing = [k for k in STRUCTURAL if k not in params]
+    unknown = [k for k in params if k not in STRUCTURAL]
+    if missing or unknown:
+        raise bad(f"metadata field 'params' lacks {missing} / has unknown keys {unknown}")
+    classes, names = meta["classes"], meta["classnames"]
+    if len(classes) < 2:
+        raise bad(f"metadata field 'classes' must list at least two classes, got {classes!r}")
+    kinds = {type(c) for c in classes}
+    if not (kinds <= {str} or kinds <= {int}):
+        raise bad("metadata field 'classes' must hold only strings or only integers")
+    if len(set(classes)) != len(classes):
+        raise bad("metadata field 'classes' has duplicate labels")
+    if classes != sorted(classes):
+        raise bad("metadata field 'classes' must be sorted (the column order of predict_proba)")
+    if len(names) != len(classes) or not all(isinstance(n, str) for n in names):
+        raise bad(f"metadata field 'classnames' must hold {len(classes)} strings, one per "
+                  f"entry of 'classes', got {names!r:.80}")
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise bad(f"tensor {name!r} has dtype {t.dtype}, not a floating-point dtype")
+        if not bool(torch.isfinite(t).all()):
+            raise bad(f"tensor {name!r} holds non-finite values (NaN or infinity)")
 
 
 def _encoder(module, preprocess, spec: FitSpec) -> ImageEncoder:

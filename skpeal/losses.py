@@ -137,6 +137,14 @@ def calibration_loss(
         )
     if mode not in CALIBRATION_MODES:
         check_choice("calibration mode", mode, CALIBRATION_MODES)
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    n_classes = logits.shape[1]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        raise ValueError(
+            f"target class indices must lie in [0, {n_classes}), got range "
+            f"[{int(target.min())}, {int(target.max())}]"
+        )
     h = torch.tanh(entropy(logits))
     with torch.no_grad():
         correct = logits.argmax(dim=-1) == target
@@ -188,9 +196,7 @@ def calibration_weight_at(progress: float, weight: float, warmup: float | None =
     return start + (weight - start) * (progress - warmup) / (1.0 - warmup)
 
 
-def _check_finite(loss: torch.Tensor, what: str = "loss") -> None:
+def _check_finite(loss: torch.Tensor, what: str = "loss", *, advice: str = "lower lr") -> None:
+    """Raise FloatingPointError when ``loss`` is NaN or infinite (never replaced silently)."""
     if not math.isfinite(float(loss.detach())):
-        raise FloatingPointError(
-            f"the training {what} became {float(loss.detach())}; lower lr, or use "
-            "precision='fp32'. (skpeal never silently replaces a non-finite loss.)"
-        )
+        raise FloatingPointError(f"the training {what} became {float(loss.detach())}; {advice}")

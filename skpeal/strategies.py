@@ -78,14 +78,16 @@ def check_proba(proba, *, name="proba"):
     Returns
     -------
     proba : ndarray of shape (n_samples, n_classes), dtype float64
-        The validated array, tiny negative round-off clipped to 0.
+        The validated array, tiny negative round-off clipped to 0 (rows of a
+        low-precision input, e.g. float16, renormalised to sum to 1).
 
     Raises
     ------
     ValueError
         If the array is not 2-D, has no column, is not numeric, contains NaN or
         infinity, has entries outside [0, 1] or rows that do not sum to 1 (absolute
-        tolerance 1e-4).
+        tolerance 1e-4, or the input dtype's rounding times the number of classes when
+        larger, e.g. for float16).
     """
     return _validation.check_proba(proba, name=name)
 
@@ -219,7 +221,7 @@ def _proba_and_features(classifier, X_pool, n_pool):
     else:
         proba = _predict_proba(classifier, X_pool, n_pool)
         feats = est.embed(X_pool) if hasattr(est, "embed") else _flat_features(X_pool)
-    feats = np.asarray(feats, dtype=np.float64).reshape(n_pool, -1)
+    feats = _check_features(np.asarray(feats, dtype=np.float64).reshape(n_pool, -1), "pool")
     if proba.shape[0] != n_pool:
         raise ValueError(f"the classifier returned {proba.shape[0]} rows for {n_pool} samples")
     return proba, feats
@@ -233,7 +235,18 @@ def _features(classifier, X):
         feats = est.predict_proba_embed(X)[1]
     else:
         feats = _flat_features(X)
-    return np.asarray(feats, dtype=np.float64).reshape(_num_samples(X), -1)
+    return _check_features(np.asarray(feats, dtype=np.float64).reshape(_num_samples(X), -1),
+                           "labelled set")
+
+
+def _check_features(feats, what):
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"the {what} features contain NaN or infinity ({int(bad.sum())} row(s), first at "
+            f"row {int(np.flatnonzero(bad)[0])}); distances to them are undefined"
+        )
+    return feats
 
 
 def _labeled_set(classifier, X_labeled, y_labeled, *, need, strategy):
@@ -674,7 +687,16 @@ def class_balanced(strategy, gamma=0.1, *, random_state=None):
             foreign_kw = {k: v for k, v in kwargs.items() if k not in ("X_labeled", "y_labeled")}
             cand, cand_scores = strategy(classifier, X_pool, n_cand, **foreign_kw)
             proba = None
-        cand = np.asarray(cand, dtype=np.intp).reshape(-1)
+        cand = np.asarray(cand).reshape(-1)
+        if cand.size and (cand.dtype.kind not in "iu" or cand.min() < 0 or cand.max() >= n_pool):
+            raise ValueError(
+                f"strategy {getattr(strategy, '__name__', strategy)!r} returned indices outside "
+                f"the pool [0, {n_pool}): {cand[(cand < 0) | (cand >= n_pool)][:5].tolist()}"
+                if cand.dtype.kind in "iu" else
+                f"strategy {getattr(strategy, '__name__', strategy)!r} returned indices of "
+                f"dtype {cand.dtype}, not integers"
+            )
+        cand = cand.astype(np.intp)
         cand_scores = np.asarray(cand_scores, dtype=np.float64).reshape(-1)
         if cand.size < n or np.unique(cand).size != cand.size:
             raise ValueError(

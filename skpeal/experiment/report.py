@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .._io import atomic_write_text
 from ..metrics import area_under_learning_curve
 from . import plots
+from .state import config_hash, read_config, read_state
 
 __all__ = ["write_report"]
 
 
-def _load_rows(out: Path):
+def _load_rows(out: Path, cfg: dict):
     rows, last_rel = [], {}
+    cfg_hash = config_hash(cfg)
     for p in sorted((out / "state").glob("*.json")):
-        state = json.loads(p.read_text())
+        state = read_state(p, cfg_hash, n_pool=cfg.get("pool_size"), max_rounds=cfg.get("rounds"))
         for r in state["rounds"]:
             row = {k: v for k, v in r.items() if k != "reliability"}
             row.update(strategy=state["strategy"], seed=state["seed"])
@@ -50,10 +51,12 @@ def write_report(out):
     out = Path(out)
     if not (out / "state").is_dir():
         raise ValueError(f"{out} holds no skpeal run (no state/ folder)")
-    rows, last_rel = _load_rows(out)
+    if not any((out / "state").glob("*.json")):
+        raise ValueError(f"{out} holds no completed round yet")
+    cfg = read_config(out)
+    rows, last_rel = _load_rows(out, cfg)
     if not rows:
         raise ValueError(f"{out} holds no completed round yet")
-    cfg = json.loads((out / "config.json").read_text())
     df = pd.DataFrame(rows)
     order = {s: i for i, s in enumerate(cfg["strategies"])}
     df = df.sort_values(["strategy", "seed", "round"], key=lambda c: c.map(order)

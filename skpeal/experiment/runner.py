@@ -8,7 +8,8 @@ trains a fresh adapter on every label gathered so far. After every round the mod
 evaluated on the test split. Seeds run independently.
 
 Everything a run has paid for is on disk after every completed round: the state of each
-(strategy, seed) lives in ``<out>/state/*.json``, written atomically, so a run killed at
+(strategy, seed) lives in ``<out>/state/*.json`` (see :mod:`skpeal.experiment.state`:
+locked, hashed, validated), written atomically, so a run killed at
 any moment and started again with the same arguments continues from the last completed
 round and ends with the same results as an uninterrupted run.
 """
@@ -32,38 +33,12 @@ from .baselines import LinearProbe, linear_probe_query
 from .config import LINEAR_PROBE, NEEDS_LABELS, STRATEGIES, ExperimentConfig
 from .data import load_data
 from .report import write_report
+from .state import config_hash, locked, prepare_out, read_state, state_path, write_config
 
 __all__ = ["run_experiment"]
 
 _SCORES = {"margin": _st.margin_scores, "least-confidence": _st.least_confidence_scores}
 _N_BINS = 15
-
-
-# ------------------------------------------------------------------------------ state
-def _state_path(out: Path, strategy: str, seed: int) -> Path:
-    return out / "state" / f"{strategy}__seed{seed}.json"
-
-
-def _prepare_out(out: Path, config: ExperimentConfig, overwrite: bool) -> None:
-    cfg = config.to_dict()
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if old != cfg:
-            if not overwrite:
-                changed = sorted(k for k in cfg if old is None or old.get(k) != cfg.get(k))
-                raise ValueError(
-                    f"{out} holds a run with another configuration (differs in: "
-                    f"{', '.join(changed)}); choose another --out, or pass --overwrite to "
-                    "discard it"
-                )
-            for p in (out / "state").glob("*.json"):
-                p.unlink()
-    (out / "state").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True))
 
 
 # ------------------------------------------------------------------------------ rounds
@@ -125,12 +100,12 @@ def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled,
     return np.asarray(idx)
 
 
-def _run_one(config, data, strategy, seed, out, progress=None, probe_features=None):
-    """Run (or resume) one (strategy, seed) and return its state."""
-    path = _state_path(out, strategy, seed)
-    state = json.loads(path.read_text()) if path.exists() else None
+def _run_one(config, data, strategy, seed, out, state, progress=None, probe_features=None):
+    """Run (or resume) one (strategy, seed) from its validated ``state`` (or None)."""
+    path = state_path(out, strategy, seed)
     if state is None:
-        state = {"strategy": strategy, "seed": seed, "labelled": [], "rounds": []}
+        state = {"strategy": strategy, "seed": seed, "config_hash": config_hash(config.to_dict()),
+                 "labelled": [], "rounds": []}
     n_classes = len(data.classnames)
     budget = config.budget or n_classes
     n_pool = len(data.y_train)
@@ -231,7 +206,7 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         Output folder. A folder holding a run of another configuration is refused
         unless ``overwrite``.
     overwrite : bool, default=False
-        Discard a run of another configuration in ``out``.
+        Discard a run of another configuration in ``out`` (its state files and adapters).
     progress : bool, default=True
         Show a tqdm bar over rounds.
     data : sklearn.utils.Bunch, optional
@@ -242,11 +217,50 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
     results : pandas.DataFrame
         One row per (strategy, seed, round). The same table is written to
         ``<out>/results.csv``, with plots and a summary (see :func:`write_report`).
+
+    Raises
+    ------
+    ValueError
+        A bad configuration, ``rounds * budget`` above the pool size, ``out`` in use by
+        another process, holding another configuration (without ``overwrite``), or a
+        state file that fails validation (named, with the way out).
+    OSError
+        A file cannot be written (named; no temporary file is left behind).
     """
     config.validate()
     out = Path(out)
-    data = load_data(config) if data is None else data
-    _prepare_out(out, config, overwrite)
+    with locked(out):
+        data = load_data(config) if data is None else data
+        _check_budget(config, data)
+        prepare_out(out, config, overwrite)
+        cfg_hash = config_hash(config.to_dict())
+        states = {}
+        for strategy in config.strategies:
+            for seed in config.seeds:
+                path = state_path(out, strategy, seed)
+                states[strategy, seed] = (
+                    read_state(path, cfg_hash, n_pool=len(data.y_train),
+                               max_rounds=config.rounds) if path.exists() else None
+                )
+        write_config(out, config)
+        return _run_all(config, data, out, states, progress)
+
+
+def _check_budget(config, data) -> None:
+    """Refuse a run that would stop early because the pool runs out of images."""
+    n_pool = len(data.y_train)
+    budget = config.budget or len(data.classnames)
+    if config.rounds * budget > n_pool:
+        raise ValueError(
+            f"rounds x budget = {config.rounds} x {budget} = {config.rounds * budget} labels, "
+            f"but the pool holds only {n_pool} images; lower --rounds or --budget, or raise "
+            "--pool-size"
+        )
+    if len(data.y_test) == 0:
+        raise ValueError("the test split is empty: there is nothing to evaluate on")
+
+
+def _run_all(config, data, out, states, progress):
     probe_features = None
     if LINEAR_PROBE in config.strategies:
         probe_features = _frozen_features(config, data)
@@ -259,10 +273,10 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
     try:
         for strategy in config.strategies:
             for seed in config.seeds:
-                state_path = _state_path(out, strategy, seed)
-                if bar is not None and state_path.exists():
-                    bar.update(len(json.loads(state_path.read_text())["rounds"]))
-                _run_one(config, data, strategy, seed, out, bar, probe_features)
+                state = states[strategy, seed]
+                if bar is not None and state is not None:
+                    bar.update(len(state["rounds"]))
+                _run_one(config, data, strategy, seed, out, state, bar, probe_features)
     finally:
         if bar is not None:
             bar.close()

@@ -13,7 +13,7 @@ __all__ = ["file_key", "item_digest", "row_digests"]
 
 
 def file_key(path) -> tuple:
-    """What identifies a local file's content for caching: path, size, mtime, inode.
+    """What identifies a local file's content for caching: path, size, mtime, ctime, inode.
 
     Parameters
     ----------
@@ -22,15 +22,18 @@ def file_key(path) -> tuple:
     Returns
     -------
     key : tuple
-        ``(realpath, size, mtime_ns, inode, device)``, or ``(path,)`` when it is not a
-        file (e.g. a tag name).
+        ``(realpath, size, mtime_ns, ctime_ns, inode, device)``, or ``(path,)`` when it is
+        not a file (e.g. a tag name).
     """
     p = os.fspath(path)
     try:
         st = os.stat(p)
     except OSError:
         return (p,)
-    return (os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    # st_ctime_ns changes on every write and cannot be set back (unlike the mtime): a file
+    # rewritten in place with the same size and mtime gets a new key
+    return (os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+            st.st_dev)
 
 
 def _digest(*parts: bytes) -> bytes:

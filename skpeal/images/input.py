@@ -3,14 +3,20 @@
 Accepted ``X``:
 
 * numpy arrays ``(n, H, W)`` (grey) or ``(n, H, W, C)`` with ``C`` in 1, 3, 4 (channels
-  last); ``uint8`` (or other integers) in ``[0, 255]``, floats in ``[0, 1]``;
+  last). Pixel values by their dtype's real range: ``uint8`` divided by 255, ``uint16``,
+  ``uint32`` and ``uint64`` by their maximum (65535, ...), signed integers as 8-bit
+  values in ``[0, 255]``, floats in ``[0, 1]``; values outside are refused;
 * torch tensors ``(n, C, H, W)`` (channels first) or ``(n, H, W)``, same value ranges;
 * sequences (list, tuple, 1-D object array) of file paths, ``PIL.Image`` objects, or
   ``(H, W[, C])`` arrays.
 
-Grey images become three channels, alpha is dropped. Every image then goes through the
-backbone's own preprocessing parameters (resize mode, interpolation, input size,
-mean/std), in torch, identically for every kind of input.
+Image files and ``PIL.Image`` objects are decoded by their mode's range: 8-bit modes
+(``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ...) through Pillow's RGB conversion, 16-bit modes
+(``I;16``, ``I;16B``, ...) divided by 65535, 32-bit integers (``I``) by 2**31 - 1
+(negative values refused), floats (``F``) taken as ``[0, 1]`` (values outside refused).
+Empty (0-pixel) images are refused. Grey images become three channels, alpha is dropped.
+Every image then goes through the backbone's own preprocessing parameters (resize mode,
+interpolation, input size, mean/std), in torch, identically for every kind of input.
 """
 
 from __future__ import annotations
@@ -41,17 +47,52 @@ def _to_three_channels(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _scale_to_unit(t: torch.Tensor, what: str) -> torch.Tensor:
-    """Integer images in [0, 255] or float images in [0, 1] -> float32 in [0, 1]."""
+#: Unsigned integer dtypes wider than 8 bits, scaled by their bit depth (their maximum).
+_UNSIGNED_MAX = {
+    torch.uint16: float(2**16 - 1),
+    torch.uint32: float(2**32 - 1),
+    torch.uint64: float(2**64 - 1),
+}
+#: Mode ``I`` (32-bit signed integer pixels): non-negative values divided by this.
+_MODE_I_MAX = float(2**31 - 1)
+
+
+def _unsigned_to_unit(t: torch.Tensor) -> torch.Tensor:
+    """uint16 / uint32 / uint64 pixels -> float32 in [0, 1], divided by the dtype's maximum."""
+    return (t.to(torch.float64) / _UNSIGNED_MAX[t.dtype]).to(torch.float32)
+
+
+def _check_dtype(t: torch.Tensor, what: str) -> None:
     if t.dtype == torch.bool:
         raise TypeError(f"{what}: boolean images are not supported; pass uint8 or float")
-    if not (t.dtype.is_floating_point or t.dtype == torch.uint8):
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) > 255):
-            raise ValueError(f"{what}: integer pixel values must lie in [0, 255]")
-        return t.float() / 255.0
+    if t.dtype.is_complex:
+        raise TypeError(f"{what}: complex pixel values ({t.dtype}) are not supported")
+
+
+def _scale_to_unit(t: torch.Tensor, what: str) -> torch.Tensor:
+    """Pixels -> float32 in [0, 1] by the dtype's real range.
+
+    uint8 / 255; uint16, uint32, uint64 by their maximum; other (signed) integers are
+    8-bit values in [0, 255]; floats must already lie in [0, 1].
+    """
+    _check_dtype(t, what)
+    if t.dtype in _UNSIGNED_MAX:
+        return _unsigned_to_unit(t)
     if t.dtype == torch.uint8:
         return t.float() / 255.0
-    t = t.float()
+    if not t.dtype.is_floating_point:
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) > 255):
+            raise ValueError(
+                f"{what}: {str(t.dtype).removeprefix('torch.')} pixel values must lie in "
+                f"[0, 255] (signed integers are read as 8-bit values; got range "
+                f"[{int(t.min())}, {int(t.max())}]); pass uint16 or uint32 arrays for "
+                "deeper images"
+            )
+        return t.float() / 255.0
+    return _check_unit_float(t.float(), what)
+
+
+def _check_unit_float(t: torch.Tensor, what: str) -> torch.Tensor:
     if torch.isnan(t).any():
         raise ValueError(f"{what} contains NaN pixel values")
     if torch.isinf(t).any():
@@ -65,25 +106,69 @@ def _scale_to_unit(t: torch.Tensor, what: str) -> torch.Tensor:
     return t
 
 
+def _check_not_empty(h: int, w: int, what: str) -> None:
+    if h == 0 or w == 0:
+        raise ValueError(f"{what} is an empty image ({h}x{w} pixels): every image needs pixels")
+
+
 def _array_to_chw(a: np.ndarray, what: str) -> torch.Tensor:
     """One image array (H, W) or (H, W, C) -> float tensor (1, 3, H, W) in [0, 1]."""
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3:
         raise ValueError(f"{what} must be an (H, W) or (H, W, C) array, got shape {a.shape}")
-    t = _scale_to_unit(torch.from_numpy(np.ascontiguousarray(a)), what)
+    _check_not_empty(a.shape[0], a.shape[1], what)
+    t = _scale_to_unit(_as_tensor(a), what)
     return _to_three_channels(t.permute(2, 0, 1)[None])
 
 
-def _pil_to_chw(img: Image.Image) -> torch.Tensor:
-    return TF.pil_to_tensor(img.convert("RGB")).float().div_(255.0)[None]
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"image arrays must hold numbers, got dtype {a.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("="), copy=False))
+
+
+def _pil_to_chw(img: Image.Image, what: str = "image") -> torch.Tensor:
+    """A PIL image of any mode -> float tensor (1, 3, H, W) in [0, 1], by the mode's range.
+
+    8-bit modes go through Pillow's conversion to RGB (alpha dropped); ``I;16*`` modes are
+    divided by 65535, mode ``I`` (32-bit signed) by 2**31 - 1 with negative values refused,
+    mode ``F`` must lie in [0, 1]. ``convert("RGB")`` would clip the deep modes to 255.
+    """
+    w, h = img.size
+    _check_not_empty(h, w, what)
+    mode = img.mode
+    if mode.startswith("I;16"):
+        t = torch.from_numpy(np.asarray(img).astype(np.float32) / 65535.0)
+    elif mode == "I":
+        a = np.asarray(img)
+        if a.min() < 0:
+            raise ValueError(
+                f"{what}: 32-bit integer (mode 'I') pixel values must not be negative, got "
+                f"minimum {int(a.min())}"
+            )
+        t = torch.from_numpy((a / _MODE_I_MAX).astype(np.float32))
+    elif mode == "F":
+        t = _check_unit_float(torch.from_numpy(np.asarray(img, dtype=np.float32).copy()),
+                              f"{what} (mode 'F')")
+    else:
+        try:
+            rgb = img.convert("RGB")
+        except ValueError:  # modes Pillow cannot convert directly, e.g. "La"
+            try:
+                rgb = img.convert("RGBA").convert("RGB")
+            except ValueError:
+                raise ValueError(f"{what}: Pillow image mode {mode!r} is not supported") from None
+        return TF.pil_to_tensor(rgb).float().div_(255.0)[None]
+    return t[None, None].expand(-1, 3, -1, -1)
 
 
 def _load_path(path: str) -> torch.Tensor:
     try:
         with Image.open(path) as img:
-            return _pil_to_chw(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            img.load()
+            return _pil_to_chw(img, f"image file {path!r}")
+    except (OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read image file {path!r}: {exc}") from None
 
 
@@ -136,7 +221,7 @@ class ImageSource:
         for i in np.asarray(indices, dtype=np.int64):
             item = self._data[int(i)]
             if isinstance(item, Image.Image):
-                t = _pil_to_chw(item)
+                t = _pil_to_chw(item, f"X[{int(i)}]")
             elif isinstance(item, np.ndarray):
                 t = _array_to_chw(item, f"X[{int(i)}]")
             else:
@@ -148,9 +233,9 @@ class ImageSource:
         """One 16-byte content digest per image, computed once per source.
 
         Array and tensor rows, PIL images and in-memory arrays are identified by their
-        pixel bytes, dtype and shape; files by real path, size, modification time,
-        inode and device (see :func:`skpeal.images.fingerprints.file_key`). Equal digests mean equal
-        inputs to the preprocessing.
+        pixel bytes, dtype and shape; files by real path, size, modification and change
+        time, inode and device (see :func:`skpeal.images.fingerprints.file_key`). Equal
+        digests mean equal inputs to the preprocessing.
 
         Returns
         -------
@@ -203,14 +288,14 @@ def check_images(X) -> ImageSource:
         X = X.astype(object)  # an array of path strings
     if isinstance(X, np.ndarray) and X.dtype != object:
         if X.ndim == 3:
-            t = torch.from_numpy(np.ascontiguousarray(X))[:, None]
+            t = _as_tensor(X)[:, None]
         elif X.ndim == 4:
             if X.shape[-1] not in (1, 3, 4):
                 raise ValueError(
                     f"a 4-D array X must be channels-last (n, H, W, C) with C in 1, 3, 4; "
                     f"got shape {X.shape}"
                 )
-            t = torch.from_numpy(np.ascontiguousarray(X)).permute(0, 3, 1, 2)
+            t = _as_tensor(X).permute(0, 3, 1, 2)
         else:
             raise ValueError(
                 f"an array X must have shape (n, H, W) or (n, H, W, C), got shape {X.shape} "
@@ -231,10 +316,13 @@ def check_images(X) -> ImageSource:
         for i, x in enumerate(items):
             if isinstance(x, (str, os.PathLike)):
                 p = os.fspath(x)
+                if os.path.isdir(p):
+                    raise ValueError(f"X[{i}]: {p!r} is a folder, not an image file")
                 if not os.path.isfile(p):
                     raise ValueError(f"X[{i}]: image file {p!r} does not exist")
                 out.append(p)
             elif isinstance(x, Image.Image):
+                _check_not_empty(x.size[1], x.size[0], f"X[{i}]")
                 out.append(x)
             elif isinstance(x, np.ndarray):
                 _array_to_chw(x, f"X[{i}]")  # validate now, not in the middle of training
@@ -258,6 +346,12 @@ def _from_nchw(t: torch.Tensor) -> ImageSource:
         raise ValueError(
             f"images must have 1, 3 or 4 channels, got {t.shape[1]} (shape {tuple(t.shape)})"
         )
+    _check_dtype(t, "X")
+    if t.shape[2] == 0 or t.shape[3] == 0:
+        raise ValueError(f"X holds empty images ({t.shape[2]}x{t.shape[3]} pixels): every "
+                         "image needs pixels")
+    if t.dtype in _UNSIGNED_MAX:  # few torch ops support them: scale once, here
+        t = _unsigned_to_unit(t)
     _validate_pixels(t, "X")  # range / NaN once, up front
     return ImageSource(t, "array")
 

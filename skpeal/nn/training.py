@@ -23,6 +23,16 @@ from ..losses import _check_finite, calibration_loss, calibration_weight_at
 __all__ = ["lr_schedule", "train"]
 
 
+def _divergence_advice(spec: TrainSpec, dtype) -> str:
+    """What to change when the loss becomes non-finite (fp32 advice only where it applies)."""
+    advice = f"lower lr (now {spec.lr:g})"
+    if spec.calibration is not None:
+        advice += f" or calibration_weight (now {spec.calibration_weight:g})"
+    if dtype is not None:  # mixed precision: fp32 is the other way out
+        advice += ", or train with precision='fp32'"
+    return advice
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int):
     # A closed form in LambdaLR rather than SequentialLR(LinearLR, CosineAnnealingLR):
     # CosineAnnealingLR computes the cosine recursively, which drifts from this closed
@@ -130,7 +140,8 @@ def train(
                 cal = calibration_loss(logits, target, spec.calibration,
                                        beta=spec.calibration_beta)
                 loss = ce + weight * cal
-            _check_finite(loss)
+            _check_finite(loss, f"loss (epoch {epoch + 1}, step {step + 1})",
+                          advice=_divergence_advice(spec, dtype))
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -147,6 +158,11 @@ def train(
             sums["calibration"] += float(cal.detach()) * b
             sums["correct"] += int((logits.detach().argmax(1) == target).sum())
         module.freeze_eval()
+        if not all(bool(torch.isfinite(p).all()) for p in trainable):
+            raise FloatingPointError(
+                f"the adapter weights became non-finite in epoch {epoch + 1}; "
+                f"{_divergence_advice(spec, dtype)}"
+            )
         history.append(
             {
                 "epoch": epoch + 1,

@@ -99,7 +99,8 @@ def test_report_of_a_partial_run_and_of_an_empty_folder(tmp_path):
     run_experiment(_config(seeds=[0], rounds=2), tmp_path / "r", progress=False)
     state = tmp_path / "r" / "state" / "random__seed0.json"
     s = json.loads(state.read_text())
-    s["rounds"] = s["rounds"][:1]
+    s["rounds"] = s["rounds"][:1]  # as if killed after round 0
+    s["labelled"] = s["rounds"][0]["selected"]
     state.write_text(json.dumps(s))
     df = write_report(tmp_path / "r")
     assert len(df[df.strategy == "random"]) == 1
