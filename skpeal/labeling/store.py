@@ -194,7 +194,8 @@ class LabelStore:
 
     def images(self) -> list[tuple[int, str]]:
         """``[(id, path), ...]`` of every image, by id."""
-        return [(r["id"], r["path"]) for r in self._query("SELECT id, path FROM images ORDER BY id")]
+        rows = self._query("SELECT id, path FROM images ORDER BY id")
+        return [(r["id"], r["path"]) for r in rows]
 
     def image_path(self, image_id) -> str | None:
         """The path of image ``image_id``, or None when there is no such image."""
