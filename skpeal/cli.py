@@ -1,4 +1,5 @@
-"""The ``skpeal`` command line: ``demo``, ``run`` and ``report`` (thin over experiment.py)."""
+"""The ``skpeal`` command line: ``demo``, ``run``, ``report`` (thin over experiment.py) and
+``label`` (thin over skpeal.labeling)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,55 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="tables and plots of a finished or partial run")
     rep.add_argument("out", help="the run's output folder")
+    _add_label_parser(sub)
     return p
+
+
+def _add_label_parser(sub):
+    lab = sub.add_parser("label", help="label your own images in the browser (active learning)")
+    lab.add_argument("images", help="folder of images (searched recursively)")
+    lab.add_argument("--classes", nargs="+", default=None,
+                     help="the class names (a resumed project remembers them)")
+    lab.add_argument("--project", default=None,
+                     help="project folder with the labels and models (default: IMAGES/.skpeal)")
+    lab.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; any other host requires "
+                          "the access token printed in the URL)")
+    lab.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    lab.add_argument("--batch-size", type=int, default=10, help="images per batch")
+    lab.add_argument("--model", default="effnet-lite0-minilm", help="backbone name or path")
+    lab.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
+    lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
+    lab.add_argument("--annotator", default=None, help="name stored with every label")
+    lab.add_argument("--device", default="auto")
+
+
+def _label(args) -> int:
+    from .labeling import LabelingSession
+
+    try:
+        from .labeling.app import serve
+    except ImportError as exc:
+        raise RuntimeError(
+            f"skpeal label needs the web stack ({exc.name} is missing): "
+            "pip install 'skpeal[label]'"
+        ) from None
+    from .estimator import CLIPAdapterClassifier
+
+    project = args.project or os.path.join(args.images, ".skpeal")
+    est = dict(DEMO["estimator_params"], max_epochs=args.epochs)
+    estimator = CLIPAdapterClassifier(model=args.model, pretrained=args.pretrained,
+                                      device=args.device, **est)
+    session = LabelingSession(project, images=args.images, classes=args.classes,
+                              estimator=estimator, batch_size=args.batch_size,
+                              annotator=args.annotator)
+    print(f"skpeal label: {len(session._ids)} images, classes {session.classes}, "
+          f"project {project}")
+    try:
+        serve(session, host=args.host, port=args.port)
+    finally:
+        session.close()
+    return 0
 
 
 def _config_from_args(args):
@@ -112,6 +161,8 @@ def main(argv=None) -> int:
     if args.command == "demo":  # the demo's backbone is built from local files only
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        if args.command == "label":
+            return _label(args)
         from . import experiment
 
         if args.command == "report":
