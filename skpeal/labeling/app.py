@@ -160,6 +160,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
+    session.store.release_all()  # leases of tabs from before a restart are gone with them
     worker = worker or RefitWorker(session).start()
     app.state.worker = worker
     app.state.session = session
@@ -309,6 +310,7 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     port = sock.getsockname()[1]
     app = create_app(session, token=token,
                      allowed_hosts=[h for h in LOOPBACK_HOSTS] + ["[::1]"] if loopback else None)

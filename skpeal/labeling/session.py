@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import threading
 import time
@@ -117,11 +118,18 @@ def _check_classes(classes) -> list[str]:
     for c in classes:
         if not isinstance(c, str) or not c.strip():
             raise ValueError(f"classes: every class name must be a non-empty string, got {c!r}")
-        if "/" in c or "\\" in c or c in (".", "..") or "\x00" in c:
-            raise ValueError(f"classes: {c!r} cannot be a folder name (no '/', '\\', '.', '..')")
+        if "\x00" in c:
+            raise ValueError(f"classes: {c!r} holds a NUL character")
     if len(set(classes)) != len(classes):
         raise ValueError(f"classes: a class name is listed twice in {classes!r}")
     return classes
+
+
+def folder_name(label: str) -> str:
+    """The folder a class is exported to: ``label`` with ``/ \\ : * ? " < > |`` and control
+    characters replaced by ``_`` (``"T-shirt/top"`` -> ``"T-shirt_top"``)."""
+    name = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", label).strip()
+    return "_" if name in ("", ".", "..") else name
 
 
 def _round_seed(seed, *parts) -> int:
@@ -663,7 +671,9 @@ class LabelingSession:
     def export_folder(self, out) -> int:
         """Copy every labelled image to ``<out>/<class>/<file>``.
 
-        Two images with the same file name get ``<stem>-<image_id><suffix>``.
+        ``<class>`` is :func:`folder_name` of the label (``"T-shirt/top"`` goes to
+        ``T-shirt_top/``). Two images with the same file name get
+        ``<stem>-<image_id><suffix>``.
 
         Returns
         -------
@@ -671,9 +681,13 @@ class LabelingSession:
             Files copied.
         """
         out = Path(out)
+        folders = {c: folder_name(c) for c in self.classes}
+        if len(set(folders.values())) != len(folders):
+            folders = {c: f"{folder_name(c)}-{k}" for k, c in enumerate(self.classes)}
         n = 0
         used = set()
         for image_id, label in sorted(self.store.labelled().items()):
+            label = folders[label]
             src = Path(self._paths[self._row[image_id]])
             name = src.name
             if (label, name) in used:

@@ -345,6 +345,11 @@ class LabelStore:
                               (client, n)).fetchall()
             return [dict(r) for r in rows]
 
+    def release_all(self):
+        """Free every lease (a restarted server: the tabs that held them are gone)."""
+        with self._tx() as db:
+            db.execute("UPDATE pending SET client = NULL, leased_at = NULL")
+
     def release(self, client):
         """Free every item leased to ``client``."""
         with self._tx() as db:

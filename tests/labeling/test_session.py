@@ -46,7 +46,7 @@ def _empty(tmp_path):
 
 def test_bad_parameters_are_refused(tmp_path, image_folder):
     folder, _ = image_folder
-    for classes, msg in ((["a"], "at least two"), (["a", "a"], "twice"), (["a", "b/c"], "folder"),
+    for classes, msg in ((["a"], "at least two"), (["a", "a"], "twice"), (["a", "b\x00"], "NUL"),
                          ("ab", "list of class names"), (["a", ""], "non-empty")):
         with pytest.raises(ValueError, match=msg):
             LabelingSession(tmp_path / "p", images=folder, classes=classes)
@@ -284,4 +284,30 @@ def test_kill_9_loses_no_acknowledged_label(tmp_path, image_folder):
     s.prepare()
     assert [b["image_id"] for b in s.next_batch()][: len(pending_before)] == pending_before[:5]
     assert set(labelled) == set(s.store.labelled())
+    s.close()
+
+
+def test_folder_names_of_classes():
+    from skpeal.labeling.session import folder_name
+
+    assert folder_name("T-shirt/top") == "T-shirt_top"
+    assert folder_name("..") == "_" and folder_name("a\\b:c") == "a_b_c"
+    assert folder_name("Ankle boot") == "Ankle boot"
+
+
+def test_export_folder_with_a_slash_in_a_class_name(tmp_path, image_folder):
+    from skpeal import CLIPAdapterClassifier
+
+    folder, truth = image_folder
+    s = LabelingSession(tmp_path / "p", images=folder, classes=["T-shirt/top", "../x"],
+                        estimator=CLIPAdapterClassifier(**TINY_EST), batch_size=2)
+    s.prepare()
+    a, b = s.next_batch()
+    s.label(a["image_id"], "T-shirt/top")
+    s.label(b["image_id"], "../x")
+    assert s.export_folder(tmp_path / "out") == 2
+    assert sorted(p.parent.name for p in (tmp_path / "out").rglob("*.png")) == [
+        ".._x", "T-shirt_top"]
+    assert all(p.resolve().is_relative_to((tmp_path / "out").resolve())
+               for p in (tmp_path / "out").rglob("*"))
     s.close()
