@@ -209,7 +209,6 @@ class LabelingSession:
                  strategy=None, balance="pcb", gamma=0.1, batch_size=10, annotator=None,
                  random_state=0, lease_seconds=600.0):
         self.project = Path(project)
-        self.project.mkdir(parents=True, exist_ok=True)
         if balance not in ("pcb", "none"):
             raise ValueError(f"balance must be 'pcb' or 'none', got {balance!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
@@ -217,6 +216,13 @@ class LabelingSession:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if strategy is not None and not callable(strategy):
             raise ValueError(f"strategy must be a query function, got {strategy!r}")
+        # check what can be checked before anything is created on disk
+        new_paths = None if images is None else collect_images(images, exclude=self.project)
+        if classes is not None:
+            classes = _check_classes(classes)
+        elif not (self.project / "labels.sqlite").exists():
+            raise ValueError("classes: a new project needs its class names")
+        self.project.mkdir(parents=True, exist_ok=True)
         self.store = LabelStore(self.project)
         stored = self.store.get_meta("classes")
         if classes is None:
@@ -233,8 +239,8 @@ class LabelingSession:
             self.store.set_meta("classes", classes)
         self.classes = classes
         self.classnames = classnames
-        if images is not None:
-            self.store.add_images(collect_images(images, exclude=self.project))
+        if new_paths is not None:
+            self.store.add_images(new_paths)
         rows = self.store.images()
         if not rows:
             raise ValueError("images: the project has no images yet; pass images=")
