@@ -47,7 +47,10 @@ from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
 
-_CHUNK = 512  # images per scoring call: the unit of the progress reports
+# Images per scoring call, the unit of the progress reports: small while the pool is first
+# encoded (a visible progress bar), large when rescoring from cached features (each call
+# also encodes the class prompts once).
+_CHUNK = {"encoding": 512, "scoring": 4096}
 
 
 def collect_images(source, *, exclude=None) -> list[str]:
@@ -318,11 +321,12 @@ class LabelingSession:
         n = len(self._paths)
         self.state.update(phase=phase, done=0, total=n)
         probas, feats = [], []
-        for start in range(0, n, _CHUNK):
-            p, f = est.predict_proba_embed(self._paths[start:start + _CHUNK])
+        chunk = _CHUNK[phase]
+        for start in range(0, n, chunk):
+            p, f = est.predict_proba_embed(self._paths[start:start + chunk])
             probas.append(p)
             feats.append(f)
-            self.state.update(done=min(n, start + _CHUNK))
+            self.state.update(done=min(n, start + chunk))
         proba = np.concatenate(probas)
         order = [list(est.classes_).index(c) for c in self._classes_sorted()]
         return proba[:, order], np.concatenate(feats)

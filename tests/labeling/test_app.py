@@ -176,3 +176,23 @@ def test_loopback_server_refuses_other_host_headers(session_factory):
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         assert client.get("/api/status").status_code == 200
     app.state.worker.stop(timeout=5)
+
+
+def test_serve_prints_a_token_url_for_a_non_loopback_host(session_factory, monkeypatch):
+    import uvicorn
+
+    from skpeal.labeling.app import serve
+
+    ran = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.append(sockets))
+    lines = []
+    session = session_factory()
+    # 127.0.0.2 is on the loopback interface but is not a loopback *name*: treated as any
+    # other host, so the URL carries a token
+    url = serve(session, host="127.0.0.2", port=0, open_message=lines.append)
+    assert ran and "?token=" in url and url in lines[0]
+    assert len(url.split("token=")[1]) >= 24
+    url = serve(session, host="127.0.0.1", port=0, open_message=lines.append)
+    assert "token" not in url and url.startswith("http://127.0.0.1:")
+    for socks in ran:
+        socks[0].close()
