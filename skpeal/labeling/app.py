@@ -86,6 +86,8 @@ class RefitWorker:
         try:
             if not self.session.ready:
                 self.session.prepare()
+            if self.session.stale:  # labels given after the last refit (a killed refit)
+                self._want.set()
         except Exception as exc:  # shown on the page; the server keeps running
             self.error = f"preparing the session failed: {exc}"
             self.session.state["error"] = self.error

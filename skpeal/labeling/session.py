@@ -298,6 +298,14 @@ class LabelingSession:
         """Whether a model has scored the pool (batches can be given)."""
         return self._proba is not None
 
+    @property
+    def stale(self) -> bool:
+        """Whether labels were given or undone since the current model was fitted (e.g.
+        by a process killed during its refit): a :meth:`refit` would train on more."""
+        current = [r for r in self.store.rounds() if r["round"] == self._round]
+        n = current[0]["n_labels"] if current else 0
+        return self.ready and len(self.store.labelled()) != n
+
     def _classes_sorted(self):
         return np.array(sorted(self.classes), dtype=object)
 

@@ -198,6 +198,9 @@ def test_sigkill_mid_session_loses_no_acknowledged_label(browser, setup):
         for image_id, label in acked.items():
             assert rows.count((image_id, label)) == 1, (image_id, label)
         assert len(rows) == len(acked) == 10
+        # the refit the kill interrupted runs again after the restart: a model of 10 labels
+        page.wait_for_function("document.getElementById('model-info').textContent"
+                               ".includes('round 2')", timeout=60000)
         # pending batch survives a second kill: the same images come back
         server.kill()
         server = Server(images, project, classes, port)

@@ -59,7 +59,7 @@ def test_bad_parameters_are_refused(tmp_path, image_folder):
 def test_loop_labels_skip_undo_refit_status(session_factory, image_folder):
     _, truth = image_folder
     s = session_factory().prepare()
-    assert s.round == 0 and s.model_version == "round-0"
+    assert s.round == 0 and s.model_version == "round-0" and not s.stale
     batch = s.next_batch()
     assert len(batch) == 5
     assert s.next_batch() == batch  # the same batch until it is answered
@@ -147,6 +147,7 @@ def test_restart_resumes_the_same_pending_batch_and_model(session_factory, image
     s.close()
     s2 = session_factory(images=None, classes=None).prepare()
     assert s2.round == 1
+    assert s2.stale  # one label more than round 1 was trained on
     again = [b["image_id"] for b in s2.next_batch()]
     assert again[:4] == [b["image_id"] for b in batch[1:]]  # then one more, a full batch
     st = s2.status()
