@@ -28,7 +28,10 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh installs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS_STATIC = ROOT / "docs" / "_static"
+#: Where the page's screenshot goes: the docs' copy is refreshed with
+#: ``SKPEAL_SCREENSHOT_DIR=docs/_static pytest tests/labeling/test_browser.py``
+#: (otherwise the test's temporary folder, so a test run changes no tracked file).
+SCREENSHOT_DIR = os.environ.get("SKPEAL_SCREENSHOT_DIR")
 
 
 def fashion_pngs(folder, n=120):
@@ -126,8 +129,9 @@ def label_with_keys(page, keys):
         page.keyboard.press(k)
 
 
-def test_label_a_batch_with_the_keyboard_refit_and_reload(browser, setup):
+def test_label_a_batch_with_the_keyboard_refit_and_reload(browser, setup, tmp_path):
     images, project, classes = setup
+    shots = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
     server = Server(images, project, classes, free_port())
     try:
         page = browser.new_page(viewport={"width": 1320, "height": 900})
@@ -149,7 +153,8 @@ def test_label_a_batch_with_the_keyboard_refit_and_reload(browser, setup):
         assert page.locator("#curve circle").count() == 2  # rounds 0 and 1
         page.wait_for_selector("#busy", state="hidden")  # no progress banner when idle
         label_with_keys(page, ["4", "5"])
-        page.screenshot(path=os.fspath(DOCS_STATIC / "label_page.png"))
+        page.screenshot(path=os.fspath(shots / "label_page.png"))
+        assert (shots / "label_page.png").stat().st_size > 10000
         page.reload()
         wait_batch(page)
         assert card_ids(page) == second  # same batch after a reload
