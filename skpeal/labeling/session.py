@@ -47,10 +47,11 @@ from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
 
-# Images per scoring call, the unit of the progress reports: small while the pool is first
-# encoded (a visible progress bar), large when rescoring from cached features (each call
-# also encodes the class prompts once).
-_CHUNK = {"encoding": 512, "scoring": 4096}
+# Images per scoring call, the unit of the progress reports: small while images are
+# encoded (a visible progress bar), large when a frozen image tower rescores from cached
+# features (then each call costs mostly one pass of the class prompts through the text
+# tower, whatever the number of images).
+_CHUNK, _CACHED_CHUNK = 512, 32768
 
 
 def collect_images(source, *, exclude=None) -> list[str]:
@@ -329,7 +330,9 @@ class LabelingSession:
         n = len(self._paths)
         self.state.update(phase=phase, done=0, total=n)
         probas, feats = [], []
-        chunk = _CHUNK[phase]
+        cached = phase == "scoring" and est.get_params().get("feature_cache", True) and \
+            getattr(getattr(est, "model_", None), "vision_frozen", False)
+        chunk = _CACHED_CHUNK if cached else _CHUNK
         for start in range(0, n, chunk):
             p, f = est.predict_proba_embed(self._paths[start:start + chunk])
             probas.append(p)
