@@ -29,6 +29,7 @@ that are not JSON 400 or 415, bad fields 422, unknown ids 404.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 from importlib import resources
@@ -273,8 +274,11 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             _bad(404, f"unknown image id {image_id}")
         if full:
             return FileResponse(path)
-        return Response(thumbs.get(image_id, path), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
+        try:
+            data = thumbs.get(image_id, path)
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            _bad(422, f"image {image_id} ({os.path.basename(path)}) cannot be read: {exc}")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/export.csv")
     def export_csv():

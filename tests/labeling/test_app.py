@@ -196,3 +196,12 @@ def test_serve_prints_a_token_url_for_a_non_loopback_host(session_factory, monke
     assert "token" not in url and url.startswith("http://127.0.0.1:")
     for socks in ran:
         socks[0].close()
+
+
+def test_an_unreadable_image_gets_a_message_not_a_crash(app_client):
+    image_id, path = app_client.session.store.images()[0]
+    with open(path, "wb") as f:
+        f.write(b"not a png")
+    r = app_client.get(f"/api/image/{image_id}")
+    assert r.status_code == 422 and "cannot be read" in r.json()["detail"]
+    assert app_client.get("/api/status").status_code == 200
