@@ -611,6 +611,29 @@ class LabelingSession:
             "state": dict(self.state),
         }
 
+    def predictions(self) -> list[dict]:
+        """The current model's prediction for every image (e.g. pre-annotations).
+
+        Returns
+        -------
+        predictions : list of dict
+            Per image, by id: ``image_id``, ``path``, ``suggestion`` (most probable
+            class), ``probability`` (its probability), ``entropy`` (of the calibrated
+            probabilities; higher = less sure: an order for labelling), ``model_version``.
+        """
+        if not self.ready:
+            raise RuntimeError("the session is not prepared: call prepare() first")
+        from ..strategies import entropy_scores
+
+        with self._lock:
+            proba, version = self._proba, self._version
+        cls = self._classes_sorted()
+        top = proba.argmax(axis=1)
+        ent = entropy_scores(proba)
+        return [{"image_id": int(i), "path": self._paths[k], "suggestion": str(cls[top[k]]),
+                 "probability": float(proba[k, top[k]]), "entropy": float(ent[k]),
+                 "model_version": version} for k, i in enumerate(self._ids)]
+
     # ------------------------------------------------------------------ simulated oracle
     def simulate(self, oracle, n_rounds):
         """Run ``n_rounds`` rounds with a programmatic oracle (tests, replays).

@@ -312,3 +312,17 @@ def test_export_folder_with_a_slash_in_a_class_name(tmp_path, image_folder):
     assert all(p.resolve().is_relative_to((tmp_path / "out").resolve())
                for p in (tmp_path / "out").rglob("*"))
     s.close()
+
+
+def test_predictions_cover_every_image(session_factory):
+    s = session_factory()
+    with pytest.raises(RuntimeError, match="prepare"):
+        s.predictions()
+    s.prepare()
+    preds = s.predictions()
+    assert [p["image_id"] for p in preds] == [i for i, _ in s.store.images()]
+    proba = s.model.predict_proba([p["path"] for p in preds[:3]])
+    for p, row in zip(preds, proba):
+        assert p["probability"] == pytest.approx(row.max(), abs=1e-6)
+        assert p["suggestion"] == s.model.classes_[row.argmax()]
+        assert p["model_version"] == "round-0" and p["entropy"] >= 0
