@@ -98,6 +98,7 @@ def run_session(args, project, folder, truth, data, train_batch):
     s.prepare()
     first = s.next_batch()
     t_init = time.perf_counter() - t0
+    print(f"  [{project.name}] first batch after {t_init:.1f} s", file=sys.stderr, flush=True)
     rows = []
     batch = first
     for _ in range(args.rounds):
@@ -112,6 +113,8 @@ def run_session(args, project, folder, truth, data, train_batch):
                          fit=info["fit_seconds"], accuracy=acc,
                          estimated=info["estimated_accuracy"],
                          labels=dict(s.store.labelled())))
+        print(f"  [{project.name}] round {info['round']}: wait {wait:.2f} s, "
+              f"accuracy {acc:.3f}", file=sys.stderr, flush=True)
     s.close()
     return t_init, rows
 
