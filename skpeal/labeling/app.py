@@ -31,9 +31,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import threading
 from importlib import resources
 
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -304,10 +306,6 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
     open_message : callable, default=print
         Receives the line with the URL.
     """
-    import socket
-
-    import uvicorn
-
     loopback = host in LOOPBACK_HOSTS
     if not loopback and token is None:
         token = secrets.token_urlsafe(24)

@@ -32,6 +32,7 @@ session's lock and swaps the new model in at the end.
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import os
 import re
@@ -42,7 +43,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
+from .. import strategies
+from ..datasets import IMAGE_EXTENSIONS
+from ..estimator import CLIPAdapterClassifier
 from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
@@ -78,8 +83,6 @@ def collect_images(source, *, exclude=None) -> list[str]:
     ValueError
         When a listed file or the folder does not exist, or no image is found.
     """
-    from ..datasets import IMAGE_EXTENSIONS
-
     excl = Path(exclude).resolve() if exclude is not None else None
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         root = Path(source).resolve()
@@ -252,16 +255,12 @@ class LabelingSession:
         self._paths = [r[1] for r in rows]
         self._row = {int(i): k for k, i in enumerate(self._ids)}
         if estimator is None:
-            from ..estimator import CLIPAdapterClassifier
-
             estimator = CLIPAdapterClassifier()
         self.estimator = estimator
         self.strategy = strategy
         self.balance, self.gamma = balance, gamma
         self.batch_size = int(batch_size)
         if annotator is None:
-            import getpass
-
             try:
                 annotator = getpass.getuser()
             except (KeyError, OSError):  # no login name (some containers)
@@ -301,8 +300,11 @@ class LabelingSession:
 
     @property
     def stale(self) -> bool:
-        """Whether labels were given or undone since the current model was fitted (e.g.
-        by a process killed during its refit): a :meth:`refit` would train on more."""
+        """Whether the labels in force differ from those the current model was fitted on.
+
+        True e.g. after a process was killed during its refit: a :meth:`refit` would
+        train on more (or fewer) labels.
+        """
         current = [r for r in self.store.rounds() if r["round"] == self._round]
         n = current[0]["n_labels"] if current else 0
         return self.ready and len(self.store.labelled()) != n
@@ -311,8 +313,6 @@ class LabelingSession:
         return np.array(sorted(self.classes), dtype=object)
 
     def _make_estimator(self, rnd, zero_shot):
-        from sklearn.base import clone
-
         est = clone(self.estimator)
         params = dict(classes=list(self.classes), random_state=_round_seed(self.random_state,
                                                                            1, rnd))
@@ -348,13 +348,15 @@ class LabelingSession:
         return float(proba[mask].max(axis=1).mean()) if mask.any() else None
 
     def prepare(self):
-        """Load (or fit, for a new project: the zero-shot round 0) the model and score the pool.
+        """Load or fit the current model and score the pool.
 
-        A resumed project loads its last round's adapter; its pending batch is kept.
+        A new project fits the zero-shot round 0 from the class names; a resumed project
+        loads its last round's adapter, and its pending batch is kept.
 
         Returns
         -------
         self : LabelingSession
+            Ready: :meth:`next_batch` gives images.
         """
         with self._fit_lock:
             rounds = self.store.rounds()
@@ -443,8 +445,6 @@ class LabelingSession:
 
     # ------------------------------------------------------------------ batches
     def _query_fn(self):
-        from .. import strategies
-
         fn = self.strategy or strategies.entropy_sampling
         if self.balance == "pcb":
             fn = strategies.class_balanced(fn, self.gamma)
@@ -522,11 +522,15 @@ class LabelingSession:
         answers : list of (image_id, label or None)
             None records a skip ("not sure"). Every entry is checked before anything is
             written: one bad entry writes none.
-        client, annotator : str, optional
+        client : str, optional
+            Who answers (a browser tab), stored on the row.
+        annotator : str, optional
+            Stored on the row (default: the session's ``annotator``).
 
         Returns
         -------
         row_ids : list of int
+            The new history rows.
 
         Raises
         ------
@@ -548,6 +552,17 @@ class LabelingSession:
     def label(self, image_id, label, *, client=None, annotator=None) -> int:
         """Label one image (a second answer for an image is kept too; the latest counts).
 
+        Parameters
+        ----------
+        image_id : int
+            The image (see :meth:`next_batch`).
+        label : str
+            One of ``classes``.
+        client : str, optional
+            Who answers (a browser tab), stored on the row.
+        annotator : str, optional
+            Stored on the row (default: the session's ``annotator``).
+
         Returns
         -------
         row_id : int
@@ -558,13 +573,35 @@ class LabelingSession:
         return self.answer([(image_id, label)], client=client, annotator=annotator)[0]
 
     def skip(self, image_id, *, client=None, annotator=None) -> int:
-        """Mark an image as skipped ("not sure"): it is not asked again, nor trained on."""
+        """Mark an image as skipped ("not sure"): it is not asked again, nor trained on.
+
+        Parameters
+        ----------
+        image_id : int
+            The image.
+        client : str, optional
+            Who answers (a browser tab), stored on the row.
+        annotator : str, optional
+            Stored on the row (default: the session's ``annotator``).
+
+        Returns
+        -------
+        row_id : int
+            The history row.
+        """
         return self.answer([(image_id, None)], client=client, annotator=annotator)[0]
 
     def undo(self, *, client=None, annotator=None):
         """Cancel the latest answer in force (of ``client`` when given).
 
         The cancellation is a new history row; the image returns to the pending batch.
+
+        Parameters
+        ----------
+        client : str, optional
+            Undo this client's latest answer (None: the latest answer of anyone).
+        annotator : str, optional
+            Stored on the undo row (default: the session's ``annotator``).
 
         Returns
         -------
@@ -623,13 +660,11 @@ class LabelingSession:
         """
         if not self.ready:
             raise RuntimeError("the session is not prepared: call prepare() first")
-        from ..strategies import entropy_scores
-
         with self._lock:
             proba, version = self._proba, self._version
         cls = self._classes_sorted()
         top = proba.argmax(axis=1)
-        ent = entropy_scores(proba)
+        ent = strategies.entropy_scores(proba)
         return [{"image_id": int(i), "path": self._paths[k], "suggestion": str(cls[top[k]]),
                  "probability": float(proba[k, top[k]]), "entropy": float(ent[k]),
                  "model_version": version} for k, i in enumerate(self._ids)]
@@ -715,9 +750,14 @@ class LabelingSession:
     def export_folder(self, out) -> int:
         """Copy every labelled image to ``<out>/<class>/<file>``.
 
-        ``<class>`` is :func:`folder_name` of the label (``"T-shirt/top"`` goes to
-        ``T-shirt_top/``). Two images with the same file name get
-        ``<stem>-<image_id><suffix>``.
+        ``<class>`` is ``skpeal.labeling.session.folder_name`` of the label
+        (``"T-shirt/top"`` goes to ``T-shirt_top/``). Two images with the same file name
+        get ``<stem>-<image_id><suffix>``.
+
+        Parameters
+        ----------
+        out : str or path-like
+            The folder to fill (created).
 
         Returns
         -------
@@ -743,7 +783,14 @@ class LabelingSession:
         return n
 
     def export_adapter(self, path):
-        """Save the current model's adapter (safetensors, see ``save_adapter``)."""
+        """Save the current model's adapter.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The safetensors file to write (see ``CLIPAdapterClassifier.save_adapter``;
+            ``load_adapter`` reads it back).
+        """
         if self._model is None:
             raise RuntimeError("no model yet: call prepare() first")
         self._model.save_adapter(path)

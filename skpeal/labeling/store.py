@@ -172,19 +172,51 @@ class LabelStore:
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, key, default=None):
-        """The JSON value stored under ``key`` (``default`` when absent)."""
+        """The JSON value stored under ``key``.
+
+        Parameters
+        ----------
+        key : str
+            The setting's name.
+        default : object, default=None
+            Returned when nothing is stored under ``key``.
+
+        Returns
+        -------
+        value : object
+            The decoded JSON value, or ``default``.
+        """
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0]["value"]) if rows else default
 
     def set_meta(self, key, value):
-        """Store a JSON-serialisable ``value`` under ``key``."""
+        """Store a JSON-serialisable ``value`` under ``key`` (committed on return).
+
+        Parameters
+        ----------
+        key : str
+            The setting's name.
+        value : object
+            Any JSON-serialisable value.
+        """
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                        (key, json.dumps(value)))
 
     # ------------------------------------------------------------------ images
     def add_images(self, paths: Iterable[str]) -> int:
-        """Register image paths (absolute); already known ones are kept. Returns new count."""
+        """Register image paths; already known ones keep their id.
+
+        Parameters
+        ----------
+        paths : iterable of str
+            Absolute paths.
+
+        Returns
+        -------
+        n_new : int
+            Number of images added.
+        """
         now = time.time()
         with self._tx() as db:
             before = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
@@ -193,12 +225,29 @@ class LabelStore:
             return db.execute("SELECT COUNT(*) FROM images").fetchone()[0] - before
 
     def images(self) -> list[tuple[int, str]]:
-        """``[(id, path), ...]`` of every image, by id."""
+        """Every image of the project.
+
+        Returns
+        -------
+        images : list of (int, str)
+            ``(id, path)`` pairs, by id.
+        """
         rows = self._query("SELECT id, path FROM images ORDER BY id")
         return [(r["id"], r["path"]) for r in rows]
 
     def image_path(self, image_id) -> str | None:
-        """The path of image ``image_id``, or None when there is no such image."""
+        """The file of one image.
+
+        Parameters
+        ----------
+        image_id : int
+            The image's id.
+
+        Returns
+        -------
+        path : str or None
+            Its path, None when there is no such image.
+        """
         rows = self._query("SELECT path FROM images WHERE id = ?", (int(image_id),))
         return rows[0]["path"] if rows else None
 
@@ -217,6 +266,7 @@ class LabelStore:
         Returns
         -------
         row_ids : list of int
+            The new history rows, in the order of ``answers``.
         """
         now = time.time()
         ids = []
@@ -237,10 +287,22 @@ class LabelStore:
         return ids
 
     def undo_last(self, *, client=None, annotator=None):
-        """Cancel the latest label/skip row still in force (of ``client`` when given).
+        """Cancel the latest label/skip row still in force.
 
-        The image goes back to the front of the pending batch. Returns the cancelled row
-        as a dict, or None when there is nothing to undo.
+        The cancellation is an ``undo`` row; the image goes back to the front of the
+        pending batch (leased to ``client``).
+
+        Parameters
+        ----------
+        client : str, optional
+            Only this client's answers are considered (None: anyone's).
+        annotator : str, optional
+            Stored on the ``undo`` row.
+
+        Returns
+        -------
+        row : dict or None
+            The cancelled row, None when there is nothing to undo.
         """
         cond, args = "", []
         if client is not None:
@@ -269,20 +331,52 @@ class LabelStore:
             return dict(row)
 
     def in_force(self) -> list[dict]:
-        """The row in force of every answered image (labels and skips), by image id."""
+        """The answer in force of every answered image.
+
+        Returns
+        -------
+        rows : list of dict
+            One ``labels`` row (a label or a skip) per image, by image id.
+        """
         return [dict(r) for r in self._query(_IN_FORCE + " ORDER BY l.image_id")]
 
     def labelled(self) -> dict[int, str]:
-        """``{image_id: label}`` of the labels in force (skips excluded)."""
+        """The labels in force (skips excluded).
+
+        Returns
+        -------
+        labels : dict
+            ``{image_id: label}``.
+        """
         return {r["image_id"]: r["label"] for r in self.in_force() if r["kind"] == "label"}
 
     def history(self) -> list[dict]:
-        """Every row ever written, in order."""
+        """Every answer, skip and undo ever written.
+
+        Returns
+        -------
+        rows : list of dict
+            The ``labels`` table in the order written.
+        """
         return [dict(r) for r in self._query("SELECT * FROM labels ORDER BY id")]
 
     # ------------------------------------------------------------------ rounds
     def add_round(self, round, model_version, n_labels, estimated_accuracy, fit_seconds):
-        """Record a fitted model."""
+        """Record a fitted model.
+
+        Parameters
+        ----------
+        round : int
+            Its round (0: the zero-shot model).
+        model_version : str
+            Its name, e.g. ``"round-3"``.
+        n_labels : int
+            Labels it was trained on.
+        estimated_accuracy : float or None
+            Its estimate of its accuracy on the unlabelled pool.
+        fit_seconds : float
+            Training time.
+        """
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO rounds(round, model_version, n_labels, "
@@ -291,23 +385,50 @@ class LabelStore:
             )
 
     def rounds(self) -> list[dict]:
-        """Every fitted model, by round."""
+        """Every fitted model: the learning curve.
+
+        Returns
+        -------
+        rounds : list of dict
+            ``rounds`` rows, by round.
+        """
         return [dict(r) for r in self._query("SELECT * FROM rounds ORDER BY round")]
 
     # ------------------------------------------------------------------ pending batch
     def pending(self) -> list[dict]:
-        """The pending batch in query order."""
+        """The pending batch.
+
+        Returns
+        -------
+        items : list of dict
+            ``pending`` rows in query order.
+        """
         return [dict(r) for r in self._query("SELECT * FROM pending ORDER BY position")]
 
     def set_pending(self, items, round):
-        """Replace the unleased pending items by ``items`` (``(image_id, suggestion,
-        probability)``), appended after the leased ones."""
+        """Replace the pending items no client holds.
+
+        Parameters
+        ----------
+        items : list of (int, str, float)
+            ``(image_id, suggestion, probability)``, appended after the leased items.
+        round : int
+            The round of the model that picked them.
+        """
         with self._tx() as db:
             db.execute("DELETE FROM pending WHERE client IS NULL")
             self._append_pending(db, items, round)
 
     def add_pending(self, items, round):
-        """Append ``items`` (``(image_id, suggestion, probability)``) to the pending batch."""
+        """Append items to the pending batch.
+
+        Parameters
+        ----------
+        items : list of (int, str, float)
+            ``(image_id, suggestion, probability)``; images already pending are ignored.
+        round : int
+            The round of the model that picked them.
+        """
         with self._tx() as db:
             self._append_pending(db, items, round)
 
@@ -323,10 +444,24 @@ class LabelStore:
         )
 
     def lease(self, client, n, *, expire_after=600.0) -> list[dict]:
-        """Up to ``n`` pending items for ``client``: its own leases first, then free ones.
+        """Hand pending items to a client: its own leases first, then free ones.
 
         Items leased by another client less than ``expire_after`` seconds ago are never
         handed out; older leases are free again (a closed tab does not hold images forever).
+
+        Parameters
+        ----------
+        client : str
+            Who asks (a browser tab).
+        n : int
+            At most this many items.
+        expire_after : float, default=600.0
+            Seconds after which a lease lapses.
+
+        Returns
+        -------
+        items : list of dict
+            ``pending`` rows now leased to ``client``, in query order.
         """
         now = time.time()
         with self._tx() as db:
@@ -351,7 +486,13 @@ class LabelStore:
             db.execute("UPDATE pending SET client = NULL, leased_at = NULL")
 
     def release(self, client):
-        """Free every item leased to ``client``."""
+        """Free every item leased to one client.
+
+        Parameters
+        ----------
+        client : str
+            The client whose leases end.
+        """
         with self._tx() as db:
             db.execute("UPDATE pending SET client = NULL, leased_at = NULL WHERE client = ?",
                        (client,))
