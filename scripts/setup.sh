@@ -16,6 +16,17 @@ if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
     fi
 fi
 
+# Debian's chromium: the real browser of the labelling app's tests (driven by playwright
+# through executable_path; `playwright install` is never run).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+    echo "setup: installing the Debian package chromium" >&2
+    $SUDO apt-get update -qq >/dev/null || true
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+        || echo "setup: could not install chromium; browser tests are skipped" >&2
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
@@ -26,6 +37,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     # constraints/ci.txt pins the torch/torchvision pair that works on these machines
     .venv/bin/python -m pip install -q --disable-pip-version-check \
-        -c constraints/ci.txt -e ".[test,modal,plot,offline,dev,docs]"
+        -c constraints/ci.txt -e ".[test,modal,plot,offline,dev,docs,label,browser]"
     echo "$want" > "$stamp"
 fi

@@ -1,4 +1,5 @@
-"""The ``skpeal`` command line: ``demo``, ``run`` and ``report``, thin over the experiment API.
+"""The ``skpeal`` command line: ``demo``, ``run`` and ``report``, thin over the experiment API,
+and ``label``, thin over :mod:`skpeal.labeling`.
 
 The options of ``skpeal run`` are built from the fields of
 :class:`~skpeal.experiment.ExperimentConfig`, so their defaults are the config's.
@@ -13,7 +14,9 @@ import sys
 import time
 
 from . import experiment
+from .estimator import CLIPAdapterClassifier
 from .experiment import ExperimentConfig
+from .labeling import LabelingSession
 
 __all__ = ["main"]
 
@@ -88,7 +91,52 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="tables and plots of a finished or partial run")
     rep.add_argument("out", help="the run's output folder")
+    _add_label_parser(sub)
     return p
+
+
+def _add_label_parser(sub):
+    lab = sub.add_parser("label", help="label your own images in the browser (active learning)")
+    lab.add_argument("images", help="folder of images (searched recursively)")
+    lab.add_argument("--classes", nargs="+", default=None,
+                     help="the class names (a resumed project remembers them)")
+    lab.add_argument("--project", default=None,
+                     help="project folder with the labels and models (default: IMAGES/.skpeal)")
+    lab.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; any other host requires "
+                          "the access token printed in the URL)")
+    lab.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    lab.add_argument("--batch-size", type=int, default=10, help="images per batch")
+    lab.add_argument("--model", default="effnet-lite0-minilm", help="backbone name or path")
+    lab.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
+    lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
+    lab.add_argument("--annotator", default=None, help="name stored with every label")
+    lab.add_argument("--device", default="auto")
+
+
+def _label(args) -> int:
+    try:
+        from .labeling.app import serve
+    except ImportError as exc:
+        raise RuntimeError(
+            f"skpeal label needs the web stack ({exc.name} is missing): "
+            "pip install 'skpeal[label]'"
+        ) from None
+
+    project = args.project or os.path.join(args.images, ".skpeal")
+    est = dict(DEMO["estimator_params"], max_epochs=args.epochs)
+    estimator = CLIPAdapterClassifier(model=args.model, pretrained=args.pretrained,
+                                      device=args.device, **est)
+    session = LabelingSession(project, images=args.images, classes=args.classes,
+                              estimator=estimator, batch_size=args.batch_size,
+                              annotator=args.annotator)
+    print(f"skpeal label: {len(session._ids)} images, classes {session.classes}, "
+          f"project {project}")
+    try:
+        serve(session, host=args.host, port=args.port)
+    finally:
+        session.close()
+    return 0
 
 
 def _config_from_args(args) -> ExperimentConfig:
@@ -120,6 +168,8 @@ def main(argv=None) -> int:
     if args.command == "demo":  # the demo's backbone is built from local files only
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        if args.command == "label":
+            return _label(args)
         if args.command == "report":
             experiment.write_report(args.out)
             print(open(os.path.join(args.out, "summary.md")).read())

@@ -44,6 +44,7 @@ PUBLIC = {
     "skpeal.estimator",
     "skpeal.experiment",
     "skpeal.features",
+    "skpeal.labeling",
     "skpeal.losses",
     "skpeal.metrics",
     "skpeal.strategies",

@@ -21,7 +21,7 @@ ROOT = Path(skpeal.__file__).resolve().parent
 #: ones. The old paths kept for one release are outside the graph.
 LAYERS = [
     ["skpeal.cli"],
-    ["skpeal.experiment"],
+    ["skpeal.experiment", "skpeal.labeling"],
     ["skpeal.estimator", "skpeal.strategies"],
     ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
      "skpeal.datasets"],
@@ -210,8 +210,11 @@ OPTIONAL_OR_HEAVY = {"modAL", "matplotlib", "pandas", "tqdm", "peft", "timm", "t
 #: Other function-level imports, each for a reason: ``skpeal.__getattr__`` imports the
 #: estimator on first access (``import skpeal`` stays free of torch); the strategies import
 #: torch only to accept tensor pools and scikit-learn's k-means++ only for BADGE (they stay
-#: light); the prompt adapter reaches open_clip / Hugging Face text towers only for those.
+#: light); the prompt adapter reaches open_clip / Hugging Face text towers only for those;
+#: the command line imports the labelling web app (FastAPI, the optional ``label`` extra)
+#: only for ``skpeal label``.
 EXCEPTIONS = {
+    ("skpeal.cli", "skpeal.labeling.app"),
     ("skpeal", "skpeal.estimator"),
     ("skpeal.strategies", "torch"),
     ("skpeal.strategies", "sklearn.cluster"),

@@ -1,0 +1,15 @@
+"""Label your own images: an active-learning session with a person (or a script) as oracle.
+
+* :class:`LabelingSession` (:mod:`skpeal.labeling.session`): the loop, over a project
+  folder: next batch with the model's suggestions, label / skip / undo, refit, status,
+  exports (CSV, image folders, the adapter).
+* :class:`LabelStore` (:mod:`skpeal.labeling.store`): the SQLite label store (schema in
+  its docstring).
+* :mod:`skpeal.labeling.app`: the web app behind ``skpeal label`` (needs the ``label``
+  extra: FastAPI and uvicorn); only that module imports the web stack.
+"""
+
+from .session import LabelingSession, collect_images
+from .store import LabelStore
+
+__all__ = ["LabelStore", "LabelingSession", "collect_images"]

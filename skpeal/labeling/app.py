@@ -1,0 +1,330 @@
+"""The web app of ``skpeal label``: FastAPI over a :class:`~skpeal.labeling.LabelingSession`.
+
+The only module of skpeal that imports the web stack (FastAPI, Starlette, uvicorn; the
+``label`` extra). The page and its assets ship in ``skpeal/labeling/static`` (no CDN).
+
+HTTP API (JSON; errors are ``{"detail": "<message>"}`` with a 4xx status and change
+nothing)::
+
+    GET  /                      the page
+    GET  /api/status            LabelingSession.status() + "busy" (a refit is running or due)
+    GET  /api/batch?client=ID   {"ready", "busy", "items": [{image_id, file, suggestion,
+                                probability, round}]}: this client's batch
+    POST /api/answers           {"client": ID, "answers": [{"image_id": 3, "label": "cat"},
+                                {"image_id": 4, "label": null}]}   (null = skip)
+                                -> {"saved": n, "row_ids": [...], "refit": bool}; a refit
+                                starts in the background when the client's batch is done
+    POST /api/undo              {"client": ID} -> {"undone": row or null}
+    POST /api/refit             start a refit now
+    GET  /api/image/{id}        the thumbnail (?full=1: the original file), by id only
+    GET  /api/export.csv        the labels in force as CSV
+
+Safety: bind to 127.0.0.1 by default (then the ``Host`` header must name the loopback,
+against DNS rebinding). With any other host, :func:`serve` generates an access token that
+every request must carry (``?token=``, the ``X-Skpeal-Token`` header, or the cookie set
+when the page is opened with the token). Bodies over ``max_body`` bytes get 413, bodies
+that are not JSON 400 or 415, bad fields 422, unknown ids 404.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+from importlib import resources
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from .thumbnails import ThumbnailCache
+
+__all__ = ["LOOPBACK_HOSTS", "create_app", "serve"]
+
+#: Host names that mean "this machine only".
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_MAX_CLIENT = 128
+
+
+class RefitWorker:
+    """A background thread that prepares the session, then refits when asked.
+
+    A request while a refit runs queues exactly one more refit, so labels given
+    during a refit are always trained on. Errors are kept in ``error`` (and in the
+    session's ``state``), never raised into the web server.
+    """
+
+    def __init__(self, session):
+        self.session = session
+        self.error = None
+        self._want = threading.Event()
+        self._stop = False
+        self._busy = threading.Event()
+        self._busy.set()  # preparing
+        self._thread = threading.Thread(target=self._loop, name="skpeal-refit", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    @property
+    def busy(self) -> bool:
+        """Preparing, refitting, or a refit is due."""
+        return self._busy.is_set() or self._want.is_set()
+
+    def request(self):
+        """Ask for a refit (after the current one, if one runs)."""
+        self._want.set()
+
+    def stop(self, timeout=None):
+        self._stop = True
+        self._want.set()
+        self._thread.join(timeout)
+
+    def _loop(self):
+        try:
+            if not self.session.ready:
+                self.session.prepare()
+            if self.session.stale:  # labels given after the last refit (a killed refit)
+                self._want.set()
+        except Exception as exc:  # shown on the page; the server keeps running
+            self.error = f"preparing the session failed: {exc}"
+            self.session.state["error"] = self.error
+        finally:
+            self._busy.clear()
+        while True:
+            self._want.wait()
+            if self._stop:
+                return
+            self._busy.set()
+            self._want.clear()
+            try:
+                if self.session.store.labelled():
+                    self.session.refit()
+                self.error = None
+            except Exception as exc:
+                self.error = f"refit failed: {exc}"
+            finally:
+                self._busy.clear()
+
+
+def _static_dir():
+    return resources.files("skpeal.labeling") / "static"
+
+
+def _bad(status, message):
+    raise HTTPException(status_code=status, detail=message)
+
+
+async def _read_json(request: Request, max_body: int):
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        _bad(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > max_body):
+        _bad(413, f"request body too large (limit {max_body} bytes)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            _bad(413, f"request body too large (limit {max_body} bytes)")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _bad(400, f"malformed JSON: {exc}")
+
+
+def _client_of(value):
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_CLIENT:
+        _bad(422, f"client must be a non-empty string of at most {_MAX_CLIENT} characters")
+    return value
+
+
+def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None):
+    """The FastAPI application over ``session``.
+
+    Parameters
+    ----------
+    session : LabelingSession
+    token : str or None, default=None
+        When given, every request must carry it (see the module docstring).
+    allowed_hosts : list of str or None, default=None
+        Accepted ``Host`` header names (None: any).
+    max_body : int, default=65536
+        Largest accepted request body in bytes.
+    worker : RefitWorker, optional
+        Started here when not given (it prepares the session in the background).
+
+    Returns
+    -------
+    app : fastapi.FastAPI
+        ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
+    """
+    app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
+    session.store.release_all()  # leases of tabs from before a restart are gone with them
+    worker = worker or RefitWorker(session).start()
+    app.state.worker = worker
+    app.state.session = session
+    thumbs = ThumbnailCache(session.project / "thumbs")
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    if token is not None:
+        @app.middleware("http")
+        async def check_token(request: Request, call_next):
+            given = (request.query_params.get("token")
+                     or request.headers.get("x-skpeal-token")
+                     or request.cookies.get("skpeal_token") or "")
+            if not secrets.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"detail": "missing or wrong access token: open the URL "
+                                               "printed by 'skpeal label'"}, status_code=401)
+            response = await call_next(request)
+            if request.query_params.get("token"):
+                response.set_cookie("skpeal_token", token, httponly=True, samesite="strict")
+            return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def index():
+        return HTMLResponse((_static_dir() / "index.html").read_text(encoding="utf-8"),
+                            headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=str(_static_dir())), name="static")
+
+    def status_payload():
+        st = session.status() if session.ready else {
+            "state": dict(session.state), "classes": list(session.classes),
+            "n_images": len(session._ids), "rounds": [], "counts": {}}
+        st["ready"] = session.ready
+        st["busy"] = worker.busy
+        st["error"] = worker.error or session.state.get("error")
+        return st
+
+    @app.get("/api/status")
+    def status():
+        return status_payload()
+
+    @app.get("/api/batch")
+    def batch(client: str = ""):
+        _client_of(client)
+        if not session.ready:
+            return {"ready": False, "busy": worker.busy, "items": []}
+        mine = [p for p in session.store.pending() if p["client"] == client]
+        if worker.busy and not mine:  # the next batch comes from the model being fitted
+            return {"ready": True, "busy": True, "items": []}
+        items = session.next_batch(client=client)
+        return {"ready": True, "busy": worker.busy, "round": session.round,
+                "items": [{"image_id": it["image_id"], "file": it["path"].rsplit("/", 1)[-1],
+                           "suggestion": it["suggestion"], "probability": it["probability"],
+                           "round": it["round"]} for it in items]}
+
+    @app.post("/api/answers")
+    async def answers(request: Request):
+        body = await _read_json(request, max_body)
+        if not isinstance(body, dict):
+            _bad(422, "the body must be a JSON object {\"client\": ..., \"answers\": [...]}")
+        client = _client_of(body.get("client"))
+        given = body.get("answers")
+        if not isinstance(given, list) or not given:
+            _bad(422, "answers must be a non-empty list of {\"image_id\": int, \"label\": str "
+                      "or null}")
+        parsed = []
+        for k, a in enumerate(given):
+            if not isinstance(a, dict) or set(a) - {"image_id", "label"} or "image_id" not in a:
+                _bad(422, f"answers[{k}] must be an object with image_id and label, got {a!r}")
+            image_id, label = a["image_id"], a.get("label")
+            if isinstance(image_id, bool) or not isinstance(image_id, int):
+                _bad(422, f"answers[{k}].image_id must be an integer, got {image_id!r}")
+            if session.store.image_path(image_id) is None:
+                _bad(404, f"answers[{k}]: unknown image id {image_id}")
+            if label is not None and label not in session.classes:
+                _bad(422, f"answers[{k}]: label {label!r} is not one of the classes "
+                          f"{session.classes}")
+            parsed.append((image_id, label))
+        if not session.ready:
+            _bad(409, "the session is still preparing; try again when the first batch shows")
+        row_ids = session.answer(parsed, client=client)  # committed before we answer
+        left = [p for p in session.store.pending() if p["client"] == client]
+        refit = not left and bool(session.store.labelled())
+        if refit:
+            worker.request()
+        return {"saved": len(row_ids), "row_ids": row_ids, "refit": refit}
+
+    @app.post("/api/undo")
+    async def undo(request: Request):
+        body = await _read_json(request, max_body)
+        if not isinstance(body, dict):
+            _bad(422, "the body must be a JSON object {\"client\": ...}")
+        client = _client_of(body.get("client"))
+        row = session.undo(client=client)
+        return {"undone": row}
+
+    @app.post("/api/refit")
+    def refit():
+        if not session.store.labelled():
+            _bad(409, "no label yet: label a batch first")
+        worker.request()
+        return {"refit": True}
+
+    @app.get("/api/image/{image_id}")
+    def image(image_id: int, full: int = 0):
+        path = session.store.image_path(image_id)
+        if path is None:
+            _bad(404, f"unknown image id {image_id}")
+        if full:
+            return FileResponse(path)
+        try:
+            data = thumbs.get(image_id, path)
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            _bad(422, f"image {image_id} ({os.path.basename(path)}) cannot be read: {exc}")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/export.csv")
+    def export_csv():
+        return PlainTextResponse(session.export_csv(), media_type="text/csv",
+                                 headers={"Content-Disposition":
+                                          'attachment; filename="labels.csv"'})
+
+    return app
+
+
+def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=print):
+    """Run the app with uvicorn until interrupted.
+
+    Parameters
+    ----------
+    session : LabelingSession
+    host : str, default="127.0.0.1"
+        Any host other than the loopback requires the access token.
+    port : int, default=8000
+        0 picks a free port.
+    token : str, optional
+        The access token for a non-loopback host (generated when None).
+    open_message : callable, default=print
+        Receives the line with the URL.
+    """
+    loopback = host in LOOPBACK_HOSTS
+    if not loopback and token is None:
+        token = secrets.token_urlsafe(24)
+    if loopback:
+        token = None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+    port = sock.getsockname()[1]
+    app = create_app(session, token=token,
+                     allowed_hosts=[h for h in LOOPBACK_HOSTS] + ["[::1]"] if loopback else None)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    open_message(f"skpeal label: open {url}   (Ctrl+C stops; labels are saved as you go)")
+    config = uvicorn.Config(app, log_level="warning")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.state.worker.stop(timeout=1)
+    return url

@@ -1,0 +1,65 @@
+"""Fixtures of the labelling tests: a folder of coloured PNG images and a tiny session."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASSES = ["red", "green", "blue"]
+TINY_EST = dict(model="skpeal-tiny", pretrained=None, n_ctx=4, max_epochs=2, random_state=0)
+
+
+def make_images(folder, n=45, seed=0):
+    """``n`` 32x32 PNGs under ``folder`` (two sub-folders); returns {real path: class}."""
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for i in range(n):
+        c = i % len(CLASSES)
+        a = rng.integers(0, 80, size=(32, 32, 3), dtype=np.uint8)
+        a[..., c] += 170
+        p = Path(folder) / f"part{i % 2}" / f"img{i:03d}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(p)
+        truth[os.path.realpath(p)] = CLASSES[c]
+    return truth
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """(folder, truth) with 45 images of three colour classes."""
+    folder = tmp_path / "images"
+    return folder, make_images(folder)
+
+
+def tiny_estimator():
+    from skpeal import CLIPAdapterClassifier
+
+    return CLIPAdapterClassifier(**TINY_EST)
+
+
+@pytest.fixture
+def session_factory(tmp_path, image_folder):
+    """Build sessions over one project folder (a second call resumes the project)."""
+    from skpeal.labeling import LabelingSession
+
+    folder, _ = image_folder
+    made = []
+
+    def make(**kw):
+        kw.setdefault("images", folder)
+        kw.setdefault("classes", CLASSES)
+        kw.setdefault("estimator", tiny_estimator())
+        kw.setdefault("batch_size", 5)
+        s = LabelingSession(tmp_path / "project", **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+PYTHON = sys.executable
