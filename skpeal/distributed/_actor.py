@@ -103,7 +103,8 @@ class BlockActor:
             self.store.write(self.space, [keys[i] for i in miss], new)
         width = hit.shape[1] if found.any() else new.shape[1]
         feats = np.empty((n, width), dtype=np.float32)
-        feats[found] = hit
+        if found.any():
+            feats[found] = hit
         if new is not None:
             feats[miss] = new
         proba = _internals.proba_from_features(self.est, feats)

@@ -340,6 +340,10 @@ class RayPoolScorer:
         # from_items: the block ids live in the object store, so no read task competes
         # with the actors for CPUs (a range() read can starve behind a full actor pool).
         ids = [{"id": i} for i in range(len(bounds))]
+        # Ray Data's actor pools restart dead actors and retry their blocks without limit
+        # by default (-1); other values go through its (deprecated) remote-args route.
+        retries = {k: v for k, v in (("max_restarts", self.max_restarts),
+                                     ("max_task_retries", self.max_task_retries)) if v != -1}
         ds = ray.data.from_items(ids, override_num_blocks=len(bounds)).map_batches(
             BlockActor,
             batch_size=1,
@@ -347,8 +351,7 @@ class RayPoolScorer:
             concurrency=n_actors,
             num_cpus=cpus,
             num_gpus=gpus if gpus > 0 else None,
-            max_restarts=self.max_restarts,
-            max_task_retries=self.max_task_retries,
+            **retries,
         )
         self.stats_ = {"n_blocks": len(bounds), "n_actors": n_actors,
                        "block_size": bounds[0][1] - bounds[0][0], "n_encoded": 0,
