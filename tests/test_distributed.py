@@ -17,7 +17,6 @@ from skpeal.distributed import (  # noqa: E402
     distributed_strategy,
     plan_blocks,
 )
-
 from tests.conftest import TINY  # noqa: E402
 
 # Helper classes of this module travel to the actors by value.
