@@ -319,7 +319,8 @@ def _evaluate(strategy, proba, y_test):
     }
 
 
-def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled, n, rng_seed):
+def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled, n, rng_seed,
+           scorer=None):
     """Pick ``n`` pool positions (indices into ``pool_idx``)."""
     base = strategy.removeprefix("calibrated-")
     if strategy == _LINEAR_PROBE:
@@ -336,12 +337,17 @@ def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled,
     fn = STRATEGIES[base]
     if config.balance == "pcb":
         fn = _st.class_balanced(fn, config.gamma)
+    if scorer is not None:  # the same selection, scored on Ray
+        idx, _ = scorer.query(fn, model, X_pool_rows, n, random_state=rng_seed,
+                              X_labeled=labelled, y_labeled=y_labelled)
+        return np.asarray(idx)
     idx, _ = fn(model, X_pool_rows, n, random_state=rng_seed,
                 X_labeled=labelled, y_labeled=y_labelled)
     return np.asarray(idx)
 
 
-def _run_one(config, data, strategy, seed, out, progress=None, probe_features=None):
+def _run_one(config, data, strategy, seed, out, progress=None, probe_features=None,
+             scorer=None):
     """Run (or resume) one (strategy, seed) and return its state."""
     path = _state_path(out, strategy, seed)
     state = json.loads(path.read_text()) if path.exists() else None
@@ -371,7 +377,8 @@ def _run_one(config, data, strategy, seed, out, progress=None, probe_features=No
                                         calibrated, probe_features, out)
             rows = remaining if strategy == _LINEAR_PROBE else X_pool[remaining]
             pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
-                         y_pool[labelled], n, _seed_for("query", strategy, seed, rnd))
+                         y_pool[labelled], n, _seed_for("query", strategy, seed, rnd),
+                         scorer)
             picked = remaining[pos]
         query_time = time.perf_counter() - t0
         labelled = np.concatenate([labelled, picked])
@@ -434,7 +441,7 @@ def _fit_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_fe
 
 
 def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=True,
-                   data=None):
+                   data=None, scorer=None):
     """Run the protocol for every strategy and seed; resume what is on disk.
 
     Parameters
@@ -449,6 +456,9 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         Show a tqdm bar over rounds.
     data : sklearn.utils.Bunch, optional
         Preloaded data (else :func:`load_data`).
+    scorer : skpeal.distributed.RayPoolScorer or None, default=None
+        Score the pool of every query on Ray (``skpeal run --ray``); the selections, and
+        so the results, are the same as without (see the scorer for what is exact).
 
     Returns
     -------
@@ -475,7 +485,7 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
                 state_path = _state_path(out, strategy, seed)
                 if bar is not None and state_path.exists():
                     bar.update(len(json.loads(state_path.read_text())["rounds"]))
-                _run_one(config, data, strategy, seed, out, bar, probe_features)
+                _run_one(config, data, strategy, seed, out, bar, probe_features, scorer)
     finally:
         if bar is not None:
             bar.close()

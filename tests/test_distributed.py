@@ -212,3 +212,24 @@ def test_modal_learner_query(local_ray, fitted):
     assert query.scorer.stats_["n_blocks"] == 6
     with pytest.raises(ValueError, match="not both"):
         distributed_strategy(st.margin_sampling, scorer=query.scorer, block_size=2)
+
+
+def test_cli_run_with_ray_gives_the_same_results(local_ray, tmp_path):
+    import pandas as pd
+
+    from skpeal import cli
+    from skpeal.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist(n_train=10, n_test=10)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+    args = ["run", "--data", "fashion-mnist", "--model", "skpeal-tiny", "--strategies",
+            "entropy", "margin", "--rounds", "2", "--pool-size", "200", "--test-size", "50",
+            "--epochs", "1", "--n-ctx", "4", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert cli.main([*args, "--out", str(tmp_path / "ray"), "--ray", "local"]) == 0
+    a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in ("plain", "ray"))
+    timing = [c for c in a.columns if c.endswith("_time")]
+    assert timing and len(a) == 4
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing))
