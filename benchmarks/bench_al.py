@@ -143,7 +143,7 @@ class _EncodeCounter:
     """Counts images through any model's image tower (a wrapper on AdaptedCLIP)."""
 
     def __init__(self):
-        from skpeal._model import AdaptedCLIP
+        from skpeal.nn import AdaptedCLIP
 
         self.cls, self.original, self.n = AdaptedCLIP, AdaptedCLIP.image_features, 0
         counter = self
@@ -160,7 +160,7 @@ class _EncodeCounter:
 
 def _bare_pass(backbone, X, batch_size, device) -> _Timer:
     """Time of preprocessing + ``encode_image`` over ``X`` (no grad), the reference."""
-    from skpeal.data import Preprocessor, check_images, iter_batches
+    from skpeal.images import Preprocessor, check_images, iter_batches
 
     pre = Preprocessor(
         backbone.image_size,
@@ -209,7 +209,7 @@ def al_run(args, data, *, feature_cache: bool) -> dict:
     """One entropy-sampling AL run with a fresh (cloned) adapter every round."""
     from sklearn.base import clone
 
-    from skpeal.cache import clear_feature_cache
+    from skpeal.features import clear_feature_cache
     from skpeal.strategies import entropy_sampling
 
     clear_feature_cache()
@@ -387,13 +387,13 @@ def p4_child(args) -> None:
         feature_cache=bool(args.feature_cache),
         classnames=list(FASHION_MNIST_CLASSNAMES),
     ).fit(paths[:4])
-    from skpeal._encoding import auto_batch_size
+    from skpeal._runtime import auto_batch_size
 
     bs = args.batch_size
     if bs == "auto":
         bs = auto_batch_size(est.device_, est._preprocess.image_size)
     est.predict_proba(paths[: 2 * max(bs, 64)])  # warm-up: libraries, allocator
-    from skpeal.cache import clear_feature_cache, get_feature_cache
+    from skpeal.features import clear_feature_cache, get_feature_cache
 
     clear_feature_cache()
     baseline = _rss_mb()
@@ -513,7 +513,7 @@ def main(argv=None) -> int:
     print(f"load average at start: {_load()}", flush=True)
     data = load_fashion_mnist(n_train=args.pool, n_test=args.test, random_state=args.seed)
     backbone = load_backbone(args.model, _pretrained(args.pretrained))  # warm: imports, caches
-    from skpeal._encoding import auto_batch_size
+    from skpeal._runtime import auto_batch_size
 
     args.bs = args.batch_size
     if args.bs == "auto":

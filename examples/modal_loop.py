@@ -16,9 +16,8 @@ balanced; a pretrained backbone is what makes both work. For real work use e.g.
 (uint8 arrays, float arrays, tensors, or lists of file paths).
 
 modAL 0.4.2.1 passes ``force_all_finite=`` to scikit-learn, which scikit-learn >= 1.8
-rejects; importing skpeal installs a compatibility shim scoped to modAL (see
-:mod:`skpeal.modal_compat`; undo with ``skpeal.modal_compat.disable()`` or
-``SKPEAL_MODAL_COMPAT=0``).
+rejects; importing ``skpeal.strategies`` installs a compatibility shim scoped to modAL
+(undo with ``skpeal.compat.modal.disable()`` or ``SKPEAL_MODAL_COMPAT=0``).
 """
 
 import time

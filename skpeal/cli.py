@@ -1,11 +1,20 @@
-"""The ``skpeal`` command line: ``demo``, ``run`` and ``report`` (thin over experiment.py)."""
+"""The ``skpeal`` command line: ``demo``, ``run`` and ``report``, thin over the experiment API.
+
+The options of ``skpeal run`` are built from the fields of
+:class:`~skpeal.experiment.ExperimentConfig`, so their defaults are the config's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
+
+from . import experiment
+from .distributed import RayPoolScorer, init_ray, shutdown_ray
+from .experiment import ExperimentConfig
 
 __all__ = ["main"]
 
@@ -24,6 +33,42 @@ DEMO = dict(
 )
 
 
+#: Command-line options that set :class:`skpeal.CLIPAdapterClassifier` parameters of every
+#: round (``estimator_params``); unset, the estimator's own defaults apply.
+ESTIMATOR_OPTIONS = {
+    "epochs": ("max_epochs", int, "training epochs per round"),
+    "lr": ("lr", float, "learning rate"),
+    "optimizer": ("optimizer", str, "'sgd' or 'adamw'"),
+    "n-ctx": ("n_ctx", int, "prompt context vectors"),
+    "batch-size": ("batch_size", int, "training batch size"),
+    "device": ("device", str, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+}
+
+
+def _add_config_options(run: argparse.ArgumentParser) -> None:
+    """One option per :class:`~skpeal.experiment.ExperimentConfig` field, defaults from it."""
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.name == "estimator_params":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        cli = dict(f.metadata["cli"])
+        if f.default is dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = f.default
+        if isinstance(default, bool):
+            run.add_argument(flag, action="store_true", help=f.metadata["help"])
+            continue
+        required = cli.pop("required", False)
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        help = f.metadata["help"] + ("" if required else f" (default: {shown})")
+        run.add_argument(flag, default=None if required else default, required=required,
+                         help=help, **cli)
+    for flag, (_, type_, help) in ESTIMATOR_OPTIONS.items():
+        run.add_argument(f"--{flag}", type=type_, default=None,
+                         help=f"{help} (default: the estimator's)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skpeal",
@@ -37,37 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     run = sub.add_parser("run", help="run the active-learning protocol")
-    run.add_argument("--data", required=True,
-                     help="'fashion-mnist', 'digits', or a folder with one sub-folder per class")
-    run.add_argument("--model", default="effnet-lite0-minilm", help="backbone name or path")
-    run.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
-    run.add_argument("--adapter", choices=["prompt", "lora"], default="prompt")
-    run.add_argument("--strategies", nargs="+", default=["random", "entropy",
-                                                         "calibrated-entropy"],
-                     help="e.g. random entropy calibrated-entropy badge coreset featdist "
-                          "linear-probe")
-    run.add_argument("--rounds", type=int, default=8, help="rounds, round 0 included")
-    run.add_argument("--budget", type=int, default=None,
-                     help="labels per round (default: the number of classes)")
-    run.add_argument("--gamma", type=float, default=0.1, help="PCB candidate fraction")
-    run.add_argument("--balance", choices=["pcb", "none"], default="pcb")
-    run.add_argument("--seeds", type=int, nargs="+", default=[0])
-    run.add_argument("--pool-size", type=int, default=None, help="subsample the pool (seeded)")
-    run.add_argument("--test-size", type=int, default=None, help="subsample the test set")
-    run.add_argument("--data-seed", type=int, default=0, help="seed of the subsamples")
-    run.add_argument("--init", choices=["random", "zero-shot"], default="random",
-                     help="how round 0 is chosen")
-    run.add_argument("--warm-start", action="store_true",
-                     help="start each round from the previous adapter")
-    run.add_argument("--calibration", choices=["balanced", "sum", "effective"],
-                     default="balanced", help="loss of the calibrated-* strategies")
-    run.add_argument("--calibration-weight", type=float, default=1.0)
-    run.add_argument("--epochs", type=int, default=10, help="training epochs per round")
-    run.add_argument("--lr", type=float, default=None, help="learning rate")
-    run.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
-    run.add_argument("--n-ctx", type=int, default=None, help="prompt context vectors")
-    run.add_argument("--batch-size", type=int, default=None)
-    run.add_argument("--device", default="auto")
+    _add_config_options(run)
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -80,21 +95,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config_from_args(args):
-    from .experiment import ExperimentConfig
-
-    est = {"max_epochs": args.epochs, "device": args.device}
-    for name in ("lr", "optimizer", "n_ctx", "batch_size"):
-        if getattr(args, name) is not None:
-            est[name] = getattr(args, name)
-    return ExperimentConfig(
-        data=args.data, strategies=args.strategies, model=args.model,
-        pretrained=args.pretrained, adapter=args.adapter, rounds=args.rounds,
-        budget=args.budget, gamma=args.gamma, balance=args.balance, seeds=args.seeds,
-        pool_size=args.pool_size, test_size=args.test_size, data_seed=args.data_seed,
-        init=args.init, warm_start=args.warm_start, calibration=args.calibration,
-        calibration_weight=args.calibration_weight, estimator_params=est,
-    )
+def _config_from_args(args) -> ExperimentConfig:
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
+              if f.name != "estimator_params"}
+    est = {}
+    for flag, (param, _, _) in ESTIMATOR_OPTIONS.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            est[param] = value
+    return ExperimentConfig(**fields, estimator_params=est)
 
 
 def main(argv=None) -> int:
@@ -115,8 +124,6 @@ def main(argv=None) -> int:
     if args.command == "demo":  # the demo's backbone is built from local files only
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from . import experiment
-
         if args.command == "report":
             experiment.write_report(args.out)
             print(open(os.path.join(args.out, "summary.md")).read())
@@ -129,8 +136,6 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         scorer, ray_started = None, False
         if getattr(args, "ray", None):
-            from .distributed import RayPoolScorer, init_ray
-
             ray_started = init_ray(args.ray)
             scorer = RayPoolScorer()
         try:
@@ -138,9 +143,7 @@ def main(argv=None) -> int:
                                       progress=not args.quiet, scorer=scorer)
         finally:
             if ray_started:
-                import ray
-
-                ray.shutdown()
+                shutdown_ray()
         print(open(os.path.join(args.out, "summary.md")).read())
         print(f"finished in {time.perf_counter() - start:.0f} s; results, summary and plots "
               f"in {args.out}")

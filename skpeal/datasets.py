@@ -25,11 +25,14 @@ import gzip
 import os
 import shutil
 import subprocess
-from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
+
+from ._validation import check_int, check_real
 
 __all__ = [
     "FASHION_MNIST_CLASSNAMES",
@@ -236,8 +239,7 @@ def _subsample(y: np.ndarray, n, rng: np.random.RandomState, name: str) -> np.nd
     """Sorted indices of a stratified sample of ``n`` entries of ``y`` (all when None)."""
     if n is None:
         return np.arange(len(y))
-    if not isinstance(n, Integral) or isinstance(n, bool) or not 1 <= n <= len(y):
-        raise ValueError(f"{name} must be None or an integer in [1, {len(y)}], got {n!r}")
+    n = check_int(name, n, 1, len(y), extra="None or ")
     classes, y_idx = np.unique(y, return_inverse=True)
     counts = np.bincount(y_idx)
     # largest-remainder allocation of n over the classes, ties broken at random
@@ -257,7 +259,7 @@ def _subsample(y: np.ndarray, n, rng: np.random.RandomState, name: str) -> np.nd
 
 
 def load_digits_images(*, test_size=0.25, random_state=0) -> Bunch:
-    """scikit-learn's handwritten digits (1,797 grey 8x8 images, 10 classes) as images.
+    """The handwritten digits of scikit-learn (1,797 grey 8x8 images, 10 classes) as images.
 
     Parameters
     ----------
@@ -286,8 +288,6 @@ def load_digits_images(*, test_size=0.25, random_state=0) -> Bunch:
     >>> data.X_train.dtype, data.X_train.shape[1:], data.classnames[3]
     (dtype('uint8'), (8, 8), 'three')
     """
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     y = digits.target.astype(np.int64)
@@ -306,13 +306,7 @@ def load_digits_images(*, test_size=0.25, random_state=0) -> Bunch:
 
 
 def _check_test_size(test_size) -> float:
-    if (
-        not isinstance(test_size, Real)
-        or isinstance(test_size, bool)
-        or not 0.0 < float(test_size) < 1.0
-    ):
-        raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
-    return float(test_size)
+    return check_real("test_size", test_size, 0.0, 1.0, closed="neither")
 
 
 def _stratified_split(y: np.ndarray, test_size, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -468,8 +462,6 @@ def _flatten(files: dict[str, list[str]], classnames: list[str]) -> tuple[np.nda
 
 
 def _check_readable(paths) -> None:
-    from PIL import Image
-
     bad = []
     for p in paths:
         try:

@@ -3,33 +3,47 @@
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import __version__
-from ._encoding import ImageEncoder, auto_batch_size, feature_space
-from ._model import AdaptedCLIP
-from ._training import autocast_dtype, predict_logits, train
+from ._runtime import (
+    auto_batch_size,
+    autocast_dtype,
+    cuda_devices,
+    loadable_device,
+    resolve_device,
+)
+from ._spec import FitSpec
+from ._validation import (
+    InvalidParameterError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    seed_from,
+)
+from ._version import __version__
+from .adapters import LORA_TOWERS
 from .backbones import load_backbone
-from .cache import get_feature_cache
-from .data import Preprocessor, check_images
+from .features import get_feature_cache
+from .features.encoder import ImageEncoder
+from .features.keys import feature_space
+from .images import Preprocessor, check_images
 from .losses import CALIBRATION_MODES
+from .nn import AdaptedCLIP, predict_logits, train
 
 __all__ = ["CLIPAdapterClassifier"]
 
 _DEFAULT_TEMPLATES = ("a photo of a {}.",)
-# Parameters that determine the shape of the adapted network (what a saved adapter needs).
-_STRUCTURAL = (
-    "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific", "lora_r",
-    "lora_alpha", "lora_towers", "lora_targets", "templates",
-)
 
 
 class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
@@ -49,7 +63,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         an open_clip ``hf-hub:``/``local-dir:`` name, a local folder, or a model-config
         JSON file. See :func:`skpeal.backbones.load_backbone`.
     pretrained : str, path-like or None, default="openai"
-        open_clip pretrained tag, local weights file, or None for random weights.
+        An open_clip pretrained tag, a local weights file, or None for random weights.
     classes : array-like or None, default=None
         The full list of labels. Given, ``classes_`` is ``np.unique(classes)`` whatever
         labels ``y`` holds, so classes without a label yet can still be predicted (the
@@ -101,6 +115,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     optimizer : {"sgd", "adamw"}, default="sgd"
         SGD uses momentum 0.9.
     weight_decay : float, default=5e-4
+        Weight decay of the optimiser.
     warmup_epochs : int, default=1
         Linear learning-rate warm-up, then a cosine decay to 0 over the remaining steps.
     augment : bool, default=False
@@ -115,11 +130,11 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Ignored otherwise.
     feature_cache : bool, default=True
         Frozen image tower (prompt adapter, or ``lora_towers="text"``): keep image
-        features in the process-wide cache of :mod:`skpeal.cache`, so every image is
+        features in the process-wide cache of :mod:`skpeal.features`, so every image is
         encoded once for all epochs, fits, predictions and active-learning rounds, also
         across :func:`~sklearn.base.clone`. Entries are keyed by the image content and
         the backbone, its weights and preprocessing, so they are never stale; the cache's
-        memory is bounded (``skpeal.cache.get_feature_cache().max_bytes``, default 1 GiB).
+        memory is bounded (``skpeal.features.get_feature_cache().max_bytes``, default 1 GiB).
         False encodes images whenever they are needed (every epoch, every call), as
         reference implementations do; results are the same, only slower. Ignored when
         the image tower is trained.
@@ -156,7 +171,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         Class labels, the column order of :meth:`predict_proba`.
     model_ : torch.nn.Module
-        The backbone with its adapter (``skpeal._model.AdaptedCLIP``).
+        The backbone with its adapter (``skpeal.nn.AdaptedCLIP``).
     history_ : list of dict
         Per epoch: ``epoch``, ``loss``, ``ce``, ``calibration``, ``calibration_weight``,
         ``train_accuracy``, ``lr``, ``time`` (seconds). Empty for zero-shot fits.
@@ -167,7 +182,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
     See Also
     --------
-    skpeal.strategies : query strategies for modAL's ``ActiveLearner``.
+    skpeal.strategies : Query strategies for modAL's ``ActiveLearner``.
 
     Notes
     -----
@@ -263,79 +278,9 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _validated_params(self) -> dict:
+        """``get_params()`` checked against :data:`_PARAM_CHECKS`, values normalised."""
         p = self.get_params()
-
-        def choice(name, options):
-            if p[name] not in options:
-                raise ValueError(f"{name} must be one of {options}, got {p[name]!r}")
-
-        def integer(name, low):
-            v = p[name]
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-            p[name] = int(v)
-
-        def real(name, low, high=np.inf, low_open=False):
-            v = p[name]
-            bad = not isinstance(v, numbers.Real) or isinstance(v, bool) or not np.isfinite(v)
-            if not bad:
-                bad = v <= low if low_open else v < low
-                bad = bad or v > high
-            if bad:
-                raise ValueError(f"{name} must be a number in {'(' if low_open else '['}"
-                                 f"{low}, {high}], got {v!r}")
-            p[name] = float(v)
-
-        choice("adapter", ("prompt", "lora"))
-        choice("calibration", (None, *CALIBRATION_MODES))
-        choice("optimizer", ("sgd", "adamw"))
-        choice("precision", ("auto", "fp32", "bf16", "fp16"))
-        choice("lora_towers", ("both", "vision", "text"))
-        for name, low in (("n_ctx", 1), ("lora_r", 1), ("max_epochs", 0), ("batch_size", 1),
-                          ("warmup_epochs", 0), ("verbose", 0),
-                          ("augment_views", 1)):
-            integer(name, low)
-        if p["num_workers"] is not None:
-            integer("num_workers", 0)
-        v = p["predict_batch_size"]
-        if not (isinstance(v, str) and v == "auto"):
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-                raise ValueError(
-                    f"predict_batch_size must be 'auto' or an integer >= 1, got {v!r}"
-                )
-            p["predict_batch_size"] = int(v)
-        if not isinstance(p["feature_cache"], (bool, np.bool_)):
-            raise ValueError(f"feature_cache must be a bool, got {p['feature_cache']!r}")
-        p["feature_cache"] = bool(p["feature_cache"])
-        real("lr", 0.0, low_open=True)
-        real("weight_decay", 0.0)
-        real("lora_alpha", 0.0, low_open=True)
-        real("lora_dropout", 0.0, 0.999)
-        real("calibration_weight", 0.0)
-        if p["calibration_warmup"] is None:
-            p["calibration_warmup"] = 0.0
-        real("calibration_warmup", 0.0, 0.999)
-        if not isinstance(p["warm_start"], (bool, np.bool_)):
-            raise ValueError(f"warm_start must be a bool, got {p['warm_start']!r}")
-        if not isinstance(p["augment"], (bool, np.bool_)):
-            raise ValueError(f"augment must be a bool, got {p['augment']!r}")
-        if not isinstance(p["class_specific"], (bool, np.bool_)):
-            raise ValueError(f"class_specific must be a bool, got {p['class_specific']!r}")
-        ctx = p["ctx_init"]
-        if ctx is not None and not (isinstance(ctx, str) and ctx.strip()):
-            raise ValueError(f"ctx_init must be None or non-empty words, got {ctx!r}")
-        templates = _DEFAULT_TEMPLATES if p["templates"] is None else p["templates"]
-        if isinstance(templates, str):
-            templates = [templates]
-        templates = list(templates)
-        if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
-            raise ValueError(
-                f"templates must be a non-empty list of strings with exactly one '{{}}', "
-                f"got {p['templates']!r}"
-            )
-        p["templates"] = tuple(templates)
-        p["device"] = _resolve_device(p["device"])
-        return p
+        return {name: _PARAM_CHECKS.get(name, _unchecked)(name, v) for name, v in p.items()}
 
     def _resolve_classes(self, y):
         """classes_ and the text of each class, validated against y."""
@@ -381,23 +326,17 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         return classes, [names[c] for c in classes]
 
     # ------------------------------------------------------------------ building
-    def _build(self, params, classnames):
-        backbone = load_backbone(params["model"], params["pretrained"])
-        if params["adapter"] == "prompt":
-            kw = dict(n_ctx=params["n_ctx"], ctx_init=params["ctx_init"],
-                      class_specific=bool(params["class_specific"]))
-        else:
-            kw = dict(r=params["lora_r"], alpha=params["lora_alpha"],
-                      dropout=params["lora_dropout"], towers=params["lora_towers"],
-                      targets=params["lora_targets"])
-        gen = torch.Generator().manual_seed(params["_seed"])
+    @staticmethod
+    def _build(spec: FitSpec):
+        backbone = load_backbone(spec.model, spec.pretrained)
+        gen = torch.Generator().manual_seed(spec.seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params["_seed"])  # peft draws LoRA weights from the global RNG
-            module = AdaptedCLIP(backbone, classnames, params["templates"], params["adapter"],
-                                 kw, gen)
+            torch.manual_seed(spec.seed)  # peft draws LoRA weights from the global RNG
+            module = AdaptedCLIP(backbone, list(spec.classnames), list(spec.templates),
+                                 spec.adapter.kind, spec.adapter.module_kwargs(), gen)
         pre = Preprocessor(backbone.image_size, backbone.mean, backbone.std,
                            backbone.interpolation, backbone.resize_mode)
-        return module.to(params["device"]), pre, gen
+        return module.to(spec.runtime.device), pre, gen
 
     # ------------------------------------------------------------------ sklearn API
     def fit(self, X, y=None):
@@ -406,7 +345,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, torch.Tensor or sequence of paths / PIL images
-            Images; see :mod:`skpeal.data` for the accepted forms.
+            Images: an array ``(n, H, W[, C])`` (uint8 in [0, 255] or floats in [0, 1]),
+            a tensor ``(n, C, H, W)``, or a sequence of file paths, PIL images or arrays.
         y : array-like of shape (n_samples,) or None
             Labels, any hashable values (str, int, ...). None is allowed only with
             ``max_epochs=0`` and ``classes`` given: a zero-shot model with no label at
@@ -415,6 +355,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : CLIPAdapterClassifier
+            The fitted estimator.
         """
         params = self._validated_params()
         source = check_images(X)
@@ -430,52 +371,49 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X has {len(source)} images but y has {len(y)} labels")
             check_classification_targets(y)
         classes, classnames = self._resolve_classes(y)
-        params["_seed"] = _seed_from(self.random_state)
-        params["_classnames"] = classnames
-        module, pre, gen = self._build(params, classnames)
-        if params["warm_start"] and self._can_warm_start(params, classes):
+        spec = FitSpec.from_params(params, seed=seed_from(self.random_state),
+                                   classnames=classnames)
+        module, pre, gen = self._build(spec)
+        if spec.warm_start and self._can_warm_start(spec, classes):
             module.load_adapter_state_dict(self.model_.adapter_state_dict())
             module.zero_shot = self.model_.zero_shot
-        dtype = autocast_dtype(params["device"], params["precision"])
+        device = spec.runtime.device
+        dtype = autocast_dtype(device, spec.runtime.precision)
         history = []
-        if y is not None and params["max_epochs"] > 0:
+        if y is not None and spec.train.max_epochs > 0:
             y_idx = np.searchsorted(classes, y)
-            progress = None
-            if params["verbose"] > 0:
-                from tqdm.auto import tqdm
-
-                progress = tqdm(total=params["max_epochs"], desc="fit", unit="epoch")
-            with torch.random.fork_rng(devices=_cuda_devices(params["device"])):
-                torch.manual_seed(params["_seed"])  # LoRA dropout
+            progress = _progress_bar(spec)
+            with torch.random.fork_rng(devices=cuda_devices(device)):
+                torch.manual_seed(spec.seed)  # LoRA dropout
                 try:
-                    history = train(module, source, y_idx, pre, params=params,
-                                    device=params["device"], dtype=dtype, generator=gen,
-                                    encoder=_encoder(module, pre, params), progress=progress)
+                    history = train(module, source, y_idx, pre, spec=spec.train,
+                                    reuse_features=spec.runtime.feature_cache, device=device,
+                                    dtype=dtype, generator=gen,
+                                    encoder=_encoder(module, pre, spec), progress=progress)
                 finally:
                     if progress is not None:
                         progress.close()
         self.classes_ = classes
         self.model_ = module
         self.history_ = history
-        self.device_ = params["device"]
+        self.device_ = device
         self.n_trainable_params_ = sum(p.numel() for p in module.adapter_parameters())
-        self._fit_params = params
+        self._fit_spec = spec
         self._preprocess = pre
         return self
 
-    def _can_warm_start(self, params, classes) -> bool:
+    def _can_warm_start(self, spec: FitSpec, classes) -> bool:
         """A previous fit exists with the same classes and adapter structure."""
-        prev = getattr(self, "_fit_params", None)
+        prev = getattr(self, "_fit_spec", None)
         if getattr(self, "model_", None) is None or prev is None:
             return False
-        return np.array_equal(self.classes_, classes) and all(
-            prev.get(k) == params.get(k) for k in (*_STRUCTURAL, "_classnames")
-        )
+        return (np.array_equal(self.classes_, classes) and prev.structure() == spec.structure()
+                and prev.classnames == spec.classnames)
 
     def _predict_logits(self, X, features=True):
         check_is_fitted(self, "model_")
         source = check_images(X)
-        encoder = _encoder(self.model_, self._preprocess, self._fit_params)
+        encoder = _encoder(self.model_, self._preprocess, self._fit_spec)
         return predict_logits(self.model_, source, encoder, return_features=features)
 
     def predict_proba_embed(self, X):
@@ -483,11 +421,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images
+        X : array-like, torch.Tensor or sequence of paths / PIL images
+            Images, in any form :meth:`fit` accepts.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes), float64
+            Class probabilities, columns in ``classes_`` order.
         features : ndarray of shape (n_samples, n_features), float64
             L2-normalised image features of the current model.
         """
@@ -500,7 +440,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images
+        X : array-like, torch.Tensor or sequence of paths / PIL images
+            Images, in any form :meth:`fit` accepts.
 
         Returns
         -------
@@ -515,11 +456,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images
+        X : array-like, torch.Tensor or sequence of paths / PIL images
+            Images, in any form :meth:`fit` accepts.
 
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes), float64
+            Log-probabilities, columns in ``classes_`` order.
         """
         logits, _ = self._predict_logits(X, features=False)
         return torch.log_softmax(logits.double(), dim=1).numpy()
@@ -529,7 +472,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images
+        X : array-like, torch.Tensor or sequence of paths / PIL images
+            Images, in any form :meth:`fit` accepts.
 
         Returns
         -------
@@ -544,11 +488,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images
+        X : array-like, torch.Tensor or sequence of paths / PIL images
+            Images, in any form :meth:`fit` accepts.
 
         Returns
         -------
         features : ndarray of shape (n_samples, n_features), float64
+            One row per image, unit length.
         """
         return self.predict_proba_embed(X)[1]
 
@@ -560,7 +506,6 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         if module is not None:
             state["_adapter_state"] = module.adapter_state_dict()
             state["_zero_shot"] = module.zero_shot
-            state["_fit_params"] = {**state["_fit_params"], "device": str(self.device_)}
         state.pop("device_", None)
         state["_skpeal_version"] = __version__
         return state
@@ -569,20 +514,24 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         adapter_state = state.pop("_adapter_state", None)
         zero_shot = state.pop("_zero_shot", True)
         state.pop("_skpeal_version", None)
+        old = state.pop("_fit_params", None)  # written by skpeal 0.1.0: a dict of params
+        if old is not None:
+            state["_fit_spec"] = FitSpec.from_params(old, seed=old["_seed"],
+                                                     classnames=old["_classnames"])
         self.__dict__.update(state)
         if adapter_state is not None:
-            params = dict(self._fit_params)
-            params["device"] = _loadable_device(params["device"])
-            self._restore(params, adapter_state, zero_shot)
+            spec = self._fit_spec
+            self._restore(spec.on_device(loadable_device(spec.runtime.device)), adapter_state,
+                          zero_shot)
 
-    def _restore(self, params, adapter_state, zero_shot):
-        module, pre, _ = self._build(params, params["_classnames"])
+    def _restore(self, spec: FitSpec, adapter_state, zero_shot):
+        module, pre, _ = self._build(spec)
         module.load_adapter_state_dict(adapter_state)
         module.zero_shot = zero_shot
         self.model_ = module
         self._preprocess = pre
-        self.device_ = params["device"]
-        self._fit_params = params
+        self.device_ = spec.runtime.device
+        self._fit_spec = spec
 
     def save_adapter(self, path):
         """Save the adapter weights and what is needed to rebuild them (safetensors).
@@ -593,17 +542,16 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         path : str or path-like
+            The safetensors file.
         """
         check_is_fitted(self, "model_")
-        from safetensors.torch import save_file
-
-        p = self._fit_params
+        spec = self._fit_spec
         classes = self.classes_.tolist()
         meta = {
             "skpeal_version": __version__,
-            "params": {k: (list(p[k]) if isinstance(p[k], tuple) else p[k]) for k in _STRUCTURAL},
+            "params": spec.structure(),
             "classes": classes,
-            "classnames": p["_classnames"],
+            "classnames": list(spec.classnames),
             "zero_shot": self.model_.zero_shot,
         }
         try:
@@ -626,31 +574,29 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         path : str or path-like
+            The safetensors file.
 
         Returns
         -------
         self : CLIPAdapterClassifier
+            The fitted estimator.
         """
-        from safetensors import SafetensorError, safe_open
-
         try:
             with safe_open(os.fspath(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {})["skpeal"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (KeyError, ValueError, OSError, SafetensorError) as exc:
             raise ValueError(f"{os.fspath(path)!r} is not an skpeal adapter file: {exc}") from None
-        params = self._validated_params()
-        mine = {k: (list(params[k]) if isinstance(params[k], tuple) else params[k])
-                for k in _STRUCTURAL}
+        spec = FitSpec.from_params(self._validated_params(), seed=0,
+                                   classnames=meta["classnames"])
+        mine = spec.structure()
         diff = {k: (mine[k], v) for k, v in meta["params"].items() if mine.get(k) != v}
         if diff:
             raise ValueError(
                 "the adapter file was saved with other parameters: "
                 + ", ".join(f"{k}={b!r} (this estimator has {a!r})" for k, (a, b) in diff.items())
             )
-        params["_seed"] = 0
-        params["_classnames"] = meta["classnames"]
-        self._restore(params, tensors, meta["zero_shot"])
+        self._restore(spec, tensors, meta["zero_shot"])
         self.classes_ = np.asarray(meta["classes"])
         self.history_ = []
         self.n_trainable_params_ = sum(t.numel() for t in tensors.values())
@@ -664,72 +610,105 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
-def _encoder(module, preprocess, params) -> ImageEncoder:
+def _encoder(module, preprocess, spec: FitSpec) -> ImageEncoder:
     """The image encoder of a fitted module: through the feature cache when it may be."""
-    device = params["device"]
-    dtype = autocast_dtype(device, params["precision"])
+    rt = spec.runtime
+    dtype = autocast_dtype(rt.device, rt.precision)
     cache = space = None
-    if module.vision_frozen and params.get("feature_cache", True):
+    if module.vision_frozen and rt.feature_cache:
         cache = get_feature_cache()
-        space = feature_space(module, preprocess, model=params["model"],
-                              pretrained=params["pretrained"], device=device, dtype=dtype)
-    batch_size = params["predict_batch_size"]
+        space = feature_space(module, preprocess, model=spec.model, pretrained=spec.pretrained,
+                              device=rt.device, dtype=dtype)
+    batch_size = rt.predict_batch_size
     if batch_size == "auto":
-        batch_size = auto_batch_size(device, preprocess.image_size)
-    return ImageEncoder(module, preprocess, device=device, dtype=dtype,
-                        batch_size=batch_size,
-                        num_workers=params.get("num_workers"), cache=cache, space=space)
+        batch_size = auto_batch_size(rt.device, preprocess.image_size)
+    return ImageEncoder(module, preprocess, device=rt.device, dtype=dtype, batch_size=batch_size,
+                        num_workers=rt.num_workers, cache=cache, space=space)
 
 
-def _seed_from(random_state) -> int:
-    """An int seed from ``random_state`` without touching any global random state."""
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0])
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state) % (2**63)
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**63))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(2**31))
-    raise ValueError(
-        f"random_state must be None, an int or a numpy generator, got {random_state!r}"
-    )
+def _progress_bar(spec: FitSpec):
+    """A tqdm bar over epochs when ``verbose > 0``, else None."""
+    if spec.verbose <= 0:
+        return None
+    from tqdm.auto import tqdm  # only for verbose fits: tqdm.auto probes for notebooks
+
+    return tqdm(total=spec.train.max_epochs, desc="fit", unit="epoch")
 
 
-def _resolve_device(device) -> torch.device:
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
-        ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA devices")
-    elif dev.type != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return dev
+# ------------------------------------------------------------------ parameter constraints
+def _unchecked(name, value):
+    return value
 
 
-def _loadable_device(saved: str) -> torch.device:
-    """The saved device when it exists here, else the CPU (a GPU pickle loads anywhere)."""
-    dev = torch.device(saved)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    return dev
+def _templates(name, value):
+    templates = _DEFAULT_TEMPLATES if value is None else value
+    if isinstance(templates, str):
+        templates = [templates]
+    templates = list(templates)
+    if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
+        raise InvalidParameterError(
+            f"templates must be a non-empty list of strings with exactly one '{{}}', "
+            f"got {value!r}"
+        )
+    return tuple(templates)
 
 
-def _cuda_devices(device: torch.device) -> list[int]:
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]
+def _ctx_init(name, value):
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise InvalidParameterError(f"ctx_init must be None or non-empty words, got {value!r}")
+    return value
+
+
+def _predict_batch_size(name, value):
+    if isinstance(value, str) and value == "auto":
+        return value
+    return check_int(name, value, 1, extra="'auto' or ")
+
+
+def _optional(check):
+    def f(name, value):
+        return None if value is None else check(name, value)
+
+    return f
+
+
+def _warmup_fraction(name, value):
+    return check_real(name, 0.0 if value is None else value, 0.0, 1.0, closed="left")
+
+
+def _device(name, value):
+    return resolve_device(value)
+
+
+#: How each parameter of :class:`CLIPAdapterClassifier` is checked (and normalised) at
+#: fit; parameters not listed (``model``, ``pretrained``, ``classes``, ``classnames``,
+#: ``lora_targets``, ``random_state``) are checked where they are used.
+_PARAM_CHECKS = {
+    "adapter": partial(check_choice, options=("prompt", "lora")),
+    "calibration": partial(check_choice, options=(None, *CALIBRATION_MODES)),
+    "optimizer": partial(check_choice, options=("sgd", "adamw")),
+    "precision": partial(check_choice, options=("auto", "fp32", "bf16", "fp16")),
+    "lora_towers": partial(check_choice, options=LORA_TOWERS),
+    "n_ctx": partial(check_int, low=1),
+    "lora_r": partial(check_int, low=1),
+    "max_epochs": partial(check_int, low=0),
+    "batch_size": partial(check_int, low=1),
+    "warmup_epochs": partial(check_int, low=0),
+    "verbose": partial(check_int, low=0),
+    "augment_views": partial(check_int, low=1),
+    "num_workers": _optional(partial(check_int, low=0)),
+    "predict_batch_size": _predict_batch_size,
+    "feature_cache": check_bool,
+    "warm_start": check_bool,
+    "augment": check_bool,
+    "class_specific": check_bool,
+    "lr": partial(check_real, low=0.0, closed="right"),
+    "weight_decay": partial(check_real, low=0.0),
+    "lora_alpha": partial(check_real, low=0.0, closed="right"),
+    "lora_dropout": partial(check_real, low=0.0, high=1.0, closed="left"),
+    "calibration_weight": partial(check_real, low=0.0),
+    "calibration_warmup": _warmup_fraction,
+    "ctx_init": _ctx_init,
+    "templates": _templates,
+    "device": _device,
+}

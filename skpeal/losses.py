@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from ._validation import check_choice, check_real
+
 __all__ = [
     "CALIBRATION_MODES",
     "calibration_loss",
@@ -82,14 +84,14 @@ def group_weights(
             return 0.0, 0.0
         return n_incorrect / n, n_correct / n
     if mode == "effective":
-        if not 0.0 < beta < 1.0:
-            raise ValueError(f"beta must be in (0, 1), got {beta!r}")
+        check_real("beta", beta, 0.0, 1.0, closed="neither")
         raw = [(1.0 - beta) / (1.0 - beta**k) if k > 0 else 0.0 for k in (n_correct, n_incorrect)]
         total = sum(raw)
         if total == 0.0:
             return 0.0, 0.0
         return raw[0] / total, raw[1] / total
-    raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+    check_choice("calibration mode", mode, CALIBRATION_MODES)
+    raise AssertionError(mode)  # pragma: no cover - check_choice raised
 
 
 def calibration_loss(
@@ -134,7 +136,7 @@ def calibration_loss(
             f"target must have shape ({logits.shape[0]},), got {tuple(target.shape)}"
         )
     if mode not in CALIBRATION_MODES:
-        raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+        check_choice("calibration mode", mode, CALIBRATION_MODES)
     h = torch.tanh(entropy(logits))
     with torch.no_grad():
         correct = logits.argmax(dim=-1) == target
@@ -178,8 +180,7 @@ def calibration_weight_at(progress: float, weight: float, warmup: float | None =
     """
     if not warmup:
         return float(weight)
-    if not 0.0 < warmup < 1.0:
-        raise ValueError(f"calibration_warmup must be in [0, 1), got {warmup!r}")
+    warmup = check_real("calibration_warmup", warmup, 0.0, 1.0, closed="left")
     progress = min(max(float(progress), 0.0), 1.0)
     start = weight / 100.0
     if progress < warmup:

@@ -25,10 +25,10 @@ column indices ``0 .. n_classes - 1``. The top-label prediction is
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+from ._validation import check_int, check_proba, label_columns
 
 __all__ = [
     "area_under_learning_curve",
@@ -36,11 +36,6 @@ __all__ = [
     "expected_calibration_error",
     "reliability_curve",
 ]
-
-#: Absolute tolerance on row sums of ``proba`` (float32 softmax outputs sum to 1 within
-#: about 1e-6; this leaves room for many classes).
-_ROW_SUM_ATOL = 1e-4
-
 
 def _as_1d(values, name):
     """Return ``values`` as a non-empty 1-D array, or raise a ValueError naming ``name``."""
@@ -71,45 +66,6 @@ def _first_bad(arr):
     return int(idx[0]) if idx.size == 1 else tuple(int(i) for i in idx)
 
 
-def _check_n_bins(n_bins):
-    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral):
-        raise TypeError(f"n_bins must be an integer, got {n_bins!r}.")
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}.")
-    return int(n_bins)
-
-
-def _check_proba(proba):
-    """Validate a probability matrix: 2-D, finite, in [0, 1], rows summing to 1."""
-    proba = np.asarray(proba)
-    if proba.ndim != 2:
-        raise ValueError(
-            f"proba must be a 2-D array of shape (n_samples, n_classes), got shape {proba.shape}."
-        )
-    if proba.shape[0] == 0:
-        raise ValueError("proba must have at least one row (sample), got 0.")
-    if proba.shape[1] == 0:
-        raise ValueError("proba must have at least one column (class), got 0.")
-    try:
-        proba = proba.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"proba must be numeric, got dtype {proba.dtype}.") from exc
-    if not np.all(np.isfinite(proba)):
-        raise ValueError(f"proba must be finite, got a non-finite value at {_first_bad(proba)}.")
-    if proba.min() < -_ROW_SUM_ATOL or proba.max() > 1 + _ROW_SUM_ATOL:
-        raise ValueError(
-            f"proba must lie in [0, 1], got values in [{proba.min():g}, {proba.max():g}]."
-        )
-    sums = proba.sum(axis=1)
-    off = np.abs(sums - 1.0) > _ROW_SUM_ATOL
-    if np.any(off):
-        row = int(np.flatnonzero(off)[0])
-        raise ValueError(
-            f"proba rows must sum to 1 (within {_ROW_SUM_ATOL}); row {row} sums to {sums[row]:.6g}."
-        )
-    return proba
-
-
 def _label_indices(y_true, n_classes, classes):
     """Map ``y_true`` to column indices of ``proba``, through ``classes`` when given."""
     y_true = _as_1d(y_true, "y_true")
@@ -120,17 +76,7 @@ def _label_indices(y_true, n_classes, classes):
                 f"classes must be 1-D with one entry per column of proba ({n_classes}), "
                 f"got shape {classes.shape}."
             )
-        lookup = {c: i for i, c in enumerate(classes.tolist())}
-        if len(lookup) != n_classes:
-            raise ValueError(f"classes must not contain duplicates, got {classes.tolist()!r}.")
-        labels = y_true.tolist()
-        unknown = sorted({repr(y) for y in labels if y not in lookup})
-        if unknown:
-            raise ValueError(
-                f"y_true contains labels not in classes: {', '.join(unknown[:5])}"
-                f"{' ...' if len(unknown) > 5 else ''}; classes={classes.tolist()!r}."
-            )
-        return np.fromiter((lookup[y] for y in labels), dtype=np.intp, count=len(labels))
+        return label_columns(y_true, classes, name="y_true", classes_name="classes")
     if y_true.dtype.kind == "f" and np.all(np.isfinite(y_true)) and np.all(y_true % 1 == 0):
         y_true = y_true.astype(np.intp)
     if y_true.dtype.kind not in "iu":
@@ -149,7 +95,7 @@ def _label_indices(y_true, n_classes, classes):
 
 def _confidence_and_correct(y_true, proba, classes):
     """Top-label confidence and correctness of each row."""
-    proba = _check_proba(proba)
+    proba = check_proba(proba, min_samples=1)
     y_idx = _label_indices(y_true, proba.shape[1], classes)
     if y_idx.shape[0] != proba.shape[0]:
         raise ValueError(
@@ -231,7 +177,7 @@ def reliability_curve(y_true, proba, *, n_bins=15, classes=None):
     >>> counts
     array([0, 0, 2, 2])
     """
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_int("n_bins", n_bins, 1)
     confidence, correct = _confidence_and_correct(y_true, proba, classes)
     bins = _bin_index(confidence, n_bins)
     counts = np.bincount(bins, minlength=n_bins).astype(np.int64)

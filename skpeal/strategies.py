@@ -36,10 +36,18 @@ Randomness (tie breaking, random picks) comes only from
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from scipy.special import entr
+
+from . import _validation
+from .compat import modal as _modal_compat
+
+# modAL 0.4.2.1 passes force_all_finite= to scikit-learn's check_X_y, which scikit-learn
+# >= 1.8 rejects: importing the strategies (what a modAL loop with skpeal does) patches
+# that name inside modAL only. See skpeal.compat.modal; undo with its disable() or
+# SKPEAL_MODAL_COMPAT=0.
+_modal_compat.enable_from_env()
 
 __all__ = [
     "check_proba",
@@ -55,9 +63,6 @@ __all__ = [
     "featdist_sampling",
     "class_balanced",
 ]
-
-_SUM_ATOL = 1e-4  # float32 softmax outputs sum to 1 within ~1e-6 per row; leave room.
-
 
 # --------------------------------------------------------------------------- validation
 def check_proba(proba, *, name="proba"):
@@ -78,38 +83,15 @@ def check_proba(proba, *, name="proba"):
     Raises
     ------
     ValueError
-        If the array is not 2-D, has no column, contains NaN or infinity, has entries
-        outside [0, 1] or rows that do not sum to 1 (absolute tolerance 1e-4).
+        If the array is not 2-D, has no column, is not numeric, contains NaN or
+        infinity, has entries outside [0, 1] or rows that do not sum to 1 (absolute
+        tolerance 1e-4).
     """
-    p = np.asarray(proba, dtype=np.float64)
-    if p.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_classes), got shape {p.shape}")
-    if p.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one column, got shape {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError(f"{name} contains NaN or infinity")
-    if p.size and (p.min() < -_SUM_ATOL or p.max() > 1 + _SUM_ATOL):
-        raise ValueError(
-            f"{name} entries must lie in [0, 1], got range [{p.min():.6g}, {p.max():.6g}]"
-        )
-    sums = p.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > _SUM_ATOL)
-    if bad.size:
-        raise ValueError(
-            f"{name} rows must sum to 1; row {bad[0]} sums to {sums[bad[0]]:.6g} "
-            f"({bad.size} bad row(s))"
-        )
-    return np.clip(p, 0.0, 1.0)
+    return _validation.check_proba(proba, name=name)
 
 
-def _check_n_instances(n_instances, n_pool):
-    if n_pool == 0:
-        raise ValueError("X_pool is empty: there is nothing to query")
-    if isinstance(n_instances, bool) or not isinstance(n_instances, numbers.Integral):
-        raise ValueError(f"n_instances must be an integer, got {n_instances!r}")
-    if not 1 <= n_instances <= n_pool:
-        raise ValueError(f"n_instances must be in [1, {n_pool}] (the pool size), got {n_instances}")
-    return int(n_instances)
+_check_n_instances = _validation.check_n_instances
+_rng = _validation.as_generator
 
 
 def _num_samples(X):
@@ -120,16 +102,6 @@ def _num_samples(X):
         return len(X)
     except TypeError:
         raise TypeError(f"X_pool must be array-like, got {type(X).__name__}") from None
-
-
-def _rng(random_state):
-    try:
-        return np.random.default_rng(random_state)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            "random_state must be None, an int, a SeedSequence or a numpy Generator, "
-            f"got {random_state!r}"
-        ) from exc
 
 
 # ------------------------------------------------------------------------ score functions
@@ -296,14 +268,8 @@ def _labeled_set(classifier, X_labeled, y_labeled, *, need, strategy):
 
 def _class_index(classes, y):
     """Map labels ``y`` to column indices of ``classes``; unknown labels raise."""
-    lookup = {c: i for i, c in enumerate(classes.tolist())}
-    try:
-        return np.array([lookup[v] for v in y.tolist()], dtype=np.intp)
-    except KeyError as exc:
-        raise ValueError(
-            f"y_labeled contains label {exc.args[0]!r} not in classifier.classes_ "
-            f"{classes.tolist()!r}"
-        ) from None
+    return _validation.label_columns(y, classes, name="y_labeled",
+                                     classes_name="classifier.classes_")
 
 
 def _sq_dists(A, B):
@@ -678,13 +644,7 @@ def class_balanced(strategy, gamma=0.1, *, random_state=None):
     """
     if not callable(strategy):
         raise ValueError(f"strategy must be a callable query function, got {strategy!r}")
-    if (
-        isinstance(gamma, bool)
-        or not isinstance(gamma, numbers.Real)
-        or not (0.0 < float(gamma) <= 1.0)
-    ):
-        raise ValueError(f"gamma must be a number in (0, 1], got {gamma!r}")
-    gamma = float(gamma)
+    gamma = _validation.check_real("gamma", gamma, 0.0, 1.0, closed="right")
     default_rng = _rng(random_state)
 
     def query(classifier, X_pool, n_instances=1, *, random_state=None, **kwargs):

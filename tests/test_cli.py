@@ -13,6 +13,7 @@ from skpeal.cli import main
         (["--budget", "0"], "budget must be an integer >= 1"),
         (["--rounds", "0"], "rounds must be an integer >= 1"),
         (["--data", "/no/such/folder"], "neither 'fashion-mnist'"),
+        (["--optimizer", "adam"], "optimizer must be one of ('sgd', 'adamw')"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(tmp_path, capsys, args, match):
@@ -22,6 +23,21 @@ def test_bad_arguments_give_one_clear_line(tmp_path, capsys, args, match):
     assert main(base + args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("skpeal: error:") and match in err[0]
+
+
+def test_run_options_come_from_the_config_fields():
+    import dataclasses
+
+    from skpeal.cli import _parser
+    from skpeal.experiment import ExperimentConfig
+
+    args = _parser().parse_args(["run", "--data", "digits", "--out", "o"])
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.name in ("data", "estimator_params"):
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert getattr(args, f.name) == default, f.name
+    assert args.epochs is None and args.lr is None  # the estimator's defaults apply
 
 
 def test_empty_class_folder_and_unreadable_image(tmp_path, capsys):

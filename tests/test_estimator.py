@@ -94,9 +94,9 @@ def test_int_and_string_labels_and_classes_param(small_images):
     # classnames as a list aligned with `classes`, or a mapping
     est = CLIPAdapterClassifier(**TINY, max_epochs=0, classes=[2, 1],
                                 classnames=["two", "one"]).fit(X[:4], [1, 2, 1, 2])
-    assert est._fit_params["_classnames"] == ["one", "two"]
+    assert est._fit_spec.classnames == ("one", "two")
     est.set_params(classnames={1: "uno", 2: "dos"}).fit(X[:4], [1, 2, 1, 2])
-    assert est._fit_params["_classnames"] == ["uno", "dos"]
+    assert est._fit_spec.classnames == ("uno", "dos")
 
 
 def test_zero_shot_with_and_without_labels(small_images):
@@ -305,7 +305,7 @@ def test_warm_start_continues_from_the_previous_adapter(small_images):
 
 
 def test_auto_predict_batch_size():
-    from skpeal._encoding import auto_batch_size
+    from skpeal._runtime import auto_batch_size
 
     assert auto_batch_size("cpu", 112) == 16
     assert auto_batch_size("cpu", 224) == 4
@@ -319,19 +319,19 @@ def test_predict_batch_size_does_not_change_predictions(small_images):
     kw = dict(TINY, max_epochs=1, feature_cache=False, random_state=0)
     auto = CLIPAdapterClassifier(**kw).fit(X, y)
     three = CLIPAdapterClassifier(**kw, predict_batch_size=3).fit(X, y)
-    assert auto._fit_params["predict_batch_size"] == "auto"
-    assert three._fit_params["predict_batch_size"] == 3
+    assert auto._fit_spec.runtime.predict_batch_size == "auto"
+    assert three._fit_spec.runtime.predict_batch_size == 3
     np.testing.assert_allclose(three.predict_proba(X), auto.predict_proba(X), rtol=1e-4, atol=1e-5)
 
 
 def test_auto_predict_batch_size_reaches_the_encoder(small_images):
-    from skpeal._encoding import auto_batch_size
+    from skpeal._runtime import auto_batch_size
     from skpeal.estimator import _encoder
 
     X, y = small_images
     est = CLIPAdapterClassifier(**TINY, max_epochs=0, device="cpu").fit(X, y)
-    enc = _encoder(est.model_, est._preprocess, est._fit_params)
+    enc = _encoder(est.model_, est._preprocess, est._fit_spec)
     assert enc.batch_size == auto_batch_size("cpu", est._preprocess.image_size)
     est = CLIPAdapterClassifier(**TINY, max_epochs=0, device="cpu", predict_batch_size=5)
     est.fit(X, y)
-    assert _encoder(est.model_, est._preprocess, est._fit_params).batch_size == 5
+    assert _encoder(est.model_, est._preprocess, est._fit_spec).batch_size == 5

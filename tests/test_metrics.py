@@ -175,7 +175,7 @@ def test_ece_accepts_float32_softmax_rows():
         (["c"], [[0.5, 0.5]], {"classes": ["a", "b"]}, "labels not in classes: 'c'"),
         (["a"], [[0.5, 0.5]], {"classes": ["a"]}, "one entry per column of proba"),
         (["a"], [[0.5, 0.5]], {"classes": ["a", "a"]}, "duplicates"),
-        ([0], [[0.5, 0.5]], {"n_bins": 0}, "n_bins must be >= 1, got 0"),
+        ([0], [[0.5, 0.5]], {"n_bins": 0}, "n_bins must be an integer >= 1, got 0"),
     ],
 )
 def test_calibration_bad_input_raises_value_error(func, y, proba, kwargs, match):

@@ -331,9 +331,9 @@ def test_labelled_set_mismatch_and_unknown_labels():
     clf = FeatureClassifier(np.ones((3, 3)))
     with pytest.raises(ValueError, match="X_labeled has 3 samples but y_labeled has 2"):
         featdist_sampling(clf, X, 2, X_labeled=X[:3], y_labeled=np.array([0, 1]))
-    with pytest.raises(ValueError, match="label 7 not in classifier.classes_"):
+    with pytest.raises(ValueError, match="labels not in classifier.classes_: 7"):
         featdist_sampling(clf, X, 2, X_labeled=X[:2], y_labeled=np.array([0, 7]))
-    with pytest.raises(ValueError, match="label 7 not in classifier.classes_"):
+    with pytest.raises(ValueError, match="labels not in classifier.classes_: 7"):
         class_balanced(entropy_sampling)(clf, X, 2, y_labeled=np.array([0, 7]))
 
 

@@ -12,6 +12,8 @@ import re
 
 from torch import nn
 
+from .._validation import check_choice, check_int, check_real
+
 __all__ = ["LORA_TARGETS", "LORA_TOWERS", "attach_lora", "resolve_lora_targets"]
 
 #: Accepted ``lora_towers`` values.
@@ -76,8 +78,7 @@ def resolve_lora_targets(
     ValueError
         Unknown ``towers``/``targets``, or nothing matched in a requested tower.
     """
-    if towers not in LORA_TOWERS:
-        raise ValueError(f"lora_towers must be one of {LORA_TOWERS}, got {towers!r}")
+    check_choice("lora_towers", towers, LORA_TOWERS)
     wanted = {"vision", "text"} if towers == "both" else {towers}
     if isinstance(targets, str):
         if targets not in LORA_TARGETS:
@@ -157,6 +158,9 @@ def attach_lora(
         Towers that get adapters; see :func:`resolve_lora_targets`.
     targets : {"attention", "mlp", "attention+mlp"} or list of str, default="attention"
         Layers that get adapters; see :func:`resolve_lora_targets`.
+    defaults : dict or None, default=None
+        Per-tower patterns used where a named group matches nothing; see
+        :func:`resolve_lora_targets`.
 
     Returns
     -------
@@ -165,10 +169,8 @@ def attach_lora(
     """
     from peft import LoraConfig, get_peft_model
 
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ValueError(f"lora_r must be a positive integer, got {r!r}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"lora_dropout must be in [0, 1), got {dropout!r}")
+    r = check_int("lora_r", r, 1)
+    dropout = check_real("lora_dropout", dropout, 0.0, 1.0, closed="left")
     names = resolve_lora_targets(model, towers, targets, defaults)
     config = LoraConfig(
         r=r,

@@ -9,10 +9,10 @@ driver without gathering the pool. Only this package imports Ray, and only when 
   is approximated is listed in its Notes);
 * :func:`distributed_strategy`: the same as a modAL ``query_strategy``;
 * :class:`ParquetFeatureStore`: frozen image features kept across rounds;
-* :func:`init_ray`: connect to a local or running Ray.
+* :func:`init_ray`, :func:`shutdown_ray`: connect to a local or running Ray, and leave it.
 """
 
-from ._scorer import RayPoolScorer, init_ray, plan_blocks
+from ._scorer import RayPoolScorer, init_ray, plan_blocks, shutdown_ray
 from ._strategy import distributed_strategy
 from .store import ParquetFeatureStore, content_keys
 
@@ -22,5 +22,6 @@ __all__ = [
     "ParquetFeatureStore",
     "content_keys",
     "init_ray",
+    "shutdown_ray",
     "plan_blocks",
 ]

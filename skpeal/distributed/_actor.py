@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import strategies as st
 from . import _internals
+from .store import content_keys
 
 #: Score functions computed inside actors for the per-block top-k.
 SCORE_FUNCTIONS = {
@@ -90,8 +91,6 @@ class BlockActor:
             else:
                 proba, feats = st._predict_proba(self.est, X, n), None
             return proba, feats, n
-        from .store import content_keys
-
         if self._index is None:  # a snapshot per actor; rows written later are not in it
             self._index = self.store.index(self.space)
         keys = content_keys(X)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .. import strategies as st
+from .._validation import check_int
 from . import _internals
 from ._actor import SCORE_FUNCTIONS, BlockActor, Precomputed
+from .store import ParquetFeatureStore
 
 _TOPK = {
     st.entropy_sampling: "entropy",
@@ -46,6 +47,22 @@ def init_ray(address=None, **kwargs):
         ray.init(**kwargs)
     else:
         ray.init(address=address, **kwargs)
+    return True
+
+
+def shutdown_ray():
+    """Disconnect this process from Ray (and stop a local Ray that :func:`init_ray` started).
+
+    Returns
+    -------
+    was_connected : bool
+        False when Ray was not initialised (nothing done).
+    """
+    import ray  # optional dependency (skpeal[ray])
+
+    if not ray.is_initialized():
+        return False
+    ray.shutdown()
     return True
 
 
@@ -363,11 +380,7 @@ class RayPoolScorer:
 
     def _n_actors(self, ray, cpus, gpus):
         if self.num_actors is not None:
-            if isinstance(self.num_actors, bool) or not isinstance(
-                self.num_actors, numbers.Integral
-            ) or self.num_actors < 1:
-                raise ValueError(f"num_actors must be an integer >= 1, got {self.num_actors!r}")
-            return int(self.num_actors)
+            return check_int("num_actors", self.num_actors, low=1)
         res = ray.cluster_resources()
         n = int(res.get("CPU", 1) // max(cpus, 1e-9)) if cpus > 0 else 1
         if gpus > 0:
@@ -379,8 +392,6 @@ class RayPoolScorer:
     def _store(self, est):
         if self.feature_store is None:
             return None, None
-        from .store import ParquetFeatureStore
-
         if not _internals.image_tower_frozen(est):
             raise ValueError(
                 "feature_store needs a fitted CLIPAdapterClassifier with a frozen image "
@@ -413,10 +424,8 @@ def plan_blocks(n, batch_size, block_size=None, n_actors=1):
     """
     if block_size is None:
         block_size = min(8192, max(batch_size, math.ceil(n / (4 * max(1, n_actors)))))
-    elif isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or (
-        block_size < 1
-    ):
-        raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
+    else:
+        block_size = check_int("block_size", block_size, low=1)
     size = math.ceil(block_size / batch_size) * batch_size
     return [(s, min(n, s + size)) for s in range(0, n, size)]
 

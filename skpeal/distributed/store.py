@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import check_images
+
 __all__ = ["ParquetFeatureStore", "content_keys"]
 
 
@@ -49,8 +51,6 @@ def content_keys(X) -> list[bytes]:
         items = list(X)
         if all(isinstance(x, (str, os.PathLike)) for x in items):
             return [_path_key(x) for x in items]
-    from ..data import check_images
-
     return list(check_images(X).fingerprints())
 
 

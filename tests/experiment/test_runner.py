@@ -78,6 +78,8 @@ def test_rerun_of_a_finished_run_does_no_work(tmp_path):
         (dict(init="x"), "init"),
         (dict(seeds=[]), "seed"),
         (dict(data="/no/such/folder"), "folder"),
+        (dict(estimator_params={"optimizer": "adam"}), "estimator_params: optimizer"),
+        (dict(estimator_params={"epochs": 3}), "estimator_params: .*epochs"),
     ],
 )
 def test_bad_config(tmp_path, kw, match):

@@ -1,6 +1,6 @@
-"""Training and batched inference for :class:`skpeal._model.AdaptedCLIP`.
+"""The training loop of :class:`skpeal.nn.AdaptedCLIP` and its learning-rate schedule.
 
-Image features come from an :class:`skpeal._encoding.ImageEncoder`: with a frozen image
+Image features come from an ``skpeal.features.encoder.ImageEncoder``: with a frozen image
 tower they are computed once (and looked up in the feature cache), never per epoch; with
 a trained image tower each batch goes through the tower with gradients.
 """
@@ -14,36 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._encoding import ImageEncoder, autocast, autocast_dtype, to_device
-from .data import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
-from .losses import _check_finite, calibration_loss, calibration_weight_at
+from .._runtime import autocast, to_device
+from .._spec import TrainSpec
+from ..features.encoder import ImageEncoder
+from ..images import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
+from ..losses import _check_finite, calibration_loss, calibration_weight_at
 
-__all__ = ["autocast_dtype", "predict_logits", "train"]
-
-
-@torch.no_grad()
-def predict_logits(module, source: ImageSource, encoder: ImageEncoder, *, return_features=True):
-    """Logits and normalised image features of every image, in one pass (CPU, float32).
-
-    The class text features are computed once; LoRA weights are merged into the base
-    layers for the pass (and restored exactly afterwards). Images are streamed: besides
-    the returned arrays, memory holds a few batches. With ``return_features=False`` the
-    features are not kept (None is returned in their place).
-    """
-    module.freeze_eval()
-    device = encoder.device
-    logits, feats = [], []
-    with module.merged():
-        with autocast(device, encoder.dtype):
-            text = module.text_features().float()
-        for f in encoder.iter_features(source):
-            logits.append(module.logits(to_device(f, device), text).float().cpu())
-            if return_features:
-                feats.append(f)
-    return torch.cat(logits), (torch.cat(feats) if return_features else None)
+__all__ = ["lr_schedule", "train"]
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int):
+    # A closed form in LambdaLR rather than SequentialLR(LinearLR, CosineAnnealingLR):
+    # CosineAnnealingLR computes the cosine recursively, which drifts from this closed
+    # form by float rounding (and would change trained weights).
     def f(step):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -53,13 +36,22 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
+def lr_schedule(optimizer, total_steps: int, warmup_steps: int):
+    """Linear warm-up over ``warmup_steps`` steps, then a cosine decay to 0 at ``total_steps``.
+
+    Returns a :class:`torch.optim.lr_scheduler.LambdaLR`, stepped once per batch.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps, warmup_steps))
+
+
 def train(
     module,
     source: ImageSource,
     y: np.ndarray,
     preprocess: Preprocessor,
     *,
-    params,
+    spec: TrainSpec,
+    reuse_features: bool,
     device,
     dtype,
     generator: torch.Generator,
@@ -68,30 +60,28 @@ def train(
 ) -> list[dict]:
     """Train the adapter of ``module`` on images ``source`` with class indices ``y``.
 
-    ``params`` is the estimator's validated parameter dict. With a frozen image tower the
-    features come from ``encoder``: once per fit (and from the feature cache) without
-    augmentation, or one of ``augment_views`` fixed views per image and epoch with it;
-    with ``feature_cache=False`` they are re-encoded every epoch (the reference
-    structure, for comparison). Returns the per-epoch history.
+    ``spec`` is the training recipe. With a frozen image tower the features come from
+    ``encoder``: once per fit (and from the feature cache) without augmentation, or one
+    of ``augment_views`` fixed views per image and epoch with it; with
+    ``reuse_features=False`` (``feature_cache=False``) they are re-encoded every epoch
+    (the reference structure, for comparison). Returns the per-epoch history.
     """
     n = len(source)
-    bs = params["batch_size"]
+    bs = spec.batch_size
     steps_per_epoch = math.ceil(n / bs)
-    total = steps_per_epoch * params["max_epochs"]
-    warmup = min(total - 1, steps_per_epoch * params["warmup_epochs"]) if total > 1 else 0
+    total = steps_per_epoch * spec.max_epochs
+    warmup = min(total - 1, steps_per_epoch * spec.warmup_epochs) if total > 1 else 0
     trainable = module.adapter_parameters()
-    if params["optimizer"] == "sgd":
-        opt = torch.optim.SGD(
-            trainable, lr=params["lr"], momentum=0.9, weight_decay=params["weight_decay"]
-        )
+    if spec.optimizer == "sgd":
+        opt = torch.optim.SGD(trainable, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
     else:
-        opt = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=params["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warmup))
+        opt = torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = lr_schedule(opt, total, warmup)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     y_t = torch.as_tensor(y, dtype=torch.long)
-    augment = params["augment"]
-    n_views = params.get("augment_views", 1)
-    reuse = params.get("feature_cache", True)
+    augment = spec.augment
+    n_views = spec.augment_views
+    reuse = reuse_features
 
     # A frozen image tower: features are computed outside the training steps.
     fixed = None
@@ -105,7 +95,7 @@ def train(
     history = []
     module.zero_shot = False
     step = 0
-    for epoch in range(params["max_epochs"]):
+    for epoch in range(spec.max_epochs):
         t0 = time.perf_counter()
         feats = fixed
         if module.vision_frozen and feats is None:
@@ -133,11 +123,11 @@ def train(
             ce = F.cross_entropy(logits, target)
             loss = ce
             cal = torch.zeros(())
-            if params["calibration"] is not None:
+            if spec.calibration is not None:
                 weight = calibration_weight_at(
-                    (step + 1) / total, params["calibration_weight"], params["calibration_warmup"]
+                    (step + 1) / total, spec.calibration_weight, spec.calibration_warmup
                 )
-                cal = calibration_loss(logits, target, params["calibration"])
+                cal = calibration_loss(logits, target, spec.calibration)
                 loss = ce + weight * cal
             _check_finite(loss)
             opt.zero_grad(set_to_none=True)

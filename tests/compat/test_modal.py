@@ -1,4 +1,4 @@
-"""Tests of skpeal.modal_compat and of modAL loops on the installed scikit-learn."""
+"""Tests of skpeal.compat.modal and of modAL loops on the installed scikit-learn."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-import skpeal
-from skpeal import modal_compat
+import skpeal.strategies  # noqa: F401 - enables the shim, as a modAL loop does
+from skpeal.compat import modal as modal_compat
 
 modal_learners = pytest.importorskip("modAL.models.learners")
 from modAL.models import ActiveLearner, Committee  # noqa: E402
@@ -115,10 +115,14 @@ def test_import_skpeal_is_light_and_hook_patches_later():
     lines = _run_python(
         """
         import sys
+        n_hooks = len(sys.meta_path)
         import skpeal
+        print("modAL" in sys.modules, "torch" in sys.modules, len(sys.meta_path) == n_hooks)
+        import skpeal.strategies
+        from skpeal.compat import modal
         print("modAL" in sys.modules, "torch" in sys.modules)
         from modAL.models import ActiveLearner
-        print(skpeal.modal_compat.is_active())
+        print(modal.is_active())
         import numpy as np
         from sklearn.linear_model import LogisticRegression
         X = np.random.default_rng(0).normal(size=(10, 3))
@@ -127,9 +131,40 @@ def test_import_skpeal_is_light_and_hook_patches_later():
         print(learner.X_training.shape[0])
         """
     )
-    assert lines[0] == "False False"
-    assert lines[1] == str(SKLEARN_REJECTS)
-    assert lines[2] == "12"
+    assert lines[0] == "False False True"  # import skpeal: no modAL, no torch, no hook
+    assert lines[1] == "False False"  # enabling the shim imports neither
+    assert lines[2] == str(SKLEARN_REJECTS)
+    assert lines[3] == "12"
+
+
+@needs_new_sklearn
+def test_import_skpeal_alone_leaves_modal_alone():
+    lines = _run_python(
+        """
+        import skpeal
+        from skpeal import CLIPAdapterClassifier
+        from modAL.models import ActiveLearner
+        from skpeal.compat import modal
+        print(modal.is_active())
+        modal.enable()
+        print(modal.is_active())
+        """
+    )
+    assert lines == ["False", "True"]
+
+
+def test_old_module_path_warns_and_still_works():
+    lines = _run_python(
+        """
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import skpeal.modal_compat as old
+        from skpeal.compat import modal
+        print(old.enable is modal.enable, [w.category.__name__ for w in caught])
+        """
+    )
+    assert lines == ["True ['FutureWarning']"]
 
 
 def test_issue_import_order_runs_as_written():
@@ -158,9 +193,10 @@ def test_issue_import_order_runs_as_written():
 def test_environment_variable_turns_the_patch_off():
     lines = _run_python(
         """
-        import skpeal
+        import skpeal.strategies
+        from skpeal.compat import modal
         from modAL.models import ActiveLearner
-        print(skpeal.modal_compat.is_active())
+        print(modal.is_active())
         import numpy as np
         from sklearn.linear_model import LogisticRegression
         learner = ActiveLearner(LogisticRegression(), X_training=np.ones((2, 2)), y_training=[0, 1])
@@ -325,4 +361,4 @@ def test_modal_loop_with_clip_estimator():
     assert learner.X_training.shape == (15, 32, 32, 3)
     proba = learner.predict_proba(X_pool)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    assert skpeal.modal_compat.is_active() == SKLEARN_REJECTS
+    assert modal_compat.is_active() == SKLEARN_REJECTS

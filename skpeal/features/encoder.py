@@ -1,11 +1,11 @@
 """Image features of an adapted model: batched, streamed from files, cached when frozen.
 
-:class:`ImageEncoder` turns an :class:`~skpeal.data.ImageSource` into L2-normalised image
+:class:`ImageEncoder` turns an ``ImageSource`` (:mod:`skpeal.images`) into L2-normalised image
 features, block by block, without ever holding more than a few batches of decoded images:
 array inputs are sliced batch by batch (and preprocessed on the GPU when the model is
 there), file inputs are decoded by a :class:`torch.utils.data.DataLoader` with worker
 processes. With a frozen image tower it reads and fills the process-wide
-:mod:`skpeal.cache`, so each image is encoded once per process.
+:mod:`skpeal.features` cache, so each image is encoded once per process.
 
 Augmented views. With ``augment=True`` and a frozen tower, image ``i`` has a fixed set of
 views ``0..V-1``; view ``v`` is a random resized crop and flip drawn from a generator
@@ -15,143 +15,28 @@ every fit, every round and every process, and its features can be cached.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 from collections import deque
 
 import numpy as np
 import torch
 
-from ._memory import TRIM_EVERY_IMAGES, release_free_memory
-from .cache import FeatureCache, file_key, module_digest
-from .data import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
+from .._runtime import (
+    TRIM_EVERY_IMAGES,
+    autocast,
+    release_free_memory,
+    resolve_workers,
+    to_device,
+)
+from ..images import ImageSource, iter_batches, random_resized_crop_flip
+from .cache import FeatureCache
+from .keys import view_keys, view_seeds
 
-#: Identifies the input pipeline and the view recipe; part of every cache space and view key.
-PIPELINE_VERSION = "skpeal-features-1"
-_VIEW_RECIPE = b"view-1|rrc(area 0.5-1, ratio 3/4-4/3, bilinear)+hflip(0.5)|"
-
-
-def autocast_dtype(device: torch.device, precision: str):
-    """The autocast dtype for a device and a ``precision`` setting (None: fp32)."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
-def autocast(device: torch.device, dtype):
-    """``torch.autocast`` for ``dtype``, or a no-op for fp32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy a CPU tensor to ``device``: through pinned memory, non-blocking, on CUDA."""
-    if device.type == "cuda" and t.device.type == "cpu":
-        if not t.is_pinned():
-            t = t.pin_memory()
-        return t.to(device, non_blocking=True)
-    return t.to(device)
-
-
-#: Pixels per inference batch on the CPU with ``predict_batch_size="auto"`` (16 images at
-#: 112 px, 4 at 224 px).
-CPU_BATCH_PIXELS = 16 * 112 * 112
-
-
-def auto_batch_size(device, image_size: int) -> int:
-    """The inference batch size of ``predict_batch_size="auto"``.
-
-    On CUDA 256 images. On the CPU about ``CPU_BATCH_PIXELS`` pixels (16 images of 112 px,
-    4 of 224 px, at least 1): a CPU gains nothing from large batches, and a batch's
-    intermediate tensors must stay small for the memory allocator to reuse them. glibc
-    serves blocks above 32 MiB from fresh ``mmap`` pages and returns them at once, so a
-    large batch page-faults and zeroes its activations anew every time: measured on
-    EfficientNet-Lite0 at 112 px (2 cores, 2,000 images), a batch of 256 ran at 120-160
-    images/s with about half its CPU time in the kernel, a batch of 16 at 290-380 images/s.
-    """
-    if torch.device(device).type == "cuda":
-        return 256
-    return max(1, min(256, CPU_BATCH_PIXELS // (int(image_size) ** 2)))
-
-
-# -- keys -----------------------------------------------------------------------------------
-
-
-def view_keys(fingerprints, views) -> list[bytes]:
-    """Cache keys of the augmented views ``views[i]`` of images with ``fingerprints[i]``."""
-    return [
-        hashlib.blake2b(_VIEW_RECIPE + fp + int(v).to_bytes(4, "little"), digest_size=16).digest()
-        for fp, v in zip(fingerprints, views)
-    ]
-
-
-def view_seeds(keys) -> np.ndarray:
-    """Generator seeds of augmented views, from their keys (63-bit integers)."""
-    return np.array([int.from_bytes(k[:8], "little") >> 1 for k in keys], dtype=np.int64)
+__all__ = ["ImageEncoder"]
 
 
 def _generators(seeds) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-
-def feature_space(module, preprocess: Preprocessor, *, model, pretrained, device, dtype):
-    """The cache space of ``module``'s image features: backbone, weights, preprocessing.
-
-    Memoised on the module (its frozen image tower does not change).
-    """
-    memo = module.__dict__.setdefault("_skpeal_feature_spaces", {})
-    key = (str(device), str(dtype), preprocess.signature)
-    if key not in memo:
-        clip = module.clip
-        tower = getattr(clip, "visual", None)
-        tower = tower if isinstance(tower, torch.nn.Module) else clip
-        memo[key] = (
-            PIPELINE_VERSION,
-            _spec(model),
-            _spec(pretrained),
-            module_digest(tower),
-            preprocess.signature,
-            torch.device(device).type,
-            str(dtype),
-        )
-    return memo[key]
-
-
-def _spec(value) -> str:
-    if isinstance(value, (str, os.PathLike)):
-        return repr(file_key(value))
-    return repr(value)
-
-
-def resolve_workers(
-    num_workers, source: ImageSource, n_images: int, batch_size: int, device=None
-) -> int:
-    """Worker processes for reading ``n_images`` of ``source``: 0 unless files are decoded.
-
-    Automatic (``num_workers=None``): workers only use cores that the model's own compute
-    leaves free: on the CPU that is the cores beyond torch's intra-op threads (on a 2-core
-    machine none: a decoding worker there would stall the model's threads at every
-    operation), on a GPU every core but one; at most 4.
-    """
-    if num_workers is not None:
-        return int(num_workers)
-    if not source.reads_files or n_images <= 2 * batch_size:
-        return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    busy = (
-        1 if device is not None and torch.device(device).type == "cuda" else torch.get_num_threads()
-    )
-    return max(0, min(4, cores - busy))
-
-
-# -- encoder --------------------------------------------------------------------------------
 
 
 class _Items(torch.utils.data.Dataset):
@@ -175,19 +60,19 @@ class ImageEncoder:
 
     Parameters
     ----------
-    module : skpeal._model.AdaptedCLIP
+    module : skpeal.nn.AdaptedCLIP
     preprocess : Preprocessor
     device : torch.device
     dtype : torch.dtype or None
         Autocast dtype (None: fp32).
     batch_size : int
     num_workers : int or None, default=None
-        DataLoader workers for file inputs; None: see :func:`resolve_workers`.
+        DataLoader workers for file inputs; None: see ``skpeal._runtime.resolve_workers``.
     cache : FeatureCache or None, default=None
         Where features are looked up and stored; None encodes every image every time.
         Only pass a cache for a frozen image tower.
     space : hashable or None, default=None
-        The cache space (see :func:`feature_space`); required with ``cache``.
+        The cache space (see ``skpeal.features.keys.feature_space``); required with ``cache``.
 
     Attributes
     ----------

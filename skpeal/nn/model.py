@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapters import PromptLearner, attach_lora, text_encoder_for
-from .backbones import Backbone
+from ..adapters import PromptLearner, attach_lora, text_encoder_for
+from ..backbones import Backbone
+
+__all__ = ["AdaptedCLIP"]
 
 
 class AdaptedCLIP(nn.Module):

@@ -11,17 +11,12 @@ from PIL import Image
 from sklearn.base import clone
 
 from skpeal import CLIPAdapterClassifier
-from skpeal._model import AdaptedCLIP
 from skpeal.backbones import TINY_MODEL, load_backbone, register_backbone
-from skpeal.cache import (
-    ENTRY_OVERHEAD,
-    FeatureCache,
-    clear_feature_cache,
-    file_key,
-    get_feature_cache,
-    module_digest,
-)
-from skpeal.data import check_images
+from skpeal.features import FeatureCache, clear_feature_cache, get_feature_cache
+from skpeal.features.cache import ENTRY_OVERHEAD
+from skpeal.features.keys import module_digest
+from skpeal.images import check_images, file_key
+from skpeal.nn import AdaptedCLIP
 from tests.conftest import TINY
 
 
@@ -303,7 +298,7 @@ def test_augmented_views_are_a_fixed_number_per_image_and_cached(small_images, e
 
 
 def test_view_recipe_is_seeded_by_content_and_view_index():
-    from skpeal._encoding import view_keys, view_seeds
+    from skpeal.features.keys import view_keys, view_seeds
 
     fp = check_images(np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4)).fingerprints()
     k = view_keys(fp * 2, [0, 0, 1, 1])
@@ -364,7 +359,7 @@ def test_path_inputs_are_streamed_batch_by_batch(small_images, tmp_path, monkeyp
     ).fit(X, y)
     ref = est.predict_proba(X)
     clear_feature_cache()
-    import skpeal.data as data_module
+    import skpeal.images.input as data_module
 
     events = []
     load = data_module._load_path
@@ -465,7 +460,7 @@ def test_bad_cache_params(small_images, params, match):
 
 
 def test_automatic_workers_only_use_cores_the_model_leaves_free(small_images, tmp_path):
-    from skpeal._encoding import resolve_workers
+    from skpeal._runtime import resolve_workers
 
     X, _ = small_images
     files = check_images(_png_files(tmp_path, X))
@@ -507,19 +502,19 @@ def test_blocks_never_reserve_more_than_the_budget():
 def test_release_free_memory_runs_here():
     import platform
 
-    from skpeal._memory import release_free_memory
+    from skpeal._runtime import release_free_memory
 
     result = release_free_memory()
     assert isinstance(result, bool)
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        from skpeal import _memory
+        from skpeal import _runtime
 
-        assert _memory._malloc_trim()  # resolved, so the trimming really happens here
+        assert _runtime._malloc_trim()  # resolved, so the trimming really happens here
 
 
 def test_long_passes_release_free_memory(monkeypatch):
     """The encoder hands freed memory back every TRIM_EVERY_IMAGES images."""
-    import skpeal._encoding as enc
+    import skpeal.features.encoder as enc
 
     calls = []
     monkeypatch.setattr(enc, "TRIM_EVERY_IMAGES", 10)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skpeal.data import Preprocessor, check_images, random_resized_crop_flip
+from skpeal.images import Preprocessor, check_images, random_resized_crop_flip
 
 PRE = Preprocessor(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 

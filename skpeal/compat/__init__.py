@@ -1,0 +1,1 @@
+"""Compatibility layers with other packages (see :mod:`skpeal.compat.modal`)."""

