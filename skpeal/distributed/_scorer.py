@@ -184,10 +184,12 @@ class RayPoolScorer:
         classifier : estimator or modAL learner
             Fitted and picklable, with ``predict_proba``.
         X_pool : sequence of image paths, or any images the estimator accepts
+            The pool, sliced into blocks in order.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            Rows in pool order, columns in ``classes_`` order.
         """
         est = st._estimator(classifier)
         n = st._num_samples(X_pool)
@@ -211,6 +213,7 @@ class RayPoolScorer:
         X_pool : sequence of image paths, or any images the estimator accepts
             The unlabelled pool.
         n_instances : int, default=1
+            Number of rows to pick, in ``[1, n_samples]``.
         random_state : None, int, SeedSequence or numpy Generator, default=None
             As for the in-process strategy. A Generator must be over PCG64 or PCG64DXSM
             (what ``np.random.default_rng`` makes) for the exact per-block tie breaking.
@@ -222,7 +225,9 @@ class RayPoolScorer:
         Returns
         -------
         indices : ndarray of shape (n_instances,)
+            Unique pool indices, in the order the in-process strategy returns them.
         scores : ndarray of shape (n_instances,)
+            The strategy's scores of the picked rows.
         """
         if not callable(strategy):
             raise ValueError(f"strategy must be a callable query function, got {strategy!r}")
@@ -417,10 +422,12 @@ def plan_blocks(n, batch_size, block_size=None, n_actors=1):
         Wanted rows per block (rounded up to a multiple of ``batch_size``); None: about
         four blocks per actor, between one batch and 8,192 rows.
     n_actors : int, default=1
+        Actors that will share the blocks.
 
     Returns
     -------
     bounds : list of (int, int)
+        Half-open row ranges covering ``0 .. n`` in order.
     """
     if block_size is None:
         block_size = min(8192, max(batch_size, math.ceil(n / (4 * max(1, n_actors)))))

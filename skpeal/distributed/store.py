@@ -46,6 +46,7 @@ def content_keys(X) -> list[bytes]:
     Returns
     -------
     keys : list of bytes
+        16 bytes per image, in the order of ``X``.
     """
     if isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype.kind in "USO"):
         items = list(X)
@@ -96,18 +97,51 @@ class ParquetFeatureStore:
         return self.root / space
 
     def files(self, space: str) -> list[Path]:
-        """The part files of ``space``, sorted by name."""
+        """The part files of ``space``, sorted by name.
+
+        Parameters
+        ----------
+        space : str
+            The feature space (a digest of the image tower and preprocessing).
+
+        Returns
+        -------
+        files : list of pathlib.Path
+            Empty when nothing is stored.
+        """
         d = self._dir(space)
         return sorted(d.glob("part-*.parquet")) if d.is_dir() else []
 
     def n_rows(self, space: str) -> int:
-        """Number of stored feature rows of ``space`` (a key stored twice counts twice)."""
+        """Number of stored feature rows of ``space`` (a key stored twice counts twice).
+
+        Parameters
+        ----------
+        space : str
+            The feature space (a digest of the image tower and preprocessing).
+
+        Returns
+        -------
+        n_rows : int
+            Rows over all part files (read from the Parquet footers).
+        """
         import pyarrow.parquet as pq
 
         return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files(space))
 
     def index(self, space: str) -> dict:
-        """``key -> (file, row)`` for every stored row of ``space`` (reads the key column)."""
+        """Where each stored key of ``space`` is (reads the key column of every file).
+
+        Parameters
+        ----------
+        space : str
+            The feature space (a digest of the image tower and preprocessing).
+
+        Returns
+        -------
+        index : dict
+            ``key -> (file, row)``.
+        """
         import pyarrow.parquet as pq
 
         out = {}
@@ -123,7 +157,9 @@ class ParquetFeatureStore:
         Parameters
         ----------
         space : str
+            The feature space (a digest of the image tower and preprocessing).
         keys : sequence of bytes
+            Keys from :func:`content_keys`.
         index : dict
             From :meth:`index` (taken once per process; rows written later are not in it).
 
@@ -158,8 +194,11 @@ class ParquetFeatureStore:
         Parameters
         ----------
         space : str
+            The feature space (a digest of the image tower and preprocessing).
         keys : sequence of bytes
+            Keys from :func:`content_keys`.
         features : array-like of shape (len(keys), n_features)
+            Image features (stored as float32).
 
         Returns
         -------
