@@ -26,6 +26,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     # constraints/ci.txt pins the torch/torchvision pair that works on these machines
     .venv/bin/python -m pip install -q --disable-pip-version-check \
-        -c constraints/ci.txt -e ".[test,modal,plot,offline,dev,docs]"
+        -c constraints/ci.txt -e ".[test,modal,plot,offline,dev,docs,label]"
     echo "$want" > "$stamp"
 fi
