@@ -12,6 +12,7 @@ import base64
 import doctest
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -463,3 +464,41 @@ def test_basic_auth(predictor):
 def test_predictor_must_predict():
     with pytest.raises(TypeError, match="predict"):
         ml_backend_app(object())
+
+
+# ----------------------------------------------------------------------- recorded requests
+# What a real Label Studio (1.23.2) sent to skpeal's backend and exported, recorded by
+# the end-to-end test: the endpoints and the import must take them as they are.
+RECORDED = json.loads((Path(__file__).parent / "data" / "label_studio_1.23.2.json").read_text())
+
+
+def test_recorded_setup(client):
+    r = client.post("/setup", json=RECORDED["setup"])
+    assert r.status_code == 200 and r.json() == {"model_version": "skpeal-round-2"}
+
+
+def test_recorded_predict(client, predictor):
+    body = RECORDED["predict"]
+    r = client.post("/predict", json=body)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert len(results) == len(body["tasks"])
+    assert [im.image_id for im in predictor.seen] == [t["data"][ID_KEY] for t in body["tasks"]]
+    assert [im.task_id for im in predictor.seen] == [t["id"] for t in body["tasks"]]
+    for res in results:
+        assert set(res) == {"result", "score", "model_version"}
+        assert res["result"][0]["value"]["choices"][0] in CLASSES
+
+
+def test_recorded_webhook(client, predictor):
+    r = client.post("/webhook", json=RECORDED["webhook"])
+    assert r.status_code == 201
+    (image, label, annotation), = predictor.annotations
+    assert (image.image_id, label) == ("img-1", "Trouser")
+    assert annotation["completed_by"] == 1
+
+
+def test_recorded_export():
+    got = {x.key: x.label for x in import_labels(RECORDED["export"], classes=CLASSES)}
+    assert got == {"img-0": "Bag", "img-1": "Trouser", "img-2": "Trouser",
+                   "img-4": "T-shirt/top"}
