@@ -578,23 +578,20 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
     :func:`ml_backend_app`. Label Studio calls (Settings -> Model -> Connect Model, with
     the app's URL as Backend URL):
 
-    ``GET /health`` (and ``GET /``)
-        ``{"status": "UP", "model_class": ...}``.
-    ``POST /setup`` ``{"project": "<id>.<timestamp>", "schema": "<View>...", ...}``
-        Checks the labelling config (a ``<Choices>`` tag on an image; when the predictor
-        has ``classes``, every class must be a choice) and answers
-        ``{"model_version": ...}``; a config skpeal cannot serve gets 422 with the reason,
-        which Label Studio shows when connecting.
-    ``POST /predict`` ``{"tasks": [{"id", "data": {"image": ...}}, ...], "label_config",
-    "project", "params"}``
-        Answers ``{"results": [{"result": [{"from_name", "to_name", "type": "choices",
-        "value": {"choices": [label]}}], "score", "model_version"}, ...]}``, one per task
-        in order.
-    ``POST /webhook`` ``{"action": "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" | ...,
-    "annotation": {...}, "task": {...}, "project": {...}}``
-        Hands the annotation's label to the predictor (201 ``{"status": "ok", ...}``);
-        cancelled annotations and other actions are acknowledged and ignored (200).
-        ``START_TRAINING`` calls the predictor's ``train()`` when it has one.
+    * ``GET /health`` (and ``GET /``): ``{"status": "UP", "model_class": ...}``.
+    * ``POST /setup`` with ``{"project": "<id>.<timestamp>", "schema": "<View>...",
+      ...}``: checks the labelling config (a ``<Choices>`` tag on an image; when the
+      predictor has ``classes``, every class must be a choice) and answers
+      ``{"model_version": ...}``; a config skpeal cannot serve gets 422 with the reason.
+    * ``POST /predict`` with ``{"tasks": [{"id", "data": {"image": ...}}, ...],
+      "label_config", "project", "params"}``: answers ``{"results": [{"result":
+      [{"from_name", "to_name", "type": "choices", "value": {"choices": [label]}}],
+      "score", "model_version"}, ...]}``, one per task in order.
+    * ``POST /webhook`` with ``{"action": "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" |
+      ..., "annotation": {...}, "task": {...}, "project": {...}}``: hands the annotation's
+      label to the predictor (201 ``{"status": "ok", ...}``); cancelled annotations and
+      other actions are acknowledged and ignored (200). ``START_TRAINING`` calls the
+      predictor's ``train()`` when it has one.
 
     Malformed JSON, missing fields, unknown labels and oversized bodies get a 4xx
     answer with a ``detail`` message and reach the predictor not at all.
