@@ -13,8 +13,9 @@
    true pool and test accuracies, the mean kappa, and where each criterion would have
    suggested stopping.
 
-Needs the ``offline`` and ``plot`` extras and Debian's ``dataset-fashion-mnist``. About
-5 minutes on 2 CPU cores with the defaults::
+Needs the ``offline`` and ``plot`` extras and Debian's ``dataset-fashion-mnist``. With the
+defaults it costs about 12 CPU-minutes (the run, then the refits; a second call reuses the
+run)::
 
     python benchmarks/plot_stopping.py --png docs/_static/stopping_criteria.png
 """
@@ -44,6 +45,7 @@ def main(argv=None):
     ap.add_argument("--stop-set", type=int, default=300, help="pool images in the stop set")
     ap.add_argument("--min-gain", type=float, default=0.01)
     ap.add_argument("--gain-window", type=int, default=2)
+    ap.add_argument("--patience", type=int, default=2)
     ap.add_argument("--kappa", type=float, default=0.9, help="KappaAverage threshold")
     ap.add_argument("--kappa-window", type=int, default=3)
     ap.add_argument("--png", default="runs/stopping/stopping_criteria.png")
@@ -68,7 +70,8 @@ def main(argv=None):
     n_pool = len(data.y_train)
     stop_set = np.sort(np.random.default_rng(2009).choice(n_pool, args.stop_set, replace=False))
 
-    gain = EstimatedAccuracy(min_gain=args.min_gain, window=args.gain_window)
+    gain = EstimatedAccuracy(min_gain=args.min_gain, window=args.gain_window,
+                             patience=args.patience)
     kappa = KappaAverage(threshold=args.kappa, window=args.kappa_window,
                          classes=np.arange(len(data.classnames)))
     rows = []
@@ -139,7 +142,8 @@ def _plot(rows, gain, kappa, args, config, path):
     ax2.set_xlabel("number of labelled images")
     ax2.grid(alpha=0.3)
     for crit, color, name in ((gain, "tab:blue", f"EstimatedAccuracy(min_gain={args.min_gain}, "
-                                                 f"window={args.gain_window})"),
+                                                 f"window={args.gain_window}, "
+                                                 f"patience={args.patience})"),
                               (kappa, "tab:red", f"KappaAverage(threshold={args.kappa}, "
                                                  f"window={args.kappa_window})")):
         if crit.stopped_at_ is not None:

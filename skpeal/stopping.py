@@ -14,8 +14,9 @@ that round's refit, and answers whether labelling could stop:
 * :class:`EstimatedAccuracy` reads the model's *calibrated* probabilities on the
   unlabelled pool: their mean maximum is the accuracy the model expects there
   (:func:`estimated_accuracy`). It suggests stopping when that estimate reaches a target,
-  or when it gained less than ``min_gain`` over the last ``window`` rounds. It is only as
-  good as the calibration (train with ``calibration=...``).
+  or when it gained less than ``min_gain`` over the last ``window`` rounds, ``patience``
+  rounds in a row. It is only as good as the calibration (train with
+  ``calibration=...``).
 * :class:`KappaAverage` needs no calibration: it measures how much the predictions on a
   fixed *stop set* (any unlabelled images, kept the same every round) still change from
   one round to the next, as Cohen's kappa between consecutive rounds, and suggests
@@ -153,8 +154,10 @@ class EstimatedAccuracy(StoppingCriterion):
     probability) and suggests stopping when
 
     * ``target`` is given and the estimate is at least ``target``, or
-    * at least ``window + 1`` rounds were seen and the estimate rose by less than
-      ``min_gain`` over the last ``window`` rounds (``e[t] - e[t - window] < min_gain``).
+    * the estimate rose by less than ``min_gain`` over the last ``window`` rounds
+      (``e[t] - e[t - window] < min_gain``) in each of the last ``patience`` rounds. The
+      first decision of this kind comes after ``window + patience`` updates; with
+      ``patience=1`` a single noisy dip of the estimate suggests stopping.
 
     It trusts the probabilities: use it with a calibrated model (skpeal's
     ``calibration=`` loss), otherwise an over-confident model stops too early. The pool
@@ -167,6 +170,8 @@ class EstimatedAccuracy(StoppingCriterion):
         in [0, 1]. 0 stops only when the estimate did not rise at all.
     window : int, default=2
         Number of rounds the gain is measured over (>= 1).
+    patience : int, default=2
+        Number of consecutive rounds the gain must stay below ``min_gain`` (>= 1).
     target : float or None, default=None
         Stop as soon as the estimate reaches this accuracy, in (0, 1]. None: no target.
 
@@ -190,7 +195,7 @@ class EstimatedAccuracy(StoppingCriterion):
     Examples
     --------
     >>> from skpeal.stopping import EstimatedAccuracy
-    >>> crit = EstimatedAccuracy(min_gain=0.01, window=1)
+    >>> crit = EstimatedAccuracy(min_gain=0.01, window=1, patience=1)
     >>> crit.update([[0.6, 0.4], [0.5, 0.5]])   # estimate 0.55: too early to judge
     False
     >>> crit.update([[0.8, 0.2], [0.7, 0.3]])   # 0.75: rose by 0.20
@@ -203,9 +208,10 @@ class EstimatedAccuracy(StoppingCriterion):
     True
     """
 
-    def __init__(self, *, min_gain=0.005, window=2, target=None):
+    def __init__(self, *, min_gain=0.005, window=2, patience=2, target=None):
         self.min_gain = _check_fraction("min_gain", min_gain)
         self.window = _check_int("window", window, 1)
+        self.patience = _check_int("patience", patience, 1)
         self.target = _check_fraction("target", target, low_open=True, allow_none=True)
         super().__init__()
 
@@ -213,6 +219,7 @@ class EstimatedAccuracy(StoppingCriterion):
         """Forget every update; return self."""
         self.estimates_ = []
         self.gains_ = []
+        self._below = 0  # consecutive rounds with a gain below min_gain
         return super().reset()
 
     def update(self, proba=None, *, estimate=None):
@@ -242,6 +249,8 @@ class EstimatedAccuracy(StoppingCriterion):
         else:
             gain = math.nan
         self.gains_.append(gain)
+        if not math.isnan(gain):
+            self._below = self._below + 1 if gain < self.min_gain else 0
         if self.target is not None and value >= self.target:
             msg = f"estimated accuracy {value:.3f} reached the target {self.target:.3f}"
             return self._record(value, True, msg)
@@ -249,10 +258,12 @@ class EstimatedAccuracy(StoppingCriterion):
             need = self.window + 1 - len(self.estimates_)
             msg = f"estimated accuracy {value:.3f}; {need} more round(s) before judging the gain"
             return self._record(value, False, msg)
-        stop = gain < self.min_gain
-        rel = "below" if stop else "at least"
+        stop = self._below >= self.patience
+        rel = "below" if self._below else "at least"
         msg = (f"estimated accuracy {value:.3f} gained {gain:+.3f} over the last {self.window} "
                f"round(s), {rel} min_gain {self.min_gain:.3f}")
+        if self._below:
+            msg += f" ({self._below} of {self.patience} round(s) in a row)"
         return self._record(value, stop, msg)
 
 

@@ -57,7 +57,7 @@ def test_estimated_accuracy_rejects_bad_proba():
 
 
 def test_estimated_accuracy_gain_rule_over_window():
-    crit = EstimatedAccuracy(min_gain=0.02, window=2)
+    crit = EstimatedAccuracy(min_gain=0.02, window=2, patience=1)
     decisions = [crit.update(estimate=e) for e in [0.5, 0.6, 0.65, 0.66, 0.665, 0.7]]
     # gains over 2 rounds: -, -, 0.15, 0.06, 0.015 (< 0.02: stop), 0.04
     assert decisions == [False, False, False, False, True, False]
@@ -103,11 +103,30 @@ def test_estimated_accuracy_strictly_rising_never_stops(steps, window):
 
 @given(st.floats(0.0, 1.0), st.integers(1, 5))
 def test_estimated_accuracy_flat_stops_after_window(value, window):
-    crit = EstimatedAccuracy(min_gain=0.001, window=window)
+    crit = EstimatedAccuracy(min_gain=0.001, window=window, patience=1)
     for _ in range(window):
         assert not crit.update(estimate=value)
     assert crit.update(estimate=value)
     assert crit.stopped_at_ == window
+
+
+@given(st.floats(0.0, 1.0), st.integers(1, 4), st.integers(1, 4))
+def test_estimated_accuracy_patience_delays_a_flat_stop(value, window, patience):
+    crit = EstimatedAccuracy(min_gain=0.001, window=window, patience=patience)
+    for _ in range(window + patience - 1):
+        assert not crit.update(estimate=value)
+    assert crit.update(estimate=value)
+    assert crit.stopped_at_ == window + patience - 1
+
+
+def test_estimated_accuracy_patience_ignores_a_single_dip():
+    # a noisy dip (gain < min_gain once) followed by progress does not stop with patience 2
+    crit = EstimatedAccuracy(min_gain=0.01, window=1, patience=2)
+    decisions = [crit.update(estimate=e) for e in [0.50, 0.49, 0.60, 0.70, 0.705, 0.706]]
+    assert decisions == [False, False, False, False, False, True]
+    assert "2 of 2" in crit.message
+    with_one = EstimatedAccuracy(min_gain=0.01, window=1, patience=1)
+    assert [with_one.update(estimate=e) for e in [0.50, 0.49]] == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -119,6 +138,7 @@ def test_estimated_accuracy_flat_stops_after_window(value, window):
         ({"window": 0}, "window must be an integer >= 1"),
         ({"window": 1.5}, "window must be an integer"),
         ({"window": True}, "window must be an integer"),
+        ({"patience": 0}, "patience must be an integer >= 1"),
         ({"target": 0.0}, r"target must be in \(0, 1\]"),
         ({"target": 1.2}, "target must be in"),
     ],
@@ -129,7 +149,7 @@ def test_estimated_accuracy_validates_params(kwargs, match):
 
 
 def test_reset_forgets_history():
-    crit = EstimatedAccuracy(window=1)
+    crit = EstimatedAccuracy(window=1, patience=1)
     crit.update(estimate=0.5)
     crit.update(estimate=0.5)
     assert crit.should_stop
