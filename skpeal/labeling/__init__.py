@@ -7,6 +7,8 @@
   its docstring).
 * :mod:`skpeal.labeling.app`: the web app behind ``skpeal label`` (needs the ``label``
   extra: FastAPI and uvicorn); only that module imports the web stack.
+* :mod:`skpeal.labeling.labelstudio`: Label Studio interop (task export, label import,
+  the ML backend protocol; the server part needs the ``label`` extra).
 """
 
 from .session import LabelingSession, collect_images

@@ -1,0 +1,394 @@
+"""Stopping criteria: when more labels stop paying, usable from any active-learning loop.
+
+Each criterion is a small object fed once per round with what the model says *after*
+that round's refit, and answers whether labelling could stop:
+
+.. code-block:: python
+
+    criterion = KappaAverage()
+    for round in ...:
+        ...  # query, label, refit
+        if criterion.update(model.predict(X_stop)):
+            print(criterion.message)  # a suggestion: the person decides
+
+* :class:`EstimatedAccuracy` reads the model's *calibrated* probabilities on the
+  unlabelled pool: their mean maximum is the accuracy the model expects there
+  (:func:`estimated_accuracy`). It suggests stopping when that estimate reaches a target,
+  or when it gained less than ``min_gain`` over the last ``window`` rounds, ``patience``
+  rounds in a row. It is only as good as the calibration (train with
+  ``calibration=...``).
+* :class:`KappaAverage` needs no calibration: it measures how much the predictions on a
+  fixed *stop set* (any unlabelled images, kept the same every round) still change from
+  one round to the next, as Cohen's kappa between consecutive rounds, and suggests
+  stopping when the mean of the last ``window`` kappas reaches ``threshold`` (stabilising
+  predictions, Bloodgood & Vijay-Shanker, CoNLL 2009).
+
+The criteria are plain objects with no dependency on the estimator: a modAL loop, the
+protocol runner or the labelling session feed them the same way. Each keeps its history
+(``signals_``: the value it compares with its threshold, one per update, NaN while it
+cannot judge yet) so the signal can be shown or plotted, and remembers the first update at
+which it suggested stopping (``stopped_at_``).
+
+References
+----------
+M. Bloodgood and K. Vijay-Shanker. A method for stopping active learning based on
+stabilizing predictions and the need for user-adjustable stopping. CoNLL 2009, 39-47.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from .strategies import check_proba
+
+__all__ = ["EstimatedAccuracy", "KappaAverage", "StoppingCriterion", "estimated_accuracy"]
+
+
+def estimated_accuracy(proba):
+    """The accuracy a calibrated model expects on the rows of ``proba``.
+
+    The mean over rows of the largest class probability: for a calibrated model the
+    probability of its top class is the chance that this prediction is right, so the mean
+    is an estimate of the accuracy on those rows without any label.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_samples, n_classes)
+        Class probabilities (rows summing to 1), e.g. ``model.predict_proba(X_pool)``.
+
+    Returns
+    -------
+    estimate : float
+        In ``[1 / n_classes, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If ``proba`` is not a valid probability array or has no row.
+
+    Examples
+    --------
+    >>> from skpeal.stopping import estimated_accuracy
+    >>> estimated_accuracy([[0.9, 0.1], [0.6, 0.4]])
+    0.75
+    """
+    p = check_proba(proba)
+    if len(p) == 0:
+        raise ValueError("proba has no row: the pool is empty, there is nothing to estimate")
+    return float(p.max(axis=1).mean())
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_fraction(name, value, *, low_open=False, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    low_ok = value > 0 if low_open else value >= 0
+    if not (low_ok and value <= 1):
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return float(value)
+
+
+class StoppingCriterion:
+    """Common interface of the stopping criteria (not used on its own).
+
+    Subclasses implement ``_signal`` (the value of this update) and ``_decide``.
+
+    Attributes
+    ----------
+    signals_ : list of float
+        The criterion's signal after each update (NaN while it cannot judge yet).
+    n_updates_ : int
+        Number of updates (rounds) seen.
+    should_stop : bool
+        The decision of the last update.
+    stopped_at_ : int or None
+        Index (0-based) of the first update that suggested stopping.
+    message : str
+        A one-line explanation of the last decision, for a user interface.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """Forget every update (start a new run); return self."""
+        self.signals_ = []
+        self.n_updates_ = 0
+        self.should_stop = False
+        self.stopped_at_ = None
+        self.message = "no round seen yet"
+        return self
+
+    def _record(self, signal, stop, message):
+        self.signals_.append(float(signal))
+        self.n_updates_ += 1
+        self.should_stop = bool(stop)
+        if self.should_stop and self.stopped_at_ is None:
+            self.stopped_at_ = self.n_updates_ - 1
+        self.message = message
+        return self.should_stop
+
+    @property
+    def signal(self):
+        """The last signal (NaN before the criterion can judge)."""
+        return self.signals_[-1] if self.signals_ else math.nan
+
+
+class EstimatedAccuracy(StoppingCriterion):
+    """Stop when the calibrated estimate of the pool's accuracy stops rising or is high enough.
+
+    After each round, pass the model's probabilities on the unlabelled pool to
+    :meth:`update`. The criterion computes :func:`estimated_accuracy` (the mean maximum
+    probability) and suggests stopping when
+
+    * ``target`` is given and the estimate is at least ``target``, or
+    * the estimate rose by less than ``min_gain`` over the last ``window`` rounds
+      (``e[t] - e[t - window] < min_gain``) in each of the last ``patience`` rounds. The
+      first decision of this kind comes after ``window + patience`` updates; with
+      ``patience=1`` a single noisy dip of the estimate suggests stopping.
+
+    It trusts the probabilities: use it with a calibrated model (skpeal's
+    ``calibration=`` loss), otherwise an over-confident model stops too early. The pool
+    shrinks as images are labelled; the estimate is over what is left.
+
+    Parameters
+    ----------
+    min_gain : float, default=0.005
+        Smallest rise of the estimate over ``window`` rounds that still counts as progress,
+        in [0, 1]. 0 stops only when the estimate did not rise at all.
+    window : int, default=2
+        Number of rounds the gain is measured over (>= 1).
+    patience : int, default=2
+        Number of consecutive rounds the gain must stay below ``min_gain`` (>= 1).
+    target : float or None, default=None
+        Stop as soon as the estimate reaches this accuracy, in (0, 1]. None: no target.
+
+    Attributes
+    ----------
+    estimates_ : list of float
+        The estimate after each update.
+    signals_ : list of float
+        Same as ``estimates_`` (the value plotted or shown).
+    gains_ : list of float
+        The gain over the last ``window`` rounds after each update (NaN for the first
+        ``window`` updates).
+    should_stop, stopped_at_, n_updates_, message
+        See :class:`StoppingCriterion`.
+
+    See Also
+    --------
+    KappaAverage : a criterion that needs no calibration.
+    estimated_accuracy : the estimate itself.
+
+    Examples
+    --------
+    >>> from skpeal.stopping import EstimatedAccuracy
+    >>> crit = EstimatedAccuracy(min_gain=0.01, window=1, patience=1)
+    >>> crit.update([[0.6, 0.4], [0.5, 0.5]])   # estimate 0.55: too early to judge
+    False
+    >>> crit.update([[0.8, 0.2], [0.7, 0.3]])   # 0.75: rose by 0.20
+    False
+    >>> crit.update([[0.8, 0.2], [0.3, 0.7]])   # 0.75 again: no gain
+    True
+    >>> crit.stopped_at_, crit.estimates_
+    (2, [0.55, 0.75, 0.75])
+    >>> EstimatedAccuracy(target=0.9).update(estimate=0.93)  # a value computed elsewhere
+    True
+    """
+
+    def __init__(self, *, min_gain=0.005, window=2, patience=2, target=None):
+        self.min_gain = _check_fraction("min_gain", min_gain)
+        self.window = _check_int("window", window, 1)
+        self.patience = _check_int("patience", patience, 1)
+        self.target = _check_fraction("target", target, low_open=True, allow_none=True)
+        super().__init__()
+
+    def reset(self):
+        """Forget every update; return self."""
+        self.estimates_ = []
+        self.gains_ = []
+        self._below = 0  # consecutive rounds with a gain below min_gain
+        return super().reset()
+
+    def update(self, proba=None, *, estimate=None):
+        """Record one round; return whether to stop.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n_samples, n_classes), optional
+            The model's probabilities on the unlabelled pool after this round's refit.
+        estimate : float, optional
+            The estimated accuracy itself, when computed elsewhere (e.g. read back from a
+            stored session), in [0, 1]. Give exactly one of ``proba`` and ``estimate``.
+
+        Returns
+        -------
+        should_stop : bool
+        """
+        if (proba is None) == (estimate is None):
+            raise ValueError("give exactly one of proba (pool probabilities) and estimate")
+        if proba is not None:
+            value = estimated_accuracy(proba)
+        else:
+            value = _check_fraction("estimate", estimate)
+        self.estimates_.append(value)
+        if len(self.estimates_) > self.window:
+            gain = value - self.estimates_[-1 - self.window]
+        else:
+            gain = math.nan
+        self.gains_.append(gain)
+        if not math.isnan(gain):
+            self._below = self._below + 1 if gain < self.min_gain else 0
+        if self.target is not None and value >= self.target:
+            msg = f"estimated accuracy {value:.3f} reached the target {self.target:.3f}"
+            return self._record(value, True, msg)
+        if math.isnan(gain):
+            need = self.window + 1 - len(self.estimates_)
+            msg = f"estimated accuracy {value:.3f}; {need} more round(s) before judging the gain"
+            return self._record(value, False, msg)
+        stop = self._below >= self.patience
+        rel = "below" if self._below else "at least"
+        msg = (f"estimated accuracy {value:.3f} gained {gain:+.3f} over the last {self.window} "
+               f"round(s), {rel} min_gain {self.min_gain:.3f}")
+        if self._below:
+            msg += f" ({self._below} of {self.patience} round(s) in a row)"
+        return self._record(value, stop, msg)
+
+
+class KappaAverage(StoppingCriterion):
+    """Stop when predictions on a fixed stop set stop changing between rounds.
+
+    After each round, pass the model's predictions on the *same* stop set (any unlabelled
+    images, e.g. a few hundred drawn once from the pool) to :meth:`update`. The criterion
+    computes Cohen's kappa (:func:`sklearn.metrics.cohen_kappa_score`) between this
+    round's and the previous round's predictions and suggests stopping when the mean of
+    the last ``window`` kappas is at least ``threshold``. It needs no calibration and no
+    label.
+
+    As in Bloodgood & Vijay-Shanker (2009). small-text's ``KappaAverage`` tests the mean
+    *change* of consecutive kappas instead; this one tests the mean kappa, as the paper
+    does. Two identical prediction vectors have kappa 1 (scikit-learn returns NaN when
+    both use a single class).
+
+    Parameters
+    ----------
+    threshold : float, default=0.99
+        Mean agreement above which predictions count as stable, in (0, 1].
+    window : int, default=3
+        Number of consecutive kappas averaged (>= 1); the first decision comes after
+        ``window + 1`` updates.
+    classes : array-like or None, default=None
+        The class labels, passed to ``cohen_kappa_score(labels=...)``. None: the labels
+        that occur in the two prediction vectors.
+
+    Attributes
+    ----------
+    kappas_ : list of float
+        Kappa between each round and the previous one (one fewer than the updates).
+    signals_ : list of float
+        The mean of the last ``window`` kappas after each update (NaN before there are
+        ``window`` of them).
+    should_stop, stopped_at_, n_updates_, message
+        See :class:`StoppingCriterion`.
+
+    See Also
+    --------
+    EstimatedAccuracy : a criterion on the calibrated probabilities.
+
+    Examples
+    --------
+    >>> from skpeal.stopping import KappaAverage
+    >>> crit = KappaAverage(threshold=0.9, window=2)
+    >>> crit.update(["cat", "dog", "dog", "cat"])
+    False
+    >>> crit.update(["cat", "cat", "dog", "cat"])   # one prediction changed: kappa 0.5
+    False
+    >>> crit.update(["cat", "cat", "dog", "cat"])   # mean of (0.5, 1.0) = 0.75
+    False
+    >>> crit.update(["cat", "cat", "dog", "cat"])   # mean of (1.0, 1.0)
+    True
+    >>> crit.kappas_
+    [0.5, 1.0, 1.0]
+    """
+
+    def __init__(self, *, threshold=0.99, window=3, classes=None):
+        self.threshold = _check_fraction("threshold", threshold, low_open=True)
+        self.window = _check_int("window", window, 1)
+        if classes is not None:
+            classes = np.asarray(classes)
+            if classes.ndim != 1 or len(classes) < 1:
+                raise ValueError(f"classes must be a non-empty 1-D list, got shape {classes.shape}")
+            if len(np.unique(classes)) != len(classes):
+                raise ValueError("classes must not repeat a label")
+        self.classes = classes
+        super().__init__()
+
+    def reset(self):
+        """Forget every update; return self."""
+        self.kappas_ = []
+        self._last = None
+        return super().reset()
+
+    def update(self, predictions):
+        """Record one round's predictions on the stop set; return whether to stop.
+
+        Parameters
+        ----------
+        predictions : array-like of shape (n_stop,)
+            Predicted labels on the stop set, in the same order every round (e.g.
+            ``model.predict(X_stop)``).
+
+        Returns
+        -------
+        should_stop : bool
+        """
+        pred = np.asarray(predictions)
+        if pred.ndim != 1 or len(pred) == 0:
+            raise ValueError(
+                f"predictions must be a non-empty 1-D array of labels, got shape {pred.shape}"
+            )
+        if self._last is not None and len(pred) != len(self._last):
+            raise ValueError(
+                f"predictions have {len(pred)} entries but the previous round had "
+                f"{len(self._last)}: give predictions on the same stop set every round"
+            )
+        if self.classes is not None:
+            unknown = np.setdiff1d(pred, self.classes)
+            if unknown.size:
+                raise ValueError(f"predictions contain labels not in classes: {unknown[:5]}")
+        previous, self._last = self._last, pred.copy()
+        if previous is None:
+            return self._record(math.nan, False, "first round: nothing to compare with yet")
+        self.kappas_.append(self._kappa(previous, pred))
+        if len(self.kappas_) < self.window:
+            need = self.window - len(self.kappas_)
+            msg = f"kappa {self.kappas_[-1]:.3f}; {need} more round(s) before judging"
+            return self._record(math.nan, False, msg)
+        mean = float(np.mean(self.kappas_[-self.window:]))
+        stop = mean >= self.threshold
+        rel = "at least" if stop else "below"
+        msg = (f"mean kappa over the last {self.window} round(s) is {mean:.3f}, {rel} "
+               f"threshold {self.threshold:.3f}")
+        return self._record(mean, stop, msg)
+
+    def _kappa(self, a, b):
+        if np.array_equal(a, b):
+            return 1.0  # perfect agreement (scikit-learn gives 0/0 for a single class)
+        from sklearn.metrics import cohen_kappa_score
+
+        labels = None if self.classes is None else self.classes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return float(cohen_kappa_score(a, b, labels=labels))

@@ -1,0 +1,277 @@
+"""Stopping criteria: signals, decisions, parameter checks, and a modAL loop."""
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import cohen_kappa_score
+
+from skpeal import stopping
+from skpeal.stopping import EstimatedAccuracy, KappaAverage, estimated_accuracy
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(stopping, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ----------------------------------------------------------------------- estimated accuracy
+def _proba(draw_logits):
+    z = np.asarray(draw_logits, dtype=float)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+logits = st.integers(1, 30).flatmap(
+    lambda n: st.integers(2, 6).flatmap(
+        lambda k: st.lists(
+            st.lists(st.floats(-20, 20, allow_nan=False), min_size=k, max_size=k),
+            min_size=n, max_size=n,
+        )
+    )
+)
+
+
+@given(logits)
+@settings(max_examples=60, deadline=None)
+def test_estimated_accuracy_bounds_and_permutation(z):
+    p = _proba(z)
+    est = estimated_accuracy(p)
+    k = p.shape[1]
+    assert 1.0 / k - 1e-9 <= est <= 1.0 + 1e-9
+    rng = np.random.default_rng(0)
+    assert math.isclose(estimated_accuracy(p[rng.permutation(len(p))]), est, rel_tol=1e-12)
+    assert math.isclose(estimated_accuracy(p[:, rng.permutation(k)]), est, rel_tol=1e-12)
+
+
+def test_estimated_accuracy_rejects_bad_proba():
+    with pytest.raises(ValueError, match="sum to 1"):
+        estimated_accuracy([[0.5, 0.2]])
+    with pytest.raises(ValueError, match="no row"):
+        estimated_accuracy(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="2-D"):
+        estimated_accuracy([0.5, 0.5])
+
+
+def test_estimated_accuracy_gain_rule_over_window():
+    crit = EstimatedAccuracy(min_gain=0.02, window=2, patience=1)
+    decisions = [crit.update(estimate=e) for e in [0.5, 0.6, 0.65, 0.66, 0.665, 0.7]]
+    # gains over 2 rounds: -, -, 0.15, 0.06, 0.015 (< 0.02: stop), 0.04
+    assert decisions == [False, False, False, False, True, False]
+    assert crit.stopped_at_ == 4  # the first suggestion is remembered
+    assert not crit.should_stop  # the last update decides the current suggestion
+    assert np.allclose(crit.gains_[2:], [0.15, 0.06, 0.015, 0.04])
+    assert math.isnan(crit.gains_[0]) and math.isnan(crit.gains_[1])
+    assert crit.signals_ == crit.estimates_
+    assert "min_gain" in crit.message
+
+
+def test_estimated_accuracy_target_stops_at_once():
+    crit = EstimatedAccuracy(target=0.8, window=5)
+    assert not crit.update(estimate=0.79)
+    assert crit.update(estimate=0.8)
+    assert crit.stopped_at_ == 1 and "target" in crit.message
+
+
+def test_estimated_accuracy_takes_proba_or_estimate_not_both():
+    crit = EstimatedAccuracy()
+    with pytest.raises(ValueError, match="exactly one"):
+        crit.update()
+    with pytest.raises(ValueError, match="exactly one"):
+        crit.update([[1.0, 0.0]], estimate=0.5)
+    with pytest.raises(ValueError, match="estimate must be in"):
+        crit.update(estimate=1.5)
+    assert crit.n_updates_ == 0  # failed updates change nothing
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20), st.integers(1, 4))
+@settings(max_examples=80, deadline=None)
+def test_estimated_accuracy_strictly_rising_never_stops(steps, window):
+    # a strictly rising estimate by more than min_gain per round never stops (no target)
+    min_gain = 0.001
+    crit = EstimatedAccuracy(min_gain=min_gain, window=window)
+    value = 0.1
+    for s in steps:
+        value = min(1.0, value + min_gain * 1.5 + s * 1e-3)
+        if value >= 1.0:
+            break
+        assert not crit.update(estimate=value)
+
+
+@given(st.floats(0.0, 1.0), st.integers(1, 5))
+def test_estimated_accuracy_flat_stops_after_window(value, window):
+    crit = EstimatedAccuracy(min_gain=0.001, window=window, patience=1)
+    for _ in range(window):
+        assert not crit.update(estimate=value)
+    assert crit.update(estimate=value)
+    assert crit.stopped_at_ == window
+
+
+@given(st.floats(0.0, 1.0), st.integers(1, 4), st.integers(1, 4))
+def test_estimated_accuracy_patience_delays_a_flat_stop(value, window, patience):
+    crit = EstimatedAccuracy(min_gain=0.001, window=window, patience=patience)
+    for _ in range(window + patience - 1):
+        assert not crit.update(estimate=value)
+    assert crit.update(estimate=value)
+    assert crit.stopped_at_ == window + patience - 1
+
+
+def test_estimated_accuracy_patience_ignores_a_single_dip():
+    # a noisy dip (gain < min_gain once) followed by progress does not stop with patience 2
+    crit = EstimatedAccuracy(min_gain=0.01, window=1, patience=2)
+    decisions = [crit.update(estimate=e) for e in [0.50, 0.49, 0.60, 0.70, 0.705, 0.706]]
+    assert decisions == [False, False, False, False, False, True]
+    assert "2 of 2" in crit.message
+    with_one = EstimatedAccuracy(min_gain=0.01, window=1, patience=1)
+    assert [with_one.update(estimate=e) for e in [0.50, 0.49]] == [False, True]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"min_gain": -0.1}, "min_gain must be in"),
+        ({"min_gain": float("nan")}, "min_gain must be a finite"),
+        ({"min_gain": "0.1"}, "min_gain must be a finite"),
+        ({"window": 0}, "window must be an integer >= 1"),
+        ({"window": 1.5}, "window must be an integer"),
+        ({"window": True}, "window must be an integer"),
+        ({"patience": 0}, "patience must be an integer >= 1"),
+        ({"target": 0.0}, r"target must be in \(0, 1\]"),
+        ({"target": 1.2}, "target must be in"),
+    ],
+)
+def test_estimated_accuracy_validates_params(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EstimatedAccuracy(**kwargs)
+
+
+def test_reset_forgets_history():
+    crit = EstimatedAccuracy(window=1, patience=1)
+    crit.update(estimate=0.5)
+    crit.update(estimate=0.5)
+    assert crit.should_stop
+    crit.reset()
+    assert crit.n_updates_ == 0 and crit.estimates_ == [] and crit.stopped_at_ is None
+    assert not crit.should_stop and math.isnan(crit.signal)
+
+
+# ----------------------------------------------------------------------- kappa average
+def test_kappa_matches_sklearn_and_window_mean():
+    rng = np.random.default_rng(0)
+    rounds = [rng.integers(0, 3, size=50) for _ in range(5)]
+    crit = KappaAverage(threshold=0.99, window=2, classes=[0, 1, 2])
+    for r in rounds:
+        crit.update(r)
+    expected = [cohen_kappa_score(a, b, labels=[0, 1, 2]) for a, b in zip(rounds, rounds[1:])]
+    assert np.allclose(crit.kappas_, expected)
+    assert math.isnan(crit.signals_[0]) and math.isnan(crit.signals_[1])
+    assert np.allclose(crit.signals_[2:], [np.mean(expected[i - 1:i + 1]) for i in (1, 2, 3)])
+    assert not crit.should_stop  # random predictions are not stable
+
+
+def test_kappa_identical_single_class_is_agreement():
+    crit = KappaAverage(window=1)
+    crit.update(["a"] * 5)
+    assert crit.update(["a"] * 5)
+    assert crit.kappas_ == [1.0]
+
+
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=40), st.integers(1, 4))
+@settings(max_examples=60, deadline=None)
+def test_kappa_stable_predictions_stop_exactly_after_window(pred, window):
+    crit = KappaAverage(threshold=0.99, window=window)
+    for _ in range(window):
+        assert not crit.update(pred)
+    assert crit.update(pred)
+    assert crit.stopped_at_ == window
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=2, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_kappa_is_bounded(pairs):
+    a, b = np.array(pairs).T
+    crit = KappaAverage(window=1)
+    crit.update(a)
+    crit.update(b)
+    assert -1.0 - 1e-9 <= crit.kappas_[0] <= 1.0 + 1e-9
+
+
+def test_kappa_refuses_a_different_stop_set():
+    crit = KappaAverage()
+    crit.update([0, 1, 2])
+    with pytest.raises(ValueError, match="same stop set"):
+        crit.update([0, 1])
+    assert crit.n_updates_ == 1
+
+
+def test_kappa_refuses_bad_predictions():
+    crit = KappaAverage(classes=["cat", "dog"])
+    with pytest.raises(ValueError, match="1-D"):
+        crit.update([[0, 1]])
+    with pytest.raises(ValueError, match="non-empty"):
+        crit.update([])
+    with pytest.raises(ValueError, match="not in classes"):
+        crit.update(["cat", "bird"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"threshold": 0.0}, "threshold must be in"),
+        ({"threshold": 1.01}, "threshold must be in"),
+        ({"window": 0}, "window must be"),
+        ({"classes": []}, "non-empty"),
+        ({"classes": [0, 0, 1]}, "repeat"),
+    ],
+)
+def test_kappa_validates_params(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KappaAverage(**kwargs)
+
+
+# ----------------------------------------------------------------------- modAL loop
+def test_criteria_in_a_modal_loop():
+    """Both criteria fed from a modAL ActiveLearner loop; the loop stops when kappa says so."""
+    modal = pytest.importorskip("modAL.models")
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from skpeal.strategies import entropy_sampling
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(X))
+    test, pool = order[:400], order[400:]
+    X_test, y_test = X[test], y[test]
+    stop_set = pool[:300]  # fixed unlabelled images, never labelled below
+    X_stop = X[stop_set]
+    pool = pool[300:]
+    seed = pool[:20]
+    X_pool, y_pool = X[pool[20:]], y[pool[20:]]
+
+    learner = modal.ActiveLearner(
+        estimator=LogisticRegression(max_iter=500),
+        query_strategy=entropy_sampling,
+        X_training=X[seed],
+        y_training=y[seed],
+    )
+    kappa = KappaAverage(threshold=0.97, window=2, classes=np.arange(10))
+    conf = EstimatedAccuracy(min_gain=0.005, window=2)
+    accuracies = []
+    for _ in range(40):
+        accuracies.append(learner.score(X_test, y_test))
+        conf.update(learner.predict_proba(X_pool))
+        if kappa.update(learner.predict(X_stop)):
+            break
+        idx, _ = learner.query(X_pool, n_instances=20)
+        learner.teach(X_pool[idx], y_pool[idx])
+        X_pool, y_pool = np.delete(X_pool, idx, axis=0), np.delete(y_pool, idx)
+    assert kappa.should_stop, f"kappa never stabilised: {kappa.signals_}"
+    assert kappa.stopped_at_ < 39 and kappa.signal >= 0.97
+    assert len(conf.estimates_) == kappa.n_updates_
+    # by the time predictions are stable the model is far better than at the start
+    assert accuracies[-1] > accuracies[0] + 0.05
