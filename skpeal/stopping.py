@@ -43,7 +43,7 @@ import warnings
 
 import numpy as np
 
-from .strategies import check_proba
+from ._validation import check_proba
 
 __all__ = ["EstimatedAccuracy", "KappaAverage", "StoppingCriterion", "estimated_accuracy"]
 

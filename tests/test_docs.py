@@ -48,6 +48,7 @@ PUBLIC = {
     "skpeal.labeling",
     "skpeal.losses",
     "skpeal.metrics",
+    "skpeal.stopping",
     "skpeal.strategies",
 }
 
