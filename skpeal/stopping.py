@@ -42,6 +42,7 @@ import numbers
 import warnings
 
 import numpy as np
+from sklearn.metrics import cohen_kappa_score
 
 from ._validation import check_proba
 
@@ -123,7 +124,13 @@ class StoppingCriterion:
         self.reset()
 
     def reset(self):
-        """Forget every update (start a new run); return self."""
+        """Forget every update (start a new run).
+
+        Returns
+        -------
+        self : object
+            This criterion, with no round recorded.
+        """
         self.signals_ = []
         self.n_updates_ = 0
         self.should_stop = False
@@ -189,8 +196,8 @@ class EstimatedAccuracy(StoppingCriterion):
 
     See Also
     --------
-    KappaAverage : a criterion that needs no calibration.
-    estimated_accuracy : the estimate itself.
+    KappaAverage : A criterion that needs no calibration.
+    estimated_accuracy : The estimate itself.
 
     Examples
     --------
@@ -216,7 +223,13 @@ class EstimatedAccuracy(StoppingCriterion):
         super().__init__()
 
     def reset(self):
-        """Forget every update; return self."""
+        """Forget every update.
+
+        Returns
+        -------
+        self : object
+            This criterion, with no round recorded.
+        """
         self.estimates_ = []
         self.gains_ = []
         self._below = 0  # consecutive rounds with a gain below min_gain
@@ -236,6 +249,8 @@ class EstimatedAccuracy(StoppingCriterion):
         Returns
         -------
         should_stop : bool
+            Whether the criterion suggests stopping after this round (also in
+            ``should_stop``).
         """
         if (proba is None) == (estimate is None):
             raise ValueError("give exactly one of proba (pool probabilities) and estimate")
@@ -305,7 +320,7 @@ class KappaAverage(StoppingCriterion):
 
     See Also
     --------
-    EstimatedAccuracy : a criterion on the calibrated probabilities.
+    EstimatedAccuracy : A criterion on the calibrated probabilities.
 
     Examples
     --------
@@ -336,7 +351,13 @@ class KappaAverage(StoppingCriterion):
         super().__init__()
 
     def reset(self):
-        """Forget every update; return self."""
+        """Forget every update.
+
+        Returns
+        -------
+        self : object
+            This criterion, with no round recorded.
+        """
         self.kappas_ = []
         self._last = None
         return super().reset()
@@ -353,6 +374,8 @@ class KappaAverage(StoppingCriterion):
         Returns
         -------
         should_stop : bool
+            Whether the criterion suggests stopping after this round (also in
+            ``should_stop``).
         """
         pred = np.asarray(predictions)
         if pred.ndim != 1 or len(pred) == 0:
@@ -386,7 +409,6 @@ class KappaAverage(StoppingCriterion):
     def _kappa(self, a, b):
         if np.array_equal(a, b):
             return 1.0  # perfect agreement (scikit-learn gives 0/0 for a single class)
-        from sklearn.metrics import cohen_kappa_score
 
         labels = None if self.classes is None else self.classes
         with warnings.catch_warnings():

