@@ -7,7 +7,10 @@ parameters; ``{"probe": true}`` is the standardised logistic regression on the f
 image features) it prints the test accuracy over ``--seeds`` seeds as mean ± std.
 
     PYTHONPATH=$PWD HF_HUB_OFFLINE=1 python benchmarks/adapter_vs_probe.py \
-        '{"probe": true}' '{"adapter": "prompt"}' '{"adapter": "lora"}'
+        '{"probe": true}' '{}' '{"adapter": "lora"}'
+
+``"_logit_scale"`` in a configuration replaces the offline backbone's logit scale (20)
+for that configuration and the following ones (a probe, not an estimator parameter).
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ def _adapter(data, train, test, seed, params):
     params = dict(params)
     scale = params.pop("_logit_scale", None)
     if scale is not None:  # probe: another temperature for the offline backbone
-        from skpeal import _offline_backbone
+        from skpeal.backbones import offline
 
-        _offline_backbone._LOGIT_SCALE = float(scale)
+        offline._LOGIT_SCALE = float(scale)
     est = CLIPAdapterClassifier(model=MODEL, pretrained=None, classes=list(range(10)),
                                 classnames=list(data.classnames), random_state=seed, **params)
     est.fit(data.X_train[train], data.y_train[train])
