@@ -46,6 +46,7 @@ import numpy as np
 from sklearn.base import clone
 
 from .. import strategies
+from .._io import atomic_path, atomic_write_text
 from ..datasets import IMAGE_EXTENSIONS
 from ..estimator import CLIPAdapterClassifier
 from .store import LabelStore
@@ -393,11 +394,8 @@ class LabelingSession:
         return self
 
     def _save_adapter(self, est, rnd):
-        path = self._adapter_path(rnd)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        est.save_adapter(tmp)
-        os.replace(tmp, path)
+        with atomic_path(self._adapter_path(rnd)) as tmp:
+            est.save_adapter(tmp)
 
     def _install(self, est, rnd, proba, feats):
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
@@ -741,10 +739,7 @@ class LabelingSession:
         w.writerows(rows)
         text = buf.getvalue()
         if path is not None:
-            path = Path(path)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
         return text
 
     def export_folder(self, out) -> int:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
+from .._io import atomic_path
 
 __all__ = ["ThumbnailCache", "make_thumbnail"]
 
@@ -66,8 +67,6 @@ class ThumbnailCache:
         except FileNotFoundError:
             pass
         data = make_thumbnail(path, self.size)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, cached)
+        with atomic_path(cached) as tmp:
+            tmp.write_bytes(data)
         return data
