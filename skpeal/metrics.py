@@ -107,6 +107,8 @@ def _confidence_and_correct(y_true, proba, classes):
     return confidence, (pred == y_idx).astype(np.float64)
 
 
+# Kept by hand: sklearn.calibration.calibration_curve is binary-only (positive-class
+# probability) and drops empty bins; top-label multi-class ECE needs both.
 def _bin_index(confidence, n_bins):
     """Bin of each confidence: ``i`` such that ``edges[i] < c <= edges[i + 1]`` (0 -> bin 0)."""
     edges = np.arange(n_bins + 1) / n_bins
