@@ -45,6 +45,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import ThumbnailCache
 
 __all__ = ["LOOPBACK_HOSTS", "create_app", "ml_backend_for_session", "serve"]
@@ -319,8 +320,6 @@ def ml_backend_for_session(session, *, token=None, allowed_hosts=None):
     -------
     app : fastapi.FastAPI
     """
-    from .labelstudio import SessionBackend, ml_backend_app
-
     app = ml_backend_app(SessionBackend(session),
                          basic_auth=None if token is None else ("skpeal", token))
     if allowed_hosts is not None:
