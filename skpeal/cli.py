@@ -116,6 +116,9 @@ def _add_label_parser(sub):
     lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
     lab.add_argument("--device", default="auto")
+    lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",
+                     help="also serve Label Studio's ML backend on port N (same host; beyond "
+                          "127.0.0.1 it needs basic auth: user skpeal, the access token)")
 
 
 def _label(args) -> int:
@@ -137,7 +140,7 @@ def _label(args) -> int:
     print(f"skpeal label: {len(session._ids)} images, classes {session.classes}, "
           f"project {project}")
     try:
-        serve(session, host=args.host, port=args.port)
+        serve(session, host=args.host, port=args.port, ml_backend_port=args.ml_backend_port)
     finally:
         session.close()
     return 0

@@ -19,6 +19,10 @@ nothing)::
     GET  /api/image/{id}        the thumbnail (?full=1: the original file), by id only
     GET  /api/export.csv        the labels in force as CSV
 
+With ``ml_backend_port`` (``skpeal label --ml-backend-port N``), :func:`serve` also serves
+Label Studio's ML backend protocol over the session on that port
+(:func:`ml_backend_for_session`).
+
 Safety: bind to 127.0.0.1 by default (then the ``Host`` header must name the loopback,
 against DNS rebinding). With any other host, :func:`serve` generates an access token that
 every request must carry (``?token=``, the ``X-Skpeal-Token`` header, or the cookie set
@@ -41,9 +45,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import ThumbnailCache
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "serve"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "ml_backend_for_session", "serve"]
 
 #: Host names that mean "this machine only".
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -291,7 +296,47 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     return app
 
 
-def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=print):
+# ----------------------------------------------------------------------- Label Studio backend
+def ml_backend_for_session(session, *, token=None, allowed_hosts=None):
+    """Label Studio's ML backend protocol over a session (a FastAPI app).
+
+    The predictor is :class:`skpeal.labeling.labelstudio.SessionBackend`: ``/predict``
+    gives the session's current suggestions, ``/webhook`` adds Label Studio's annotations
+    as labels (client ``"label-studio"``), "Start Training" refits. Serve it with uvicorn,
+    or through ``skpeal label ... --ml-backend-port 9090``.
+
+    Parameters
+    ----------
+    session : LabelingSession
+        The session (prepared before the first ``/predict``).
+    token : str, optional
+        Require HTTP basic auth with user ``skpeal`` and this password (Label Studio's
+        "Basic Authentication" when connecting the model sends it; it cannot send the
+        page's ``?token=``). Give it whenever the server listens beyond the loopback.
+    allowed_hosts : list of str, optional
+        Accepted ``Host`` headers (against DNS rebinding on the loopback).
+
+    Returns
+    -------
+    app : fastapi.FastAPI
+    """
+    app = ml_backend_app(SessionBackend(session),
+                         basic_auth=None if token is None else ("skpeal", token))
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    return app
+
+
+def _listen(host, port):
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+    return sock
+
+
+def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=print,
+          ml_backend_port=None):
     """Run the app with uvicorn until interrupted.
 
     Parameters
@@ -305,19 +350,34 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
         The access token for a non-loopback host (generated when None).
     open_message : callable, default=print
         Receives the line with the URL.
+    ml_backend_port : int, optional
+        Also serve Label Studio's ML backend (:func:`ml_backend_for_session`) on this
+        port of the same host; beyond the loopback it requires basic auth with user
+        ``skpeal`` and the access token as password.
     """
     loopback = host in LOOPBACK_HOSTS
     if not loopback and token is None:
         token = secrets.token_urlsafe(24)
     if loopback:
         token = None
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+    sock = _listen(host, port)
     port = sock.getsockname()[1]
-    app = create_app(session, token=token,
-                     allowed_hosts=[h for h in LOOPBACK_HOSTS] + ["[::1]"] if loopback else None)
+    hosts = [h for h in LOOPBACK_HOSTS] + ["[::1]"] if loopback else None
+    app = create_app(session, token=token, allowed_hosts=hosts)
+    ml_server = ml_thread = None
+    if ml_backend_port is not None:
+        ml_sock = _listen(host, ml_backend_port)
+        ml_port = ml_sock.getsockname()[1]
+        ml_server = uvicorn.Server(uvicorn.Config(
+            ml_backend_for_session(session, token=token, allowed_hosts=hosts),
+            log_level="warning"))
+        ml_thread = threading.Thread(target=ml_server.run, kwargs={"sockets": [ml_sock]},
+                                     name="skpeal-ml-backend", daemon=True)
+        ml_thread.start()
+        shown_ml = f"[{host}]" if ":" in host else host
+        auth = f"; Basic Authentication: user skpeal, password {token}" if token else ""
+        open_message(f"skpeal label: Label Studio ML backend at http://{shown_ml}:{ml_port}"
+                     f"{auth}")
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     open_message(f"skpeal label: open {url}   (Ctrl+C stops; labels are saved as you go)")
@@ -327,4 +387,7 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
         server.run(sockets=[sock])
     finally:
         app.state.worker.stop(timeout=1)
+        if ml_server is not None:
+            ml_server.should_exit = True
+            ml_thread.join(timeout=5)
     return url

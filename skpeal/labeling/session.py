@@ -49,6 +49,8 @@ from .. import strategies
 from .._io import atomic_path, atomic_write_text
 from ..datasets import IMAGE_EXTENSIONS
 from ..estimator import CLIPAdapterClassifier
+from . import labelstudio
+from .stop import SessionStopping
 from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
@@ -277,6 +279,9 @@ class LabelingSession:
         self._round = -1
         self._version = None
         self._n_queries = 0
+        # stopping suggestions (skpeal.labeling.stop): replaced to change the criteria
+        self.stopping = SessionStopping(self.store, self._ids, self.classes,
+                                        random_state=self.random_state)
 
     # ------------------------------------------------------------------ model state
     @property
@@ -401,6 +406,7 @@ class LabelingSession:
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
         self._proba, self._features = proba, feats
         self._n_queries = 0
+        self.stopping.observe(rnd, proba, self._row, self._classes_sorted())
 
     def refit(self):
         """Train a fresh adapter on every label in force, rescore the pool, new batch.
@@ -618,7 +624,10 @@ class LabelingSession:
             ``n_images``, ``n_labelled``, ``n_skipped``, ``counts`` (labels per class,
             in class order), ``round``, ``model_version``, ``estimated_accuracy`` (mean
             max-probability of the current model on the unlabelled pool), ``rounds``
-            (one dict per fitted model: the learning curve), ``n_pending``, ``state``.
+            (one dict per fitted model: the learning curve), ``n_pending``, ``state``,
+            ``stop_suggestion`` (a suggestion, never an automatic stop: see
+            :meth:`skpeal.labeling.stop.SessionStopping.suggestion`; None before
+            :meth:`prepare`).
         """
         in_force = self.store.in_force()
         counts = {c: 0 for c in self.classes}
@@ -644,6 +653,7 @@ class LabelingSession:
                         "fit_seconds": r["fit_seconds"]} for r in rounds],
             "n_pending": len(self.store.pending()),
             "state": dict(self.state),
+            "stop_suggestion": self.stopping.suggestion() if self.ready else None,
         }
 
     def predictions(self) -> list[dict]:
@@ -776,6 +786,47 @@ class LabelingSession:
             shutil.copy2(src, out / label / name)
             n += 1
         return n
+
+    # ------------------------------------------------------------------ Label Studio
+    def export_label_studio(self, path_or_file=None, *, image_url=None):
+        """Every image as a Label Studio task, with the model's prediction and the label.
+
+        See :func:`skpeal.labeling.labelstudio.export_session`.
+
+        Parameters
+        ----------
+        path_or_file : str, path-like or file object, optional
+            Where to write the JSON tasks.
+        image_url : None, str or callable, default=None
+            How Label Studio loads the images: None for its local file serving (document
+            root: the images' common folder), a URL prefix, or ``image_url(path) -> URL``.
+
+        Returns
+        -------
+        tasks : list of dict
+            The tasks (``data["skpeal_id"]`` is the image id).
+        """
+        return labelstudio.export_session(self, path_or_file, image_url=image_url)
+
+    def import_label_studio(self, export, *, annotator="label-studio"):
+        """Add the labels of a Label Studio JSON export (client ``"label-studio"``).
+
+        See :func:`skpeal.labeling.labelstudio.import_session`: everything is checked
+        before anything is written; every label is a new history row.
+
+        Parameters
+        ----------
+        export : str, path-like or list of dict
+            Label Studio's "Export -> JSON" file, or its tasks.
+        annotator : str, default="label-studio"
+            Stored with every imported label.
+
+        Returns
+        -------
+        counts : dict
+            ``added`` and ``unchanged`` labels.
+        """
+        return labelstudio.import_session(self, export, annotator=annotator)
 
     def export_adapter(self, path):
         """Save the current model's adapter.

@@ -50,6 +50,9 @@ def test_batch_answer_refit_cycle(app_client, image_folder):
     s = app_client.session
     st = app_client.get("/api/status").json()
     assert st["round"] == 0 and st["counts"] == {c: 0 for c in CLASSES}
+    assert st["stop_suggestion"]["should_stop"] is False
+    assert [c["name"] for c in st["stop_suggestion"]["criteria"]] == [
+        "estimated_accuracy", "kappa_average"]
     batch = app_client.get("/api/batch", params={"client": "a"}).json()
     assert batch["ready"] and len(batch["items"]) == 4
     paths = {i: p for i, p in s.store.images()}

@@ -151,6 +151,10 @@ def test_label_a_batch_with_the_keyboard_refit_and_reload(browser, setup, tmp_pa
         page.wait_for_function("document.getElementById('model-info').textContent"
                                ".includes('round 1')")
         assert page.locator("#curve circle").count() == 2  # rounds 0 and 1
+        # the stopping criteria's suggestion: a line on the page, nothing stops
+        page.wait_for_function("document.getElementById('stop-suggestion').textContent"
+                               ".startsWith('Suggestion: ')")
+        assert "kappa_average" in page.text_content("#stop-suggestion")
         page.wait_for_selector("#busy", state="hidden")  # no progress banner when idle
         label_with_keys(page, ["4", "5"])
         page.screenshot(path=os.fspath(shots / "label_page.png"))

@@ -86,6 +86,17 @@ function renderStatus() {
     table.appendChild(tr);
   });
   renderCurve(status.rounds || []);
+  renderStopSuggestion(status.stop_suggestion);
+}
+
+// The stopping criteria's suggestion (skpeal.labeling.stop): a line, never an automatic stop.
+function renderStopSuggestion(sug) {
+  const el = $("stop-suggestion");
+  el.hidden = !sug;
+  if (!sug) return;
+  el.textContent = "Suggestion: " + sug.message;
+  el.classList.toggle("stop", !!sug.should_stop);
+  el.title = (sug.criteria || []).map((c) => c.name + ": " + c.message).join("\n");
 }
 
 function renderCurve(rounds) {
