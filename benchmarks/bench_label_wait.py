@@ -12,9 +12,11 @@ encoding of the pool is timed apart. Beside each round: the test accuracy of its
 Variants (each a fresh session over the same images; the process-wide feature cache
 already holds the pool's features):
 
-* ``batch 32``: the estimator's default training batch (steps per epoch grow with labels);
-* ``one step/epoch``: a training batch as large as the labels (one step per epoch), so a
-  round's training cost does not grow with the labels;
+* ``batch 32``: the estimator's training batch (``train_batch="estimator"``; steps per
+  epoch grow with the labels);
+* ``one step/epoch``: the session's default ``train_batch="labels"``, a training batch as
+  large as the labels (one step per epoch), so a round's training cost does not grow
+  with the labels;
 * ``reference``: the structure of reference implementations, every round re-encodes the
   pool (``feature_cache=False``: no cached image features anywhere), for
   ``--reference-rounds`` rounds only (each costs a full pass over the pool).
@@ -92,8 +94,8 @@ def estimator(args, **kw):
 
 def run_session(args, project, folder, truth, data, train_batch):
     s = LabelingSession(project, images=folder, classes=list(data.classnames),
-                        estimator=estimator(args, batch_size=train_batch),
-                        batch_size=args.budget)
+                        estimator=estimator(args, batch_size=32),
+                        batch_size=args.budget, train_batch=train_batch)
     t0 = time.perf_counter()
     s.prepare()
     first = s.next_batch()
@@ -145,6 +147,8 @@ def main(argv=None):
     p.add_argument("--budget", type=int, default=10)
     p.add_argument("--reference-rounds", type=int, default=2)
     p.add_argument("--model", default="effnet-lite0-minilm")
+    p.add_argument("--skip", nargs="*", default=[], choices=["batch32", "labels"],
+                   help="session variants not to run")
     args = p.parse_args(argv)
 
     data = load_fashion_mnist(n_train=args.pool, n_test=args.test, random_state=0)
@@ -158,14 +162,17 @@ def main(argv=None):
         paths = write_pngs(folder, data.X_train)
         truth = {pth: str(names[y]) for pth, y in zip(paths, data.y_train)}
         results = {}
-        for name, train_batch in (("batch 32", 32), ("one step/epoch",
-                                                     args.rounds * args.budget)):
-            results[name] = run_session(args, Path(tmp) / name.replace(" ", "_").replace(
-                "/", "_"), folder, truth, data, train_batch)
-        s = LabelingSession(Path(tmp) / "batch_32")
+        for name, train_batch in (("batch 32", "estimator"),
+                                  ("one step/epoch (session default)", "labels")):
+            if ("batch32" if train_batch == "estimator" else "labels") in args.skip:
+                continue
+            results[name] = run_session(args, Path(tmp) / f"session-{train_batch}", folder,
+                                        truth, data, train_batch)
+        first = next(iter(results))
+        s = LabelingSession(next(Path(tmp).glob("session-*")))
         ids_to_path = dict(s.store.images())
         s.close()
-        ref = run_reference(args, paths, ids_to_path, data, results["batch 32"][1]) \
+        ref = run_reference(args, paths, ids_to_path, data, results[first][1]) \
             if args.reference_rounds else []
 
     print(f"other processes used {100 * other.share:.0f}% of the machine's CPU meanwhile\n")

@@ -354,7 +354,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ building
     @staticmethod
     def _build(spec: FitSpec):
-        backbone = load_backbone(spec.model, spec.pretrained)
+        backbone = load_backbone(spec.model, spec.pretrained, shared=True)  # frozen weights reused
         gen = torch.Generator().manual_seed(spec.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.seed)  # peft draws LoRA weights from the global RNG

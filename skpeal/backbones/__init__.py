@@ -11,6 +11,7 @@ folders and model-config files).
 from .base import TINY_MODEL, Backbone
 from .registry import (
     DEFAULT_WEIGHTS,
+    clear_backbone_cache,
     list_backbones,
     load_backbone,
     register_backbone,
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "TINY_MODEL",
     "Backbone",
+    "clear_backbone_cache",
     "list_backbones",
     "load_backbone",
     "register_backbone",

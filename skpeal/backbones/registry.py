@@ -7,10 +7,14 @@ carries a copy of the backbone weights.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
+import threading
 from collections.abc import Callable
 
 import open_clip
+from torch import nn
 
 from . import offline
 from .base import Backbone
@@ -18,6 +22,7 @@ from .openclip import load_open_clip
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "clear_backbone_cache",
     "list_backbones",
     "load_backbone",
     "register_backbone",
@@ -96,7 +101,7 @@ def resolve_pretrained(model, pretrained):
     return tags[0] if tags else None
 
 
-def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
+def load_backbone(model: str, pretrained: str | None = None, *, shared: bool = False) -> Backbone:
     """Build a backbone on the CPU, in eval mode, with every parameter frozen.
 
     Parameters
@@ -113,6 +118,15 @@ def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
         None for a randomly initialised open_clip network (drawn from a fixed seed, so
         rebuilds are identical); a registered backbone's factory decides what None means
         (the offline backbone: its shipped weights at the default input size).
+    shared : bool, default=False
+        False: build the backbone from its files. True: build it once per process and
+        hand out a structurally fresh module tree whose parameters share the frozen
+        weight tensors of that first build (the estimator does this on every fit). The
+        returned tree may be modified (LoRA replaces and wraps modules); its weight
+        tensors must not be modified in place. Buffers (e.g. BatchNorm statistics) are
+        copies. The process-wide copy is keyed by ``(model, pretrained)`` and by the size
+        and modification time of a local file or folder named by either; free it with
+        :func:`clear_backbone_cache`.
 
     Returns
     -------
@@ -138,6 +152,12 @@ def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
     if pretrained is not None and not isinstance(pretrained, str):
         raise ValueError(f"pretrained must be a tag, a file path or None, got {pretrained!r}")
 
+    if shared:
+        return _shared_copy(_template(model, pretrained))
+    return _build(model, pretrained)
+
+
+def _build(model, pretrained) -> Backbone:
     if model in _FACTORIES:
         backbone = _FACTORIES[model](pretrained)
     else:
@@ -146,6 +166,60 @@ def load_backbone(model: str, pretrained: str | None = None) -> Backbone:
     for p in backbone.model.parameters():
         p.requires_grad_(False)
     return backbone
+
+
+# -- process-wide reuse ------------------------------------------------------------------
+
+_TEMPLATES: dict[tuple, Backbone] = {}
+_LOCK = threading.Lock()
+
+
+def clear_backbone_cache() -> None:
+    """Forget the backbones kept for reuse by ``load_backbone(..., shared=True)``.
+
+    Every fit of :class:`skpeal.CLIPAdapterClassifier` reuses the frozen weights of a
+    backbone built once per process (keyed by ``model`` and ``pretrained``). Call this to
+    free that memory, or after changing files a backbone is built from in a way that
+    keeps their size and modification time (a changed local weights file or folder is
+    noticed without it). Models already handed out keep working.
+    """
+    with _LOCK:
+        _TEMPLATES.clear()
+
+
+def _stamp(value):
+    """Size and modification time of a local file or folder named by ``value``, else None."""
+    if not isinstance(value, str):
+        return None
+    path = value.split(":", 1)[1] if value.startswith("local-dir:") else value
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _template(model, pretrained) -> Backbone:
+    key = (model, pretrained, _stamp(model), _stamp(pretrained))
+    with _LOCK:
+        backbone = _TEMPLATES.get(key)
+        if backbone is None:
+            backbone = _build(model, pretrained)
+            for old in [k for k in _TEMPLATES if k[:2] == key[:2]]:  # files changed
+                del _TEMPLATES[old]
+            _TEMPLATES[key] = backbone
+        return backbone
+
+
+def _shared_copy(template: Backbone) -> Backbone:
+    """A fresh module tree over the template's weight tensors (new Parameter objects)."""
+    model = template.model
+    memo = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = b.detach().clone()
+    return dataclasses.replace(template, model=copy.deepcopy(model, memo))
 
 
 # -- offline default backbone --------------------------------------------------------------

@@ -138,8 +138,9 @@ class AdaptedCLIP(nn.Module):
 
         A merged layer runs one matrix product instead of the base product plus the
         low-rank one (and peft's ``nn.MultiheadAttention`` wrapper no longer merges and
-        unmerges inside every forward). On exit the base weights are restored bit for bit
-        from a copy (an unmerge alone leaves float rounding behind). Merging is skipped,
+        unmerges inside every forward). The merge writes into copies of the base weights,
+        which may be shared with other models; on exit the original tensors are put back
+        (bit for bit; an unmerge alone leaves float rounding behind). Merging is skipped,
         and the unmerged layers used, when a base weight is not float32/float64 (merging
         into low precision would round the adapter away) or for the prompt adapter.
         """
@@ -158,7 +159,11 @@ class _Merged:
         if not base or any(p.dtype not in (torch.float32, torch.float64) for p in base.values()):
             return self
         with torch.no_grad(), _quiet_peft():
-            self.saved = {n: p.detach().clone() for n, p in base.items()}
+            # merge into private copies: the base tensors may be shared with other models
+            # (load_backbone(shared=True)), so they are never written to; restored on exit
+            self.saved = {n: p.data for n, p in base.items()}
+            for p in base.values():
+                p.data = p.data.clone()
             self.peft_model.merge_adapter()
         return self
 
@@ -168,7 +173,7 @@ class _Merged:
                 self.peft_model.unmerge_adapter()
                 for n, p in self.peft_model.named_parameters():
                     if n in self.saved:
-                        p.copy_(self.saved[n])
+                        p.data = self.saved[n]
             self.saved = None
         return False
 

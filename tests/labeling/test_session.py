@@ -326,3 +326,27 @@ def test_predictions_cover_every_image(session_factory):
         assert p["probability"] == pytest.approx(row.max(), abs=1e-6)
         assert p["suggestion"] == s.model.classes_[row.argmax()]
         assert p["model_version"] == "round-0" and p["entropy"] >= 0
+
+
+@pytest.mark.parametrize("train_batch", ["labels", "estimator"])
+def test_refit_trains_on_all_labels_in_one_batch_when_image_features_are_cached(
+        session_factory, image_folder, train_batch):
+    _, truth = image_folder
+    s = session_factory(train_batch=train_batch).prepare()
+    for b in s.next_batch():
+        s.label(b["image_id"], truth[b["path"]])
+    s.refit()
+    n = len(s.store.labelled())
+    want = n if train_batch == "labels" else s.estimator.get_params()["batch_size"]
+    assert s.model.get_params()["batch_size"] == want
+    assert len(s.model.history_) == s.model.get_params()["max_epochs"]
+    # an image tower that trains (LoRA on it) keeps the estimator's batch
+    s.estimator.set_params(adapter="lora", lora_towers="both", lora_r=2)
+    assert s._make_estimator(2, zero_shot=False).get_params()["batch_size"] == \
+        s.estimator.get_params()["batch_size"]
+
+
+def test_train_batch_is_checked(tmp_path, image_folder):
+    folder, _ = image_folder
+    with pytest.raises(ValueError, match="train_batch"):
+        LabelingSession(tmp_path / "p", images=folder, classes=CLASSES, train_batch=8)
