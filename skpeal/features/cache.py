@@ -31,14 +31,7 @@ ones are simply not stored. That keeps a pool larger than the budget at a steady
 instead of thrashing. Set ``feature_cache=False`` on the estimator to bypass the cache
 (every image is then encoded whenever it is needed, as reference implementations do).
 
-Examples
---------
->>> from skpeal.features import get_feature_cache
->>> cache = get_feature_cache()
->>> cache.max_bytes = 256 * 2**20   # 256 MiB
->>> sorted(cache.stats())
-['entries', 'evictions', 'hits', 'max_bytes', 'misses', 'nbytes', 'spaces', 'stores']
->>> cache.clear()
+Examples are in :mod:`skpeal.features`, the public home of these names.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ __all__ = [
     "ID_KEY",
     "ImportedLabel",
     "LabelingInterface",
+    "PredictorNotReady",
     "SessionBackend",
     "TaskImage",
     "export_session",
@@ -53,6 +54,14 @@ __all__ = [
     "ml_backend_router",
     "parse_labeling_config",
 ]
+
+
+class PredictorNotReady(RuntimeError):
+    """The predictor has no model yet (e.g. the session is still encoding its pool).
+
+    The ML backend answers ``/predict`` with 503 and a ``Retry-After`` header instead of
+    an error, so Label Studio can simply ask again.
+    """
 
 #: The task ``data`` field that carries skpeal's image id through Label Studio.
 ID_KEY = "skpeal_id"
@@ -700,6 +709,11 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
             answers = list(await run_in_threadpool(predict, images))
         except LookupError as exc:  # a task the predictor does not know
             raise _http_error(422, str(exc.args[0] if exc.args else exc)) from None
+        except PredictorNotReady as exc:  # no model yet: Label Studio may retry
+            from fastapi import HTTPException
+
+            raise HTTPException(status_code=503, detail=str(exc),
+                                headers={"Retry-After": "5"}) from None
         if len(answers) != len(images):
             raise RuntimeError(f"the predictor returned {len(answers)} answers for "
                                f"{len(images)} images")
@@ -1006,10 +1020,13 @@ class SessionBackend:
         ------
         KeyError
             A task that is not an image of the session (answered with 422).
+        PredictorNotReady
+            The session is not prepared yet (answered with 503).
         """
         s = self.session
         if not s.ready:
-            raise RuntimeError("the session is not prepared: call prepare() first")
+            raise PredictorNotReady("the session is not prepared yet (its pool is still "
+                                    "being encoded); ask again shortly")
         with s._lock:
             proba, version = s._proba, s._version
         cls = s._classes_sorted()

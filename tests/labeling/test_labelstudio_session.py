@@ -187,6 +187,24 @@ def test_ml_backend_over_a_session_with_recorded_requests(ls_session):
     assert client.post("/setup", json=RECORDED["setup"]).json() == {"model_version": "round-1"}
 
 
+def test_predict_before_the_session_is_prepared_is_503_not_500(tmp_path, image_folder):
+    from fastapi.testclient import TestClient
+
+    folder, _ = image_folder
+    s = LabelingSession(tmp_path / "unprepared", folder, LS_CLASSES,
+                        estimator=tiny_estimator(), batch_size=5)
+    try:
+        ids = [i for i, _ in s.store.images()]
+        client = TestClient(ml_backend_app(SessionBackend(s)), raise_server_exceptions=False)
+        r = client.post("/predict", json=_recorded("predict", ids))
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "5" and "not prepared" in r.json()["detail"]
+        s.prepare()
+        assert client.post("/predict", json=_recorded("predict", ids)).status_code == 200
+    finally:
+        s.close()
+
+
 def test_ml_backend_basic_auth_with_the_token(ls_session):
     from fastapi.testclient import TestClient
 
