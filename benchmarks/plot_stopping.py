@@ -32,7 +32,7 @@ import numpy as np
 
 from skpeal import cli
 from skpeal.experiment import ExperimentConfig, load_data
-from skpeal.experiment.runner import _make_estimator
+from skpeal.experiment.runner import make_loop
 from skpeal.stopping import EstimatedAccuracy, KappaAverage
 
 
@@ -67,7 +67,7 @@ def main(argv=None):
     config = ExperimentConfig(**json.loads((out / "config.json").read_text()))
     data = load_data(config)
     state = json.loads((out / "state" / f"{args.strategy}__seed0.json").read_text())
-    calibrated = args.strategy.startswith("calibrated-")
+    loop = make_loop(config, data, args.strategy, 0)  # the run's own round logic
     n_pool = len(data.y_train)
     stop_set = np.sort(np.random.default_rng(2009).choice(n_pool, args.stop_set, replace=False))
 
@@ -84,8 +84,8 @@ def main(argv=None):
     for rec in state["rounds"]:
         rnd = rec["round"]
         labelled = np.concatenate([labelled, np.asarray(rec["selected"], dtype=np.int64)])
-        est = _make_estimator(config, data, calibrated, 0, rnd)
-        est.fit(data.X_train[labelled], data.y_train[labelled])
+        rows = np.sort(labelled)  # the model of round rnd + 1, as the run trained it
+        est = loop.fit(rnd + 1, data.X_train[rows], data.y_train[rows])
         proba = est.predict_proba(data.X_train)
         refit_acc = float((est.predict(data.X_test) == data.y_test).mean())
         unlabelled = np.setdiff1d(np.arange(n_pool), labelled)

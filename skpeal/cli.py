@@ -112,7 +112,9 @@ def _add_label_parser(sub):
     lab.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     lab.add_argument("--batch-size", type=int, default=10, help="images per batch")
     lab.add_argument("--model", default="effnet-lite0-minilm", help="backbone name or path")
-    lab.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
+    lab.add_argument("--pretrained", default="default",
+                     help="'default' (the backbone's own weights), an open_clip tag, a weights "
+                          "file, or 'none' (random weights)")
     lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
     lab.add_argument("--device", default="auto")
@@ -132,7 +134,7 @@ def _label(args) -> int:
 
     project = args.project or os.path.join(args.images, ".skpeal")
     est = dict(DEMO["estimator_params"], max_epochs=args.epochs)
-    estimator = CLIPAdapterClassifier(model=args.model, pretrained=args.pretrained,
+    estimator = CLIPAdapterClassifier(model=args.model, pretrained=_weights(args.pretrained),
                                       device=args.device, **est)
     session = LabelingSession(project, images=args.images, classes=args.classes,
                               estimator=estimator, batch_size=args.batch_size,
@@ -146,9 +148,15 @@ def _label(args) -> int:
     return 0
 
 
+def _weights(pretrained):
+    """``--pretrained``: ``none`` (any case) means None, random weights."""
+    return None if isinstance(pretrained, str) and pretrained.lower() == "none" else pretrained
+
+
 def _config_from_args(args) -> ExperimentConfig:
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
               if f.name != "estimator_params"}
+    fields["pretrained"] = _weights(fields["pretrained"])
     est = {}
     for flag, (param, _, _) in ESTIMATOR_OPTIONS.items():
         value = getattr(args, flag.replace("-", "_"))

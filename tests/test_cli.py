@@ -63,3 +63,15 @@ def test_run_and_report_from_the_command_line(tmp_path):
     rep = subprocess.run([sys.executable, "-m", "skpeal.cli", "report", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert rep.returncode == 0 and "| entropy |" in rep.stdout
+
+
+def test_pretrained_default_is_the_backbones_own_and_none_is_random():
+    from skpeal.cli import _config_from_args, _parser
+
+    base = ["run", "--data", "digits", "--out", "o"]
+    assert _config_from_args(_parser().parse_args(base)).pretrained == "default"
+    for word in ("none", "None"):
+        args = _parser().parse_args(base + ["--pretrained", word])
+        assert _config_from_args(args).pretrained is None
+    args = _parser().parse_args(base + ["--pretrained", "openai"])
+    assert _config_from_args(args).pretrained == "openai"

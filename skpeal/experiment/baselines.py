@@ -2,9 +2,10 @@
 
 The probe is what users would otherwise do cheaply: a logistic regression on standardised
 frozen-backbone features, with least-confidence sampling. It is a plain scikit-learn
-classifier on feature rows, and its queries use skpeal's seeded
-:func:`~skpeal.strategies.least_confidence_sampling` whether or not modAL is installed
-(modAL's ``uncertainty_sampling`` ranks by the same criterion).
+classifier on feature rows; the runner drives it through the same
+:class:`~skpeal.labeling.loop.ActiveLearningLoop` as the CLIP adapters, with skpeal's
+seeded :func:`~skpeal.strategies.least_confidence_sampling` (modAL's
+``uncertainty_sampling`` ranks by the same criterion).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from .. import strategies as _st
-
-__all__ = ["LinearProbe", "linear_probe_query"]
+__all__ = ["LinearProbe"]
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
@@ -91,9 +90,3 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             cols = [columns[c] for c in self.lr_.classes_.tolist()]
             out[:, cols] = self.lr_.predict_proba(X)
         return out
-
-
-def linear_probe_query(probe, X_pool, n, random_state):
-    """Pool positions of the ``n`` least confident rows (ties broken by ``random_state``)."""
-    idx, _ = _st.least_confidence_sampling(probe, X_pool, n, random_state=random_state)
-    return np.asarray(idx)

@@ -56,8 +56,11 @@ class ExperimentConfig:
         ``"linear-probe"``.
     model : str, default="effnet-lite0-minilm"
         The backbone (see :class:`skpeal.CLIPAdapterClassifier`).
-    pretrained : str or None, default=None
-        The backbone's weights (see :class:`skpeal.CLIPAdapterClassifier`).
+    pretrained : str or None, default="default"
+        The backbone's weights: ``"default"`` for the backbone's own (OpenAI's for OpenAI
+        CLIP names, the package-shipped ones of the offline backbone), an open_clip tag,
+        a weights file, or None for random weights (see
+        :class:`skpeal.CLIPAdapterClassifier`). On the command line, ``none`` is None.
     adapter : {"prompt", "lora", "prompt+lora"}, default="prompt"
         The adapter trained every round (``"prompt+lora"``: both trained together).
     rounds : int, default=8
@@ -104,7 +107,9 @@ class ExperimentConfig:
         metadata=_opt("e.g. random entropy calibrated-entropy badge coreset featdist "
                       "linear-probe", nargs="+"))
     model: str = field(default="effnet-lite0-minilm", metadata=_opt("backbone name or path"))
-    pretrained: str | None = field(default=None, metadata=_opt("open_clip tag or weights file"))
+    pretrained: str | None = field(default="default", metadata=_opt(
+        "'default' (the backbone's own weights), an open_clip tag, a weights file, or "
+        "'none' (random weights)"))
     adapter: str = field(default="prompt", metadata=_opt("the adapter", choices=ADAPTERS))
     rounds: int = field(default=8, metadata=_opt("rounds, round 0 included", type=int))
     budget: int | None = field(default=None, metadata=_opt(

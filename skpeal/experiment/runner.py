@@ -17,7 +17,6 @@ round and ends with the same results as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,36 +25,51 @@ from sklearn.utils import Bunch
 
 from .. import strategies as _st
 from .._io import atomic_path, atomic_write_text
-from .._validation import derive_seed
 from ..estimator import CLIPAdapterClassifier
+from ..labeling.loop import ActiveLearningLoop
 from ..metrics import error_detection_auroc, expected_calibration_error, reliability_curve
-from .baselines import LinearProbe, linear_probe_query
+from .baselines import LinearProbe
 from .config import LINEAR_PROBE, NEEDS_LABELS, STRATEGIES, ExperimentConfig
 from .data import load_data
 from .report import write_report
 from .state import config_hash, locked, prepare_out, read_state, state_path, write_config
 
-__all__ = ["run_experiment"]
+__all__ = ["make_loop", "run_experiment"]
 
 _SCORES = {"margin": _st.margin_scores, "least-confidence": _st.least_confidence_scores}
 _N_BINS = 15
 
 
 # ------------------------------------------------------------------------------ rounds
-def _make_estimator(config, data, calibrated: bool, seed: int, rnd: int, zero_shot=False):
-    params = dict(config.estimator_params)
-    if zero_shot:
-        params["max_epochs"] = 0
+def _estimator(config, calibrated: bool):
+    """The template of every round's model of a strategy (its calibration set)."""
     return CLIPAdapterClassifier(
         model=config.model,
         pretrained=config.pretrained,
         adapter=config.adapter,
-        classes=list(range(len(data.classnames))),
-        classnames=list(data.classnames),
         calibration=config.calibration if calibrated else None,
         calibration_weight=config.calibration_weight,
-        random_state=derive_seed("fit", seed, rnd),
-        **params,
+        **config.estimator_params,
+    )
+
+
+def make_loop(config, data, strategy, seed, scorer=None):
+    """The :class:`~skpeal.labeling.loop.ActiveLearningLoop` of one (strategy, seed).
+
+    The same loop as a labelling session's: the runner only adds the simulated oracle
+    (the pool's hidden labels), the evaluation and the state on disk.
+    """
+    base = strategy.removeprefix("calibrated-")
+    if strategy == LINEAR_PROBE:
+        return ActiveLearningLoop(LinearProbe(classes=np.arange(len(data.classnames))),
+                                  strategy=_st.least_confidence_sampling, balance="none",
+                                  init="random", random_state=seed)
+    return ActiveLearningLoop(
+        _estimator(config, strategy.startswith("calibrated-")),
+        classes=list(range(len(data.classnames))), classnames=list(data.classnames),
+        strategy=STRATEGIES[base], balance=config.balance, gamma=config.gamma,
+        init="random" if base in NEEDS_LABELS else config.init,
+        warm_start=config.warm_start, random_state=seed, scorer=scorer,
     )
 
 
@@ -86,25 +100,6 @@ def _evaluate(strategy, proba, y_test):
     }
 
 
-def _query(config, strategy, model, X_pool_rows, pool_idx, labelled, y_labelled, n, rng_seed,
-           scorer=None):
-    """Pick ``n`` pool positions (indices into ``pool_idx``)."""
-    base = strategy.removeprefix("calibrated-")
-    if strategy == LINEAR_PROBE:  # X_pool_rows are the pool's frozen features
-        return linear_probe_query(model, X_pool_rows, n, rng_seed)
-    fn = STRATEGIES[base]
-    # PCB balances what a model chose; random sampling stays random (as in the authors' code)
-    if config.balance == "pcb" and base != "random":
-        fn = _st.class_balanced(fn, config.gamma)
-    if scorer is not None:  # the same selection, scored on Ray
-        idx, _ = scorer.query(fn, model, X_pool_rows, n, random_state=rng_seed,
-                              X_labeled=labelled, y_labeled=y_labelled)
-        return np.asarray(idx)
-    idx, _ = fn(model, X_pool_rows, n, random_state=rng_seed,
-                X_labeled=labelled, y_labeled=y_labelled)
-    return np.asarray(idx)
-
-
 def _run_one(config, data, strategy, seed, out, state, progress=None, probe_features=None,
              scorer=None):
     """Run (or resume) one (strategy, seed) from its validated ``state`` (or None)."""
@@ -112,56 +107,30 @@ def _run_one(config, data, strategy, seed, out, state, progress=None, probe_feat
     if state is None:
         state = {"strategy": strategy, "seed": seed, "config_hash": config_hash(config.to_dict()),
                  "labelled": [], "rounds": []}
-    n_classes = len(data.classnames)
-    budget = config.budget or n_classes
-    n_pool = len(data.y_train)
-    calibrated = strategy.startswith("calibrated-")
-    X_pool, y_pool = data.X_train, data.y_train
-    model = None
+    loop = make_loop(config, data, strategy, seed, scorer)
+    probe = strategy == LINEAR_PROBE
+    X_pool = probe_features.pool if probe else data.X_train
+    X_test = probe_features.test if probe else data.X_test
+    labelled = np.asarray(state["labelled"], dtype=np.int64)
     done = len(state["rounds"])
-    for rnd in range(done, config.rounds):
-        labelled = np.asarray(state["labelled"], dtype=np.int64)
-        remaining = np.setdiff1d(np.arange(n_pool), labelled)
-        n = min(budget, len(remaining))
-        if n == 0:
-            break
-        t0 = time.perf_counter()
-        if rnd == 0 and (config.init == "random" or strategy.removeprefix("calibrated-")
-                         in NEEDS_LABELS):
-            rng = np.random.default_rng(derive_seed("init", seed))
-            picked = np.sort(rng.choice(remaining, size=n, replace=False))
-        else:
-            if model is None:  # resumed, or zero-shot round 0: rebuild the previous model
-                model = _previous_model(config, data, strategy, seed, rnd, labelled,
-                                        calibrated, probe_features, out)
-            rows = (probe_features.pool[remaining] if strategy == LINEAR_PROBE
-                    else X_pool[remaining])
-            pos = _query(config, strategy, model, rows, remaining, X_pool[labelled],
-                         y_pool[labelled], n,
-                         # X and calibrated-X share the seed: paired draws and tie-breaks
-                         derive_seed("query", strategy.removeprefix("calibrated-"), seed, rnd),
-                         scorer)
-            picked = remaining[pos]
-        query_time = time.perf_counter() - t0
-        labelled = np.concatenate([labelled, picked])
-        t0 = time.perf_counter()
-        model = _fit_model(config, data, strategy, seed, rnd, labelled, calibrated,
-                           probe_features, previous=model)
-        fit_time = time.perf_counter() - t0
-        if config.warm_start and strategy != LINEAR_PROBE:
+    model = None
+    if config.warm_start and not probe and done:  # resume from the saved adapter
+        model = loop.estimator_for(done, len(labelled)).load_adapter(
+            _adapter_path(out, strategy, seed, done - 1))
+    steps = loop.rounds(X_pool, lambda rows: data.y_train[rows], config.rounds,
+                        config.budget or len(data.classnames), labelled=labelled,
+                        y_labelled=data.y_train[labelled], start=done, model=model)
+    for step in steps:  # the simulated oracle: the pool's hidden labels
+        if config.warm_start and not probe:
             # the next round starts from this adapter: keep it, so a resumed run can too
-            with atomic_path(_adapter_path(out, strategy, seed, rnd)) as tmp:
-                model.save_adapter(tmp)
-        if strategy == LINEAR_PROBE:
-            proba = model.predict_proba(probe_features.test)
-        else:
-            proba = model.predict_proba(data.X_test)
-        result = {"round": rnd, "n_labels": int(len(labelled)),
-                  **_evaluate(strategy, proba, data.y_test),
-                  "fit_time": fit_time, "query_time": query_time,
-                  "selected": [int(i) for i in picked],
-                  "selected_labels": [int(v) for v in y_pool[picked]]}
-        state["labelled"] = [int(i) for i in labelled]
+            with atomic_path(_adapter_path(out, strategy, seed, step.round)) as tmp:
+                step.model.save_adapter(tmp)
+        result = {"round": step.round, "n_labels": int(len(step.labelled)),
+                  **_evaluate(strategy, step.model.predict_proba(X_test), data.y_test),
+                  "fit_time": step.fit_time, "query_time": step.query_time,
+                  "selected": [int(i) for i in step.selected],
+                  "selected_labels": [int(v) for v in step.labels]}
+        state["labelled"] = [int(i) for i in step.labelled]
         state["rounds"].append(result)
         atomic_write_text(path, json.dumps(state))
         if progress is not None:
@@ -173,32 +142,6 @@ def _run_one(config, data, strategy, seed, out, state, progress=None, probe_feat
 def _adapter_path(out: Path, strategy: str, seed: int, rnd: int) -> Path:
     (out / "adapters").mkdir(exist_ok=True)
     return out / "adapters" / f"{strategy}__seed{seed}__round{rnd}.safetensors"
-
-
-def _previous_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_features,
-                    out):
-    """The model of round ``rnd - 1`` (zero-shot before round 0), rebuilt on resume."""
-    if rnd == 0:
-        est = _make_estimator(config, data, calibrated, seed, 0, zero_shot=True)
-        return est.fit(data.X_train[:1])
-    if config.warm_start and strategy != LINEAR_PROBE:
-        est = _make_estimator(config, data, calibrated, seed, rnd - 1)
-        return est.load_adapter(_adapter_path(out, strategy, seed, rnd - 1))
-    # a fresh adapter every round: refitting round rnd - 1 reproduces it exactly
-    return _fit_model(config, data, strategy, seed, rnd - 1, labelled, calibrated,
-                      probe_features)
-
-
-def _fit_model(config, data, strategy, seed, rnd, labelled, calibrated, probe_features,
-               previous=None):
-    y = data.y_train[labelled]
-    if strategy == LINEAR_PROBE:
-        probe = LinearProbe(classes=np.arange(len(data.classnames)), random_state=seed)
-        return probe.fit(probe_features.pool[labelled], y)
-    est = _make_estimator(config, data, calibrated, seed, rnd)
-    if config.warm_start and previous is not None:
-        est = previous.set_params(random_state=est.random_state, warm_start=True)
-    return est.fit(data.X_train[labelled], y)
 
 
 def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=True,
@@ -295,5 +238,8 @@ def _run_all(config, data, out, states, progress, scorer=None):
 
 def _frozen_features(config, data):
     """Frozen-backbone image features of the pool and the test set (for the linear probe)."""
-    est = _make_estimator(config, data, False, 0, 0, zero_shot=True).fit(data.X_train[:1])
+    frozen = ActiveLearningLoop(_estimator(config, calibrated=False),
+                                classes=list(range(len(data.classnames))),
+                                classnames=list(data.classnames))
+    est = frozen.zero_shot(data.X_train)  # max_epochs=0: the backbone as it ships
     return Bunch(pool=est.embed(data.X_train), test=est.embed(data.X_test))

@@ -22,7 +22,9 @@ next batch (by default: entropy with PCB class balancing), the suggestion shown 
 each image, and the estimated accuracy on the unlabelled pool (the mean of the maximum
 probability, an honest estimate only when the model is calibrated). Nothing in the loop
 knows who answers: a person through :mod:`skpeal.labeling.app`, or a simulated oracle
-reading hidden labels (:meth:`LabelingSession.simulate`).
+reading hidden labels (:meth:`LabelingSession.simulate`). The round logic (each round's
+model, scoring, queries and their seeds) is :class:`skpeal.labeling.loop.ActiveLearningLoop`,
+the same loop ``skpeal run`` drives with the pool's hidden labels as oracle.
 
 Thread-safety: the methods may be called from several threads (the web app answers
 requests while a background thread refits); :meth:`refit` trains without holding the
@@ -43,24 +45,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
 
 from .. import strategies
 from .._io import atomic_path, atomic_write_text
 from ..datasets import IMAGE_EXTENSIONS
 from ..estimator import CLIPAdapterClassifier
 from . import labelstudio
+from .loop import ENCODE_CHUNK, ActiveLearningLoop
 from .stop import SessionStopping
 from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
-
-# Images per scoring call, the unit of the progress reports: small while images are
-# encoded (a visible progress bar), large when a frozen image tower rescores from cached
-# features (then each call costs mostly one pass of the class prompts through the text
-# tower, whatever the number of images).
-_CHUNK, _CACHED_CHUNK = 512, 32768
-
 
 def collect_images(source, *, exclude=None) -> list[str]:
     """Absolute paths of the images of ``source``.
@@ -119,14 +114,6 @@ def collect_images(source, *, exclude=None) -> list[str]:
     return sorted(set(paths))
 
 
-def _image_side_cached(est) -> bool:
-    """Whether ``est`` trains on cached image features (frozen image tower, cache on)."""
-    p = est.get_params()
-    frozen = p.get("adapter") == "prompt" or (p.get("adapter") == "lora"
-                                              and p.get("lora_towers") == "text")
-    return frozen and bool(p.get("feature_cache", True))
-
-
 def _check_classes(classes) -> list[str]:
     if isinstance(classes, str) or classes is None:
         raise ValueError(f"classes must be a list of class names, got {classes!r}")
@@ -148,32 +135,6 @@ def folder_name(label: str) -> str:
     characters replaced by ``_`` (``"T-shirt/top"`` -> ``"T-shirt_top"``)."""
     name = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", label).strip()
     return "_" if name in ("", ".", "..") else name
-
-
-def _round_seed(seed, *parts) -> int:
-    return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0])
-
-
-class _PoolView:
-    """A fitted-classifier view over cached pool scores: ``X`` are row indices.
-
-    Lets any skpeal strategy (and :func:`~skpeal.strategies.class_balanced`) run on the
-    probabilities and features computed once per round, without another model pass.
-    """
-
-    def __init__(self, classes, proba, features):
-        self.classes_ = classes
-        self._proba, self._features = proba, features
-
-    def predict_proba(self, X):
-        return self._proba[np.asarray(X, dtype=np.intp)]
-
-    def predict_proba_embed(self, X):
-        X = np.asarray(X, dtype=np.intp)
-        return self._proba[X], self._features[X]
-
-    def embed(self, X):
-        return self._features[np.asarray(X, dtype=np.intp)]
 
 
 class LabelingSession:
@@ -201,15 +162,21 @@ class LabelingSession:
         A skpeal query function (default :func:`skpeal.strategies.entropy_sampling`;
         with the estimator's default calibration loss this is calibrated entropy).
     balance : {"pcb", "none"}, default="pcb"
-        Wrap ``strategy`` with :func:`skpeal.strategies.class_balanced`.
+        Wrap ``strategy`` with :func:`skpeal.strategies.class_balanced` (never
+        :func:`~skpeal.strategies.random_sampling`).
     gamma : float, default=0.1
         PCB candidate fraction.
+    init : {"zero-shot", "random"}, default="zero-shot"
+        The first batch: picked by ``strategy`` on the zero-shot model, or drawn at
+        random (the paper's protocol). The zero-shot model's suggestions are shown
+        either way.
     batch_size : int, default=10
         Images per batch.
     annotator : str, optional
         Stored with every answer (default: the login name).
     random_state : int, default=0
-        Seeds every round's fit and query (round ``r`` always gets the same seeds).
+        Seeds every round's fit and query (round ``r`` always gets the same seeds; see
+        :mod:`skpeal.labeling.loop`).
     lease_seconds : float, default=600
         How long an image handed to one client stays reserved for it.
     train_batch : {"labels", "estimator"}, default="labels"
@@ -226,6 +193,9 @@ class LabelingSession:
     ----------
     store : LabelStore
         The label store.
+    loop : ActiveLearningLoop
+        The round logic (built from ``estimator``, ``strategy``, ``balance``, ``gamma``,
+        ``init``, ``train_batch`` and ``random_state``).
     state : dict
         What the session is doing: ``phase`` (``"new"``, ``"encoding"``, ``"ready"``,
         ``"training"``, ``"scoring"``), ``done`` and ``total`` (progress of the phase),
@@ -233,18 +203,17 @@ class LabelingSession:
     """
 
     def __init__(self, project, images=None, classes=None, *, classnames=None, estimator=None,
-                 strategy=None, balance="pcb", gamma=0.1, batch_size=10, annotator=None,
-                 random_state=0, lease_seconds=600.0, train_batch="labels"):
+                 strategy=None, balance="pcb", gamma=0.1, init="zero-shot", batch_size=10,
+                 annotator=None, random_state=0, lease_seconds=600.0, train_batch="labels"):
         self.project = Path(project)
-        if train_batch not in ("labels", "estimator"):
-            raise ValueError(f"train_batch must be 'labels' or 'estimator', got {train_batch!r}")
-        if balance not in ("pcb", "none"):
-            raise ValueError(f"balance must be 'pcb' or 'none', got {balance!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if strategy is not None and not callable(strategy):
-            raise ValueError(f"strategy must be a query function, got {strategy!r}")
+        # the round logic (checks its own parameters before anything is created on disk)
+        self.loop = ActiveLearningLoop(
+            CLIPAdapterClassifier() if estimator is None else estimator,
+            classnames=classnames, strategy=strategy, balance=balance, gamma=gamma,
+            init=init, train_batch=train_batch, random_state=random_state)
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
         if classes is not None:
@@ -268,6 +237,7 @@ class LabelingSession:
             self.store.set_meta("classes", classes)
         self.classes = classes
         self.classnames = classnames
+        self.loop.classes = classes
         if new_paths is not None:
             self.store.add_images(new_paths)
         rows = self.store.images()
@@ -276,11 +246,6 @@ class LabelingSession:
         self._ids = np.array([r[0] for r in rows], dtype=np.int64)
         self._paths = [r[1] for r in rows]
         self._row = {int(i): k for k, i in enumerate(self._ids)}
-        if estimator is None:
-            estimator = CLIPAdapterClassifier()
-        self.estimator = estimator
-        self.strategy = strategy
-        self.balance, self.gamma = balance, gamma
         self.batch_size = int(batch_size)
         if annotator is None:
             try:
@@ -290,12 +255,11 @@ class LabelingSession:
         self.annotator = annotator
         self.random_state = int(random_state)
         self.lease_seconds = float(lease_seconds)
-        self.train_batch = train_batch
         self.state = {"phase": "new", "done": 0, "total": 0, "error": None}
         self._lock = threading.RLock()
         self._fit_lock = threading.Lock()
         self._model = None
-        self._proba = self._features = None
+        self._scores = None  # PoolScores of the current model over every image
         self._round = -1
         self._version = None
         self._n_queries = 0
@@ -304,6 +268,15 @@ class LabelingSession:
                                         random_state=self.random_state)
 
     # ------------------------------------------------------------------ model state
+    @property
+    def estimator(self):
+        """The template of every round's model (``loop.estimator``)."""
+        return self.loop.estimator
+
+    @property
+    def _proba(self):
+        return None if self._scores is None else self._scores.proba
+
     @property
     def round(self) -> int:
         """The round of the current model (-1 before :meth:`prepare`)."""
@@ -322,7 +295,7 @@ class LabelingSession:
     @property
     def ready(self) -> bool:
         """Whether a model has scored the pool (batches can be given)."""
-        return self._proba is not None
+        return self._scores is not None
 
     @property
     def stale(self) -> bool:
@@ -338,37 +311,15 @@ class LabelingSession:
     def _classes_sorted(self):
         return np.array(sorted(self.classes), dtype=object)
 
-    def _make_estimator(self, rnd, zero_shot):
-        est = clone(self.estimator)
-        params = dict(classes=list(self.classes), random_state=_round_seed(self.random_state,
-                                                                           1, rnd))
-        if self.classnames is not None:
-            params["classnames"] = self.classnames
-        if zero_shot:
-            params["max_epochs"] = 0
-        elif self.train_batch == "labels" and _image_side_cached(est):
-            params["batch_size"] = max(1, len(self.store.labelled()))
-        return est.set_params(**params)
-
     def _adapter_path(self, rnd) -> Path:
         return self.project / "models" / f"round-{rnd}.safetensors"
 
     def _score(self, est, phase):
-        """Probabilities (columns: sorted classes) and features of every image."""
-        n = len(self._paths)
-        self.state.update(phase=phase, done=0, total=n)
-        probas, feats = [], []
-        cached = phase == "scoring" and est.get_params().get("feature_cache", True) and \
-            getattr(getattr(est, "model_", None), "vision_frozen", False)
-        chunk = _CACHED_CHUNK if cached else _CHUNK
-        for start in range(0, n, chunk):
-            p, f = est.predict_proba_embed(self._paths[start:start + chunk])
-            probas.append(p)
-            feats.append(f)
-            self.state.update(done=min(n, start + chunk))
-        proba = np.concatenate(probas)
-        order = [list(est.classes_).index(c) for c in self._classes_sorted()]
-        return proba[:, order], np.concatenate(feats)
+        """The model's :class:`~skpeal.labeling.loop.PoolScores` over every image."""
+        self.state.update(phase=phase, done=0, total=len(self._paths))
+        return self.loop.score(est, self._paths,
+                               chunk=ENCODE_CHUNK if phase == "encoding" else None,
+                               progress=lambda done: self.state.update(done=done))
 
     def _estimate(self, proba, labelled_rows):
         mask = np.ones(len(proba), dtype=bool)
@@ -394,7 +345,8 @@ class LabelingSession:
                 path = self._adapter_path(last)
                 if path.exists():
                     try:
-                        est = self._make_estimator(last, zero_shot=False).load_adapter(path)
+                        n = len(self.store.labelled())
+                        est = self.loop.estimator_for(last, n).load_adapter(path)
                         rnd = last
                     except ValueError:  # the estimator's parameters changed: refit below
                         est = None
@@ -404,17 +356,17 @@ class LabelingSession:
                 if rounds and labels:
                     self._fit_and_swap(rnd, labels)
                     return self
-                est = self._make_estimator(rnd, zero_shot=True).fit(self._paths[:1])
+                est = self.loop.zero_shot(self._paths)
                 self._save_adapter(est, rnd)
             self.state.update(phase="encoding")
-            proba, feats = self._score(est, "encoding")
+            scores = self._score(est, "encoding")
             labels = self.store.labelled()
             if not any(r["round"] == rnd for r in rounds):
                 rows = [self._row[i] for i in labels]
                 self.store.add_round(rnd, f"round-{rnd}", len(labels),
-                                     self._estimate(proba, rows), 0.0)
+                                     self._estimate(scores.proba, rows), 0.0)
             with self._lock:
-                self._install(est, rnd, proba, feats)
+                self._install(est, rnd, scores)
                 if not self.store.pending():
                     self._refill(reset=True)
             self.state.update(phase="ready")
@@ -424,11 +376,11 @@ class LabelingSession:
         with atomic_path(self._adapter_path(rnd)) as tmp:
             est.save_adapter(tmp)
 
-    def _install(self, est, rnd, proba, feats):
+    def _install(self, est, rnd, scores):
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-        self._proba, self._features = proba, feats
+        self._scores = scores
         self._n_queries = 0
-        self.stopping.observe(rnd, proba, self._row, self._classes_sorted())
+        self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
 
     def refit(self):
         """Train a fresh adapter on every label in force, rescore the pool, new batch.
@@ -451,31 +403,25 @@ class LabelingSession:
         t0 = time.perf_counter()
         self.state.update(phase="training", done=0, total=len(labels), error=None)
         try:
-            ids = list(labels)
-            est = self._make_estimator(rnd, zero_shot=False)
-            est.fit([self._paths[self._row[i]] for i in ids], [labels[i] for i in ids])
+            ids = sorted(labels, key=self._row.__getitem__)  # pool order, as the runner
+            est = self.loop.fit(rnd, [self._paths[self._row[i]] for i in ids],
+                                [labels[i] for i in ids])
             fit_seconds = time.perf_counter() - t0
             self._save_adapter(est, rnd)
-            proba, feats = self._score(est, "scoring")
+            scores = self._score(est, "scoring")
         except Exception as exc:
             self.state.update(phase="ready" if self.ready else "new", error=str(exc))
             raise
-        acc = self._estimate(proba, [self._row[i] for i in ids])
+        acc = self._estimate(scores.proba, [self._row[i] for i in ids])
         self.store.add_round(rnd, f"round-{rnd}", len(ids), acc, fit_seconds)
         with self._lock:
-            self._install(est, rnd, proba, feats)
+            self._install(est, rnd, scores)
             self._refill(reset=True)
         self.state.update(phase="ready")
         return {"round": rnd, "n_labels": len(ids), "estimated_accuracy": acc,
                 "fit_seconds": fit_seconds}
 
     # ------------------------------------------------------------------ batches
-    def _query_fn(self):
-        fn = self.strategy or strategies.entropy_sampling
-        if self.balance == "pcb":
-            fn = strategies.class_balanced(fn, self.gamma)
-        return fn
-
     def _refill(self, reset=False, need=None):
         """Query the current model for ``need`` more images (a full batch by default)."""
         answered = {r["image_id"] for r in self.store.in_force()}
@@ -488,15 +434,11 @@ class LabelingSession:
         items = []
         if n > 0:
             labels = self.store.labelled()
-            view = _PoolView(self._classes_sorted(), self._proba, self._features)
-            labelled_rows = np.array([self._row[i] for i in labels], dtype=np.intp)
-            pos, _ = self._query_fn()(
-                view, remaining, n,
-                random_state=_round_seed(self.random_state, 2, self._round, self._n_queries),
-                X_labeled=labelled_rows, y_labeled=np.array(list(labels.values()), dtype=object),
-            )
+            rows = self.loop.query(
+                self._round, n, remaining, scores=self._scores,
+                labelled=[self._row[i] for i in labels], y_labelled=list(labels.values()),
+                k=self._n_queries)
             self._n_queries += 1
-            rows = remaining[np.asarray(pos, dtype=np.intp)]
             cls = self._classes_sorted()
             items = [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
                       float(self._proba[r].max())) for r in rows]

@@ -163,8 +163,11 @@ def test_warm_start_run_resumes_from_saved_adapters(tmp_path):
 
 def test_random_is_not_class_balanced():
     """PCB would follow the model's pseudo-labels; random picks stay plain random."""
+    from sklearn.utils import Bunch
+
     from skpeal import strategies as st
-    from skpeal.experiment.runner import _query
+    from skpeal._validation import derive_seed
+    from skpeal.experiment.runner import make_loop
 
     class Skewed:  # 90% of the pool predicted as class 0
         classes_ = np.arange(3)
@@ -175,14 +178,17 @@ def test_random_is_not_class_balanced():
             p[::10] = [0.1, 0.8, 0.1]
             return p
 
-    cfg = _config(balance="pcb")
+    cfg, data = _config(balance="pcb"), Bunch(classnames=["a", "b", "c"])
     X = np.arange(200)[:, None].astype(float)
     for seed in range(5):
-        got = _query(cfg, "random", Skewed(), X, np.arange(200), X[:0], np.zeros(0), 10, seed)
-        want, _ = st.random_sampling(Skewed(), X, 10, random_state=seed)
+        loop = make_loop(cfg, data, "random", seed)
+        assert loop.query_function() is st.random_sampling
+        got = loop.query(1, 10, np.arange(200), model=Skewed(), X_pool=X)
+        want, _ = st.random_sampling(Skewed(), X, 10, random_state=derive_seed("query", seed, 1))
         np.testing.assert_array_equal(got, want)
     # a model-driven strategy is still balanced
-    got = _query(cfg, "entropy", Skewed(), X, np.arange(200), X[:0], np.zeros(0), 4, 0)
+    got = make_loop(cfg, data, "entropy", 0).query(1, 4, np.arange(200), model=Skewed(),
+                                                   X_pool=X)
     assert set(Skewed().predict_proba(X[got]).argmax(1)) == {0, 1}
 
 

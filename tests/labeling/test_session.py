@@ -342,7 +342,7 @@ def test_refit_trains_on_all_labels_in_one_batch_when_image_features_are_cached(
     assert len(s.model.history_) == s.model.get_params()["max_epochs"]
     # an image tower that trains (LoRA on it) keeps the estimator's batch
     s.estimator.set_params(adapter="lora", lora_towers="both", lora_r=2)
-    assert s._make_estimator(2, zero_shot=False).get_params()["batch_size"] == \
+    assert s.loop.estimator_for(2, n_labels=n).get_params()["batch_size"] == \
         s.estimator.get_params()["batch_size"]
 
 
