@@ -68,6 +68,7 @@ class TrainSpec:
     warmup_epochs: int
     augment: bool
     augment_views: int
+    augment_scale: tuple
     calibration: str | None
     calibration_beta: float
     calibration_weight: float

@@ -138,7 +138,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     warmup_epochs : int, default=1
         Linear learning-rate warm-up, then a cosine decay to 0 over the remaining steps.
     augment : bool, default=False
-        Random resized crop (area 0.5-1) and horizontal flip at the model's input size.
+        Random resized crop (area ``augment_scale``) and horizontal flip at the model's
+        input size.
         With a trained image tower (LoRA on the vision tower) every epoch draws fresh
         crops; with a frozen one each image has ``augment_views`` fixed views (see there).
     augment_views : int, default=4
@@ -147,6 +148,10 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         ``v`` alone, so it is the same in every fit and round and is encoded once (and
         cached); each epoch trains on one view per image, drawn with ``random_state``.
         Ignored otherwise.
+    augment_scale : tuple of float, default=(0.5, 1.0)
+        ``augment=True``: the range ``(low, high)`` of a crop's area as a fraction of the
+        image, ``0 < low <= high <= 1``. The authors' code uses torchvision's default
+        ``(0.08, 1.0)``.
     feature_cache : bool, default=True
         Frozen image tower (prompt adapter, or ``lora_towers="text"``): keep image
         features in the process-wide cache of :mod:`skpeal.features`, so every image is
@@ -256,6 +261,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         warmup_epochs=1,
         augment=False,
         augment_views=4,
+        augment_scale=(0.5, 1.0),
         feature_cache=True,
         predict_batch_size="auto",
         num_workers=None,
@@ -292,6 +298,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self.warmup_epochs = warmup_epochs
         self.augment = augment
         self.augment_views = augment_views
+        self.augment_scale = augment_scale
         self.feature_cache = feature_cache
         self.predict_batch_size = predict_batch_size
         self.num_workers = num_workers
@@ -719,7 +726,8 @@ def _encoder(module, preprocess, spec: FitSpec) -> ImageEncoder:
     if batch_size == "auto":
         batch_size = auto_batch_size(rt.device, preprocess.image_size)
     return ImageEncoder(module, preprocess, device=rt.device, dtype=dtype, batch_size=batch_size,
-                        num_workers=rt.num_workers, cache=cache, space=space)
+                        num_workers=rt.num_workers, cache=cache, space=space,
+                        view_scale=spec.train.augment_scale)
 
 
 def _progress_bar(spec: FitSpec):
@@ -772,6 +780,19 @@ def _warmup_fraction(name, value):
     return check_real(name, 0.0 if value is None else value, 0.0, 1.0, closed="left")
 
 
+def _area_range(name, value):
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            f"{name} must be a pair (low, high) of area fractions, got {value!r}") from None
+    low = check_real(name, low, 0.0, 1.0, closed="right")
+    high = check_real(name, high, 0.0, 1.0, closed="right")
+    if low > high:
+        raise InvalidParameterError(f"{name} must have low <= high, got {value!r}")
+    return (low, high)
+
+
 def _device(name, value):
     return resolve_device(value)
 
@@ -793,6 +814,7 @@ _PARAM_CHECKS = {
     "warmup_epochs": partial(check_int, low=0),
     "verbose": partial(check_int, low=0),
     "augment_views": partial(check_int, low=1),
+    "augment_scale": _area_range,
     "num_workers": _optional(partial(check_int, low=0)),
     "predict_batch_size": _predict_batch_size,
     "feature_cache": check_bool,

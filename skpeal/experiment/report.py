@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .._io import atomic_write_text
 from ..metrics import area_under_learning_curve
 from . import plots
@@ -32,8 +34,9 @@ def write_report(out):
     Writes ``results.csv`` (one row per strategy, seed and round: labelled count,
     accuracy, macro-F1, ECE, error-detection AUROC, fit and query seconds),
     ``selections.json`` (the pool indices picked each round, with their labels),
-    ``summary.csv`` and ``summary.md`` (per strategy: AULC, final accuracy and ECE, mean ±
-    std over seeds, total time), and, when matplotlib is installed,
+    ``summary.csv`` and ``summary.md`` (per strategy: AULC, final accuracy, ECE and
+    error-detection AUROC, mean ± std over seeds; the mean seconds of a query by a
+    trained model, rounds 1 and later; total time), and, when matplotlib is installed,
     ``learning_curves.png`` and ``reliability.png``.
 
     Parameters
@@ -91,8 +94,11 @@ def _summary(df, strategies):
                 "aulc": area_under_learning_curve(g.n_labels.to_numpy(), g.accuracy.to_numpy()),
                 "final_accuracy": g.accuracy.iloc[-1],
                 "final_ece": g.ece.iloc[-1],
+                "final_error_auroc": g.error_auroc.iloc[-1],
                 "final_labels": g.n_labels.iloc[-1],
                 "rounds": len(g),
+                # round 0 is random or zero-shot: the strategy's cost shows from round 1
+                "query_time": g.query_time[g["round"] >= 1].mean(),
                 "time": (g.fit_time + g.query_time).sum(),
             })
         p = pd.DataFrame(per_seed)
@@ -105,6 +111,10 @@ def _summary(df, strategies):
             "final_accuracy_mean": p.final_accuracy.mean(),
             "final_accuracy_std": p.final_accuracy.std(ddof=0),
             "final_ece_mean": p.final_ece.mean(),
+            "final_ece_std": p.final_ece.std(ddof=0),
+            "final_error_auroc_mean": p.final_error_auroc.mean(),
+            "final_error_auroc_std": p.final_error_auroc.std(ddof=0),
+            "query_s_mean": p.query_time.mean(),
             "time_s_mean": p.time.mean(),
         })
     return pd.DataFrame(recs)
@@ -114,15 +124,23 @@ def _markdown(summary, cfg):
     lines = [
         f"# skpeal run: {cfg['data']}, {cfg['model']} ({cfg['adapter']})",
         "",
-        "| strategy | seeds | rounds | labels | AULC | final accuracy | final ECE | time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| strategy | seeds | rounds | labels | AULC | final accuracy | final ECE | "
+        "final error AUROC | query (s) | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary.itertuples():
+        query = "-" if np.isnan(r.query_s_mean) else f"{r.query_s_mean:.2f}"
         lines.append(
             f"| {r.strategy} | {r.seeds} | {r.rounds} | {r.final_labels} | "
             f"{r.aulc_mean:.3f} ± {r.aulc_std:.3f} | {r.final_accuracy_mean:.3f} ± "
-            f"{r.final_accuracy_std:.3f} | {r.final_ece_mean:.3f} | {r.time_s_mean:.1f} |"
+            f"{r.final_accuracy_std:.3f} | {r.final_ece_mean:.3f} ± {r.final_ece_std:.3f} | "
+            f"{r.final_error_auroc_mean:.3f} ± {r.final_error_auroc_std:.3f} | {query} | "
+            f"{r.time_s_mean:.1f} |"
         )
     lines += ["", "AULC: area under the accuracy-vs-labels curve divided by its label range "
-              "(a mean accuracy); ± is the standard deviation over seeds."]
+              "(a mean accuracy); error AUROC: how well the strategy's uncertainty ranks "
+              "the wrong test predictions above the right ones; query: mean seconds of a "
+              "query by a trained model (scoring the pool and selecting; rounds 1 and "
+              "later); time: fit and query seconds of a whole run; ± is the standard "
+              "deviation over seeds."]
     return "\n".join(lines) + "\n"

@@ -42,8 +42,9 @@ def _generators(seeds) -> list[torch.Generator]:
 class _Items(torch.utils.data.Dataset):
     """Images ``idx`` of an item source (paths, PIL, arrays), one preprocessed tensor each."""
 
-    def __init__(self, source: ImageSource, idx, preprocess, seeds):
+    def __init__(self, source: ImageSource, idx, preprocess, seeds, scale):
         self.source, self.idx, self.preprocess, self.seeds = source, idx, preprocess, seeds
+        self.scale = scale
 
     def __len__(self):
         return len(self.idx)
@@ -51,7 +52,7 @@ class _Items(torch.utils.data.Dataset):
     def __getitem__(self, k):
         x = self.source.batch([self.idx[k]], self.preprocess)
         if self.seeds is not None:
-            x = random_resized_crop_flip(x, _generators([self.seeds[k]]))
+            x = random_resized_crop_flip(x, _generators([self.seeds[k]]), scale=self.scale)
         return x[0]
 
 
@@ -73,6 +74,8 @@ class ImageEncoder:
         Only pass a cache for a frozen image tower.
     space : hashable or None, default=None
         The cache space (see ``skpeal.features.keys.feature_space``); required with ``cache``.
+    view_scale : tuple of float, default=(0.5, 1.0)
+        Area range of the random resized crops of augmented views.
 
     Attributes
     ----------
@@ -91,6 +94,7 @@ class ImageEncoder:
         num_workers=None,
         cache: FeatureCache | None = None,
         space=None,
+        view_scale=(0.5, 1.0),
     ):
         if cache is not None and space is None:
             raise ValueError("a cache needs a space")
@@ -102,6 +106,7 @@ class ImageEncoder:
         self.num_workers = num_workers
         self.cache = cache
         self.space = space
+        self.view_scale = tuple(view_scale)
         self.n_encoded = 0
 
     def features(self, source: ImageSource, views=None) -> torch.Tensor:
@@ -134,7 +139,7 @@ class ImageEncoder:
             views = np.asarray(views, dtype=np.int64)
             if views.shape != (n,):
                 raise ValueError(f"views must have shape ({n},), got {views.shape}")
-            keys = view_keys(source.fingerprints(), views)
+            keys = view_keys(source.fingerprints(), views, self.view_scale)
             seeds = view_seeds(keys)
         elif self.cache is not None:
             keys = source.fingerprints()
@@ -181,7 +186,7 @@ class ImageEncoder:
         workers = resolve_workers(self.num_workers, source, len(idx), bs, self.device)
         if source.kind == "items" and workers > 0:
             loader = torch.utils.data.DataLoader(
-                _Items(source, idx, self.preprocess, seeds),
+                _Items(source, idx, self.preprocess, seeds, self.view_scale),
                 batch_size=bs,
                 num_workers=workers,
                 pin_memory=self.device.type == "cuda",
@@ -192,7 +197,8 @@ class ImageEncoder:
         for chunk in iter_batches(len(idx), bs):
             x = source.batch(idx[chunk], self.preprocess, device=self.device)
             if seeds is not None:
-                x = random_resized_crop_flip(x, _generators(seeds[chunk]))
+                x = random_resized_crop_flip(x, _generators(seeds[chunk]),
+                                             scale=self.view_scale)
             yield self._forward(x)
 
     @torch.no_grad()

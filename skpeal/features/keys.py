@@ -21,13 +21,17 @@ __all__ = ["PIPELINE_VERSION", "feature_space", "module_digest", "view_keys", "v
 
 #: Identifies the input pipeline and the view recipe; part of every cache space and view key.
 PIPELINE_VERSION = "skpeal-features-1"
-_VIEW_RECIPE = b"view-1|rrc(area 0.5-1, ratio 3/4-4/3, bilinear)+hflip(0.5)|"
+_VIEW_RECIPE = b"view-1|rrc(ratio 3/4-4/3, bilinear)+hflip(0.5)|"
 
 
-def view_keys(fingerprints, views) -> list[bytes]:
-    """Cache keys of the augmented views ``views[i]`` of images with ``fingerprints[i]``."""
+def view_keys(fingerprints, views, scale=(0.5, 1.0)) -> list[bytes]:
+    """Cache keys of the augmented views ``views[i]`` of images with ``fingerprints[i]``.
+
+    ``scale`` is the crops' area range; views of another range are other features.
+    """
+    recipe = _VIEW_RECIPE + f"area {float(scale[0])!r}-{float(scale[1])!r}|".encode()
     return [
-        hashlib.blake2b(_VIEW_RECIPE + fp + int(v).to_bytes(4, "little"), digest_size=16).digest()
+        hashlib.blake2b(recipe + fp + int(v).to_bytes(4, "little"), digest_size=16).digest()
         for fp, v in zip(fingerprints, views)
     ]
 

@@ -126,7 +126,7 @@ def train(
                 else:
                     x = source.batch(idx, preprocess, device=device)
                     if augment:
-                        x = random_resized_crop_flip(x, generator)
+                        x = random_resized_crop_flip(x, generator, scale=spec.augment_scale)
                     img = module.image_features(to_device(x, device))
                 text = fixed_text if fixed_text is not None else module.text_features()
                 logits = module.logits(img.float(), text.float()).float()

@@ -297,6 +297,21 @@ def test_augmented_views_are_a_fixed_number_per_image_and_cached(small_images, e
     assert not np.allclose(other.predict_proba(X), est.predict_proba(X))
 
 
+def test_augment_scale_gives_other_views_and_another_model(small_images, encoded):
+    X, y = small_images
+    kw = dict(TINY, augment=True, augment_views=2, max_epochs=2)
+    a = CLIPAdapterClassifier(**kw).fit(X, y)
+    n = encoded["images"]
+    b = CLIPAdapterClassifier(**kw, augment_scale=(0.08, 1.0)).fit(X, y)
+    assert encoded["images"] > n  # the views of another area range are not the cached ones
+    assert not np.allclose(a.predict_proba(X), b.predict_proba(X))
+    # and the scale reaches the crops of a trained image tower too
+    lora = dict(TINY, adapter="lora", lora_towers="vision", augment=True, max_epochs=2)
+    c = CLIPAdapterClassifier(**lora).fit(X, y)
+    d = CLIPAdapterClassifier(**lora, augment_scale=(0.08, 1.0)).fit(X, y)
+    assert not np.allclose(c.predict_proba(X), d.predict_proba(X))
+
+
 def test_view_recipe_is_seeded_by_content_and_view_index():
     from skpeal.features.keys import view_keys, view_seeds
 
@@ -304,6 +319,7 @@ def test_view_recipe_is_seeded_by_content_and_view_index():
     k = view_keys(fp * 2, [0, 0, 1, 1])
     assert len(set(k)) == 4 and set(k).isdisjoint(fp)
     assert view_keys(fp, [1, 1]) == k[2:]
+    assert set(view_keys(fp, [1, 1], (0.08, 1.0))).isdisjoint(k)
     s = view_seeds(k)
     assert s.dtype == np.int64 and (s >= 0).all() and len(set(s.tolist())) == 4
 
