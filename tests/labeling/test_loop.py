@@ -132,3 +132,17 @@ def test_rounds_resume_to_the_same_picks(tmp_path):
     np.testing.assert_array_equal(resumed[0].selected, full[2].selected)
     assert [len(r.labelled) for r in full] == [4, 8, 12]
     assert len(set(full[2].labelled)) == 12
+
+
+def test_warm_start_from_the_zero_shot_model_trains(tmp_path):
+    """The zero-shot model (max_epochs=0) is the start, not the recipe, of round 1."""
+    from skpeal import CLIPAdapterClassifier
+
+    truth = make_images(tmp_path / "pool", n=12)
+    paths = collect_images(tmp_path / "pool")
+    y = np.array([truth[p] for p in paths], dtype=object)
+    loop = ActiveLearningLoop(CLIPAdapterClassifier(**TINY_EST), classes=NAMES,
+                              warm_start=True)
+    (step,) = loop.rounds(paths, lambda rows: y[rows], 1, 4)
+    assert len(step.model.history_) == TINY_EST["max_epochs"]
+    assert step.model.get_params()["warm_start"] is True
