@@ -111,8 +111,8 @@ class SessionStopping:
         Returns
         -------
         suggestion : dict
-            ``should_stop`` (any criterion suggests stopping), ``message`` (one line for
-            the page), ``criteria`` (per criterion: ``name``, ``should_stop``,
+            ``should_stop`` (any criterion suggests stopping), ``message`` (one line in
+            plain words for the page), ``criteria`` (per criterion: ``name``, ``should_stop``,
             ``message``, ``signal``, ``n_updates``) and ``stop_set_size``.
         """
         out = []
@@ -123,11 +123,33 @@ class SessionStopping:
                         "signal": None if signal != signal else float(signal),
                         "n_updates": int(crit.n_updates_)})
         stop = [c for c in out if c["should_stop"]]
-        if stop:
-            message = ("You could stop labelling: " +
-                       "; ".join(f"{c['name']}: {c['message']}" for c in stop))
-        else:
-            message = ("Keep labelling: " +
-                       "; ".join(f"{c['name']}: {c['message']}" for c in out))
+        lines = [_plain(self.criteria[c["name"]]) for c in (stop or out)]
+        lines = [x for x in lines if x]
+        message = ("You could stop labelling: " if stop else "Keep labelling: ") + \
+            ("; ".join(lines) if lines else "no round yet") + "."
         return {"should_stop": bool(stop), "message": message, "criteria": out,
                 "stop_set_size": len(self.stop_ids)}
+
+
+def _plain(crit) -> str:
+    """One criterion's state in plain words (the criteria's own messages are technical)."""
+    if not crit.n_updates_:
+        return ""
+    if isinstance(crit, EstimatedAccuracy):
+        text = f"the model estimates its accuracy at {crit.estimates_[-1]:.0%}"
+        gain = crit.gains_[-1]
+        if gain == gain:  # not NaN: enough rounds to judge the gain
+            text += f" ({100 * gain:+.1f} points over the last {crit.window} rounds)"
+        if crit.should_stop:
+            reached = crit.target is not None and crit.estimates_[-1] >= crit.target
+            text += ", its target" if reached else ", and it has stopped rising"
+        return text
+    if isinstance(crit, KappaAverage):
+        mean = crit.signal
+        if mean != mean:  # NaN: too few rounds
+            return "too few rounds yet to see whether the predictions settle"
+        if crit.should_stop:
+            return f"the predictions have settled between rounds (agreement {mean:.2f})"
+        return (f"the predictions still change between rounds (agreement {mean:.2f}; "
+                f"settled from {crit.threshold:.2f})")
+    return crit.message
