@@ -15,6 +15,9 @@ correct group by the share of wrong samples: on an all-correct batch the whole t
 
 A setting is a name and a JSON object with ``calibration``, ``calibration_weight`` and
 ``estimator_params`` (``--setting NAME JSON``, repeatable; default: the list below).
+``--logit-scale S`` replaces the offline backbone's logit scale (20) in this process: a
+probe of how over-confident the plain model is to begin with (CLIP's own is 100), not an
+estimator parameter; give it its own ``--out``.
 """
 
 from __future__ import annotations
@@ -82,8 +85,13 @@ def main(argv=None):
     ap.add_argument("--pool-size", type=int, default=2000)
     ap.add_argument("--test-size", type=int, default=1000)
     ap.add_argument("--no-diagnosis", action="store_true")
+    ap.add_argument("--logit-scale", type=float, default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.logit_scale is not None:  # before any backbone is built in this process
+        from skpeal.backbones import offline
+
+        offline._LOGIT_SCALE = float(args.logit_scale)
     settings = ({n: json.loads(j) for n, j in args.setting} if args.setting else SETTINGS)
     print("| setting | AULC entropy | AULC calibrated | paired gain | final acc entropy | "
           "final acc calibrated | ECE entropy | ECE calibrated | AUROC entropy | "

@@ -107,6 +107,8 @@ def _run_one(config, data, strategy, seed, out, state, progress=None, probe_feat
     if state is None:
         state = {"strategy": strategy, "seed": seed, "config_hash": config_hash(config.to_dict()),
                  "labelled": [], "rounds": []}
+    if len(state["rounds"]) >= config.rounds:  # finished: nothing to rebuild
+        return state
     loop = make_loop(config, data, strategy, seed, scorer)
     probe = strategy == LINEAR_PROBE
     X_pool = probe_features.pool if probe else data.X_train
@@ -215,7 +217,8 @@ def _check_budget(config, data) -> None:
 
 def _run_all(config, data, out, states, progress, scorer=None):
     probe_features = None
-    if LINEAR_PROBE in config.strategies:
+    if any(len((states[LINEAR_PROBE, s] or {"rounds": ()})["rounds"]) < config.rounds
+           for s in config.seeds if (LINEAR_PROBE, s) in states):  # rounds left to run
         probe_features = _frozen_features(config, data)
     total = len(config.strategies) * len(config.seeds) * config.rounds
     bar = None

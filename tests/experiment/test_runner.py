@@ -59,10 +59,19 @@ def test_same_config_is_reproducible_and_a_changed_config_is_refused(tmp_path):
     assert c["round"].max() == 1
 
 
-def test_rerun_of_a_finished_run_does_no_work(tmp_path):
-    run_experiment(_config(seeds=[0]), tmp_path, progress=False)
+def test_rerun_of_a_finished_run_does_no_work(tmp_path, monkeypatch):
+    from skpeal.experiment import runner
+
+    cfg = _config(seeds=[0], strategies=["random", "linear-probe"], rounds=2)
+    run_experiment(cfg, tmp_path, progress=False)
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "state").glob("*.json")}
-    run_experiment(_config(seeds=[0]), tmp_path, progress=False)
+
+    def no_encoding(*a, **k):
+        raise AssertionError("a finished run encoded the images again")
+
+    monkeypatch.setattr(runner, "_frozen_features", no_encoding)
+    monkeypatch.setattr(runner.ActiveLearningLoop, "fit", no_encoding)
+    run_experiment(cfg, tmp_path, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "state").glob("*.json")} == before
 
 
