@@ -57,14 +57,24 @@ def _config(setting, args):
         calibration_weight=setting.get("calibration_weight", 1.0), estimator_params=est)
 
 
-def _diagnose(config, data, out):
-    """Last-epoch training accuracy and share of zero-calibration epochs, every round."""
-    acc, zero, ratio = [], [], []
+def _diagnose(config, data, out, overlap):
+    """Last-epoch training accuracy, share of zero-calibration epochs, calibration/CE.
+
+    With ``overlap``, also the plain model on the same labels, every round: the share of
+    the PCB candidate set (top ``gamma`` of the unlabelled pool by entropy) the two
+    models have in common, and the Spearman correlation of their pool entropies.
+    """
+    from scipy.stats import spearmanr
+
+    from skpeal.strategies import entropy_scores
+
+    acc, zero, ratio, common, rho = [], [], [], [], []
     for seed in config.seeds:
         state = json.loads((out / "state" / f"calibrated-entropy__seed{seed}.json").read_text())
         loop = make_loop(config, data, "calibrated-entropy", seed)
+        plain = make_loop(config, data, "entropy", seed)
         labelled = np.zeros(0, dtype=np.int64)
-        for rec in state["rounds"]:
+        for rec in state["rounds"][:-1]:  # the models that picked rounds 1 and later
             labelled = np.concatenate([labelled, np.asarray(rec["selected"], dtype=np.int64)])
             rows = np.sort(labelled)
             model = loop.fit(rec["round"] + 1, data.X_train[rows], data.y_train[rows])
@@ -73,7 +83,19 @@ def _diagnose(config, data, out):
             zero.append(np.mean([h["calibration"] == 0.0 for h in hist]))
             ratio.append(np.mean([h["calibration_weight"] * h["calibration"] / h["ce"]
                                   for h in hist if h["ce"] > 0]))
-    return float(np.mean(acc)), float(np.mean(zero)), float(np.mean(ratio))
+            if overlap:
+                other = plain.fit(rec["round"] + 1, data.X_train[rows], data.y_train[rows])
+                rest = np.setdiff1d(np.arange(len(data.y_train)), rows)
+                h_cal = entropy_scores(model.predict_proba(data.X_train[rest]))
+                h_plain = entropy_scores(other.predict_proba(data.X_train[rest]))
+                k = int(np.ceil(config.gamma * len(rest)))
+                top = set(np.argsort(-h_cal)[:k]) & set(np.argsort(-h_plain)[:k])
+                common.append(len(top) / k)
+                rho.append(spearmanr(h_cal, h_plain).statistic)
+    out = [float(np.mean(acc)), float(np.mean(zero)), float(np.mean(ratio))]
+    if overlap:
+        out += [float(np.mean(common)), float(np.mean(rho))]
+    return out
 
 
 def main(argv=None):
@@ -85,6 +107,8 @@ def main(argv=None):
     ap.add_argument("--pool-size", type=int, default=2000)
     ap.add_argument("--test-size", type=int, default=1000)
     ap.add_argument("--no-diagnosis", action="store_true")
+    ap.add_argument("--overlap", action="store_true",
+                    help="also compare the plain model's pool entropies (slower)")
     ap.add_argument("--logit-scale", type=float, default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,8 +119,9 @@ def main(argv=None):
     settings = ({n: json.loads(j) for n, j in args.setting} if args.setting else SETTINGS)
     print("| setting | AULC entropy | AULC calibrated | paired gain | final acc entropy | "
           "final acc calibrated | ECE entropy | ECE calibrated | AUROC entropy | "
-          "AUROC calibrated | last-epoch train acc | zero-term epochs | cal/CE |")
-    print("|---" * 13 + "|")
+          "AUROC calibrated | last-epoch train acc | zero-term epochs | cal/CE |"
+          + (" candidate overlap | entropy Spearman |" if args.overlap else ""))
+    print("|---" * (15 if args.overlap else 13) + "|")
     data = None
     for name, setting in settings.items():
         config = _config(setting, args)
@@ -116,9 +141,10 @@ def main(argv=None):
             per[s] = np.array(rows)
         gain = per["calibrated-entropy"][:, 0] - per["entropy"][:, 0]
         diag = ("-", "-", "-") if args.no_diagnosis else (
-            "{:.3f}".format, "{:.2f}".format, "{:.3f}".format)
+            "{:.3f}".format, "{:.2f}".format, "{:.3f}".format, "{:.2f}".format,
+            "{:.3f}".format)
         if not args.no_diagnosis:
-            values = _diagnose(config, data, out)
+            values = _diagnose(config, data, out, args.overlap)
             diag = tuple(f(v) for f, v in zip(diag, values))
 
         def ms(a):

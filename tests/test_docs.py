@@ -91,6 +91,7 @@ def test_build_has_the_main_pages(html):
         "api.html",
         "user_guide/concepts.html",
         "user_guide/prompt_vs_lora.html",
+        "user_guide/protocol_results.html",
         "user_guide/hardware.html",
         "user_guide/offline.html",
         "user_guide/extending.html",
