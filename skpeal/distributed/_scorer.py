@@ -115,7 +115,9 @@ class RayPoolScorer:
     Notes
     -----
     What is exact (the same indices as the in-process strategy for the same
-    ``random_state``, ties included, given the same scores):
+    ``random_state``, ties included, given the same scores; an actor's torch may run on
+    another number of threads than the driver's, which on some CPUs changes the scores'
+    last bits, about 1e-7):
 
     * entropy, margin and least-confidence sampling, and featdist: each block returns
       its top ``k`` rows under the in-process order (score, then the row's tie-breaking

@@ -82,7 +82,10 @@ def test_uncertainty_same_as_in_process(local_ray, fitted, strategy):
     got = scorer.query(strategy, clf, pool, 12, random_state=3)
     want = strategy(clf, pool, 12, random_state=3)
     np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])
+    # an actor of 1 CPU runs torch on 1 thread, the driver on 2: on some CPUs (a 2-core
+    # AMD EPYC) that changes the probabilities' last bits (2.4e-7), so scores agree to
+    # float rounding; the indices above are exact
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-9)
     assert scorer.stats_["n_blocks"] == 6  # 360 rows in blocks of 64 (two batches of 32)
     assert scorer.stats_["rows_returned"] == 6 * 12  # per-block top-k, not the pool
 
