@@ -793,9 +793,9 @@ def _cli(*args):
 @pytest.mark.parametrize("overwrite", [False, True], ids=["same-config", "overwrite"])
 def test_a_second_run_on_the_same_out_is_refused(tmp_path, overwrite):
     out = tmp_path / "o"
-    # a run that would take about a minute: it is killed once the second is answered
-    first_args = ["run", *BASE, "--rounds", "8", "--pool-size", "300", "--epochs", "20",
-                  "--seeds", "0", "1", "--out", str(out)]
+    # a run that would take minutes: it is killed once the second is answered
+    first_args = ["run", *BASE, "--rounds", "25", "--pool-size", "300", "--epochs", "400",
+                  "--seeds", "0", "1", "2", "--out", str(out)]
     cmd, env = _cli(*first_args)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
