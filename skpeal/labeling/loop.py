@@ -40,7 +40,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from .. import strategies
-from .._validation import derive_seed
+from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
 
 __all__ = ["ActiveLearningLoop", "PoolScores"]
 
@@ -218,12 +218,12 @@ class ActiveLearningLoop:
     def __init__(self, estimator, *, classes=None, classnames=None, strategy=None,
                  balance="pcb", gamma=0.1, init="zero-shot", warm_start=False,
                  train_batch="estimator", random_state=0, scorer=None):
-        for name, value, choices in (("balance", balance, BALANCE), ("init", init, INIT),
-                                     ("train_batch", train_batch, TRAIN_BATCH)):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        check_choice("balance", balance, BALANCE)
+        check_choice("init", init, INIT)
+        check_choice("train_batch", train_batch, TRAIN_BATCH)
+        check_real("gamma", gamma, 0.0, 1.0, closed="right")
         if strategy is not None and not callable(strategy):
-            raise ValueError(f"strategy must be a query function, got {strategy!r}")
+            raise InvalidParameterError(f"strategy must be a query function, got {strategy!r}")
         self.estimator = estimator
         self.classes, self.classnames = classes, classnames
         self.strategy = strategy

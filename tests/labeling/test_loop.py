@@ -111,6 +111,7 @@ def test_feature_strategies_need_features():
 
 @pytest.mark.parametrize("kw, match", [(dict(init="x"), "init"), (dict(balance=1), "balance"),
                                        (dict(train_batch=8), "train_batch"),
+                                       (dict(gamma=0.0), "gamma"),
                                        (dict(strategy="entropy"), "query function")])
 def test_bad_parameters(kw, match):
     with pytest.raises(ValueError, match=match):
