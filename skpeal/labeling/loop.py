@@ -79,8 +79,10 @@ class PoolScores:
 
     Any skpeal query function (and :func:`~skpeal.strategies.class_balanced`) runs on it
     with ``X_pool`` = pool row indices, so a round queries, suggests and estimates from
-    one model pass. Built from computed arrays, or lazily from a model (computed on the
-    first use, never for :func:`~skpeal.strategies.random_sampling`).
+    one model pass. Built from computed arrays, or lazily from a model: computed on the
+    first use (never for :func:`~skpeal.strategies.random_sampling`), with the image
+    features only when a strategy asks for them (the uncertainty strategies keep no
+    feature matrix of the pool).
 
     Parameters
     ----------
@@ -92,8 +94,9 @@ class PoolScores:
         Image features of every pool image (None: the model has none; feature-based
         strategies then raise).
     compute : callable, optional
-        ``compute() -> (proba, features)``, called once on first use instead of giving
-        the arrays.
+        ``compute(with_features) -> (proba, features)`` instead of the arrays: called on
+        first use, and again only if features are asked for after the probabilities
+        alone were computed (skpeal's feature strategies ask for both at once).
 
     Attributes
     ----------
@@ -107,21 +110,23 @@ class PoolScores:
         self.classes_ = np.asarray(classes)
         self._proba, self._features, self._compute = proba, features, compute
 
-    def _arrays(self):
-        if self._compute is not None:
-            self._proba, self._features = self._compute()
-            self._compute = None
+    def _arrays(self, with_features):
+        if self._compute is not None and (
+                self._proba is None or (with_features and self._features is None)):
+            self._proba, self._features = self._compute(with_features)
+            if with_features:
+                self._compute = None  # everything is known now
         return self._proba, self._features
 
     @property
     def proba(self):
         """The probabilities of every pool image, shape (n_pool, n_classes)."""
-        return self._arrays()[0]
+        return self._arrays(False)[0]
 
     @property
     def features(self):
         """The features of every pool image, shape (n_pool, n_features), or None."""
-        return self._arrays()[1]
+        return self._arrays(True)[1]
 
     def predict_proba(self, X):
         """Probabilities of pool rows.
@@ -172,7 +177,11 @@ class PoolScores:
         features : ndarray of shape (len(X), n_features)
             As :meth:`embed`.
         """
-        return self.predict_proba(X), self.embed(X)
+        X = np.asarray(X, dtype=np.intp)
+        proba, feats = self._arrays(True)
+        if feats is None:
+            self.embed(X)  # raises: this model gives no features
+        return proba[X], feats[X]
 
 
 class ActiveLearningLoop:
@@ -304,8 +313,8 @@ class ActiveLearningLoop:
         """
         return self.estimator_for(m, len(y), previous).fit(X, y)
 
-    def score(self, model, X_pool, *, chunk=None, progress=None):
-        """Score every pool image once: probabilities and features.
+    def score(self, model, X_pool, *, chunk=None, progress=None, features=True):
+        """Score every pool image once: probabilities and (optionally) features.
 
         Parameters
         ----------
@@ -318,6 +327,8 @@ class ActiveLearningLoop:
             rescores from cached image features, else small.
         progress : callable, optional
             ``progress(done)`` after every chunk.
+        features : bool, default=True
+            Also keep the image features (when the model has ``predict_proba_embed``).
 
         Returns
         -------
@@ -333,7 +344,7 @@ class ActiveLearningLoop:
         probas, feats = [], []
         for start in range(0, n, chunk):
             rows = _rows(X_pool, np.arange(start, min(n, start + chunk)))
-            if hasattr(model, "predict_proba_embed"):
+            if features and hasattr(model, "predict_proba_embed"):
                 p, f = model.predict_proba_embed(rows)
                 feats.append(np.asarray(f))
             else:
@@ -359,8 +370,8 @@ class ActiveLearningLoop:
         scores : PoolScores
             Over the pool's rows; the model scores the pool when a strategy first asks.
         """
-        def compute():
-            s = self.score(model, X_pool)
+        def compute(with_features):
+            s = self.score(model, X_pool, features=with_features)
             return s.proba, s.features
 
         return PoolScores(model.classes_, compute=compute)

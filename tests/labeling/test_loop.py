@@ -102,6 +102,30 @@ def test_query_scores_the_pool_once_and_only_the_remaining_rows_are_picked():
     assert set(rows) == set(remaining[np.argsort(-ent)[:6]])
 
 
+class WithFeatures(Fixed):
+    """A stand-in that also gives image features (counting its passes)."""
+
+    embed_calls = 0
+
+    def predict_proba_embed(self, X):
+        self.embed_calls += 1
+        rows = np.asarray(X, dtype=int).ravel()
+        return self.proba[rows], self.feats[rows]
+
+
+@pytest.mark.parametrize("strategy, passes", [(st.entropy_sampling, (1, 0)),
+                                              (st.coreset_sampling, (0, 1)),
+                                              (st.badge_sampling, (0, 1))])
+def test_one_pass_per_query_and_features_only_when_asked(strategy, passes):
+    rng = np.random.default_rng(1)
+    model = WithFeatures(rng.dirichlet(np.ones(3), size=60), rng.normal(size=(60, 5)))
+    loop = ActiveLearningLoop(None, strategy=strategy)  # through PCB
+    rows = loop.query(1, 4, np.arange(10, 60), model=model, X_pool=np.arange(60),
+                      labelled=np.arange(10), y_labelled=np.arange(10) % 3)
+    assert len(set(rows)) == 4 and set(rows) <= set(range(10, 60))
+    assert (model.calls, model.embed_calls) == passes  # uncertainty keeps no features
+
+
 def test_feature_strategies_need_features():
     loop = ActiveLearningLoop(None, strategy=st.coreset_sampling, balance="none")
     with pytest.raises(ValueError, match="no image features"):
