@@ -3,9 +3,9 @@
 #
 #   bash benchmarks/gpu_wheels.sh           # here, once: the wheels the device lacks
 #   bash benchmarks/gpu_check.sh --cpu      # here: the dry run (tiny model, < 1 minute)
-#   # then one device call, from the repository root, carrying the wheels:
-#   #   run(command="bash benchmarks/gpu_check.sh", carry=["benchmarks/gpu_wheels"],
-#   #       timeout_s=540)
+#   bash benchmarks/gpu_check.sh            # on the GPU machine, from a copy of the
+#                                           # checkout that includes benchmarks/gpu_wheels/
+#                                           # (git-ignored: copy it along), OUT set
 #
 # Steps (each one's output in $OUT, which the device returns; at most 8 files there):
 #   1. the machine: nvidia-smi, python, torch, CUDA                    -> env.txt
@@ -29,7 +29,8 @@ MODE=gpu
 for arg in "$@"; do
     case "$arg" in
         --cpu) MODE=cpu ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+                   exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $arg (only --cpu)" >&2; exit 64 ;;
     esac
 done
