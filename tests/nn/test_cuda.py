@@ -127,7 +127,8 @@ def test_fp16_trains_through_the_grad_scaler(data, monkeypatch, adapter):
     monkeypatch.setattr(_SpyScaler, "made", [])
     monkeypatch.setattr(torch.amp, "GradScaler", _SpyScaler)
     start = _clf(adapter=adapter, precision="fp16", max_epochs=0).fit(X, y)
-    clf = _clf(adapter=adapter, precision="fp16", batch_size=20, lr=0.01).fit(X, y)
+    # 18 steps: the scaler skips the first ones while its scale (2**16) overflows fp16
+    clf = _clf(adapter=adapter, precision="fp16", batch_size=10, lr=0.01).fit(X, y)
     before, after = start.model_.adapter_state_dict(), clf.model_.adapter_state_dict()
     # at least one optimiser step got through the scaler (it skips steps with inf grads)
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -135,7 +136,7 @@ def test_fp16_trains_through_the_grad_scaler(data, monkeypatch, adapter):
     if ON_CUDA:
         (scaler,) = _SpyScaler.made
         assert scaler.is_enabled()
-        assert scaler.n_scaled == 3 * 3  # 60 images in batches of 20, 3 epochs
+        assert scaler.n_scaled == 6 * 3  # 60 images in batches of 10, 3 epochs
         assert 0 < scaler.get_scale() < float("inf")
     else:  # float32 on the CPU: no scaler
         assert _SpyScaler.made == []
@@ -233,3 +234,27 @@ def test_feature_cache_on_cuda(data):
             s4 = cache.stats()
             assert s4["misses"] - s3["misses"] == len(X_test)
             s3 = s4
+
+
+def test_pinned_copies_and_preprocessing_on_the_device():
+    from skpeal._runtime import to_device
+    from skpeal.backbones import load_backbone
+    from skpeal.images import Preprocessor, check_images
+
+    rng = np.random.default_rng(0)
+    t = torch.as_tensor(rng.standard_normal((64, 3, 8, 8)), dtype=torch.float32)
+    moved = to_device(t, DEVICE)
+    assert moved.device.type == DEVICE.type
+    if ON_CUDA:
+        torch.cuda.synchronize()
+    torch.testing.assert_close(moved.cpu(), t, rtol=0, atol=0)
+    # array images are copied as uint8 and resized on the device: the CPU's result
+    b = load_backbone("skpeal-tiny", None, shared=True)
+    pre = Preprocessor(b.image_size, b.mean, b.std, b.interpolation, b.resize_mode)
+    X = rng.integers(0, 256, size=(12, 45, 40, 3), dtype=np.uint8)  # resized and cropped
+    source = check_images(X)
+    on_device = source.batch(np.arange(12), pre, device=DEVICE)
+    assert on_device.device.type == DEVICE.type
+    assert on_device.shape == (12, 3, b.image_size, b.image_size)
+    torch.testing.assert_close(on_device.cpu(), source.batch(np.arange(12), pre),
+                               rtol=0, atol=1e-4)
