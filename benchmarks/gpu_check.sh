@@ -62,6 +62,10 @@ step "1: the machine ($MODE)"
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available",
       torch.cuda.is_available())'
 } 2>&1 | tee "$OUT/env.txt"
+if [ "$MODE" = gpu ] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+    fail 1 "torch sees no CUDA device (use --cpu for the dry run)"
+    exit "$status"
+fi
 
 step "2: packages"
 shopt -s nullglob
