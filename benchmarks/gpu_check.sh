@@ -2,7 +2,7 @@
 # The GPU check of issue 25, whole, in one call of the device machine; --cpu: its dry run.
 #
 #   bash benchmarks/gpu_wheels.sh           # here, once: the wheels the device lacks
-#   bash benchmarks/gpu_check.sh --cpu      # here: the dry run (tiny model, < 1 minute)
+#   bash benchmarks/gpu_check.sh --cpu      # here: the dry run (tiny model, about a minute)
 #   bash benchmarks/gpu_check.sh            # on the GPU machine, from a copy of the
 #                                           # checkout that includes benchmarks/gpu_wheels/
 #                                           # (git-ignored: copy it along), OUT set

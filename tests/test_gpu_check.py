@@ -36,7 +36,7 @@ def _run(*args, out, timeout=600):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.slow  # about half a minute on 2 idle cores
+@pytest.mark.slow  # about 55 s of CPU time (a minute on 2 lightly loaded cores)
 def test_cpu_dry_run_of_the_gpu_check(tmp_path):
     r = _run("--cpu", out=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
