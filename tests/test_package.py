@@ -26,8 +26,8 @@ LAYERS = [
     ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
      "skpeal.datasets"],
     ["skpeal.images", "skpeal.backbones"],
-    ["skpeal._spec", "skpeal._validation", "skpeal._runtime", "skpeal._io", "skpeal._version",
-     "skpeal.compat"],
+    ["skpeal._spec", "skpeal._pool", "skpeal._validation", "skpeal._runtime", "skpeal._io",
+     "skpeal._version", "skpeal.compat"],
 ]
 DEPRECATED = {"skpeal.data", "skpeal.cache", "skpeal.modal_compat"}
 
@@ -220,7 +220,7 @@ OPTIONAL_OR_HEAVY = {"modAL", "matplotlib", "pandas", "tqdm", "peft", "timm", "t
 EXCEPTIONS = {
     ("skpeal.cli", "skpeal.labeling.app"),
     ("skpeal", "skpeal.estimator"),
-    ("skpeal.strategies", "torch"),
+    ("skpeal._pool", "torch"),
     ("skpeal.strategies", "sklearn.cluster"),
     ("skpeal.adapters.prompt", "open_clip.transformer"),
     ("skpeal.adapters.prompt", "skpeal.adapters._hf_text"),
