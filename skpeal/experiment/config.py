@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from .. import strategies as _st
+from .._adapter_kinds import adapter_names
 from .._validation import InvalidParameterError, check_choice, check_int, check_real
 from ..estimator import CLIPAdapterClassifier
 from ..losses import CALIBRATION_MODES
@@ -20,7 +21,7 @@ __all__ = ["STRATEGIES", "ExperimentConfig"]
 #: sampling (see :mod:`skpeal.experiment.baselines`).
 STRATEGIES = _st.QueryTable()
 LINEAR_PROBE = "linear-probe"
-ADAPTERS = ("prompt", "lora", "prompt+lora")
+ADAPTERS = adapter_names()
 BALANCE = ("pcb", "none")
 INIT = ("random", "zero-shot")
 
@@ -151,7 +152,7 @@ class ExperimentConfig:
         check_real("gamma", self.gamma, 0.0, 1.0, closed="right")
         check_choice("balance", self.balance, BALANCE)
         check_choice("init", self.init, INIT)
-        check_choice("adapter", self.adapter, ADAPTERS)
+        check_choice("adapter", self.adapter, adapter_names())
         if not self.seeds:
             raise InvalidParameterError("seeds: give at least one seed")
         for s in self.seeds:

@@ -40,6 +40,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from .. import strategies
+from .._adapter_kinds import adapter_names, frozen_towers
 from .._pool import PoolScores
 from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
 
@@ -70,9 +71,10 @@ def _n_rows(X) -> int:
 def image_side_cached(est) -> bool:
     """Whether ``est`` trains on cached image features (frozen image tower, cache on)."""
     p = est.get_params()
-    frozen = p.get("adapter") == "prompt" or (p.get("adapter") == "lora"
-                                              and p.get("lora_towers") == "text")
-    return frozen and bool(p.get("feature_cache", True))
+    if p.get("adapter") not in adapter_names():  # not a CLIPAdapterClassifier
+        return False
+    vision_frozen, _ = frozen_towers(p["adapter"], p.get("lora_towers", "both"))
+    return vision_frozen and bool(p.get("feature_cache", True))
 
 
 class ActiveLearningLoop:
