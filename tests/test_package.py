@@ -22,7 +22,7 @@ ROOT = Path(skpeal.__file__).resolve().parent
 LAYERS = [
     ["skpeal.cli"],
     ["skpeal.experiment", "skpeal.labeling", "skpeal.distributed"],
-    ["skpeal.estimator", "skpeal.strategies", "skpeal.stopping"],
+    ["skpeal.estimator", "skpeal._params", "skpeal.strategies", "skpeal.stopping"],
     ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
      "skpeal.datasets"],
     ["skpeal.images", "skpeal.backbones"],

@@ -271,8 +271,9 @@ class ActiveLearningLoop:
 
     # ------------------------------------------------------------------ queries
     def query_function(self):
-        """The query function of every round: ``strategy``, through PCB unless it does not
-        look at the model (random sampling).
+        """The query function of every round: ``strategy``, through PCB when it uses the model.
+
+        Random sampling (a strategy that does not look at the model) is never balanced.
 
         Returns
         -------

@@ -28,7 +28,7 @@ NEEDS = ("proba", "features", "gradients", "labels")
 class Strategy:
     """One query strategy, as registered with :func:`register_strategy`.
 
-    Attributes
+    Parameters
     ----------
     name : str
         The name ``skpeal run --strategies`` takes (its ``calibrated-`` form is implied).
