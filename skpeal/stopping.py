@@ -38,13 +38,12 @@ stabilizing predictions and the need for user-adjustable stopping. CoNLL 2009, 3
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from ._validation import check_proba
+from ._validation import check_int, check_proba, check_real
 
 __all__ = ["EstimatedAccuracy", "KappaAverage", "StoppingCriterion", "estimated_accuracy"]
 
@@ -81,24 +80,6 @@ def estimated_accuracy(proba):
     if len(p) == 0:
         raise ValueError("proba has no row: the pool is empty, there is nothing to estimate")
     return float(p.max(axis=1).mean())
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_fraction(name, value, *, low_open=False, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    low_ok = value > 0 if low_open else value >= 0
-    if not (low_ok and value <= 1):
-        interval = "(0, 1]" if low_open else "[0, 1]"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return float(value)
 
 
 class StoppingCriterion:
@@ -216,10 +197,11 @@ class EstimatedAccuracy(StoppingCriterion):
     """
 
     def __init__(self, *, min_gain=0.005, window=2, patience=2, target=None):
-        self.min_gain = _check_fraction("min_gain", min_gain)
-        self.window = _check_int("window", window, 1)
-        self.patience = _check_int("patience", patience, 1)
-        self.target = _check_fraction("target", target, low_open=True, allow_none=True)
+        self.min_gain = check_real("min_gain", min_gain, 0.0, 1.0)
+        self.window = check_int("window", window, 1)
+        self.patience = check_int("patience", patience, 1)
+        self.target = (None if target is None else
+                       check_real("target", target, 0.0, 1.0, closed="right"))
         super().__init__()
 
     def reset(self):
@@ -257,7 +239,7 @@ class EstimatedAccuracy(StoppingCriterion):
         if proba is not None:
             value = estimated_accuracy(proba)
         else:
-            value = _check_fraction("estimate", estimate)
+            value = check_real("estimate", estimate, 0.0, 1.0)
         self.estimates_.append(value)
         if len(self.estimates_) > self.window:
             gain = value - self.estimates_[-1 - self.window]
@@ -339,8 +321,8 @@ class KappaAverage(StoppingCriterion):
     """
 
     def __init__(self, *, threshold=0.99, window=3, classes=None):
-        self.threshold = _check_fraction("threshold", threshold, low_open=True)
-        self.window = _check_int("window", window, 1)
+        self.threshold = check_real("threshold", threshold, 0.0, 1.0, closed="right")
+        self.window = check_int("window", window, 1)
         if classes is not None:
             classes = np.asarray(classes)
             if classes.ndim != 1 or len(classes) < 1:

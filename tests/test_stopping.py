@@ -82,7 +82,7 @@ def test_estimated_accuracy_takes_proba_or_estimate_not_both():
         crit.update()
     with pytest.raises(ValueError, match="exactly one"):
         crit.update([[1.0, 0.0]], estimate=0.5)
-    with pytest.raises(ValueError, match="estimate must be in"):
+    with pytest.raises(ValueError, match="estimate must be a number in"):
         crit.update(estimate=1.5)
     assert crit.n_updates_ == 0  # failed updates change nothing
 
@@ -132,15 +132,15 @@ def test_estimated_accuracy_patience_ignores_a_single_dip():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"min_gain": -0.1}, "min_gain must be in"),
-        ({"min_gain": float("nan")}, "min_gain must be a finite"),
-        ({"min_gain": "0.1"}, "min_gain must be a finite"),
+        ({"min_gain": -0.1}, "min_gain must be a number in"),
+        ({"min_gain": float("nan")}, "min_gain must be a number in"),
+        ({"min_gain": "0.1"}, "min_gain must be a number in"),
         ({"window": 0}, "window must be an integer >= 1"),
         ({"window": 1.5}, "window must be an integer"),
         ({"window": True}, "window must be an integer"),
         ({"patience": 0}, "patience must be an integer >= 1"),
-        ({"target": 0.0}, r"target must be in \(0, 1\]"),
-        ({"target": 1.2}, "target must be in"),
+        ({"target": 0.0}, r"target must be a number in \(0, 1\]"),
+        ({"target": 1.2}, "target must be a number in"),
     ],
 )
 def test_estimated_accuracy_validates_params(kwargs, match):
@@ -220,8 +220,8 @@ def test_kappa_refuses_bad_predictions():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"threshold": 0.0}, "threshold must be in"),
-        ({"threshold": 1.01}, "threshold must be in"),
+        ({"threshold": 0.0}, r"threshold must be a number in \(0, 1\]"),
+        ({"threshold": 1.01}, r"threshold must be a number in \(0, 1\]"),
         ({"window": 0}, "window must be"),
         ({"classes": []}, "non-empty"),
         ({"classes": [0, 0, 1]}, "repeat"),

@@ -27,7 +27,7 @@ from .._runtime import (
     resolve_workers,
     to_device,
 )
-from ..images import ImageSource, iter_batches, random_resized_crop_flip
+from ..images import ImageSource, iter_batches
 from .cache import FeatureCache
 from .keys import view_keys, view_seeds
 
@@ -50,10 +50,9 @@ class _Items(torch.utils.data.Dataset):
         return len(self.idx)
 
     def __getitem__(self, k):
-        x = self.source.batch([self.idx[k]], self.preprocess)
-        if self.seeds is not None:
-            x = random_resized_crop_flip(x, _generators([self.seeds[k]]), scale=self.scale)
-        return x[0]
+        gens = None if self.seeds is None else _generators([self.seeds[k]])
+        return self.source.batch([self.idx[k]], self.preprocess, augment=gens,
+                                 scale=self.scale)[0]
 
 
 class ImageEncoder:
@@ -195,11 +194,9 @@ class ImageEncoder:
                 yield self._forward(x)
             return
         for chunk in iter_batches(len(idx), bs):
-            x = source.batch(idx[chunk], self.preprocess, device=self.device)
-            if seeds is not None:
-                x = random_resized_crop_flip(x, _generators(seeds[chunk]),
-                                             scale=self.view_scale)
-            yield self._forward(x)
+            gens = None if seeds is None else _generators(seeds[chunk])
+            yield self._forward(source.batch(idx[chunk], self.preprocess, device=self.device,
+                                             augment=gens, scale=self.view_scale))
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from .fingerprints import item_digest, row_digests
-from .transforms import Preprocessor
+from .transforms import Preprocessor, random_resized_crop_flip
 
 __all__ = ["ImageSource", "check_images", "iter_batches"]
 
@@ -198,8 +198,12 @@ class ImageSource:
         """Whether reading a batch opens and decodes files (then worth parallel workers)."""
         return self.kind == "items" and any(isinstance(x, str) for x in self._data)
 
-    def batch(self, indices, preprocess: Preprocessor, device=None) -> torch.Tensor:
-        """Preprocessed images ``(len(indices), 3, S, S)``, float32.
+    def batch(self, indices, preprocess: Preprocessor, device=None, *, augment=None,
+              scale=(0.5, 1.0)) -> torch.Tensor:
+        """Decoded, preprocessed (and optionally augmented) images ``(len(indices), 3, S, S)``.
+
+        The one place images are decoded and augmented: training batches, encoded
+        feature views and decoding workers all come here.
 
         Parameters
         ----------
@@ -209,7 +213,23 @@ class ImageSource:
             Array inputs are moved there as raw pixels (uint8 stays uint8) and
             preprocessed there, so a GPU does the resizing; None or CPU: on the CPU.
             Other inputs are always preprocessed on the CPU.
+        augment : torch.Generator, sequence of torch.Generator or None, default=None
+            Draws a random resized crop and flip of every image
+            (:func:`~skpeal.images.transforms.random_resized_crop_flip`): one generator
+            for the batch, or one per image. None: no augmentation.
+        scale : tuple of float, default=(0.5, 1.0)
+            Area range of the crops.
+
+        Returns
+        -------
+        images : torch.Tensor of shape (len(indices), 3, S, S), float32
         """
+        x = self._decode(indices, preprocess, device)
+        if augment is not None:
+            x = random_resized_crop_flip(x, augment, scale=scale)
+        return x
+
+    def _decode(self, indices, preprocess, device):
         if self.kind == "array":
             idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
             raw = self._data[idx]

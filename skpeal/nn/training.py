@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .._runtime import autocast, to_device
 from .._spec import TrainSpec
 from ..features.encoder import ImageEncoder
-from ..images import ImageSource, Preprocessor, iter_batches, random_resized_crop_flip
+from ..images import ImageSource, Preprocessor, iter_batches
 from ..losses import _check_finite, calibration_loss, calibration_weight_at
 
 __all__ = ["lr_schedule", "train"]
@@ -124,9 +124,9 @@ def train(
                 if feats is not None:
                     img = to_device(feats[torch.as_tensor(idx)], device)
                 else:
-                    x = source.batch(idx, preprocess, device=device)
-                    if augment:
-                        x = random_resized_crop_flip(x, generator, scale=spec.augment_scale)
+                    x = source.batch(idx, preprocess, device=device,
+                                     augment=generator if augment else None,
+                                     scale=spec.augment_scale)
                     img = module.image_features(to_device(x, device))
                 text = fixed_text if fixed_text is not None else module.text_features()
                 logits = module.logits(img.float(), text.float()).float()
