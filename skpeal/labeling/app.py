@@ -32,7 +32,6 @@ that are not JSON 400 or 415, bad fields 422, unknown ids 404.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -45,6 +44,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from ._http import HeaderLimit, check_id, read_json
 from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import ThumbnailCache
 
@@ -126,21 +126,7 @@ def _bad(status, message):
 
 
 async def _read_json(request: Request, max_body: int):
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        _bad(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > max_body):
-        _bad(413, f"request body too large (limit {max_body} bytes)")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            _bad(413, f"request body too large (limit {max_body} bytes)")
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _bad(400, f"malformed JSON: {exc}")
+    return await read_json(request, max_body)
 
 
 def _client_of(value):

@@ -32,8 +32,14 @@ CLASSES = ["T-shirt/top", "Trouser", "Bag"]
 
 def test_docstring_examples_run():
     pytest.importorskip("fastapi")
-    result = doctest.testmod(labelstudio, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    from skpeal.labeling.labelstudio import backend, bridge, config, tasks
+
+    attempted = 0
+    for module in (labelstudio, config, tasks, backend, bridge):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 6
 
 
 # ----------------------------------------------------------------------- labelling config
