@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import sqlite3
 
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
 __all__ = ["MAX_DEPTH", "MAX_HEADER_BYTES", "HeaderLimit", "check_id", "disk_full",
-           "disk_full_response", "read_json"]
+           "disk_full_response", "guard", "read_json", "served_path"]
 
 #: Deepest JSON nesting a request body may have (skpeal's bodies need 4 levels; Label
 #: Studio's task data a few more).
@@ -78,7 +80,7 @@ async def read_json(request, max_body, *, max_depth=MAX_DEPTH, allow_no_type=Fal
             _bad(413, f"request body too large: over the {max_body}-byte limit")
     try:
         value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of over 4300 digits
         _bad(400, f"the request body is not JSON (malformed JSON: {exc})")
     except RecursionError:
         _bad(400, f"the JSON body is nested deeper than {max_depth} levels")
@@ -92,14 +94,18 @@ def check_id(value, where="image id"):
     if isinstance(value, bool) or not isinstance(value, int):
         _bad(422, f"{where} must be an integer, got {value!r}")
     if not 0 <= value <= _MAX_ID:
-        shown = str(value) if len(str(value)) <= 24 else str(value)[:20] + "..."
+        shown = str(value) if value.bit_length() < 80 else "of over 20 digits"
         _bad(404, f"unknown {where} {shown} (ids are integers from 0 to {_MAX_ID})")
     return value
 
 
 def disk_full(exc):
-    """True when ``exc`` is an OSError of a full disk (or exhausted quota)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """True when ``exc`` says the disk is full (an OSError, or SQLite's SQLITE_FULL)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or "disk is full" in str(exc))
 
 
 def disk_full_response(exc):
@@ -107,6 +113,39 @@ def disk_full_response(exc):
     return JSONResponse({"detail": f"the disk is full: {exc}. Nothing of this request was "
                                    "saved; free some space and send it again"},
                         status_code=507)
+
+
+async def _storage_error(request, exc):
+    if disk_full(exc):
+        return disk_full_response(exc)
+    raise exc  # anything else stays a server error (logged with its traceback)
+
+
+def guard(app, *, max_header_bytes=MAX_HEADER_BYTES):
+    """Add the header-size limit (431) and the full-disk answer (507) to a FastAPI app."""
+    app.add_middleware(HeaderLimit, max_bytes=max_header_bytes)
+    app.add_exception_handler(OSError, _storage_error)
+    app.add_exception_handler(sqlite3.Error, _storage_error)
+    return app
+
+
+def served_path(path):
+    """``path`` (a registered, already resolved image path) if it still is that file.
+
+    Paths are resolved when images are registered; at request time the path is resolved
+    again and must still be the same regular file: a file replaced by a symlink (to
+    ``/etc/passwd``...) or a folder on the way replaced by one resolves elsewhere and is
+    refused, so nothing outside the registered images is ever served.
+
+    Returns
+    -------
+    path : str or None
+        None when the file is gone or now resolves elsewhere.
+    """
+    real = os.path.realpath(path)
+    if real != os.path.normpath(path) or not os.path.isfile(real):
+        return None
+    return real
 
 
 class HeaderLimit:

@@ -44,7 +44,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ._http import HeaderLimit, check_id, read_json
+from ._http import check_id, guard, read_json, served_path
 from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import ThumbnailCache
 
@@ -156,6 +156,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
+    guard(app)  # 431 for oversized headers, 507 on a full disk
     session.store.release_all()  # leases of tabs from before a restart are gone with them
     worker = worker or RefitWorker(session).start()
     app.state.worker = worker
@@ -229,6 +230,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             image_id, label = a["image_id"], a.get("label")
             if isinstance(image_id, bool) or not isinstance(image_id, int):
                 _bad(422, f"answers[{k}].image_id must be an integer, got {image_id!r}")
+            check_id(image_id, f"answers[{k}]: image id")
             if session.store.image_path(image_id) is None:
                 _bad(404, f"answers[{k}]: unknown image id {image_id}")
             if label is not None and label not in session.classes:
@@ -262,9 +264,12 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
 
     @app.get("/api/image/{image_id}")
     def image(image_id: int, full: int = 0):
-        path = session.store.image_path(image_id)
+        path = session.store.image_path(check_id(image_id))
         if path is None:
             _bad(404, f"unknown image id {image_id}")
+        if served_path(path) is None:  # re-checked now: replaced by a symlink, or gone
+            _bad(404, f"image {image_id} ({os.path.basename(path)}) is no longer the "
+                      "registered file (moved, deleted or replaced by a link)")
         if full:
             return FileResponse(path)
         try:

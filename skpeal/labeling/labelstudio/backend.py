@@ -317,11 +317,14 @@ def ml_backend_app(predictor, *, basic_auth=None, **kwargs):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
+    from .._http import guard  # the web stack (the label extra)
+
     if basic_auth is not None:
         if (not isinstance(basic_auth, tuple) or len(basic_auth) != 2
                 or not all(isinstance(s, str) and s for s in basic_auth)):
             raise ValueError("basic_auth must be a (user, password) pair of non-empty strings")
     app = FastAPI(title="skpeal ML backend for Label Studio", docs_url=None, redoc_url=None)
+    guard(app)  # 431 for oversized headers, 507 on a full disk
 
     if basic_auth is not None:
         expected = (basic_auth[0].encode(), basic_auth[1].encode())

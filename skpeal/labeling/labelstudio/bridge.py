@@ -73,7 +73,7 @@ def export_session(session, path_or_file=None, *, image_url=None):
 
 def _session_image_id(session, key, where):
     """The session's image id for an export key or a task's ``skpeal_id``."""
-    if isinstance(key, str) and key.strip().lstrip("-").isdigit():
+    if isinstance(key, str) and len(key) <= 20 and key.strip().lstrip("-").isdigit():
         key = int(key)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool) and \
             int(key) in session._row:
