@@ -32,7 +32,16 @@ from .baselines import LinearProbe
 from .config import LINEAR_PROBE, NEEDS_LABELS, STRATEGIES, ExperimentConfig
 from .data import load_data
 from .report import write_report
-from .state import config_hash, locked, prepare_out, read_state, state_path, write_config
+from .state import (
+    check_pool,
+    config_hash,
+    locked,
+    pool_fingerprint,
+    prepare_out,
+    read_state,
+    state_path,
+    write_config,
+)
 
 __all__ = ["make_loop", "run_experiment"]
 
@@ -188,6 +197,7 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         data = load_data(config) if data is None else data
         _check_budget(config, data)
         prepare_out(out, config, overwrite)
+        check_pool(out, pool_fingerprint(data, config.data), overwrite)  # same images?
         cfg_hash = config_hash(config.to_dict())
         states = {}
         for strategy in config.strategies:
