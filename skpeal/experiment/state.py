@@ -220,7 +220,7 @@ def pool_fingerprint(data, root=None) -> dict:
     root = None if root is None or not os.path.isdir(root) else os.path.realpath(root)
     for split in ("train", "test"):
         X, y = data[f"X_{split}"], np.asarray(data[f"y_{split}"])
-        if getattr(getattr(X, "dtype", None), "kind", "") == "O":  # file paths: name and size of each
+        if getattr(getattr(X, "dtype", None), "kind", "") == "O":  # paths: name and size of each
             for p in X:
                 p = os.fspath(p)
                 name = os.path.relpath(p, root) if root else p
