@@ -698,10 +698,11 @@ def class_balanced(strategy, gamma=0.1, *, random_state=None):
             )
         cand = cand.astype(np.intp)
         cand_scores = np.asarray(cand_scores, dtype=np.float64).reshape(-1)
-        if cand.size < n or np.unique(cand).size != cand.size:
+        if cand.size < n_cand or np.unique(cand).size != cand.size:
             raise ValueError(
                 f"strategy {getattr(strategy, '__name__', strategy)!r} returned "
-                f"{cand.size} candidate(s) (unique: {np.unique(cand).size}); {n} needed"
+                f"{cand.size} candidate(s) (unique: {np.unique(cand).size}) when asked for "
+                f"{n_cand} (n_instances={n}, gamma={gamma})"
             )
         classes = _classes(classifier)
         if proba is not None:

@@ -10,6 +10,7 @@ from .. import strategies as st
 from .._validation import check_int
 from . import _internals
 from ._actor import SCORE_FUNCTIONS, BlockActor, Precomputed
+from ._connect import check_address, import_ray
 from .store import ParquetFeatureStore
 
 _TOPK = {
@@ -39,10 +40,11 @@ def init_ray(address=None, **kwargs):
     started : bool
         False when Ray was already initialised in this process (nothing done).
     """
-    import ray  # optional dependency (skpeal[ray])
-
+    ray = import_ray()  # optional dependency (skpeal[ray]): the install command if missing
     if ray.is_initialized():
         return False
+    if address not in (None, "local"):
+        check_address(address)  # nothing listening: fail in seconds, naming the address
     if address in (None, "local"):
         ray.init(**kwargs)
     else:

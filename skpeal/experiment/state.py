@@ -29,7 +29,7 @@ except ImportError:  # not POSIX (Windows): no lock on --out there
 from .config import ExperimentConfig
 
 __all__ = ["check_pool", "config_hash", "locked", "pool_fingerprint", "prepare_out",
-           "read_config", "read_state", "state_path", "write_config"]
+           "read_config", "read_state", "recorded_pool_size", "state_path", "write_config"]
 
 
 def state_path(out: Path, strategy: str, seed: int) -> Path:
@@ -263,3 +263,12 @@ def check_pool(out: Path, fingerprint: dict, overwrite: bool) -> None:
         _discard(out)
         (out / "state").mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(fingerprint, indent=2))
+
+
+def recorded_pool_size(out: Path) -> int | None:
+    """The pool size recorded in ``<out>/pool.json`` (None for a run without one)."""
+    try:
+        n = json.loads((Path(out) / "pool.json").read_text()).get("n_pool")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None

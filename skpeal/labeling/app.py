@@ -48,7 +48,7 @@ from ._http import check_id, guard, read_json, served_path
 from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import ThumbnailCache
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "ml_backend_for_session", "serve"]
+__all__ = ["LOOPBACK_HOSTS", "check_ports", "create_app", "ml_backend_for_session", "serve"]
 
 #: Host names that mean "this machine only".
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -326,6 +326,15 @@ def _listen(host, port):
     return sock
 
 
+def check_ports(port, ml_backend_port=None):
+    """Refuse a port outside 0..65535 (0: any free port) with a message naming it."""
+    for name, value in (("port", port), ("ml_backend_port", ml_backend_port)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= 65535):
+            raise ValueError(f"{name} must be a port number from 0 to 65535 (0: any free "
+                             f"port), got {value!r}")
+
+
 def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=print,
           ml_backend_port=None):
     """Run the app with uvicorn until interrupted.
@@ -346,6 +355,7 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
         port of the same host; beyond the loopback it requires basic auth with user
         ``skpeal`` and the access token as password.
     """
+    check_ports(port, ml_backend_port)
     loopback = host in LOOPBACK_HOSTS
     if not loopback and token is None:
         token = secrets.token_urlsafe(24)

@@ -8,6 +8,7 @@ import os
 from urllib.parse import quote
 
 from ..._io import atomic_write_text
+from .._checks import check_out_parent
 from .backend import PredictorNotReady
 from .tasks import ID_KEY, export_tasks, import_labels, local_files_url
 
@@ -67,7 +68,7 @@ def export_session(session, path_or_file=None, *, image_url=None):
         if hasattr(path_or_file, "write"):
             path_or_file.write(text)
         else:
-            atomic_write_text(os.fspath(path_or_file), text)
+            atomic_write_text(check_out_parent(path_or_file, "export_label_studio"), text)
     return tasks
 
 
