@@ -29,7 +29,7 @@ The request and response shapes follow Label Studio's ML backend (the
 """
 
 from .backend import PredictorNotReady, TaskImage, ml_backend_app, ml_backend_router
-from .bridge import SessionBackend, export_session, import_session
+from .bridge import SessionBackend, export_session, import_session, local_files_settings
 from .config import LabelingInterface, labeling_config, parse_labeling_config
 from .tasks import ID_KEY, ImportedLabel, export_tasks, import_labels, local_files_url
 
@@ -45,6 +45,7 @@ __all__ = [
     "import_labels",
     "import_session",
     "labeling_config",
+    "local_files_settings",
     "local_files_url",
     "ml_backend_app",
     "ml_backend_router",

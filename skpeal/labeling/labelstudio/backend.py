@@ -8,6 +8,7 @@ time.)
 """
 
 import hmac
+import logging
 from base64 import b64decode
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,25 @@ from .tasks import ID_KEY, _choice_result, _label_of, _task_name
 __all__ = ["PredictorNotReady", "TaskImage", "ml_backend_app", "ml_backend_router"]
 
 _TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+_DELETE_EVENTS = ("ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
+_log = logging.getLogger("skpeal.labeling.labelstudio")
+
+
+def _deleted_ids(data):
+    """Annotation ids of a deletion event (``annotations: [{"id": ...}]`` or ``annotation``)."""
+    anns = data.get("annotations")
+    if anns is None and isinstance(data.get("annotation"), Mapping):
+        anns = [data["annotation"]]
+    if not isinstance(anns, list) or not anns:
+        raise _http_error(422, f"{data.get('action')} needs 'annotations': a list of "
+                               "{\"id\": ...} objects")
+    ids = []
+    for a in anns:
+        v = a.get("id") if isinstance(a, Mapping) else a
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _http_error(422, f"a deleted annotation id must be an integer, got {v!r}")
+        ids.append(v)
+    return ids
 _MAX_BODY = 32 * 2**20  # 32 MiB: Label Studio sends task data, not images
 
 
@@ -98,8 +118,14 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
     * ``POST /webhook`` with ``{"action": "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" |
       ..., "annotation": {...}, "task": {...}, "project": {...}}``: hands the annotation's
       label to the predictor (201 ``{"status": "ok", ...}``); cancelled annotations and
-      other actions are acknowledged and ignored (200). ``START_TRAINING`` calls the
-      predictor's ``train()`` when it has one.
+      other actions are acknowledged and ignored (200). ``ANNOTATION(S)_DELETED`` hands
+      the deleted annotations' ids to ``remove_annotations(ids)``. ``START_TRAINING``
+      calls the predictor's ``train()`` when it has one.
+
+    ``/predict`` takes any number of tasks (Label Studio's "Retrieve Predictions" sends a
+    whole selection at once) and hands them to the predictor ``max_tasks`` at a time. A
+    refused ``/setup`` is logged (logger ``skpeal.labeling.labelstudio``) with its
+    reason, which Label Studio itself does not show.
 
     Malformed JSON, missing fields, unknown labels and oversized bodies get a 4xx
     answer with a ``detail`` message and reach the predictor not at all.
@@ -113,9 +139,13 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
         setup), ``model_version`` (a string or a callable returning one; default
         ``"skpeal"``), ``add_annotation(image, label, annotation)`` (called for each new
         or updated annotation; ``image`` a :class:`TaskImage`, ``annotation`` Label
-        Studio's dict, with ``completed_by``, ``updated_at``...), ``train()``.
+        Studio's dict, with ``completed_by``, ``updated_at``...), ``train()``,
+        ``remove_annotations(ids)`` (annotations deleted in Label Studio), ``connect(setup)``
+        (called with ``/setup``'s body: Label Studio's ``hostname``, ``access_token``,
+        ``project``).
     max_tasks : int, default=1000
-        Largest number of tasks accepted in one ``/predict`` request.
+        Most tasks handed to the predictor at once (a ``/predict`` request with more is
+        answered in chunks of this size).
     max_body : int, default=32 MiB
         Largest request body in bytes.
 
@@ -136,6 +166,8 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
             raise TypeError("predictor must be callable or have a predict(images) method")
         predict = predictor
     add = getattr(predictor, "add_annotation", None)
+    remove = getattr(predictor, "remove_annotations", None)
+    connect = getattr(predictor, "connect", None)
     train = getattr(predictor, "train", None)
     classes = getattr(predictor, "classes", None)
     class_texts = None if classes is None else _class_strings(classes, "predictor.classes")
@@ -175,8 +207,15 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
         schema = data.get("schema")
         if not isinstance(schema, str) or not schema.strip():
             raise _http_error(422, "setup needs 'schema': the project's labeling config XML")
-        ui = interface(schema, None)
+        try:
+            ui = interface(schema, None)
+        except Exception as exc:  # Label Studio shows only "422 Client Error": log why
+            _log.warning("Label Studio's /setup of project %s refused: %s",
+                         data.get("project"), getattr(exc, "detail", exc))
+            raise
         projects[project_key(data.get("project"))] = ui
+        if connect is not None:  # e.g. give Label Studio's webhook the basic-auth header
+            await run_in_threadpool(connect, data)
         return {"model_version": _model_version(predictor)}
 
     @router.post("/predict")
@@ -185,8 +224,6 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise _http_error(422, "predict needs 'tasks': a non-empty list of tasks")
-        if len(tasks) > max_tasks:
-            raise _http_error(413, f"{len(tasks)} tasks in one request; at most {max_tasks}")
         config = data.get("label_config")
         if config is not None and not isinstance(config, str):
             raise _http_error(422, "'label_config' must be the labeling config XML string")
@@ -202,7 +239,10 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
                                        f"{ui.data_key!r} (fields: {sorted(task['data'])})")
             images.append(TaskImage(ref, task.get("id"), dict(task["data"])))
         try:
-            answers = list(await run_in_threadpool(predict, images))
+            answers = []
+            for start in range(0, len(images), max_tasks):  # any number, max_tasks at a time
+                answers += list(await run_in_threadpool(predict,
+                                                        images[start:start + max_tasks]))
         except LookupError as exc:  # a task the predictor does not know
             raise _http_error(422, str(exc.args[0] if exc.args else exc)) from None
         except PredictorNotReady as exc:  # no model yet: Label Studio may retry
@@ -239,6 +279,13 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
                 return JSONResponse({"status": "ignored", "reason": "the model trains "
                                      "from its own label store"}, status_code=200)
             result = await run_in_threadpool(train)
+            return JSONResponse({"status": "ok", "result": result}, status_code=201)
+        if action in _DELETE_EVENTS:
+            if remove is None:
+                return JSONResponse({"status": "ignored", "reason": "the predictor keeps no "
+                                     "annotations"}, status_code=200)
+            ids = _deleted_ids(data)
+            result = await run_in_threadpool(remove, ids)
             return JSONResponse({"status": "ok", "result": result}, status_code=201)
         if action not in _TRAIN_EVENTS:
             return JSONResponse({"status": "Unknown event"}, status_code=200)

@@ -3,23 +3,65 @@ labels into it, and serve it as Label Studio's ML backend predictor (:class:`Ses
 """
 
 import json
+import math
 import numbers
 import os
+import time
 from urllib.parse import quote
 
 from ..._io import atomic_write_text
 from .._checks import check_out_parent
+from ._ledger import Ledger
 from .backend import PredictorNotReady
-from .tasks import ID_KEY, export_tasks, import_labels, local_files_url
+from .tasks import ID_KEY, _when, export_tasks, import_labels, local_files_url
 
-__all__ = ["SessionBackend", "export_session", "import_session"]
+__all__ = ["SessionBackend", "export_session", "import_session", "local_files_settings"]
+
+
+def local_files_settings(session_or_paths):
+    """Where Label Studio's local file serving must point for a session's images.
+
+    Label Studio (1.23) serves a file only under a local-files storage whose path lies
+    strictly inside ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``: the storage is the
+    images' common folder, the document root its parent. :func:`export_session` writes
+    the URLs for exactly these settings.
+
+    Parameters
+    ----------
+    session_or_paths : LabelingSession or list of str
+        A session, or image paths.
+
+    Returns
+    -------
+    settings : dict
+        ``document_root`` (for ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``) and
+        ``storage_path`` (the **Absolute local path** of the local-files source storage).
+
+    Examples
+    --------
+    >>> from skpeal.labeling.labelstudio import local_files_settings
+    >>> local_files_settings(["/data/shoes/a.png", "/data/shoes/red/b.png"])
+    {'document_root': '/data', 'storage_path': '/data/shoes'}
+    """
+    paths = getattr(session_or_paths, "_paths", session_or_paths)
+    paths = [os.path.realpath(os.fspath(p)) for p in paths]
+    if not paths:
+        raise ValueError("no images")
+    storage = os.path.commonpath([os.path.dirname(p) for p in paths])
+    root = os.path.dirname(storage)
+    if root == storage:
+        raise ValueError(f"the images' common folder is {storage!r}: Label Studio needs a "
+                         "document root strictly above the storage folder; put the images "
+                         "in a folder, or pass image_url=")
+    return {"document_root": root, "storage_path": storage}
 
 
 def _session_image_urls(paths, image_url):
-    if image_url is None or isinstance(image_url, str):
+    if image_url is None:
+        root = local_files_settings(paths)["document_root"]
+        return [local_files_url(p, root) for p in paths]
+    if isinstance(image_url, str):
         root = os.path.commonpath([os.path.dirname(os.path.realpath(p)) for p in paths])
-        if image_url is None:
-            return [local_files_url(p, root) for p in paths]
         prefix = image_url.rstrip("/")
         return [prefix + "/" + quote(os.path.relpath(os.path.realpath(p), root)
                                      .replace(os.sep, "/")) for p in paths]
@@ -42,8 +84,9 @@ def export_session(session, path_or_file=None, *, image_url=None):
         Where to write the tasks as JSON (a path is written atomically).
     image_url : None, str or callable, default=None
         How Label Studio loads each image. None: Label Studio's local file serving, with
-        ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to the images' common folder (see
-        :func:`local_files_url`). A string: a URL prefix, followed by each image's path
+        ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to the parent of the images' common
+        folder and a local-files storage on that folder (see :func:`local_files_settings`).
+        A string: a URL prefix, followed by each image's path
         relative to that folder. A callable: ``image_url(path) -> URL``.
 
     Returns
@@ -87,9 +130,10 @@ def import_session(session, export, *, annotator="label-studio", client="label-s
     """Add the labels of a Label Studio export to a session (backs ``import_label_studio``).
 
     Every label is checked first (one bad task imports nothing), then all are added in
-    one transaction as new history rows (nothing is overwritten: the history keeps every
-    row, the latest answer counts). A label equal to the image's label in force is not
-    added again.
+    one transaction as new history rows. An image in several tasks takes the label of its
+    newest annotation (by ``updated_at``), wherever its task sits in the export (nothing
+    is overwritten: the history keeps every row, the latest answer counts). A label equal
+    to the image's label in force is not added again.
 
     Parameters
     ----------
@@ -114,10 +158,15 @@ def import_session(session, export, *, annotator="label-studio", client="label-s
         A label outside the session's classes (see :func:`import_labels`).
     """
     imported = import_labels(export, classes=session.classes)
+    newest = {}  # image id -> (time, order, label): an image in several tasks
+    for order, x in enumerate(imported):
+        image_id = _session_image_id(session, x.key, f"task {x.task_id}")
+        when = _when({"updated_at": x.updated_at}, order)
+        if image_id not in newest or when >= newest[image_id][0]:
+            newest[image_id] = (when, x)
     in_force = session.store.labelled()
     answers, unchanged = [], 0
-    for x in imported:
-        image_id = _session_image_id(session, x.key, f"task {x.task_id}")
+    for image_id, (_, x) in newest.items():
         if in_force.get(image_id) == x.label:
             unchanged += 1
             continue
@@ -148,9 +197,12 @@ class SessionBackend:
     session : LabelingSession
     """
 
-    def __init__(self, session, *, annotator="label-studio", client="label-studio"):
+    def __init__(self, session, *, annotator="label-studio", client="label-studio",
+                 basic_auth=None):
         self.session = session
         self.annotator, self.client = annotator, client
+        self.basic_auth = basic_auth
+        self.ledger = Ledger(session.project / "labelstudio.sqlite")
 
     @property
     def classes(self):
@@ -214,8 +266,50 @@ class SessionBackend:
             The session's history row.
         """
         image_id = _session_image_id(self.session, image.image_id, f"task {image.task_id}")
+        ann_id = annotation.get("id")
+        if isinstance(ann_id, bool) or not isinstance(ann_id, int):
+            return self.session.label(image_id, label, client=self.client,
+                                      annotator=self.annotator)
+        when = _when(annotation, 0)[0]
+        newest = self.ledger.record(ann_id, image_id, image.task_id, str(label),
+                                    time.time() if when == -math.inf else when)
+        if newest["id"] != ann_id:  # another task of this image has a newer annotation
+            return None
         return self.session.label(image_id, label, client=self.client,
                                   annotator=self.annotator)
+
+    def remove_annotations(self, ids):
+        """Take back annotations deleted in Label Studio (the history keeps every row).
+
+        The image gets the label of its newest remaining annotation (from another task),
+        or, when none is left, its Label Studio label is cancelled (it is unlabelled
+        again, unless a label given on skpeal's page is in force).
+
+        Parameters
+        ----------
+        ids : list of int
+            Label Studio's annotation ids (unknown ones are ignored).
+
+        Returns
+        -------
+        changed : list of int
+            The image ids whose label changed.
+        """
+        changed = []
+        for ann_id in ids:
+            hit = self.ledger.delete(ann_id)
+            if hit is None:
+                continue
+            image_id, newest = hit
+            if newest is not None:
+                if self.session.store.labelled().get(image_id) != newest["label"]:
+                    self.session.label(image_id, newest["label"], client=self.client,
+                                       annotator=self.annotator)
+                    changed.append(image_id)
+            elif self.session.store.cancel(image_id, client=self.client,
+                                           annotator=self.annotator) is not None:
+                changed.append(image_id)
+        return changed
 
     def train(self):
         """Refit the session's model on every label in force (Label Studio's "Start Training").
