@@ -311,8 +311,9 @@ def ml_backend_for_session(session, *, token=None, allowed_hosts=None):
     -------
     app : fastapi.FastAPI
     """
-    app = ml_backend_app(SessionBackend(session),
-                         basic_auth=None if token is None else ("skpeal", token))
+    auth = None if token is None else ("skpeal", token)
+    # the backend also gives Label Studio's webhook this auth at /setup (it sends none)
+    app = ml_backend_app(SessionBackend(session, basic_auth=auth), basic_auth=auth)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     return app

@@ -6,12 +6,14 @@ import json
 import math
 import numbers
 import os
+import threading
 import time
 from urllib.parse import quote
 
 from ..._io import atomic_write_text
 from .._checks import check_out_parent
 from ._ledger import Ledger
+from ._webhook import fix_webhook_auth
 from .backend import PredictorNotReady
 from .tasks import ID_KEY, _when, export_tasks, import_labels, local_files_url
 
@@ -191,6 +193,10 @@ class SessionBackend:
         A prepared session.
     annotator, client : str, default="label-studio"
         Stored with every label that arrives through the webhook.
+    basic_auth : tuple of (str, str), optional
+        The backend's basic auth (as given to :func:`ml_backend_app`): at ``/setup`` the
+        backend then gives Label Studio's webhook this ``Authorization`` header itself
+        (see :meth:`connect`).
 
     Attributes
     ----------
@@ -277,6 +283,36 @@ class SessionBackend:
             return None
         return self.session.label(image_id, label, client=self.client,
                                   annotator=self.annotator)
+
+    def connect(self, setup, *, wait=60.0):
+        """Give Label Studio's webhook for this backend the basic-auth header.
+
+        Label Studio registers ``<Backend URL>/webhook`` without headers, so with basic
+        auth every annotation would be refused (401). Called at ``/setup`` (whose body
+        carries Label Studio's ``hostname`` and the project owner's ``access_token``), this
+        sets the ``Authorization`` header of the project's ``.../webhook`` webhooks through
+        Label Studio's API, in the background (the webhook may be created just after
+        ``/setup``); if that fails within ``wait`` seconds, a warning on the logger
+        ``skpeal.labeling.labelstudio`` gives the step to take by hand.
+
+        Parameters
+        ----------
+        setup : dict
+            The body of Label Studio's ``/setup`` request.
+        wait : float, default=60
+            How long to look for the webhook.
+
+        Returns
+        -------
+        thread : threading.Thread or None
+            The background thread (None without basic auth).
+        """
+        if self.basic_auth is None:
+            return None
+        thread = threading.Thread(target=fix_webhook_auth, name="skpeal-ls-webhook",
+                                  args=(setup, self.basic_auth, wait), daemon=True)
+        thread.start()
+        return thread
 
     def remove_annotations(self, ids):
         """Take back annotations deleted in Label Studio (the history keeps every row).
