@@ -337,6 +337,15 @@ class LabelStore:
         unlabelled again, for whoever the queue gives it to. Used when an annotation is
         deleted in Label Studio (the history keeps both rows).
 
+        Parameters
+        ----------
+        image_id : int
+            The image.
+        client : str
+            Only an answer of this client is cancelled.
+        annotator : str, optional
+            Stored on the ``undo`` row.
+
         Returns
         -------
         row : dict or None
