@@ -136,7 +136,7 @@ def label_studio(tmp_path_factory, files):
                              str(port), "--internal-host", "127.0.0.1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + 900  # first start: migrations (minutes on a busy machine)
         while True:
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
