@@ -41,6 +41,7 @@ from .state import (
     read_state,
     state_path,
     write_config,
+    write_pool,
 )
 
 __all__ = ["make_loop", "run_experiment"]
@@ -197,7 +198,8 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         data = load_data(config) if data is None else data
         _check_budget(config, data)
         prepare_out(out, config, overwrite)
-        check_pool(out, pool_fingerprint(data, config.data), overwrite)  # same images?
+        pool = pool_fingerprint(data, config.data)
+        check_pool(out, pool, overwrite)  # the same images as the run on disk?
         cfg_hash = config_hash(config.to_dict())
         states = {}
         for strategy in config.strategies:
@@ -208,6 +210,7 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
                                max_rounds=config.rounds) if path.exists() else None
                 )
         write_config(out, config)
+        write_pool(out, pool)
         return _run_all(config, data, out, states, progress, scorer)
 
 

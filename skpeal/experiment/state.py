@@ -29,7 +29,8 @@ except ImportError:  # not POSIX (Windows): no lock on --out there
 from .config import ExperimentConfig
 
 __all__ = ["check_pool", "config_hash", "locked", "pool_fingerprint", "prepare_out",
-           "read_config", "read_state", "recorded_pool_size", "state_path", "write_config"]
+           "read_config", "read_state", "recorded_pool_size", "state_path", "write_config",
+           "write_pool"]
 
 
 def state_path(out: Path, strategy: str, seed: int) -> Path:
@@ -237,7 +238,7 @@ def pool_fingerprint(data, root=None) -> dict:
 
 
 def check_pool(out: Path, fingerprint: dict, overwrite: bool) -> None:
-    """Refuse to resume a run whose images changed; record the fingerprint of a new run.
+    """Refuse to resume a run whose images changed (see :func:`write_pool`).
 
     With ``overwrite``, a run over other images is discarded instead.
     """
@@ -262,7 +263,11 @@ def check_pool(out: Path, fingerprint: dict, overwrite: bool) -> None:
                 "--overwrite to start afresh on the new images, or choose another --out")
         _discard(out)
         (out / "state").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(fingerprint, indent=2))
+
+
+def write_pool(out: Path, fingerprint: dict) -> None:
+    """Record the run's image fingerprint in ``<out>/pool.json`` (atomically)."""
+    atomic_write_text(out / "pool.json", json.dumps(fingerprint, indent=2))
 
 
 def recorded_pool_size(out: Path) -> int | None:
