@@ -53,8 +53,9 @@ def check_adapter_file(meta, tensors, path: str) -> None:
     if len(classes) < 2:
         raise bad(f"metadata field 'classes' must list at least two classes, got {classes!r}")
     kinds = {type(c) for c in classes}
-    if not (kinds <= {str} or kinds <= {int}):
-        raise bad("metadata field 'classes' must hold only strings or only integers")
+    if not (kinds <= {str} or kinds <= {int} or kinds <= {bool}):
+        raise bad("metadata field 'classes' must hold only strings, only integers or only "
+                  "booleans")
     if len(set(classes)) != len(classes):
         raise bad("metadata field 'classes' has duplicate labels")
     if classes != sorted(classes):

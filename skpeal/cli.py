@@ -125,12 +125,13 @@ def _add_label_parser(sub):
 
 def _label(args) -> int:
     try:
-        from .labeling.app import serve
+        from .labeling.app import check_ports, serve
     except ImportError as exc:
         raise RuntimeError(
             f"skpeal label needs the web stack ({exc.name} is missing): "
             "pip install 'skpeal[label]'"
         ) from None
+    check_ports(args.port, args.ml_backend_port)  # before the project folder is made
 
     project = args.project or os.path.join(args.images, ".skpeal")
     est = dict(DEMO["estimator_params"], max_epochs=args.epochs)

@@ -494,7 +494,13 @@ def _walk_images(top, root: Path, follow: bool, seen: set, skipped: list) -> lis
         dirnames[:] = keep
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                images.append(os.path.join(dirpath, name))
+                full = os.path.join(dirpath, name)
+                if not os.path.isfile(full):  # a FIFO would block every reader forever
+                    raise ValueError(
+                        f"{full} has an image extension but is not a regular file (a FIFO, "
+                        "socket, device or broken link); remove it or move it out of the "
+                        "folder")
+                images.append(full)
     return images
 
 

@@ -195,6 +195,8 @@ OPTIONAL_OR_HEAVY = {"modAL", "matplotlib", "pandas", "tqdm", "peft", "timm", "t
 #: only for ``skpeal label``.
 EXCEPTIONS = {
     ("skpeal.cli", "skpeal.labeling.app"),
+    # the ML backend's JSON reader imports FastAPI (the label extra) like the app does
+    ("skpeal.labeling.labelstudio.backend", "skpeal.labeling._http"),
     ("skpeal", "skpeal.estimator"),
     ("skpeal._pool", "torch"),
     ("skpeal.strategies", "sklearn.cluster"),

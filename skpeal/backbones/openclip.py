@@ -5,6 +5,7 @@ With :mod:`skpeal.adapters`, the only place that imports open_clip.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -40,6 +41,7 @@ def load_open_clip(model: str, pretrained: str | None, *, registered=()) -> Back
     elif model.endswith(".json"):
         if not os.path.isfile(model):
             raise ValueError(f"model config file {model!r} does not exist")
+        _check_model_config(model)
         open_clip.add_model_config(model)
         name = Path(model).stem
     elif ":" not in model and model not in open_clip.list_models():
@@ -77,11 +79,36 @@ def load_open_clip(model: str, pretrained: str | None, *, registered=()) -> Back
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_RANDOM_INIT_SEED)
-        net = open_clip.create_model(
-            name, pretrained=pretrained, pretrained_text=False, pretrained_image=False, **kwargs
-        )
+        try:
+            net = open_clip.create_model(
+                name, pretrained=pretrained, pretrained_text=False, pretrained_image=False,
+                **kwargs
+            )
+        except Exception as exc:  # torch.load raises many types for a file of other bytes
+            if pretrained is None or not os.path.isfile(pretrained):
+                raise
+            raise ValueError(
+                f"pretrained={pretrained!r} cannot be loaded as weights of {name!r} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                "give a .safetensors / .pt state dict saved from this model, or "
+                "pretrained=None for random weights"
+            ) from None
     tokenizer = open_clip.get_tokenizer(name)
     return _backbone_from_open_clip(net, tokenizer)
+
+
+def _check_model_config(path: str) -> None:
+    """A model config file must be a JSON object with open_clip's vision and text parts."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"model config file {path!r} is not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
+        raise ValueError(
+            f"model config file {path!r} is not an open_clip model config: it needs a JSON "
+            "object with 'embed_dim', 'vision_cfg' and 'text_cfg'"
+        )
 
 
 def _backbone_from_open_clip(net: nn.Module, tokenizer) -> Backbone:

@@ -11,6 +11,7 @@ from .._validation import as_generator, check_int, check_n_instances
 from ..strategies import ClassBalanced, get_strategy
 from . import _internals
 from ._actor import BlockActor, _precomputed
+from ._connect import check_address, import_ray
 from .store import ParquetFeatureStore
 
 _EXACT_RNG = ("PCG64", "PCG64DXSM")  # bit generators whose advance() counts 64-bit draws
@@ -33,10 +34,11 @@ def init_ray(address=None, **kwargs):
     started : bool
         False when Ray was already initialised in this process (nothing done).
     """
-    import ray  # optional dependency (skpeal[ray])
-
+    ray = import_ray()  # optional dependency (skpeal[ray]): the install command if missing
     if ray.is_initialized():
         return False
+    if address not in (None, "local"):
+        check_address(address)  # nothing listening: fail in seconds, naming the address
     if address in (None, "local"):
         ray.init(**kwargs)
     else:

@@ -9,7 +9,7 @@ import numpy as np
 from .._io import atomic_write_text
 from ..metrics import area_under_learning_curve
 from . import plots
-from .state import config_hash, read_config, read_state
+from .state import config_hash, read_config, read_state, recorded_pool_size
 
 __all__ = ["write_report"]
 
@@ -18,7 +18,8 @@ def _load_rows(out: Path, cfg: dict):
     rows, last_rel = [], {}
     cfg_hash = config_hash(cfg)
     for p in sorted((out / "state").glob("*.json")):
-        state = read_state(p, cfg_hash, n_pool=cfg.get("pool_size"), max_rounds=cfg.get("rounds"))
+        state = read_state(p, cfg_hash, n_pool=recorded_pool_size(out) or cfg.get("pool_size"),
+                           max_rounds=cfg.get("rounds"))
         for r in state["rounds"]:
             row = {k: v for k, v in r.items() if k != "reliability"}
             row.update(strategy=state["strategy"], seed=state["seed"])

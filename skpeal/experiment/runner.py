@@ -32,7 +32,17 @@ from .baselines import LinearProbe
 from .config import LINEAR_PROBE, ExperimentConfig
 from .data import load_data
 from .report import write_report
-from .state import config_hash, locked, prepare_out, read_state, state_path, write_config
+from .state import (
+    check_pool,
+    config_hash,
+    locked,
+    pool_fingerprint,
+    prepare_out,
+    read_state,
+    state_path,
+    write_config,
+    write_pool,
+)
 
 __all__ = ["make_loop", "run_experiment"]
 
@@ -186,6 +196,8 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
         data = load_data(config) if data is None else data
         _check_budget(config, data)
         prepare_out(out, config, overwrite)
+        pool = pool_fingerprint(data, config.data)
+        check_pool(out, pool, overwrite)  # the same images as the run on disk?
         cfg_hash = config_hash(config.to_dict())
         states = {}
         for strategy in config.strategies:
@@ -196,6 +208,7 @@ def run_experiment(config: ExperimentConfig, out, *, overwrite=False, progress=T
                                max_rounds=config.rounds) if path.exists() else None
                 )
         write_config(out, config)
+        write_pool(out, pool)
         return _run_all(config, data, out, states, progress, scorer)
 
 

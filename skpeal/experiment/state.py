@@ -4,7 +4,10 @@ A run holds an exclusive lock on its folder (``<out>/.skpeal.lock``, ``fcntl.flo
 second process on the same folder is refused, with or without ``overwrite``. Every state
 file carries the hash of the configuration that wrote it and is validated when it is read
 (JSON, structure, labelled indices in the pool and unique, rounds consistent with them);
-a state file that fails is named in the error together with the way out.
+a state file that fails is named in the error together with the way out. The run's
+images are fingerprinted in ``<out>/pool.json`` (:func:`pool_fingerprint`): a resume over
+a changed pool (images added, removed or replaced) is refused, since the stored rounds
+name images by their position in it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from .._io import atomic_write_text
 
 try:
@@ -23,8 +28,9 @@ except ImportError:  # not POSIX (Windows): no lock on --out there
     fcntl = None
 from .config import ExperimentConfig
 
-__all__ = ["config_hash", "locked", "prepare_out", "read_config", "read_state", "state_path",
-           "write_config"]
+__all__ = ["check_pool", "config_hash", "locked", "pool_fingerprint", "prepare_out",
+           "read_config", "read_state", "recorded_pool_size", "state_path", "write_config",
+           "write_pool"]
 
 
 def state_path(out: Path, strategy: str, seed: int) -> Path:
@@ -115,7 +121,7 @@ def prepare_out(out: Path, config: ExperimentConfig, overwrite: bool) -> None:
 
 def _discard(out: Path) -> None:
     """Remove what a run of another configuration left in ``out`` (state and adapters)."""
-    for pattern in ("state/*.json", "adapters/*.safetensors", "config.json"):
+    for pattern in ("state/*.json", "adapters/*.safetensors", "config.json", "pool.json"):
         for p in out.glob(pattern):
             p.unlink()
 
@@ -193,3 +199,81 @@ def read_state(path: Path, expected_hash: str, *, n_pool: int | None = None,
 def write_config(out: Path, config: ExperimentConfig) -> None:
     """Write ``<out>/config.json`` (atomically)."""
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
+
+
+def pool_fingerprint(data, root=None) -> dict:
+    """A fingerprint of a run's images: their order, names (or pixels), sizes and labels.
+
+    Parameters
+    ----------
+    data : sklearn.utils.Bunch
+        ``X_train``, ``y_train``, ``X_test``, ``y_test`` (arrays, or arrays of paths).
+    root : str or path-like, optional
+        The data folder: paths are fingerprinted relative to it (a moved folder is the
+        same pool).
+
+    Returns
+    -------
+    fingerprint : dict
+        ``sha256`` (hex), ``n_pool`` and ``n_test``.
+    """
+    h = hashlib.sha256()
+    root = None if root is None or not os.path.isdir(root) else os.path.realpath(root)
+    for split in ("train", "test"):
+        X, y = data[f"X_{split}"], np.asarray(data[f"y_{split}"])
+        if getattr(getattr(X, "dtype", None), "kind", "") == "O":  # paths: name and size of each
+            for p in X:
+                p = os.fspath(p)
+                name = os.path.relpath(p, root) if root else p
+                try:
+                    size = os.stat(p).st_size
+                except OSError:
+                    size = -1
+                h.update(f"{name}\0{size}\0".encode(errors="surrogateescape"))
+        else:
+            h.update(np.ascontiguousarray(X).tobytes())
+        h.update(b"|" + np.ascontiguousarray(y).tobytes() + b"|")
+    return {"sha256": h.hexdigest(), "n_pool": int(len(data["y_train"])),
+            "n_test": int(len(data["y_test"]))}
+
+
+def check_pool(out: Path, fingerprint: dict, overwrite: bool) -> None:
+    """Refuse to resume a run whose images changed (see :func:`write_pool`).
+
+    With ``overwrite``, a run over other images is discarded instead.
+    """
+    path = out / "pool.json"
+    old = None
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (UnicodeDecodeError, ValueError):
+            old = {}
+    if isinstance(old, dict) and old.get("sha256") == fingerprint["sha256"]:
+        return
+    if old is not None and any(out.glob("state/*.json")):
+        if not overwrite:
+            was = (f"{old.get('n_pool')} pool / {old.get('n_test')} test images then, "
+                   if isinstance(old, dict) else "")
+            raise ValueError(
+                f"the images of the run in {out} changed since it started ({was}"
+                f"{fingerprint['n_pool']} / {fingerprint['n_test']} now: images added, "
+                "removed, renamed or replaced); its stored rounds name images by position, "
+                "so it cannot resume. Put the data back as it was, or rerun with "
+                "--overwrite to start afresh on the new images, or choose another --out")
+        _discard(out)
+        (out / "state").mkdir(parents=True, exist_ok=True)
+
+
+def write_pool(out: Path, fingerprint: dict) -> None:
+    """Record the run's image fingerprint in ``<out>/pool.json`` (atomically)."""
+    atomic_write_text(out / "pool.json", json.dumps(fingerprint, indent=2))
+
+
+def recorded_pool_size(out: Path) -> int | None:
+    """The pool size recorded in ``<out>/pool.json`` (None for a run without one)."""
+    try:
+        n = json.loads((Path(out) / "pool.json").read_text()).get("n_pool")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None

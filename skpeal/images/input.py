@@ -14,6 +14,9 @@ Image files and ``PIL.Image`` objects are decoded by their mode's range: 8-bit m
 (``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ...) through Pillow's RGB conversion, 16-bit modes
 (``I;16``, ``I;16B``, ...) divided by 65535, 32-bit integers (``I``) by 2**31 - 1
 (negative values refused), floats (``F``) taken as ``[0, 1]`` (values outside refused).
+Files of formats whose deepest mode is 16 bits (PNG, PGM/PPM) that Pillow opens as ``I``
+are divided by 65535 like their ``I;16`` twins. An image file's EXIF orientation is
+applied (as browsers and the labelling page show it), so the model sees it upright.
 Empty (0-pixel) images are refused. Grey images become three channels, alpha is dropped.
 Every image then goes through the backbone's own preprocessing parameters (resize mode,
 interpolation, input size, mean/std), in torch, identically for every kind of input.
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .fingerprints import item_digest, row_digests
 from .transforms import Preprocessor, random_resized_crop_flip
@@ -128,6 +131,10 @@ def _as_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("="), copy=False))
 
 
+#: File formats at most 16 bits deep per channel: their mode "I" images hold 0..65535.
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "PPM"})
+
+
 def _pil_to_chw(img: Image.Image, what: str = "image") -> torch.Tensor:
     """A PIL image of any mode -> float tensor (1, 3, H, W) in [0, 1], by the mode's range.
 
@@ -139,6 +146,9 @@ def _pil_to_chw(img: Image.Image, what: str = "image") -> torch.Tensor:
     _check_not_empty(h, w, what)
     mode = img.mode
     if mode.startswith("I;16"):
+        t = torch.from_numpy(np.asarray(img).astype(np.float32) / 65535.0)
+    elif mode == "I" and getattr(img, "format", None) in _SIXTEEN_BIT_FORMATS:
+        # 16-bit PGM/PPM (and some 16-bit PNGs) open as 32-bit "I", holding 0..65535
         t = torch.from_numpy(np.asarray(img).astype(np.float32) / 65535.0)
     elif mode == "I":
         a = np.asarray(img)
@@ -167,7 +177,11 @@ def _load_path(path: str) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             img.load()
-            return _pil_to_chw(img, f"image file {path!r}")
+            fmt = img.format
+            upright = ImageOps.exif_transpose(img)  # EXIF orientation, as a browser shows it
+            if upright is not img:
+                upright.format = fmt  # (the transposed copy forgets its file format)
+            return _pil_to_chw(upright, f"image file {path!r}")
     except (OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read image file {path!r}: {exc}") from None
 

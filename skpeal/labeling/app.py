@@ -32,7 +32,6 @@ that are not JSON 400 or 415, bad fields 422, unknown ids 404.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -45,10 +44,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from ._http import check_id, guard, read_json, served_path
 from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import ThumbnailCache
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "ml_backend_for_session", "serve"]
+__all__ = ["LOOPBACK_HOSTS", "check_ports", "create_app", "ml_backend_for_session", "serve"]
 
 #: Host names that mean "this machine only".
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -126,21 +126,7 @@ def _bad(status, message):
 
 
 async def _read_json(request: Request, max_body: int):
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        _bad(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > max_body):
-        _bad(413, f"request body too large (limit {max_body} bytes)")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            _bad(413, f"request body too large (limit {max_body} bytes)")
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _bad(400, f"malformed JSON: {exc}")
+    return await read_json(request, max_body)
 
 
 def _client_of(value):
@@ -170,6 +156,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
+    guard(app)  # 431 for oversized headers, 507 on a full disk
     session.store.release_all()  # leases of tabs from before a restart are gone with them
     worker = worker or RefitWorker(session).start()
     app.state.worker = worker
@@ -243,6 +230,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             image_id, label = a["image_id"], a.get("label")
             if isinstance(image_id, bool) or not isinstance(image_id, int):
                 _bad(422, f"answers[{k}].image_id must be an integer, got {image_id!r}")
+            check_id(image_id, f"answers[{k}]: image id")
             if session.store.image_path(image_id) is None:
                 _bad(404, f"answers[{k}]: unknown image id {image_id}")
             if label is not None and label not in session.classes:
@@ -276,9 +264,12 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
 
     @app.get("/api/image/{image_id}")
     def image(image_id: int, full: int = 0):
-        path = session.store.image_path(image_id)
+        path = session.store.image_path(check_id(image_id))
         if path is None:
             _bad(404, f"unknown image id {image_id}")
+        if served_path(path) is None:  # re-checked now: replaced by a symlink, or gone
+            _bad(404, f"image {image_id} ({os.path.basename(path)}) is no longer the "
+                      "registered file (moved, deleted or replaced by a link)")
         if full:
             return FileResponse(path)
         try:
@@ -320,8 +311,9 @@ def ml_backend_for_session(session, *, token=None, allowed_hosts=None):
     -------
     app : fastapi.FastAPI
     """
-    app = ml_backend_app(SessionBackend(session),
-                         basic_auth=None if token is None else ("skpeal", token))
+    auth = None if token is None else ("skpeal", token)
+    # the backend also gives Label Studio's webhook this auth at /setup (it sends none)
+    app = ml_backend_app(SessionBackend(session, basic_auth=auth), basic_auth=auth)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     return app
@@ -333,6 +325,15 @@ def _listen(host, port):
     sock.bind((host, port))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     return sock
+
+
+def check_ports(port, ml_backend_port=None):
+    """Refuse a port outside 0..65535 (0: any free port) with a message naming it."""
+    for name, value in (("port", port), ("ml_backend_port", ml_backend_port)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= 65535):
+            raise ValueError(f"{name} must be a port number from 0 to 65535 (0: any free "
+                             f"port), got {value!r}")
 
 
 def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=print,
@@ -355,6 +356,7 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
         port of the same host; beyond the loopback it requires basic auth with user
         ``skpeal`` and the access token as password.
     """
+    check_ports(port, ml_backend_port)
     loopback = host in LOOPBACK_HOSTS
     if not loopback and token is None:
         token = secrets.token_urlsafe(24)

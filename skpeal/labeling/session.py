@@ -51,6 +51,7 @@ from .._io import atomic_path, atomic_write_text
 from ..datasets import IMAGE_EXTENSIONS
 from ..estimator import CLIPAdapterClassifier
 from . import labelstudio
+from ._checks import check_out_parent, check_session_params
 from .loop import ENCODE_CHUNK, ActiveLearningLoop
 from .stop import SessionStopping
 from .store import LabelStore
@@ -209,6 +210,7 @@ class LabelingSession:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_session_params(estimator, lease_seconds)
         # the round logic (checks its own parameters before anything is created on disk)
         self.loop = ActiveLearningLoop(
             CLIPAdapterClassifier() if estimator is None else estimator,
@@ -664,7 +666,13 @@ class LabelingSession:
             batch = self.next_batch()
             if not batch:
                 break
-            self.answer([(b["image_id"], oracle(b["image_id"], b["path"])) for b in batch])
+            answers = [(b["image_id"], oracle(b["image_id"], b["path"])) for b in batch]
+            for image_id, label in answers:
+                if label is not None and label not in self.classes:
+                    raise ValueError(f"simulate: the oracle answered {label!r} for image "
+                                     f"{image_id}, which is not one of the classes "
+                                     f"{self.classes} (answer None to skip)")
+            self.answer(answers)
             if self.store.labelled():
                 out.append(self.refit())
         return out
@@ -713,7 +721,7 @@ class LabelingSession:
         w.writerows(rows)
         text = buf.getvalue()
         if path is not None:
-            atomic_write_text(path, text)
+            atomic_write_text(check_out_parent(path, "export_csv"), text)
         return text
 
     def export_folder(self, out) -> int:
@@ -733,7 +741,7 @@ class LabelingSession:
         n : int
             Files copied.
         """
-        out = Path(out)
+        out = check_out_parent(out, "export_folder")
         folders = {c: folder_name(c) for c in self.classes}
         if len(set(folders.values())) != len(folders):
             folders = {c: f"{folder_name(c)}-{k}" for k, c in enumerate(self.classes)}

@@ -330,6 +330,40 @@ class LabelStore:
             )
             return dict(row)
 
+    def cancel(self, image_id, *, client, annotator=None):
+        """Cancel the answer in force of ``image_id`` when ``client`` gave it (an undo row).
+
+        Unlike :meth:`undo_last` the image does not go back to a client's batch: it is
+        unlabelled again, for whoever the queue gives it to. Used when an annotation is
+        deleted in Label Studio (the history keeps both rows).
+
+        Parameters
+        ----------
+        image_id : int
+            The image.
+        client : str
+            Only an answer of this client is cancelled.
+        annotator : str, optional
+            Stored on the ``undo`` row.
+
+        Returns
+        -------
+        row : dict or None
+            The cancelled row, None when the answer in force is not ``client``'s.
+        """
+        with self._tx() as db:
+            row = db.execute(f"SELECT l.* FROM ({_IN_FORCE}) l WHERE l.image_id = ?",
+                             (int(image_id),)).fetchone()
+            if row is None or row["client"] != client:
+                return None
+            db.execute(
+                "INSERT INTO labels(image_id, kind, undoes, annotator, client, created_at, "
+                "round, model_version) VALUES (?, 'undo', ?, ?, ?, ?, ?, ?)",
+                (row["image_id"], row["id"], annotator, client, time.time(), row["round"],
+                 row["model_version"]),
+            )
+            return dict(row)
+
     def in_force(self) -> list[dict]:
         """The answer in force of every answered image.
 

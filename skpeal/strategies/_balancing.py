@@ -131,10 +131,11 @@ class ClassBalanced:
             )
         cand = cand.astype(np.intp)
         cand_scores = np.asarray(cand_scores, dtype=np.float64).reshape(-1)
-        if cand.size < n or np.unique(cand).size != cand.size:
+        if cand.size < n_cand or np.unique(cand).size != cand.size:
             raise ValueError(
                 f"strategy {name!r} returned {cand.size} candidate(s) "
-                f"(unique: {np.unique(cand).size}); {n} needed"
+                f"(unique: {np.unique(cand).size}) when asked for {n_cand} "
+                f"(n_instances={n}, gamma={self.gamma})"
             )
         _pool.classes(classifier)  # no classes_: say so before scoring candidates again
         if proba is not None:

@@ -32,8 +32,14 @@ CLASSES = ["T-shirt/top", "Trouser", "Bag"]
 
 def test_docstring_examples_run():
     pytest.importorskip("fastapi")
-    result = doctest.testmod(labelstudio, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    from skpeal.labeling.labelstudio import backend, bridge, config, tasks
+
+    attempted = 0
+    for module in (labelstudio, config, tasks, backend, bridge):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 6
 
 
 # ----------------------------------------------------------------------- labelling config
@@ -379,14 +385,17 @@ def test_predict_bad_requests_get_4xx_and_reach_no_model(client, predictor, body
     assert predictor.seen == []
 
 
-def test_predict_limits_tasks_and_body(predictor):
+def test_predict_limits_the_body_and_chunks_any_number_of_tasks(predictor):
     client = TestClient(ml_backend_app(predictor, max_tasks=2, max_body=2000))
-    tasks = [{"id": i, "data": {"image": "a"}} for i in range(3)]
-    r = client.post("/predict", json={"tasks": tasks})
-    assert r.status_code == 413 and "at most 2" in r.json()["detail"]
-    r = client.post("/predict", json={"tasks": tasks[:1], "pad": "x" * 3000})
+    r = client.post("/predict", json={"tasks": [{"id": 0, "data": {"image": "a"}}],
+                                      "pad": "x" * 3000})
     assert r.status_code == 413 and "limit" in r.json()["detail"]
     assert predictor.seen == []
+    # 1,001 tasks (Label Studio's "Retrieve Predictions" on a big selection): all answered
+    client = TestClient(ml_backend_app(predictor, max_tasks=100))
+    tasks = [{"id": i, "data": {"image": f"{i}.png"}} for i in range(1001)]
+    r = client.post("/predict", json={"tasks": tasks})
+    assert r.status_code == 200 and len(r.json()["results"]) == 1001
 
 
 def test_predict_refuses_a_model_label_outside_the_config():
@@ -417,9 +426,13 @@ def test_webhook_hands_new_annotations_to_the_predictor(client, predictor, actio
 def test_webhook_ignores_cancelled_and_other_actions(client, predictor):
     r = client.post("/webhook", json=_webhook("ANNOTATION_CREATED", was_cancelled=True))
     assert r.status_code == 200 and r.json()["status"] == "skipped"
-    for action in ("PROJECT_UPDATED", "TASKS_CREATED", "ANNOTATIONS_DELETED"):
+    for action in ("PROJECT_UPDATED", "TASKS_CREATED"):
         r = client.post("/webhook", json={"action": action, "project": {"id": 1}})
         assert r.status_code == 200 and r.json() == {"status": "Unknown event"}
+    # a predictor without remove_annotations acknowledges deletions and ignores them
+    r = client.post("/webhook", json={"action": "ANNOTATIONS_DELETED",
+                                      "annotations": [{"id": 1}]})
+    assert r.status_code == 200 and r.json()["status"] == "ignored"
     assert predictor.annotations == []
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from skpeal.labeling import LabelingSession
-from skpeal.labeling.labelstudio import SessionBackend, ml_backend_app
+from skpeal.labeling.labelstudio import SessionBackend, local_files_settings, ml_backend_app
 from skpeal.stopping import EstimatedAccuracy, KappaAverage
 
 from .conftest import CLASSES, tiny_estimator
@@ -40,10 +40,14 @@ def test_export_tasks_carry_predictions_and_labels(session_factory, image_folder
     assert len(tasks) == len(truth)
     by_id = {p["image_id"]: p for p in s.predictions()}
     labelled = s.store.labelled()
-    root = os.path.realpath(folder)
+    root = os.path.dirname(os.path.realpath(folder))  # Label Studio needs the storage
+    # (the images' folder) strictly inside its document root: the root is its parent
+    assert local_files_settings(s) == {"document_root": root,
+                                       "storage_path": os.path.realpath(folder)}
     for t in tasks:
         image_id = t["data"]["skpeal_id"]
         path_rel = os.path.relpath(by_id[image_id]["path"], root)
+        assert path_rel.startswith(os.path.basename(folder) + "/")
         assert t["data"]["image"] == "/data/local-files/?d=" + path_rel
         (pred,) = t["predictions"]
         assert pred["model_version"] == s.model_version == "round-0"
