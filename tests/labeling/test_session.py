@@ -71,8 +71,12 @@ def test_loop_labels_skip_undo_refit_status(session_factory, image_folder):
     assert st["n_labelled"] == 1 and st["n_skipped"] == 1 and st["n_pending"] == 3
     undone = s.undo()
     assert undone["image_id"] == batch[1]["image_id"] and undone["kind"] == "skip"
+    assert undone["action"] == "answer" and undone["refit"] is False  # a skip trains nothing
     assert s.status()["n_skipped"] == 0
-    assert batch[1]["image_id"] in [b["image_id"] for b in s.next_batch()]
+    back = s.next_batch()  # reopened after the pending batch, with the person's own answer
+    assert back[-1]["image_id"] == batch[1]["image_id"] and back[-1]["reopened"]
+    assert back[-1]["picked"] and back[-1]["pick"] is None  # the skip, pre-set
+    assert [b["image_id"] for b in back[:3]] == [b["image_id"] for b in batch[2:]]
     with pytest.raises(ValueError, match="not one of the classes"):
         s.label(batch[2]["image_id"], "purple")
     with pytest.raises(KeyError, match="unknown image id"):
@@ -80,15 +84,17 @@ def test_loop_labels_skip_undo_refit_status(session_factory, image_folder):
     with pytest.raises(KeyError):  # one bad entry writes nothing
         s.answer([(batch[2]["image_id"], "red"), (10**6, "red")])
     assert s.status()["n_labelled"] == 1
-    rest = s.next_batch()  # the 4 left, topped up to a full batch
-    assert len(rest) == 5 and batch[1]["image_id"] in [b["image_id"] for b in rest]
+    rest = s.next_batch()  # the 3 left topped up to a full batch, and the reopened one
+    assert rest == back
+    assert len(rest) == 6 and rest[-1]["image_id"] == batch[1]["image_id"]
     for b in rest:
         s.label(b["image_id"], truth[b["path"]])
+    assert s.next_batch(client="other") and not s.store.reopened()
     info = s.refit()
-    assert info["round"] == 1 and info["n_labels"] == 6
+    assert info["round"] == 1 and info["n_labels"] == 7
     st = s.status()
     assert st["round"] == 1 and len(st["rounds"]) == 2
-    assert st["rounds"][0]["n_labels"] == 0 and st["rounds"][1]["n_labels"] == 6
+    assert st["rounds"][0]["n_labels"] == 0 and st["rounds"][1]["n_labels"] == 7
     assert 0 < st["estimated_accuracy"] <= 1
     new = {b["image_id"] for b in s.next_batch()}
     assert len(new) == 5 and not new & set(s.store.labelled())
