@@ -117,6 +117,9 @@ def _add_label_parser(sub):
                           "file, or 'none' (random weights)")
     lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
+    lab.add_argument("--preselect-threshold", type=float, default=0.8, metavar="P",
+                     help="pre-select the model's suggestion when its probability is at "
+                          "least P (default 0.8; 1: never)")
     lab.add_argument("--device", default="auto")
     lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",
                      help="also serve Label Studio's ML backend on port N (same host; beyond "
@@ -138,8 +141,9 @@ def _label(args) -> int:
                                       device=args.device, **est)
     session = LabelingSession(project, images=args.images, classes=args.classes,
                               estimator=estimator, batch_size=args.batch_size,
-                              annotator=args.annotator)
-    print(f"skpeal label: {len(session._ids)} images, classes {session.classes}, "
+                              annotator=args.annotator,
+                              preselect_threshold=args.preselect_threshold)
+    print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
           f"project {project}")
     try:
         serve(session, host=args.host, port=args.port, ml_backend_port=args.ml_backend_port)

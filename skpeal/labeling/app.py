@@ -21,7 +21,8 @@ nothing)::
                                 back, so the batch is done)
     POST /api/undo              {"client": ID} -> {"undone": LabelingSession.undo() or null}
     POST /api/refit             start a refit now
-    GET  /api/image/{id}        the thumbnail (?full=1: the original file), by id only
+    GET  /api/image/{id}        the thumbnail (?size=192|384|768; ?full=1: the original
+                                file), by id only
     GET  /api/export.csv        the labels in force as CSV
 
 With ``ml_backend_port`` (``skpeal label --ml-backend-port N``), :func:`serve` also serves
@@ -51,7 +52,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .labelstudio import SessionBackend, ml_backend_app
-from .thumbnails import ThumbnailCache
+from .thumbnails import THUMBNAIL_SIZES, ThumbnailCache
 
 __all__ = ["LOOPBACK_HOSTS", "create_app", "ml_backend_for_session", "serve"]
 
@@ -310,14 +311,16 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         return {"refit": True}
 
     @app.get("/api/image/{image_id}")
-    def image(image_id: int, full: int = 0):
+    def image(image_id: int, full: int = 0, size: int = THUMBNAIL_SIZES[0]):
         path = session.image_path(image_id)
         if path is None:
             _bad(404, f"unknown image id {image_id}")
         if full:
             return FileResponse(path)
         try:
-            data = thumbs.get(image_id, path)
+            if size not in THUMBNAIL_SIZES:
+                _bad(422, f"size must be one of {list(THUMBNAIL_SIZES)}, got {size}")
+            data = thumbs.get(image_id, path, size)
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
             _bad(422, f"image {image_id} ({os.path.basename(path)}) cannot be read: {exc}")
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
