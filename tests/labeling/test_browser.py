@@ -330,7 +330,7 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
         assert moved > box[0] - zoomed / 2 + 100
         if size == (1280, 800):
             page.keyboard.press("f")
-            page.screenshot(path=os.fspath(shots / "label_fullsize.png"))
+            page.screenshot(path=os.fspath(shots / "label_fullsize.png"), scale="css")
         page.keyboard.press("Escape")
         page.wait_for_selector("#viewer", state="hidden")
         # a click on a thumbnail opens it too
@@ -338,6 +338,6 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
         page.wait_for_selector("#viewer", state="visible")
         page.keyboard.press("Escape")
         if size == (1280, 800):
-            page.screenshot(path=os.fspath(shots / "label_page.png"))
+            page.screenshot(path=os.fspath(shots / "label_page.png"), scale="css")
     finally:
         server.kill()
