@@ -5,6 +5,8 @@ A :class:`LabelingSession` owns a project folder::
     <project>/labels.sqlite          the label store (see skpeal.labeling.store)
     <project>/models/round-N.safetensors   the adapter of every round's model
     <project>/thumbs/                thumbnails (web app)
+    <project>/features/              the pool's image features (frozen image tower), so a
+                                     restarted session encodes nothing again
 
 The loop::
 
@@ -48,6 +50,7 @@ from ._project import _check_classes, collect_images
 from .batches import BatchMixin
 from .export import folder_name  # noqa: F401  (its historical home)
 from .loop import ENCODE_CHUNK, ActiveLearningLoop
+from .project_features import ProjectFeatures
 from .stop import SessionStopping
 from .store import LabelStore
 
@@ -191,6 +194,7 @@ class LabelingSession(BatchMixin):
         self._version = None
         self._n_queries = 0
         # stopping suggestions (skpeal.labeling.stop): replaced to change the criteria
+        self._features = ProjectFeatures(self.project / "features")
         self.stopping = SessionStopping(self.store, self._ids, self.classes,
                                         random_state=self.random_state)
 
@@ -265,6 +269,7 @@ class LabelingSession(BatchMixin):
             Ready: :meth:`next_batch` gives images.
         """
         with self._fit_lock:
+            self._features.load()  # encoded before: not encoded again
             rounds = self.store.rounds()
             est = None
             if rounds:
@@ -287,6 +292,7 @@ class LabelingSession(BatchMixin):
                 self._save_adapter(est, rnd)
             self.state.update(phase="encoding")
             scores = self._score(est, "encoding")
+            self._features.save(est, self._paths)
             labels = self.store.labelled()
             if not any(r["round"] == rnd for r in rounds):
                 rows = [self._row[i] for i in labels]
@@ -343,6 +349,7 @@ class LabelingSession(BatchMixin):
             fit_seconds = time.perf_counter() - t0
             self._save_adapter(est, rnd)
             scores = self._score(est, "scoring")
+            self._features.save(est, self._paths)
         except Exception as exc:
             self.state.update(phase="ready" if self.ready else "new", error=str(exc))
             raise

@@ -356,3 +356,25 @@ def test_train_batch_is_checked(tmp_path, image_folder):
     folder, _ = image_folder
     with pytest.raises(ValueError, match="train_batch"):
         LabelingSession(tmp_path / "p", images=folder, classes=CLASSES, train_batch=8)
+
+
+def test_image_features_persist_in_the_project_and_are_not_encoded_again(session_factory):
+    from skpeal.features import clear_feature_cache, get_feature_cache
+
+    clear_feature_cache()
+    s = session_factory().prepare()
+    files = list((s.project / "features").glob("*.npz"))
+    assert len(files) == 1
+    s.close()
+    clear_feature_cache()  # a new process: nothing in memory
+    s2 = session_factory().prepare()
+    stats = get_feature_cache().stats()
+    assert stats["misses"] == 0 and stats["hits"] >= 45, stats  # every image from the file
+    assert s2.ready and s2.round == 0
+    # a changed image file has another key: it is encoded again, never read stale
+    path = s2._paths[0]
+    os.utime(path, ns=(10**18, 10**18))
+    s2.close()
+    clear_feature_cache()
+    session_factory().prepare()
+    assert get_feature_cache().stats()["misses"] >= 1
