@@ -36,6 +36,7 @@ session's lock and swaps the new model in at the end.
 from __future__ import annotations
 
 import getpass
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -46,7 +47,14 @@ from .. import strategies
 from .._io import atomic_path
 from ..estimator import CLIPAdapterClassifier
 from . import export, labelstudio
-from ._project import _check_classes, collect_images
+from ._project import (
+    _check_classes,
+    check_estimator,
+    collect_images,
+    estimator_params,
+    read_meta,
+    resolve_settings,
+)
 from .batches import BatchMixin
 from .export import folder_name  # noqa: F401  (its historical home)
 from .loop import ENCODE_CHUNK, ActiveLearningLoop
@@ -76,33 +84,38 @@ class LabelingSession(BatchMixin):
     estimator : CLIPAdapterClassifier, optional
         The template of every round's model (its parameters; ``classes``,
         ``classnames``, ``random_state`` and, in round 0, ``max_epochs`` are set by the
-        session). Default: ``CLIPAdapterClassifier()`` (ViT-B-32, OpenAI weights).
+        session). Default: the project's (a project remembers the parameters of the
+        estimator it was created with; another backbone or adapter raises), else
+        ``CLIPAdapterClassifier()`` (ViT-B-32, OpenAI weights).
     strategy : callable, optional
         A skpeal query function (default :func:`skpeal.strategies.entropy_sampling`;
         with the estimator's default calibration loss this is calibrated entropy).
-    balance : {"pcb", "none"}, default="pcb"
-        Wrap ``strategy`` with :func:`skpeal.strategies.class_balanced` (never
+    balance : {"pcb", "none"}, optional
+        Default: the project's, else ``"pcb"``. Like ``gamma``, ``init``, ``batch_size``,
+        ``random_state``, ``train_batch`` and ``preselect_threshold``, a project
+        remembers it; another value than the project's raises.
+        ``"pcb"``: wrap ``strategy`` with :func:`skpeal.strategies.class_balanced` (never
         :func:`~skpeal.strategies.random_sampling`).
-    gamma : float, default=0.1
+    gamma : float, optional (project's, else 0.1)
         PCB candidate fraction.
-    init : {"zero-shot", "random"}, default="zero-shot"
+    init : {"zero-shot", "random"}, optional (project's, else "zero-shot")
         The first batch: picked by ``strategy`` on the zero-shot model, or drawn at
         random (the paper's protocol). The zero-shot model's suggestions are shown
         either way.
-    batch_size : int, default=10
+    batch_size : int, optional (project's, else 10)
         Images per batch.
     annotator : str, optional
         Stored with every answer (default: the login name).
-    random_state : int, default=0
+    random_state : int, optional (project's, else 0)
         Seeds every round's fit and query (round ``r`` always gets the same seeds; see
         :mod:`skpeal.labeling.loop`).
-    preselect_threshold : float, default=0.8
+    preselect_threshold : float, optional (project's, else 0.8)
         A suggestion whose probability is at least this is pre-selected on the page (a
         submit without touching the image accepts it); below it the suggestion is shown
         but the image starts unanswered. 1.0: never pre-select; 0.0: always.
     lease_seconds : float, default=600
         How long an image handed to one client stays reserved for it.
-    train_batch : {"labels", "estimator"}, default="labels"
+    train_batch : {"labels", "estimator"}, optional (project's, else "labels")
         The training batch of every refit. ``"labels"``: all labels in one batch (one
         step per epoch) when the estimator keeps the image tower frozen with cached
         features (the prompt adapter, or LoRA on the text tower only, with
@@ -126,18 +139,31 @@ class LabelingSession(BatchMixin):
     """
 
     def __init__(self, project, images=None, classes=None, *, classnames=None, estimator=None,
-                 strategy=None, balance="pcb", gamma=0.1, init="zero-shot", batch_size=10,
-                 annotator=None, random_state=0, lease_seconds=600.0, train_batch="labels",
-                 preselect_threshold=0.8):
+                 strategy=None, balance=None, gamma=None, init=None, batch_size=None,
+                 annotator=None, random_state=None, lease_seconds=600.0, train_batch=None,
+                 preselect_threshold=None):
         self.project = Path(project)
+        # a project remembers its estimator and settings (given other ones: an error)
+        meta = read_meta(self.project)
+        settings = resolve_settings(self.project, meta.get("settings", {}), dict(
+            batch_size=batch_size, balance=balance, gamma=gamma, init=init,
+            train_batch=train_batch, random_state=random_state,
+            preselect_threshold=preselect_threshold))
+        batch_size, random_state = settings["batch_size"], settings["random_state"]
+        preselect_threshold = settings["preselect_threshold"]
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if estimator is None:
+            estimator = CLIPAdapterClassifier(**meta["estimator"]) if "estimator" in meta \
+                else CLIPAdapterClassifier()
+        elif "estimator" in meta:
+            check_estimator(self.project, meta["estimator"], estimator)
         # the round logic (checks its own parameters before anything is created on disk)
         self.loop = ActiveLearningLoop(
-            CLIPAdapterClassifier() if estimator is None else estimator,
-            classnames=classnames, strategy=strategy, balance=balance, gamma=gamma,
-            init=init, train_batch=train_batch, random_state=random_state)
+            estimator, classnames=classnames, strategy=strategy,
+            balance=settings["balance"], gamma=settings["gamma"], init=settings["init"],
+            train_batch=settings["train_batch"], random_state=random_state)
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
         if classes is not None:
@@ -159,6 +185,10 @@ class LabelingSession(BatchMixin):
             )
         if stored is None:
             self.store.set_meta("classes", classes)
+        if "estimator" not in meta:
+            self.store.set_meta("estimator", estimator_params(estimator))
+        if "settings" not in meta:
+            self.store.set_meta("settings", settings)
         self.classes = classes
         self.classnames = classnames
         self.loop.classes = classes
@@ -533,17 +563,35 @@ class LabelingSession(BatchMixin):
         return labelstudio.import_session(self, export, annotator=annotator)
 
     def export_adapter(self, path):
-        """Save the current model's adapter.
+        """Save the current model's adapter (else the last round's, as saved: no training).
 
         Parameters
         ----------
         path : str or path-like
             The safetensors file to write (see ``CLIPAdapterClassifier.save_adapter``;
             ``load_adapter`` reads it back).
+
+        Returns
+        -------
+        round : int
+            The round of the exported adapter.
+
+        Raises
+        ------
+        RuntimeError
+            When no round has been fitted yet.
         """
-        if self._model is None:
-            raise RuntimeError("no model yet: call prepare() first")
-        self._model.save_adapter(path)
+        if self._model is not None:
+            self._model.save_adapter(path)
+            return self._round
+        rounds = [r["round"] for r in self.store.rounds()
+                  if self._adapter_path(r["round"]).exists()]
+        if not rounds:
+            raise RuntimeError(f"{self.project} has no model yet: start labelling (skpeal "
+                               "label) or call prepare() first")
+        with atomic_path(path) as tmp:
+            shutil.copyfile(self._adapter_path(rounds[-1]), tmp)
+        return rounds[-1]
 
     def close(self):
         """Close the label store (everything is already committed)."""
