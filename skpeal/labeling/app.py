@@ -24,6 +24,8 @@ nothing)::
     GET  /api/image/{id}        the thumbnail (?size=192|384|768; ?full=1: the original
                                 file), by id only
     GET  /api/export.csv        the labels in force as CSV
+    GET  /api/export/NAME       folders.zip (<class>/<file>), label-studio.json (tasks with
+                                predictions), adapter.safetensors (the current model's)
 
 With ``ml_backend_port`` (``skpeal label --ml-backend-port N``), :func:`serve` also serves
 Label Studio's ML backend protocol over the session on that port
@@ -41,7 +43,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
 from importlib import resources
 
@@ -330,6 +334,33 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         return PlainTextResponse(session.export_csv(), media_type="text/csv",
                                  headers={"Content-Disposition":
                                           'attachment; filename="labels.csv"'})
+
+    @app.get("/api/export/{name}")
+    def export_other(name: str):
+        """The page's other export buttons (as ``skpeal export --format``)."""
+        media = {"folders.zip": "application/zip", "label-studio.json": "application/json",
+                 "adapter.safetensors": "application/octet-stream"}
+        if name not in media:
+            _bad(404, f"unknown export {name!r}; one of {sorted(media)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, name)
+            if name == "folders.zip":
+                session.export_folder(os.path.join(tmp, "labels"))
+                shutil.make_archive(out[:-4], "zip", tmp, "labels")
+            elif name == "label-studio.json":
+                if not session.ready:
+                    _bad(409, "the session is still preparing; try again when the first batch "
+                              "shows")
+                session.export_label_studio(out)
+            else:
+                try:
+                    session.export_adapter(out)
+                except RuntimeError as exc:
+                    _bad(409, str(exc))
+            with open(out, "rb") as f:
+                data = f.read()
+        return Response(data, media_type=media[name],
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     return app
 

@@ -218,6 +218,28 @@ def test_restart_keeps_the_batch_its_order_and_its_picks(session_factory):
     app.state.worker.stop(timeout=5)
 
 
+def test_export_buttons_serve_every_format(app_client):
+    import zipfile
+
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    app_client.post("/api/answers", json={"client": "a", "answers": [
+        {"image_id": it["image_id"], "label": "red"} for it in items]})
+    wait_idle(app_client)
+    r = app_client.get("/api/export/folders.zip")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    assert sum(n.startswith("labels/red/") and n.endswith(".png") for n in names) == 4
+    r = app_client.get("/api/export/label-studio.json")
+    assert r.status_code == 200 and len(r.json()) == 45
+    r = app_client.get("/api/export/adapter.safetensors")
+    assert r.status_code == 200 and len(r.content) > 100
+    assert app_client.get("/api/export/x.exe").status_code == 404
+    page = app_client.get("/").text
+    for href in ("api/export.csv", "api/export/folders.zip", "api/export/label-studio.json",
+                 "api/export/adapter.safetensors"):
+        assert f'href="{href}"' in page
+
+
 BAD_REQUESTS = [
     # (method, url, kwargs, expected status, words in the message)
     ("post", "/api/answers", dict(content=b"{not json", headers={

@@ -530,7 +530,7 @@ document.addEventListener("keydown", (e) => {
 $("submit").addEventListener("click", submit);
 $("undo").addEventListener("click", undo);
 $("card-size").addEventListener("input", (e) => setCardSize(Number(e.target.value)));
-if (token) $("export").href = withToken("api/export.csv");
+if (token) for (const a of document.querySelectorAll("a.export")) a.href = withToken(a.getAttribute("href"));
 applyCardSize();
 renderBatch();
 refresh();
