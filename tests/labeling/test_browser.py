@@ -315,6 +315,9 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
         assert nat[0] == 250 and "full=1" in nat[1]  # the original file, not a thumbnail
         shown = page.eval_on_selector("#viewer-img", "e => e.getBoundingClientRect().width")
         assert shown > 500  # enlarged to fit the screen
+        page.wait_for_selector("#viewer-caption:has-text('of full resolution')")
+        if size == (1280, 800):
+            page.screenshot(path=os.fspath(shots / "label_fullsize.png"), scale="css")
         page.keyboard.press("+")
         page.keyboard.press("+")
         zoomed = page.eval_on_selector("#viewer-img", "e => e.getBoundingClientRect().width")
@@ -328,9 +331,7 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
         page.mouse.up()
         moved = page.eval_on_selector("#viewer-img", "e => e.getBoundingClientRect().x")
         assert moved > box[0] - zoomed / 2 + 100
-        if size == (1280, 800):
-            page.keyboard.press("f")
-            page.screenshot(path=os.fspath(shots / "label_fullsize.png"), scale="css")
+        page.keyboard.press("f")
         page.keyboard.press("Escape")
         page.wait_for_selector("#viewer", state="hidden")
         # a click on a thumbnail opens it too

@@ -461,6 +461,7 @@ function zoom(f) {
     img.style.width = Math.round(img.naturalWidth * fit) + "px";
     img.style.height = Math.round(img.naturalHeight * fit) + "px";
     img.dataset.fit = fit.toFixed(3);
+    if (viewer.open) renderViewer();
   });
   let drag = null;
   box.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY < 0 ? 1.25 : 0.8); },
