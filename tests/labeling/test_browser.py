@@ -306,7 +306,7 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
         assert page.eval_on_selector(".card", "e => e.getBoundingClientRect().width") > w0
         assert page.evaluate(clear_of_bar)
         # z opens the focused image at full resolution; + zooms; drag pans; Esc closes
-        page.keyboard.press("Home")
+        page.wait_for_function("!document.querySelector('.card .state.saving')")
         page.keyboard.press("ArrowLeft")
         page.keyboard.press("z")
         page.wait_for_selector("#viewer", state="visible")
