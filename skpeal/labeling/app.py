@@ -232,7 +232,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         _client_of(client)
         if not session.ready:
             return {"ready": False, "busy": worker.busy, "items": []}
-        if worker.busy and not session.holds(client):  # the next batch comes from the new model
+        if worker.busy and not session.holds(client) and not session.streaming:
+            # the next batch comes from the model being fitted
             return {"ready": True, "busy": True, "items": []}
         items = session.next_batch(client=client)
         keys = ("image_id", "suggestion", "probability", "round", "picked", "pick",

@@ -24,8 +24,9 @@ class BatchMixin:
             if reset else pending
         taken = answered | {p["image_id"] for p in keep} | {
             r["image_id"] for r in self.store.reopened()}
-        remaining = np.array([k for k, i in enumerate(self._ids) if int(i) not in taken],
-                             dtype=np.intp)
+        encoded = self._encoded  # round 0 while the pool is encoded: only what is
+        remaining = np.array([k for k, i in enumerate(self._ids) if int(i) not in taken
+                              and (encoded is None or encoded[k])], dtype=np.intp)
         n = min(self.batch_size if need is None else need, len(remaining))
         items = []
         if n > 0:

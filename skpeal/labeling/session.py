@@ -45,6 +45,7 @@ import numpy as np
 
 from .. import strategies
 from .._io import atomic_path
+from .._validation import derive_seed
 from ..estimator import CLIPAdapterClassifier
 from . import export, labelstudio
 from ._project import (
@@ -57,12 +58,16 @@ from ._project import (
 )
 from .batches import BatchMixin
 from .export import folder_name  # noqa: F401  (its historical home)
-from .loop import ENCODE_CHUNK, ActiveLearningLoop
+from .loop import ENCODE_CHUNK, ActiveLearningLoop, PoolScores, image_side_cached
 from .project_features import ProjectFeatures
 from .stop import SessionStopping
 from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
+
+#: Images of a new project encoded before its first batch is shown (a seeded random
+#: sample; the rest is encoded while the person answers).
+FIRST_ENCODED = 64
 
 class LabelingSession(BatchMixin):
     """An active-learning labelling session over a project folder.
@@ -225,6 +230,7 @@ class LabelingSession(BatchMixin):
         self._n_queries = 0
         # stopping suggestions (skpeal.labeling.stop): replaced to change the criteria
         self._features = ProjectFeatures(self.project / "features")
+        self._encoded = None  # while round 0 streams: the pool rows encoded so far
         self.stopping = SessionStopping(self.store, self._ids, self.classes,
                                         random_state=self.random_state)
 
@@ -257,6 +263,11 @@ class LabelingSession(BatchMixin):
     def ready(self) -> bool:
         """Whether a model has scored the pool (batches can be given)."""
         return self._scores is not None
+
+    @property
+    def streaming(self) -> bool:
+        """Whether round 0 gives batches while the pool is still being encoded."""
+        return self._encoded is not None
 
     @property
     def stale(self) -> bool:
@@ -320,8 +331,11 @@ class LabelingSession(BatchMixin):
                     return self
                 est = self.loop.zero_shot(self._paths)
                 self._save_adapter(est, rnd)
-            self.state.update(phase="encoding")
-            scores = self._score(est, "encoding")
+            if not rounds and self._streamable(est):
+                scores = self._score_streamed(est, rnd)
+            else:
+                self.state.update(phase="encoding")
+                scores = self._score(est, "encoding")
             self._features.save(est, self._paths)
             labels = self.store.labelled()
             if not any(r["round"] == rnd for r in rounds):
@@ -334,6 +348,47 @@ class LabelingSession(BatchMixin):
                     self._refill(reset=True)
             self.state.update(phase="ready")
         return self
+
+    def _streamable(self, est) -> bool:
+        """Whether round 0 may show a first batch before the whole pool is encoded."""
+        return (image_side_cached(est) and self.loop.strategy is None
+                and len(self._paths) > FIRST_ENCODED)
+
+    def _score_streamed(self, est, rnd):
+        """Round 0 over a pool still being encoded: a first batch from the images encoded
+        so far (a seeded random sample of :data:`FIRST_ENCODED`), then the rest.
+
+        The first batch is installed and stored as soon as the sample is scored (the
+        session is ``ready``); the other images are encoded in chunks (the features are
+        written to the project every few chunks, so a restart resumes) and the full
+        scores replace the partial ones. The pending batch is kept throughout.
+        """
+        n = len(self._paths)
+        order = np.random.default_rng(derive_seed("first-encoded", self.random_state)
+                                      ).permutation(n)
+        first = np.sort(order[:FIRST_ENCODED])
+        rest = np.sort(order[FIRST_ENCODED:])
+        self.state.update(phase="encoding", done=0, total=n)
+        proba = np.full((n, len(self.classes)), np.nan)
+        proba[first] = est.predict_proba([self._paths[k] for k in first])
+        self.state.update(done=len(first))
+        with self._lock:
+            encoded = np.zeros(n, dtype=bool)
+            encoded[first] = True
+            self._model, self._round, self._version = est, rnd, f"round-{rnd}"
+            self._scores = PoolScores(est.classes_, proba.copy(), None)
+            self._encoded = encoded
+            if not self.store.pending():  # a restart while encoding keeps its batch
+                self._refill(reset=True)
+        for k, start in enumerate(range(0, len(rest), ENCODE_CHUNK)):
+            rows = rest[start:start + ENCODE_CHUNK]
+            proba[rows] = est.predict_proba([self._paths[r] for r in rows])
+            self.state.update(done=len(first) + start + len(rows))
+            if k % 8 == 7:  # a restart (kill -9 while encoding) resumes from here
+                self._features.save(est, self._paths)
+        with self._lock:
+            self._encoded = None
+        return PoolScores(est.classes_, proba, None)
 
     def _save_adapter(self, est, rnd):
         with atomic_path(self._adapter_path(rnd)) as tmp:
@@ -447,6 +502,9 @@ class LabelingSession(BatchMixin):
         """
         if not self.ready:
             raise RuntimeError("the session is not prepared: call prepare() first")
+        if self.streaming:
+            raise RuntimeError("the images are still being encoded; predictions come when "
+                               f"all are ({self.state['done']} / {self.state['total']})")
         with self._lock:
             proba, version = self._proba, self._version
         cls = self._classes_sorted()

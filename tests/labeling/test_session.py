@@ -378,3 +378,46 @@ def test_image_features_persist_in_the_project_and_are_not_encoded_again(session
     clear_feature_cache()
     session_factory().prepare()
     assert get_feature_cache().stats()["misses"] >= 1
+
+
+def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypatch):
+    import threading
+
+    from skpeal import CLIPAdapterClassifier
+    from skpeal.labeling import session as session_module
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
+    calls, gate = [], threading.Event()
+    original = CLIPAdapterClassifier.predict_proba
+
+    def slow(self, X):
+        calls.append(len(X))
+        if len(calls) == 2:  # the first chunk after the sample: hold the encoding here
+            assert gate.wait(60)
+        return original(self, X)
+
+    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba", slow)
+    s = session_factory()
+    worker = threading.Thread(target=s.prepare)
+    worker.start()
+    try:
+        t0 = time.time()
+        while not s.ready and time.time() - t0 < 60:
+            time.sleep(0.02)
+        assert s.ready and s.streaming and s.state["phase"] == "encoding"
+        assert calls[0] == 10 and s.state["done"] == 10 and s.state["total"] == 45
+        batch = s.next_batch()
+        encoded = set(np.flatnonzero(~np.isnan(s._proba[:, 0])))
+        assert len(batch) == 5 and {s._row[b["image_id"]] for b in batch} <= encoded
+        assert len(encoded) == 10
+        assert s.store.rounds() == []  # round 0 is recorded once every image is scored
+        with pytest.raises(RuntimeError, match="still being encoded"):
+            s.predictions()
+    finally:
+        gate.set()
+        worker.join(60)
+    assert not s.streaming and s.state["phase"] == "ready"
+    assert not np.isnan(s._proba).any() and len(s.store.rounds()) == 1
+    assert s.next_batch() == batch  # the first batch stays
+    assert sum(calls) == 45  # every image scored once
