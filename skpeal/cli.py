@@ -18,6 +18,7 @@ from .distributed import RayPoolScorer, init_ray, shutdown_ray
 from .estimator import CLIPAdapterClassifier
 from .experiment import ExperimentConfig
 from .labeling import LabelingSession
+from .labeling._project import read_meta
 
 __all__ = ["main"]
 
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="tables and plots of a finished or partial run")
     rep.add_argument("out", help="the run's output folder")
     _add_label_parser(sub)
+    _add_export_parser(sub)
     return p
 
 
@@ -110,14 +112,21 @@ def _add_label_parser(sub):
                      help="address to listen on (default 127.0.0.1; any other host requires "
                           "the access token printed in the URL)")
     lab.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
-    lab.add_argument("--batch-size", type=int, default=10, help="images per batch")
-    lab.add_argument("--model", default="effnet-lite0-minilm", help="backbone name or path")
-    lab.add_argument("--pretrained", default="default",
+    lab.add_argument("--batch-size", type=int, default=None,
+                     help="images per batch (default: the project's, else 10)")
+    lab.add_argument("--model", default=None,
+                     help="backbone name or path (default: the project's, else "
+                          "effnet-lite0-minilm); a project keeps its backbone")
+    lab.add_argument("--pretrained", default=None,
                      help="'default' (the backbone's own weights), an open_clip tag, a weights "
-                          "file, or 'none' (random weights)")
-    lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
+                          "file, or 'none' (random weights); default: the project's")
+    lab.add_argument("--epochs", type=int, default=None,
+                     help="training epochs per refit (default: the project's, else 10)")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
-    lab.add_argument("--device", default="auto")
+    lab.add_argument("--preselect-threshold", type=float, default=None, metavar="P",
+                     help="pre-select the model's suggestion when its probability is at "
+                          "least P (default: the project's, else 0.8; 1: never)")
+    lab.add_argument("--device", default=None, help="default: the project's, else auto")
     lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",
                      help="also serve Label Studio's ML backend on port N (same host; beyond "
                           "127.0.0.1 it needs basic auth: user skpeal, the access token)")
@@ -134,18 +143,70 @@ def _label(args) -> int:
     check_ports(args.port, args.ml_backend_port)  # before the project folder is made
 
     project = args.project or os.path.join(args.images, ".skpeal")
-    est = dict(DEMO["estimator_params"], max_epochs=args.epochs)
-    estimator = CLIPAdapterClassifier(model=args.model, pretrained=_weights(args.pretrained),
-                                      device=args.device, **est)
+    estimator = _label_estimator(project, args)
     session = LabelingSession(project, images=args.images, classes=args.classes,
                               estimator=estimator, batch_size=args.batch_size,
-                              annotator=args.annotator)
-    print(f"skpeal label: {len(session._ids)} images, classes {session.classes}, "
+                              annotator=args.annotator,
+                              preselect_threshold=args.preselect_threshold)
+    print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
           f"project {project}")
     try:
         serve(session, host=args.host, port=args.port, ml_backend_port=args.ml_backend_port)
     finally:
         session.close()
+    return 0
+
+
+def _label_estimator(project, args):
+    """The estimator of ``skpeal label``: the project's, with the flags given on top."""
+    stored = read_meta(project).get("estimator")
+    given = {k: v for k, v in (("model", args.model), ("max_epochs", args.epochs),
+                               ("device", args.device)) if v is not None}
+    if args.pretrained is not None:
+        given["pretrained"] = _weights(args.pretrained)
+    if stored is not None:  # a project remembers its backbone: another one is an error
+        return CLIPAdapterClassifier(**{**stored, **given})
+    params = dict(DEMO["estimator_params"], model="effnet-lite0-minilm", pretrained="default",
+                  device="auto", max_epochs=10)
+    return CLIPAdapterClassifier(**{**params, **given})
+
+
+def _add_export_parser(sub):
+    exp = sub.add_parser("export", help="export a labelling project's labels or model")
+    exp.add_argument("project", help="the project folder (of 'skpeal label')")
+    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS,
+                     help="csv: the labels in force; folders: <out>/<class>/<file> copies; "
+                          "label-studio: Label Studio JSON tasks; adapter: the last round's "
+                          "adapter (safetensors)")
+    exp.add_argument("--out", default=None,
+                     help="where to write (default: in the project folder: labels.csv, "
+                          "export/, label-studio.json, adapter.safetensors)")
+
+
+#: ``skpeal export --format`` values and their default output, in the project folder.
+EXPORT_FORMATS = {"csv": "labels.csv", "folders": "export", "label-studio": "label-studio.json",
+                  "adapter": "adapter.safetensors"}
+
+
+def _export(args) -> int:
+    if not os.path.exists(os.path.join(args.project, "labels.sqlite")):
+        raise ValueError(f"{args.project!r} is not a labelling project (no labels.sqlite)")
+    out = args.out or os.path.join(args.project, EXPORT_FORMATS[args.format])
+    session = LabelingSession(args.project)  # its own estimator, classes and settings
+    try:
+        if args.format == "csv":
+            session.export_csv(out)
+            what = f"{len(session.store.labelled())} labels"
+        elif args.format == "folders":
+            what = f"{session.export_folder(out)} images"
+        elif args.format == "label-studio":
+            session.prepare()  # the last round's model (features stored: nothing re-encoded)
+            what = f"{len(session.export_label_studio(out))} tasks"
+        else:
+            what = f"the adapter of round {session.export_adapter(out)}"
+    finally:
+        session.close()
+    print(f"skpeal export: {what} written to {out}")
     return 0
 
 
@@ -186,6 +247,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "label":
             return _label(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "report":
             experiment.write_report(args.out)
             print(open(os.path.join(args.out, "summary.md")).read())

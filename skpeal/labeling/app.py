@@ -9,15 +9,23 @@ nothing)::
     GET  /                      the page
     GET  /api/status            LabelingSession.status() + "busy" (a refit is running or due)
     GET  /api/batch?client=ID   {"ready", "busy", "items": [{image_id, file, suggestion,
-                                probability, round}]}: this client's batch
+                                probability, round, picked, pick, preselect, reopened}]}:
+                                this client's batch, with the picks stored so far
+    POST /api/pick              {"client": ID, "image_id": 3, "label": "cat" or null}
+                                -> {"saved": true, "pick_id": n}: committed before it answers
     POST /api/answers           {"client": ID, "answers": [{"image_id": 3, "label": "cat"},
-                                {"image_id": 4, "label": null}]}   (null = skip)
-                                -> {"saved": n, "row_ids": [...], "refit": bool}; a refit
-                                starts in the background when the client's batch is done
-    POST /api/undo              {"client": ID} -> {"undone": row or null}
+                                {"image_id": 4, "label": null}], "release_rest": false}
+                                (null = skip) -> {"saved": n, "row_ids": [...], "refit":
+                                bool}; a refit starts in the background when the client's
+                                batch is done (``release_rest``: give its unanswered images
+                                back, so the batch is done)
+    POST /api/undo              {"client": ID} -> {"undone": LabelingSession.undo() or null}
     POST /api/refit             start a refit now
-    GET  /api/image/{id}        the thumbnail (?full=1: the original file), by id only
+    GET  /api/image/{id}        the thumbnail (?size=192|384|768; ?full=1: the original
+                                file), by id only
     GET  /api/export.csv        the labels in force as CSV
+    GET  /api/export/NAME       folders.zip (<class>/<file>), label-studio.json (tasks with
+                                predictions), adapter.safetensors (the current model's)
 
 With ``ml_backend_port`` (``skpeal label --ml-backend-port N``), :func:`serve` also serves
 Label Studio's ML backend protocol over the session on that port
@@ -34,7 +42,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
 from importlib import resources
 
@@ -46,7 +56,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ._http import check_id, guard, read_json, served_path
 from .labelstudio import SessionBackend, ml_backend_app
-from .thumbnails import ThumbnailCache
+from .thumbnails import THUMBNAIL_SIZES, ThumbnailCache
 
 __all__ = ["LOOPBACK_HOSTS", "check_ports", "create_app", "ml_backend_for_session", "serve"]
 
@@ -67,6 +77,7 @@ class RefitWorker:
         self.session = session
         self.error = None
         self._want = threading.Event()
+        self._keep_batch = False
         self._stop = False
         self._busy = threading.Event()
         self._busy.set()  # preparing
@@ -95,6 +106,7 @@ class RefitWorker:
             if not self.session.ready:
                 self.session.prepare()
             if self.session.stale:  # labels given after the last refit (a killed refit)
+                self._keep_batch = True  # ... but the person sees the batch they had
                 self._want.set()
         except Exception as exc:  # shown on the page; the server keeps running
             self.error = f"preparing the session failed: {exc}"
@@ -108,8 +120,9 @@ class RefitWorker:
             self._busy.set()
             self._want.clear()
             try:
-                if self.session.store.labelled():
-                    self.session.refit()
+                keep, self._keep_batch = self._keep_batch, False
+                if self.session.has_labels():
+                    self.session.refit(keep_batch=keep)
                 self.error = None
             except Exception as exc:
                 self.error = f"refit failed: {exc}"
@@ -123,10 +136,6 @@ def _static_dir():
 
 def _bad(status, message):
     raise HTTPException(status_code=status, detail=message)
-
-
-async def _read_json(request: Request, max_body: int):
-    return await read_json(request, max_body)
 
 
 def _client_of(value):
@@ -157,7 +166,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
     guard(app)  # 431 for oversized headers, 507 on a full disk
-    session.store.release_all()  # leases of tabs from before a restart are gone with them
+    session.release()  # leases of tabs from before a restart are gone with them
+    server_id = secrets.token_hex(8)  # a page notices a restarted server by its change
     worker = worker or RefitWorker(session).start()
     app.state.worker = worker
     app.state.session = session
@@ -189,7 +199,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     def status_payload():
         st = session.status() if session.ready else {
             "state": dict(session.state), "classes": list(session.classes),
-            "n_images": len(session._ids), "rounds": [], "counts": {}}
+            "n_images": session.n_images, "rounds": [], "counts": {}}
+        st["server_id"] = server_id
         st["ready"] = session.ready
         st["busy"] = worker.busy
         st["error"] = worker.error or session.state.get("error")
@@ -204,21 +215,47 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         _client_of(client)
         if not session.ready:
             return {"ready": False, "busy": worker.busy, "items": []}
-        mine = [p for p in session.store.pending() if p["client"] == client]
-        if worker.busy and not mine:  # the next batch comes from the model being fitted
+        if worker.busy and not session.holds(client) and not session.streaming:
+            # the next batch comes from the model being fitted
             return {"ready": True, "busy": True, "items": []}
         items = session.next_batch(client=client)
+        keys = ("image_id", "suggestion", "probability", "round", "picked", "pick",
+                "preselect", "reopened")
         return {"ready": True, "busy": worker.busy, "round": session.round,
-                "items": [{"image_id": it["image_id"], "file": it["path"].rsplit("/", 1)[-1],
-                           "suggestion": it["suggestion"], "probability": it["probability"],
-                           "round": it["round"]} for it in items]}
+                "preselect_threshold": session.preselect_threshold,
+                "items": [{"file": os.path.basename(it["path"]), **{k: it[k] for k in keys}}
+                          for it in items]}
+
+    @app.post("/api/pick")
+    async def pick(request: Request):
+        body = await read_json(request, max_body)
+        if not isinstance(body, dict) or set(body) - {"client", "image_id", "label"} \
+                or "image_id" not in body:
+            _bad(422, "the body must be a JSON object {\"client\": ..., \"image_id\": int, "
+                      "\"label\": str or null}")
+        client = _client_of(body.get("client"))
+        image_id, label = body["image_id"], body.get("label")
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            _bad(422, f"image_id must be an integer, got {image_id!r}")
+        if session.image_path(image_id) is None:
+            _bad(404, f"unknown image id {image_id}")
+        if label is not None and label not in session.classes:
+            _bad(422, f"label {label!r} is not one of the classes {session.classes}")
+        try:
+            pick_id = session.pick(image_id, label, client=client)  # committed
+        except ValueError as exc:
+            _bad(409, str(exc))
+        return {"saved": True, "pick_id": pick_id}
 
     @app.post("/api/answers")
     async def answers(request: Request):
-        body = await _read_json(request, max_body)
+        body = await read_json(request, max_body)
         if not isinstance(body, dict):
             _bad(422, "the body must be a JSON object {\"client\": ..., \"answers\": [...]}")
         client = _client_of(body.get("client"))
+        release_rest = body.get("release_rest", False)
+        if not isinstance(release_rest, bool):
+            _bad(422, f"release_rest must be true or false, got {release_rest!r}")
         given = body.get("answers")
         if not isinstance(given, list) or not given:
             _bad(422, "answers must be a non-empty list of {\"image_id\": int, \"label\": str "
@@ -231,7 +268,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             if isinstance(image_id, bool) or not isinstance(image_id, int):
                 _bad(422, f"answers[{k}].image_id must be an integer, got {image_id!r}")
             check_id(image_id, f"answers[{k}]: image id")
-            if session.store.image_path(image_id) is None:
+            if session.image_path(image_id) is None:
                 _bad(404, f"answers[{k}]: unknown image id {image_id}")
             if label is not None and label not in session.classes:
                 _bad(422, f"answers[{k}]: label {label!r} is not one of the classes "
@@ -240,31 +277,31 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         if not session.ready:
             _bad(409, "the session is still preparing; try again when the first batch shows")
         row_ids = session.answer(parsed, client=client)  # committed before we answer
-        left = [p for p in session.store.pending() if p["client"] == client]
-        refit = not left and bool(session.store.labelled())
+        if release_rest:
+            session.release(client)
+        refit = not session.holds(client) and session.has_labels()
         if refit:
             worker.request()
         return {"saved": len(row_ids), "row_ids": row_ids, "refit": refit}
 
     @app.post("/api/undo")
     async def undo(request: Request):
-        body = await _read_json(request, max_body)
+        body = await read_json(request, max_body)
         if not isinstance(body, dict):
             _bad(422, "the body must be a JSON object {\"client\": ...}")
         client = _client_of(body.get("client"))
-        row = session.undo(client=client)
-        return {"undone": row}
+        return {"undone": session.undo(client=client)}
 
     @app.post("/api/refit")
     def refit():
-        if not session.store.labelled():
+        if not session.has_labels():
             _bad(409, "no label yet: label a batch first")
         worker.request()
         return {"refit": True}
 
     @app.get("/api/image/{image_id}")
-    def image(image_id: int, full: int = 0):
-        path = session.store.image_path(check_id(image_id))
+    def image(image_id: int, full: int = 0, size: int = THUMBNAIL_SIZES[0]):
+        path = session.image_path(check_id(image_id))
         if path is None:
             _bad(404, f"unknown image id {image_id}")
         if served_path(path) is None:  # re-checked now: replaced by a symlink, or gone
@@ -273,7 +310,9 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         if full:
             return FileResponse(path)
         try:
-            data = thumbs.get(image_id, path)
+            if size not in THUMBNAIL_SIZES:
+                _bad(422, f"size must be one of {list(THUMBNAIL_SIZES)}, got {size}")
+            data = thumbs.get(image_id, path, size)
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
             _bad(422, f"image {image_id} ({os.path.basename(path)}) cannot be read: {exc}")
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
@@ -283,6 +322,33 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         return PlainTextResponse(session.export_csv(), media_type="text/csv",
                                  headers={"Content-Disposition":
                                           'attachment; filename="labels.csv"'})
+
+    @app.get("/api/export/{name}")
+    def export_other(name: str):
+        """The page's other export buttons (as ``skpeal export --format``)."""
+        media = {"folders.zip": "application/zip", "label-studio.json": "application/json",
+                 "adapter.safetensors": "application/octet-stream"}
+        if name not in media:
+            _bad(404, f"unknown export {name!r}; one of {sorted(media)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, name)
+            if name == "folders.zip":
+                session.export_folder(os.path.join(tmp, "labels"))
+                shutil.make_archive(out[:-4], "zip", tmp, "labels")
+            elif name == "label-studio.json":
+                if not session.ready:
+                    _bad(409, "the session is still preparing; try again when the first batch "
+                              "shows")
+                session.export_label_studio(out)
+            else:
+                try:
+                    session.export_adapter(out)
+                except RuntimeError as exc:
+                    _bad(409, str(exc))
+            with open(out, "rb") as f:
+                data = f.read()
+        return Response(data, media_type=media[name],
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     return app
 

@@ -5,6 +5,8 @@ A :class:`LabelingSession` owns a project folder::
     <project>/labels.sqlite          the label store (see skpeal.labeling.store)
     <project>/models/round-N.safetensors   the adapter of every round's model
     <project>/thumbs/                thumbnails (web app)
+    <project>/features/              the pool's image features (frozen image tower), so a
+                                     restarted session encodes nothing again
 
 The loop::
 
@@ -33,112 +35,42 @@ session's lock and swaps the new model in at the end.
 
 from __future__ import annotations
 
-import csv
 import getpass
-import io
-import os
-import re
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from .. import strategies
-from .._io import atomic_path, atomic_write_text
-from ..datasets import IMAGE_EXTENSIONS
+from .._io import atomic_path
+from .._validation import derive_seed
 from ..estimator import CLIPAdapterClassifier
-from . import labelstudio
-from ._checks import check_out_parent, check_session_params
-from .loop import ENCODE_CHUNK, ActiveLearningLoop
+from . import export, labelstudio
+from ._checks import check_session_params
+from ._project import (
+    _check_classes,
+    check_estimator,
+    collect_images,
+    estimator_params,
+    read_meta,
+    resolve_settings,
+)
+from .batches import BatchMixin
+from .export import folder_name  # noqa: F401  (its historical home)
+from .loop import ENCODE_CHUNK, ActiveLearningLoop, PoolScores, image_side_cached
+from .project_features import ProjectFeatures
 from .stop import SessionStopping
 from .store import LabelStore
 
 __all__ = ["LabelingSession", "collect_images"]
 
-def collect_images(source, *, exclude=None) -> list[str]:
-    """Absolute paths of the images of ``source``.
+#: Images of a new project encoded before its first batch is shown (a seeded random
+#: sample; the rest is encoded while the person answers).
+FIRST_ENCODED = 64
 
-    Parameters
-    ----------
-    source : str, path-like or sequence of them
-        A folder (searched recursively for files with an extension in
-        :data:`skpeal.datasets.IMAGE_EXTENSIONS`, skipping hidden folders), or a list of
-        image files.
-    exclude : path-like, optional
-        A folder whose files are never taken (the project folder).
-
-    Returns
-    -------
-    paths : list of str
-        Sorted, absolute, symlinks resolved. Inside a folder, a file (or symlink) whose
-        real location is outside the folder is left out, so nothing outside the folder
-        can ever be served.
-
-    Raises
-    ------
-    ValueError
-        When a listed file or the folder does not exist, or no image is found.
-    """
-    excl = Path(exclude).resolve() if exclude is not None else None
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        root = Path(source).resolve()
-        out = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if Path(name).suffix.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
-                    continue
-                real = (Path(dirpath) / name).resolve()
-                if not real.is_file() or not real.is_relative_to(root):
-                    continue
-                if excl is not None and real.is_relative_to(excl):
-                    continue
-                out.append(os.fspath(real))
-        paths = sorted(set(out))
-        if not paths:
-            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
-                             f"found under {os.fspath(source)!r}")
-        return paths
-    if isinstance(source, (str, os.PathLike)):
-        raise ValueError(f"images: {os.fspath(source)!r} is not a folder")
-    paths = []
-    for p in source:
-        real = Path(p).resolve()
-        if not real.is_file():
-            raise ValueError(f"images: {os.fspath(p)!r} is not a file")
-        paths.append(os.fspath(real))
-    if not paths:
-        raise ValueError("images: the list of images is empty")
-    return sorted(set(paths))
-
-
-def _check_classes(classes) -> list[str]:
-    if isinstance(classes, str) or classes is None:
-        raise ValueError(f"classes must be a list of class names, got {classes!r}")
-    classes = [c for c in classes]
-    if len(classes) < 2:
-        raise ValueError(f"classes: give at least two class names, got {classes!r}")
-    for c in classes:
-        if not isinstance(c, str) or not c.strip():
-            raise ValueError(f"classes: every class name must be a non-empty string, got {c!r}")
-        if "\x00" in c:
-            raise ValueError(f"classes: {c!r} holds a NUL character")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes: a class name is listed twice in {classes!r}")
-    return classes
-
-
-def folder_name(label: str) -> str:
-    """The folder a class is exported to: ``label`` with ``/ \\ : * ? " < > |`` and control
-    characters replaced by ``_`` (``"T-shirt/top"`` -> ``"T-shirt_top"``)."""
-    name = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", label).strip()
-    return "_" if name in ("", ".", "..") else name
-
-
-class LabelingSession:
+class LabelingSession(BatchMixin):
     """An active-learning labelling session over a project folder.
 
     Parameters
@@ -158,29 +90,38 @@ class LabelingSession:
     estimator : CLIPAdapterClassifier, optional
         The template of every round's model (its parameters; ``classes``,
         ``classnames``, ``random_state`` and, in round 0, ``max_epochs`` are set by the
-        session). Default: ``CLIPAdapterClassifier()`` (ViT-B-32, OpenAI weights).
+        session). Default: the project's (a project remembers the parameters of the
+        estimator it was created with; another backbone or adapter raises), else
+        ``CLIPAdapterClassifier()`` (ViT-B-32, OpenAI weights).
     strategy : callable, optional
         A skpeal query function (default :func:`skpeal.strategies.entropy_sampling`;
         with the estimator's default calibration loss this is calibrated entropy).
-    balance : {"pcb", "none"}, default="pcb"
-        Wrap ``strategy`` with :func:`skpeal.strategies.class_balanced` (never
+    balance : {"pcb", "none"}, optional
+        Default: the project's, else ``"pcb"``. Like ``gamma``, ``init``, ``batch_size``,
+        ``random_state``, ``train_batch`` and ``preselect_threshold``, a project
+        remembers it; another value than the project's raises.
+        ``"pcb"``: wrap ``strategy`` with :func:`skpeal.strategies.class_balanced` (never
         :func:`~skpeal.strategies.random_sampling`).
-    gamma : float, default=0.1
+    gamma : float, optional (project's, else 0.1)
         PCB candidate fraction.
-    init : {"zero-shot", "random"}, default="zero-shot"
+    init : {"zero-shot", "random"}, optional (project's, else "zero-shot")
         The first batch: picked by ``strategy`` on the zero-shot model, or drawn at
         random (the paper's protocol). The zero-shot model's suggestions are shown
         either way.
-    batch_size : int, default=10
+    batch_size : int, optional (project's, else 10)
         Images per batch.
     annotator : str, optional
         Stored with every answer (default: the login name).
-    random_state : int, default=0
+    random_state : int, optional (project's, else 0)
         Seeds every round's fit and query (round ``r`` always gets the same seeds; see
         :mod:`skpeal.labeling.loop`).
+    preselect_threshold : float, optional (project's, else 0.8)
+        A suggestion whose probability is at least this is pre-selected on the page (a
+        submit without touching the image accepts it); below it the suggestion is shown
+        but the image starts unanswered. 1.0: never pre-select; 0.0: always.
     lease_seconds : float, default=600
         How long an image handed to one client stays reserved for it.
-    train_batch : {"labels", "estimator"}, default="labels"
+    train_batch : {"labels", "estimator"}, optional (project's, else "labels")
         The training batch of every refit. ``"labels"``: all labels in one batch (one
         step per epoch) when the estimator keeps the image tower frozen with cached
         features (the prompt adapter, or LoRA on the text tower only, with
@@ -204,18 +145,32 @@ class LabelingSession:
     """
 
     def __init__(self, project, images=None, classes=None, *, classnames=None, estimator=None,
-                 strategy=None, balance="pcb", gamma=0.1, init="zero-shot", batch_size=10,
-                 annotator=None, random_state=0, lease_seconds=600.0, train_batch="labels"):
+                 strategy=None, balance=None, gamma=None, init=None, batch_size=None,
+                 annotator=None, random_state=None, lease_seconds=600.0, train_batch=None,
+                 preselect_threshold=None):
         self.project = Path(project)
+        # a project remembers its estimator and settings (given other ones: an error)
+        meta = read_meta(self.project)
+        settings = resolve_settings(self.project, meta.get("settings", {}), dict(
+            batch_size=batch_size, balance=balance, gamma=gamma, init=init,
+            train_batch=train_batch, random_state=random_state,
+            preselect_threshold=preselect_threshold))
+        batch_size, random_state = settings["batch_size"], settings["random_state"]
+        preselect_threshold = settings["preselect_threshold"]
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         check_session_params(estimator, lease_seconds)
+        if estimator is None:
+            estimator = CLIPAdapterClassifier(**meta["estimator"]) if "estimator" in meta \
+                else CLIPAdapterClassifier()
+        elif "estimator" in meta:
+            check_estimator(self.project, meta["estimator"], estimator)
         # the round logic (checks its own parameters before anything is created on disk)
         self.loop = ActiveLearningLoop(
-            CLIPAdapterClassifier() if estimator is None else estimator,
-            classnames=classnames, strategy=strategy, balance=balance, gamma=gamma,
-            init=init, train_batch=train_batch, random_state=random_state)
+            estimator, classnames=classnames, strategy=strategy,
+            balance=settings["balance"], gamma=settings["gamma"], init=settings["init"],
+            train_batch=settings["train_batch"], random_state=random_state)
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
         if classes is not None:
@@ -237,6 +192,10 @@ class LabelingSession:
             )
         if stored is None:
             self.store.set_meta("classes", classes)
+        if "estimator" not in meta:
+            self.store.set_meta("estimator", estimator_params(estimator))
+        if "settings" not in meta:
+            self.store.set_meta("settings", settings)
         self.classes = classes
         self.classnames = classnames
         self.loop.classes = classes
@@ -257,6 +216,12 @@ class LabelingSession:
         self.annotator = annotator
         self.random_state = int(random_state)
         self.lease_seconds = float(lease_seconds)
+        if isinstance(preselect_threshold, bool) or not isinstance(
+                preselect_threshold, (int, float, np.floating)) or not \
+                0.0 <= preselect_threshold <= 1.0:
+            raise ValueError("preselect_threshold must be a number in [0, 1], got "
+                             f"{preselect_threshold!r}")
+        self.preselect_threshold = float(preselect_threshold)
         self.state = {"phase": "new", "done": 0, "total": 0, "error": None}
         self._lock = threading.RLock()
         self._fit_lock = threading.Lock()
@@ -266,6 +231,8 @@ class LabelingSession:
         self._version = None
         self._n_queries = 0
         # stopping suggestions (skpeal.labeling.stop): replaced to change the criteria
+        self._features = ProjectFeatures(self.project / "features")
+        self._encoded = None  # while round 0 streams: the pool rows encoded so far
         self.stopping = SessionStopping(self.store, self._ids, self.classes,
                                         random_state=self.random_state)
 
@@ -298,6 +265,11 @@ class LabelingSession:
     def ready(self) -> bool:
         """Whether a model has scored the pool (batches can be given)."""
         return self._scores is not None
+
+    @property
+    def streaming(self) -> bool:
+        """Whether round 0 gives batches while the pool is still being encoded."""
+        return self._encoded is not None
 
     @property
     def stale(self) -> bool:
@@ -340,6 +312,7 @@ class LabelingSession:
             Ready: :meth:`next_batch` gives images.
         """
         with self._fit_lock:
+            self._features.load()  # encoded before: not encoded again
             rounds = self.store.rounds()
             est = None
             if rounds:
@@ -356,12 +329,16 @@ class LabelingSession:
                 labels = self.store.labelled()
                 rnd = rounds[-1]["round"] + 1 if rounds else 0
                 if rounds and labels:
-                    self._fit_and_swap(rnd, labels)
+                    self._fit_and_swap(rnd, labels, keep_batch=True)
                     return self
                 est = self.loop.zero_shot(self._paths)
                 self._save_adapter(est, rnd)
-            self.state.update(phase="encoding")
-            scores = self._score(est, "encoding")
+            if not rounds and self._streamable(est):
+                scores = self._score_streamed(est, rnd)
+            else:
+                self.state.update(phase="encoding")
+                scores = self._score(est, "encoding")
+            self._features.save(est, self._paths)
             labels = self.store.labelled()
             if not any(r["round"] == rnd for r in rounds):
                 rows = [self._row[i] for i in labels]
@@ -374,6 +351,47 @@ class LabelingSession:
             self.state.update(phase="ready")
         return self
 
+    def _streamable(self, est) -> bool:
+        """Whether round 0 may show a first batch before the whole pool is encoded."""
+        return (image_side_cached(est) and self.loop.strategy is None
+                and len(self._paths) > FIRST_ENCODED)
+
+    def _score_streamed(self, est, rnd):
+        """Round 0 over a pool still being encoded: a first batch from the images encoded
+        so far (a seeded random sample of :data:`FIRST_ENCODED`), then the rest.
+
+        The first batch is installed and stored as soon as the sample is scored (the
+        session is ``ready``); the other images are encoded in chunks (the features are
+        written to the project every few chunks, so a restart resumes) and the full
+        scores replace the partial ones. The pending batch is kept throughout.
+        """
+        n = len(self._paths)
+        order = np.random.default_rng(derive_seed("first-encoded", self.random_state)
+                                      ).permutation(n)
+        first = np.sort(order[:FIRST_ENCODED])
+        rest = np.sort(order[FIRST_ENCODED:])
+        self.state.update(phase="encoding", done=0, total=n)
+        proba = np.full((n, len(self.classes)), np.nan)
+        proba[first] = est.predict_proba([self._paths[k] for k in first])
+        self.state.update(done=len(first))
+        with self._lock:
+            encoded = np.zeros(n, dtype=bool)
+            encoded[first] = True
+            self._model, self._round, self._version = est, rnd, f"round-{rnd}"
+            self._scores = PoolScores(est.classes_, proba.copy(), None)
+            self._encoded = encoded
+            if not self.store.pending():  # a restart while encoding keeps its batch
+                self._refill(reset=True)
+        for k, start in enumerate(range(0, len(rest), ENCODE_CHUNK)):
+            rows = rest[start:start + ENCODE_CHUNK]
+            proba[rows] = est.predict_proba([self._paths[r] for r in rows])
+            self.state.update(done=len(first) + start + len(rows))
+            if k % 8 == 7:  # a restart (kill -9 while encoding) resumes from here
+                self._features.save(est, self._paths)
+        with self._lock:
+            self._encoded = None
+        return PoolScores(est.classes_, proba, None)
+
     def _save_adapter(self, est, rnd):
         with atomic_path(self._adapter_path(rnd)) as tmp:
             est.save_adapter(tmp)
@@ -384,11 +402,18 @@ class LabelingSession:
         self._n_queries = 0
         self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
 
-    def refit(self):
+    def refit(self, *, keep_batch=False):
         """Train a fresh adapter on every label in force, rescore the pool, new batch.
 
-        The pending batch is replaced by the new model's picks (items a client holds
-        stay with it). Labels given while this runs are kept and go into the next refit.
+        The pending batch is replaced by the new model's picks (items a client holds or
+        a person has picked a class for stay). Labels given while this runs are kept and
+        go into the next refit.
+
+        Parameters
+        ----------
+        keep_batch : bool, default=False
+            Keep a non-empty pending batch as it is (a refit after a restart: the person
+            sees the same batch, in the same order).
 
         Returns
         -------
@@ -399,9 +424,9 @@ class LabelingSession:
             labels = self.store.labelled()
             if not labels:
                 raise ValueError("refit: no label yet; label some images first")
-            return self._fit_and_swap(self._round + 1, labels)
+            return self._fit_and_swap(self._round + 1, labels, keep_batch=keep_batch)
 
-    def _fit_and_swap(self, rnd, labels):
+    def _fit_and_swap(self, rnd, labels, keep_batch=False):
         t0 = time.perf_counter()
         self.state.update(phase="training", done=0, total=len(labels), error=None)
         try:
@@ -411,6 +436,7 @@ class LabelingSession:
             fit_seconds = time.perf_counter() - t0
             self._save_adapter(est, rnd)
             scores = self._score(est, "scoring")
+            self._features.save(est, self._paths)
         except Exception as exc:
             self.state.update(phase="ready" if self.ready else "new", error=str(exc))
             raise
@@ -418,167 +444,11 @@ class LabelingSession:
         self.store.add_round(rnd, f"round-{rnd}", len(ids), acc, fit_seconds)
         with self._lock:
             self._install(est, rnd, scores)
-            self._refill(reset=True)
+            if not (keep_batch and self.store.pending()):
+                self._refill(reset=True)
         self.state.update(phase="ready")
         return {"round": rnd, "n_labels": len(ids), "estimated_accuracy": acc,
                 "fit_seconds": fit_seconds}
-
-    # ------------------------------------------------------------------ batches
-    def _refill(self, reset=False, need=None):
-        """Query the current model for ``need`` more images (a full batch by default)."""
-        answered = {r["image_id"] for r in self.store.in_force()}
-        pending = self.store.pending()
-        keep = [p for p in pending if p["client"] is not None] if reset else pending
-        taken = answered | {p["image_id"] for p in keep}
-        remaining = np.array([k for k, i in enumerate(self._ids) if int(i) not in taken],
-                             dtype=np.intp)
-        n = min(self.batch_size if need is None else need, len(remaining))
-        items = []
-        if n > 0:
-            labels = self.store.labelled()
-            rows = self.loop.query(
-                self._round, n, remaining, scores=self._scores,
-                labelled=[self._row[i] for i in labels], y_labelled=list(labels.values()),
-                k=self._n_queries)
-            self._n_queries += 1
-            cls = self._classes_sorted()
-            items = [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
-                      float(self._proba[r].max())) for r in rows]
-        if reset:
-            self.store.set_pending(items, self._round)
-        else:
-            self.store.add_pending(items, self._round)
-
-    def next_batch(self, client="api"):
-        """The images to label next (the same ones until they are answered).
-
-        Parameters
-        ----------
-        client : str, default="api"
-            Who asks (a browser tab). Images handed to one client are not handed to
-            another while it holds them (see ``lease_seconds``).
-
-        Returns
-        -------
-        batch : list of dict
-            ``image_id``, ``path``, ``suggestion`` (the model's most probable class),
-            ``probability`` (its probability), ``round``. Empty when every image is
-            answered.
-        """
-        if not self.ready:
-            raise RuntimeError("the session is not prepared: call prepare() first")
-        with self._lock:
-            items = self.store.lease(client, self.batch_size, expire_after=self.lease_seconds)
-            if len(items) < self.batch_size and not [p for p in self.store.pending()
-                                                     if p["client"] is None]:
-                self._refill(need=self.batch_size - len(items))
-                items = self.store.lease(client, self.batch_size,
-                                         expire_after=self.lease_seconds)
-        return [{"image_id": it["image_id"], "path": self._paths[self._row[it["image_id"]]],
-                 "suggestion": it["suggestion"], "probability": it["probability"],
-                 "round": it["round"]} for it in items]
-
-    def _check_image(self, image_id):
-        if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)) \
-                or int(image_id) not in self._row:
-            raise KeyError(f"unknown image id {image_id!r}")
-        return int(image_id)
-
-    def answer(self, answers, *, client=None, annotator=None):
-        """Record several answers in one transaction (committed when this returns).
-
-        Parameters
-        ----------
-        answers : list of (image_id, label or None)
-            None records a skip ("not sure"). Every entry is checked before anything is
-            written: one bad entry writes none.
-        client : str, optional
-            Who answers (a browser tab), stored on the row.
-        annotator : str, optional
-            Stored on the row (default: the session's ``annotator``).
-
-        Returns
-        -------
-        row_ids : list of int
-            The new history rows.
-
-        Raises
-        ------
-        KeyError
-            An unknown image id.
-        ValueError
-            A label outside the class list.
-        """
-        checked = []
-        for image_id, label in answers:
-            image_id = self._check_image(image_id)
-            if label is not None and label not in self.classes:
-                raise ValueError(f"label {label!r} is not one of the classes {self.classes}")
-            checked.append((image_id, label))
-        return self.store.add_answers(checked, annotator=annotator or self.annotator,
-                                      client=client, round=self._round,
-                                      model_version=self._version)
-
-    def label(self, image_id, label, *, client=None, annotator=None) -> int:
-        """Label one image (a second answer for an image is kept too; the latest counts).
-
-        Parameters
-        ----------
-        image_id : int
-            The image (see :meth:`next_batch`).
-        label : str
-            One of ``classes``.
-        client : str, optional
-            Who answers (a browser tab), stored on the row.
-        annotator : str, optional
-            Stored on the row (default: the session's ``annotator``).
-
-        Returns
-        -------
-        row_id : int
-            The history row.
-        """
-        if label is None:
-            raise ValueError("label: give a class name (use skip() for 'not sure')")
-        return self.answer([(image_id, label)], client=client, annotator=annotator)[0]
-
-    def skip(self, image_id, *, client=None, annotator=None) -> int:
-        """Mark an image as skipped ("not sure"): it is not asked again, nor trained on.
-
-        Parameters
-        ----------
-        image_id : int
-            The image.
-        client : str, optional
-            Who answers (a browser tab), stored on the row.
-        annotator : str, optional
-            Stored on the row (default: the session's ``annotator``).
-
-        Returns
-        -------
-        row_id : int
-            The history row.
-        """
-        return self.answer([(image_id, None)], client=client, annotator=annotator)[0]
-
-    def undo(self, *, client=None, annotator=None):
-        """Cancel the latest answer in force (of ``client`` when given).
-
-        The cancellation is a new history row; the image returns to the pending batch.
-
-        Parameters
-        ----------
-        client : str, optional
-            Undo this client's latest answer (None: the latest answer of anyone).
-        annotator : str, optional
-            Stored on the undo row (default: the session's ``annotator``).
-
-        Returns
-        -------
-        row : dict or None
-            The cancelled answer, None when there was nothing to undo.
-        """
-        return self.store.undo_last(client=client, annotator=annotator or self.annotator)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
@@ -634,6 +504,9 @@ class LabelingSession:
         """
         if not self.ready:
             raise RuntimeError("the session is not prepared: call prepare() first")
+        if self.streaming:
+            raise RuntimeError("the images are still being encoded; predictions come when "
+                               f"all are ({self.state['done']} / {self.state['total']})")
         with self._lock:
             proba, version = self._proba, self._version
         cls = self._classes_sorted()
@@ -678,26 +551,10 @@ class LabelingSession:
         return out
 
     # ------------------------------------------------------------------ exports
-    def _export_rows(self, history):
-        rows = self.store.history() if history else self.store.in_force()
-        out = []
-        for r in rows:
-            if not history and r["kind"] != "label":
-                continue
-            path = self._paths[self._row[r["image_id"]]] if r["image_id"] in self._row else ""
-            out.append({
-                "image_id": r["image_id"], "path": path, "file": os.path.basename(path),
-                **({"kind": r["kind"], "undoes": r["undoes"]} if history else {}),
-                "label": r["label"], "annotator": r["annotator"], "client": r["client"],
-                "labelled_at": datetime.fromtimestamp(r["created_at"], timezone.utc)
-                .isoformat(timespec="seconds"),
-                "round": r["round"], "model_version": r["model_version"],
-                "suggestion": r["suggestion"], "probability": r["probability"],
-            })
-        return out
-
     def export_csv(self, path=None, *, history=False):
         """The labels in force (or the whole history) as CSV.
+
+        See :func:`skpeal.labeling.export.export_csv`.
 
         Parameters
         ----------
@@ -711,25 +568,12 @@ class LabelingSession:
         text : str
             The CSV text.
         """
-        rows = self._export_rows(history)
-        fields = ["image_id", "path", "file", *(["kind", "undoes"] if history else []),
-                  "label", "annotator", "client", "labelled_at", "round", "model_version",
-                  "suggestion", "probability"]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        text = buf.getvalue()
-        if path is not None:
-            atomic_write_text(check_out_parent(path, "export_csv"), text)
-        return text
+        return export.export_csv(self, path, history=history)
 
     def export_folder(self, out) -> int:
         """Copy every labelled image to ``<out>/<class>/<file>``.
 
-        ``<class>`` is ``skpeal.labeling.session.folder_name`` of the label
-        (``"T-shirt/top"`` goes to ``T-shirt_top/``). Two images with the same file name
-        get ``<stem>-<image_id><suffix>``.
+        See :func:`skpeal.labeling.export.export_folder`.
 
         Parameters
         ----------
@@ -741,23 +585,7 @@ class LabelingSession:
         n : int
             Files copied.
         """
-        out = check_out_parent(out, "export_folder")
-        folders = {c: folder_name(c) for c in self.classes}
-        if len(set(folders.values())) != len(folders):
-            folders = {c: f"{folder_name(c)}-{k}" for k, c in enumerate(self.classes)}
-        n = 0
-        used = set()
-        for image_id, label in sorted(self.store.labelled().items()):
-            label = folders[label]
-            src = Path(self._paths[self._row[image_id]])
-            name = src.name
-            if (label, name) in used:
-                name = f"{src.stem}-{image_id}{src.suffix}"
-            used.add((label, name))
-            (out / label).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, out / label / name)
-            n += 1
-        return n
+        return export.export_folder(self, out)
 
     # ------------------------------------------------------------------ Label Studio
     def export_label_studio(self, path_or_file=None, *, image_url=None):
@@ -801,17 +629,35 @@ class LabelingSession:
         return labelstudio.import_session(self, export, annotator=annotator)
 
     def export_adapter(self, path):
-        """Save the current model's adapter.
+        """Save the current model's adapter (else the last round's, as saved: no training).
 
         Parameters
         ----------
         path : str or path-like
             The safetensors file to write (see ``CLIPAdapterClassifier.save_adapter``;
             ``load_adapter`` reads it back).
+
+        Returns
+        -------
+        round : int
+            The round of the exported adapter.
+
+        Raises
+        ------
+        RuntimeError
+            When no round has been fitted yet.
         """
-        if self._model is None:
-            raise RuntimeError("no model yet: call prepare() first")
-        self._model.save_adapter(path)
+        if self._model is not None:
+            self._model.save_adapter(path)
+            return self._round
+        rounds = [r["round"] for r in self.store.rounds()
+                  if self._adapter_path(r["round"]).exists()]
+        if not rounds:
+            raise RuntimeError(f"{self.project} has no model yet: start labelling (skpeal "
+                               "label) or call prepare() first")
+        with atomic_path(path) as tmp:
+            shutil.copyfile(self._adapter_path(rounds[-1]), tmp)
+        return rounds[-1]
 
     def close(self):
         """Close the label store (everything is already committed)."""

@@ -30,6 +30,16 @@ client, leased_at)``
     The batch picked by the current model and not answered yet, in query order. An item
     handed to a client (a browser tab) is leased to it (``client``, ``leased_at``) so two
     clients never receive the same image at the same time.
+``picks(id INTEGER PRIMARY KEY AUTOINCREMENT, image_id, label, client, created_at, state)``
+    Every keypress of a person on an image of the pending batch (or a reopened one),
+    committed before the page shows it as saved. ``label`` NULL is a "not sure" pick.
+    ``state`` is ``"open"`` (the pick in force is the latest open row of the image),
+    ``"undone"`` (cancelled by undo) or ``"submitted"`` (turned into a ``labels`` row).
+``reopened(image_id INTEGER PRIMARY KEY, client, label, kind, created_at, round,
+suggestion, probability)``
+    Submitted answers cancelled by undo, shown again with the person's own answer
+    (``label``/``kind``) until they are submitted again. They are not part of the
+    pending batch, which undo never grows.
 
 Any program may read the file while a session runs (WAL mode allows concurrent readers),
 e.g. ``sqlite3 labels.sqlite "select * from labels"``.
@@ -88,6 +98,25 @@ CREATE TABLE IF NOT EXISTS pending (
     probability REAL,
     client TEXT,
     leased_at REAL
+);
+CREATE TABLE IF NOT EXISTS picks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label TEXT,
+    client TEXT,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'undone', 'submitted'))
+);
+CREATE INDEX IF NOT EXISTS picks_open ON picks(state, image_id);
+CREATE TABLE IF NOT EXISTS reopened (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id),
+    client TEXT,
+    label TEXT,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    round INTEGER,
+    suggestion TEXT,
+    probability REAL
 );
 """
 
@@ -272,8 +301,9 @@ class LabelStore:
         ids = []
         with self._tx() as db:
             for image_id, label in answers:
-                sugg = db.execute("SELECT suggestion, probability FROM pending WHERE image_id = ?",
-                                  (image_id,)).fetchone()
+                sugg = db.execute("SELECT suggestion, probability FROM pending WHERE image_id = ? "
+                                  "UNION ALL SELECT suggestion, probability FROM reopened "
+                                  "WHERE image_id = ?", (image_id, image_id)).fetchone()
                 cur = db.execute(
                     "INSERT INTO labels(image_id, kind, label, annotator, client, created_at, "
                     "round, model_version, suggestion, probability) "
@@ -284,13 +314,16 @@ class LabelStore:
                 )
                 ids.append(cur.lastrowid)
                 db.execute("DELETE FROM pending WHERE image_id = ?", (image_id,))
+                db.execute("DELETE FROM reopened WHERE image_id = ?", (image_id,))
+                db.execute("UPDATE picks SET state = 'submitted' WHERE image_id = ? "
+                           "AND state = 'open'", (image_id,))
         return ids
 
     def undo_last(self, *, client=None, annotator=None):
-        """Cancel the latest label/skip row still in force.
+        """Cancel the latest label/skip row still in force and reopen its image.
 
-        The cancellation is an ``undo`` row; the image goes back to the front of the
-        pending batch (leased to ``client``).
+        The cancellation is an ``undo`` row; the image is put in ``reopened`` with the
+        cancelled answer (the person's own), never in the pending batch.
 
         Parameters
         ----------
@@ -314,19 +347,18 @@ class LabelStore:
             ).fetchone()
             if row is None:
                 return None
+            now = time.time()
             db.execute(
                 "INSERT INTO labels(image_id, kind, undoes, annotator, client, created_at, "
                 "round, model_version) VALUES (?, 'undo', ?, ?, ?, ?, ?, ?)",
-                (row["image_id"], row["id"], annotator, client, time.time(), row["round"],
+                (row["image_id"], row["id"], annotator, client, now, row["round"],
                  row["model_version"]),
             )
-            first = db.execute("SELECT MIN(position) FROM pending").fetchone()[0]
             db.execute(
-                "INSERT OR REPLACE INTO pending(image_id, position, round, suggestion, "
-                "probability, client, leased_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row["image_id"], (first if first is not None else 0) - 1,
-                 row["round"] if row["round"] is not None else 0, row["suggestion"],
-                 row["probability"], client, time.time() if client is not None else None),
+                "INSERT OR REPLACE INTO reopened(image_id, client, label, kind, created_at, "
+                "round, suggestion, probability) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row["image_id"], client, row["label"], row["kind"], now, row["round"],
+                 row["suggestion"], row["probability"]),
             )
             return dict(row)
 
@@ -362,6 +394,96 @@ class LabelStore:
                 (row["image_id"], row["id"], annotator, client, time.time(), row["round"],
                  row["model_version"]),
             )
+            return dict(row)
+
+    def reopened(self, client=None) -> list[dict]:
+        """The reopened answers (see :meth:`undo_last`), oldest first.
+
+        Parameters
+        ----------
+        client : str, optional
+            Only those reopened by this client or by nobody in particular.
+
+        Returns
+        -------
+        rows : list of dict
+            ``reopened`` rows.
+        """
+        if client is None:
+            return [dict(r) for r in self._query("SELECT * FROM reopened ORDER BY created_at")]
+        return [dict(r) for r in self._query(
+            "SELECT * FROM reopened WHERE client IS NULL OR client = ? ORDER BY created_at",
+            (client,))]
+
+    # ------------------------------------------------------------------ picks
+    def add_pick(self, image_id, label, *, client=None) -> int:
+        """Store one pick (committed on return).
+
+        Parameters
+        ----------
+        image_id : int
+            The image.
+        label : str or None
+            The class picked, None for "not sure".
+        client : str, optional
+            Who picked.
+
+        Returns
+        -------
+        pick_id : int
+            The new ``picks`` row.
+        """
+        with self._tx() as db:
+            cur = db.execute("INSERT INTO picks(image_id, label, client, created_at) "
+                             "VALUES (?, ?, ?, ?)", (int(image_id), label, client, time.time()))
+            return cur.lastrowid
+
+    def picks(self, image_ids) -> dict[int, dict]:
+        """The pick in force of each image (its latest open pick).
+
+        Parameters
+        ----------
+        image_ids : iterable of int
+            The images asked about.
+
+        Returns
+        -------
+        picks : dict
+            ``{image_id: picks row}`` for the images that have an open pick.
+        """
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._query(
+            f"SELECT p.* FROM picks p JOIN (SELECT image_id, MAX(id) AS id FROM picks "
+            f"WHERE state = 'open' AND image_id IN ({marks}) GROUP BY image_id) last "
+            f"ON p.id = last.id", ids)
+        return {r["image_id"]: dict(r) for r in rows}
+
+    def undo_last_pick(self, image_ids):
+        """Cancel the latest open pick among ``image_ids``.
+
+        Parameters
+        ----------
+        image_ids : iterable of int
+            The images of the batch on screen.
+
+        Returns
+        -------
+        row : dict or None
+            The cancelled ``picks`` row, None when none of the images has an open pick.
+        """
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return None
+        marks = ",".join("?" * len(ids))
+        with self._tx() as db:
+            row = db.execute(f"SELECT * FROM picks WHERE state = 'open' AND image_id IN "
+                             f"({marks}) ORDER BY id DESC LIMIT 1", ids).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE picks SET state = 'undone' WHERE id = ?", (row["id"],))
             return dict(row)
 
     def in_force(self) -> list[dict]:
@@ -440,7 +562,7 @@ class LabelStore:
         return [dict(r) for r in self._query("SELECT * FROM pending ORDER BY position")]
 
     def set_pending(self, items, round):
-        """Replace the pending items no client holds.
+        """Replace the pending items no client holds and nobody has picked a class for.
 
         Parameters
         ----------
@@ -450,7 +572,8 @@ class LabelStore:
             The round of the model that picked them.
         """
         with self._tx() as db:
-            db.execute("DELETE FROM pending WHERE client IS NULL")
+            db.execute("DELETE FROM pending WHERE client IS NULL AND image_id NOT IN "
+                       "(SELECT image_id FROM picks WHERE state = 'open')")
             self._append_pending(db, items, round)
 
     def add_pending(self, items, round):

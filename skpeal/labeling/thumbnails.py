@@ -10,7 +10,10 @@ from PIL import Image, ImageOps
 
 from .._io import atomic_path
 
-__all__ = ["ThumbnailCache", "make_thumbnail"]
+__all__ = ["THUMBNAIL_SIZES", "ThumbnailCache", "make_thumbnail"]
+
+#: The sizes the page asks for (the browser picks one for its pixel ratio and card size).
+THUMBNAIL_SIZES = (192, 384, 768)
 
 
 def make_thumbnail(path, size=192) -> bytes:
@@ -58,15 +61,28 @@ class ThumbnailCache:
         self.folder = Path(folder)
         self.size = int(size)
 
-    def get(self, image_id: int, path) -> bytes:
-        """The thumbnail of image ``image_id`` (whose file is ``path``)."""
-        cached = self.folder / f"{int(image_id)}-{self.size}.png"
+    def get(self, image_id: int, path, size=None) -> bytes:
+        """The thumbnail of image ``image_id`` (whose file is ``path``).
+
+        Parameters
+        ----------
+        image_id : int
+        path : path-like
+        size : int, optional
+            Its largest side in pixels (default: the cache's ``size``).
+
+        Returns
+        -------
+        png : bytes
+        """
+        size = self.size if size is None else int(size)
+        cached = self.folder / f"{int(image_id)}-{size}.png"
         try:
             if cached.stat().st_mtime >= os.stat(path).st_mtime:
                 return cached.read_bytes()
         except FileNotFoundError:
             pass
-        data = make_thumbnail(path, self.size)
+        data = make_thumbnail(path, size)
         with atomic_path(cached) as tmp:
             tmp.write_bytes(data)
         return data

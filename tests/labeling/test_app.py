@@ -74,7 +74,10 @@ def test_batch_answer_refit_cycle(app_client, image_folder):
     undone = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
     assert undone["kind"] == "skip"
     back = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
-    assert back[0]["image_id"] == answers[-1]["image_id"]
+    # the pending batch is untouched; the reopened image comes after it with its answer
+    assert [it["image_id"] for it in back[:-1]] == [it["image_id"] for it in nxt]
+    assert back[-1]["image_id"] == answers[-1]["image_id"] and back[-1]["reopened"]
+    assert back[-1]["picked"] and back[-1]["pick"] is None
 
 
 def test_two_tabs_get_disjoint_batches_and_both_answers_are_kept(app_client):
@@ -89,6 +92,152 @@ def test_two_tabs_get_disjoint_batches_and_both_answers_are_kept(app_client):
     hist = [h for h in app_client.session.store.history() if h["image_id"] == image]
     assert [(h["client"], h["label"]) for h in hist] == [("tab-a", "red"), ("tab-b", "blue")]
     assert app_client.session.store.labelled()[image] == "blue"
+
+
+def test_picks_are_stored_and_undo_undoes_the_last_pick_first(app_client, session_factory):
+    s = app_client.session
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    ids = [it["image_id"] for it in items]
+    assert not any(it["picked"] for it in items)
+    for image_id, label in ((ids[0], "red"), (ids[1], "green"), (ids[1], None)):
+        r = app_client.post("/api/pick", json={"client": "a", "image_id": image_id,
+                                               "label": label})
+        assert r.status_code == 200 and r.json()["saved"] is True
+    # committed: a second connection (a restarted server) reads them
+    from skpeal.labeling import LabelStore
+
+    other = LabelStore(s.project)
+    assert {i: p["label"] for i, p in other.picks(ids).items()} == {ids[0]: "red", ids[1]: None}
+    other.close()
+    back = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    assert [it["image_id"] for it in back] == ids
+    assert [(it["picked"], it["pick"]) for it in back[:3]] == [
+        (True, "red"), (True, None), (False, None)]
+    # undo: the last pick (the skip of ids[1]); its earlier pick is in force again
+    u = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
+    assert u["action"] == "pick" and u["image_id"] == ids[1] and u["pick"] == "green"
+    assert u["refit"] is False
+    u = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
+    assert u["action"] == "pick" and u["image_id"] == ids[1] and u["pick"] is None
+    u = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
+    assert u["action"] == "pick" and u["image_id"] == ids[0]
+    # no pick left and nothing submitted: nothing to undo; the batch never changed
+    assert app_client.post("/api/undo", json={"client": "a"}).json()["undone"] is None
+    again = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    assert [it["image_id"] for it in again] == ids and not any(it["picked"] for it in again)
+    assert s.store.history() == []  # picks are not labels
+
+
+def test_undo_after_a_submit_reopens_the_persons_own_answer(app_client):
+    s = app_client.session
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    ids = [it["image_id"] for it in items]
+    wrong = {it["image_id"]: next(c for c in CLASSES if c != it["suggestion"]) for it in items}
+    answers = [{"image_id": i, "label": wrong[i]} for i in ids]
+    assert app_client.post("/api/answers", json={"client": "a", "answers": answers}
+                           ).json()["refit"] is True
+    wait_idle(app_client)
+    nxt = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    nxt_ids = [it["image_id"] for it in nxt]
+    app_client.post("/api/pick", json={"client": "a", "image_id": nxt_ids[0], "label": "red"})
+    # a pick on screen: undo takes it back, not the submitted answer
+    u = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
+    assert u["action"] == "pick" and u["image_id"] == nxt_ids[0]
+    # no pick on screen: the last submitted answer, with the person's answer (not the model's)
+    u = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
+    assert u["action"] == "answer" and u["image_id"] == ids[-1] and u["refit"] is True
+    back = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    assert [it["image_id"] for it in back[:-1]] == nxt_ids  # not grown, reordered, hidden
+    assert back[-1]["image_id"] == ids[-1] and back[-1]["reopened"]
+    assert back[-1]["pick"] == wrong[ids[-1]]
+    assert len(s.store.pending()) == len(nxt_ids)
+    assert ids[-1] not in s.store.labelled()
+    # the person changes it; the whole screen is submitted: a refit follows
+    app_client.post("/api/pick", json={"client": "a", "image_id": ids[-1], "label": "blue"})
+    answers = [{"image_id": it["image_id"], "label": "red"} for it in back[:-1]]
+    answers.append({"image_id": ids[-1], "label": "blue"})
+    r = app_client.post("/api/answers", json={"client": "a", "answers": answers}).json()
+    assert r["refit"] is True and s.store.labelled()[ids[-1]] == "blue"
+    assert not s.store.reopened() and not s.store.picks([ids[-1]])
+
+
+def test_submit_only_the_answered_images_gives_the_rest_back(app_client):
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    first = items[0]["image_id"]
+    r = app_client.post("/api/answers", json={"client": "a", "release_rest": True, "answers": [
+        {"image_id": first, "label": "red"}]}).json()
+    assert r["saved"] == 1 and r["refit"] is True
+    st = wait_idle(app_client)
+    assert st["n_labelled"] == 1 and st["n_skipped"] == 0  # the others were not skipped
+    r = app_client.post("/api/answers", json={"client": "a", "release_rest": "yes", "answers": [
+        {"image_id": first, "label": "red"}]})
+    assert r.status_code == 422 and "release_rest" in r.json()["detail"]
+
+
+def test_a_pick_for_an_image_not_on_screen_is_refused(app_client):
+    s = app_client.session
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    shown = {it["image_id"] for it in items}
+    other = next(i for i, _ in s.store.images() if i not in shown)
+    r = app_client.post("/api/pick", json={"client": "a", "image_id": other, "label": "red"})
+    assert r.status_code == 409 and "not in the pending batch" in r.json()["detail"]
+    for body, code, words in (({"client": "a", "image_id": 10**6, "label": "red"}, 404,
+                               "unknown image id"),
+                              ({"client": "a", "image_id": items[0]["image_id"],
+                                "label": "purple"}, 422, "not one of the classes"),
+                              ({"client": "a", "image_id": "1", "label": "red"}, 422,
+                               "must be an integer")):
+        r = app_client.post("/api/pick", json=body)
+        assert r.status_code == code and words in r.json()["detail"]
+    assert s.store.picks(shown) == {}
+
+
+def test_restart_keeps_the_batch_its_order_and_its_picks(session_factory):
+    s = session_factory(batch_size=4)
+    app = create_app(s)
+    with TestClient(app) as client:
+        first_server = wait_idle(client)["server_id"]
+        ids = [it["image_id"] for it in
+               client.get("/api/batch", params={"client": "a"}).json()["items"]]
+        client.post("/api/pick", json={"client": "a", "image_id": ids[2], "label": "green"})
+        # labels given outside the page (the API): the model is stale at the restart
+        s.label(ids[0], "red")
+    app.state.worker.stop(timeout=5)
+    s2 = session_factory(batch_size=4)  # the restarted server (same project)
+    assert s2.stale is False and not s2.ready
+    app = create_app(s2)
+    with TestClient(app) as client:
+        st = wait_idle(client)
+        assert st["round"] == 1  # the stale model was refitted on the new label...
+        back = client.get("/api/batch", params={"client": "b"}).json()["items"]
+        # ... and the pending batch is the same, in the same order, with its pick (topped
+        # up to a full batch after the label given outside the page)
+        assert [it["image_id"] for it in back[:3]] == ids[1:]
+        assert [it["pick"] for it in back[:3]] == [None, "green", None]
+        assert st["server_id"] != first_server  # how a page notices the restart
+    app.state.worker.stop(timeout=5)
+
+
+def test_export_buttons_serve_every_format(app_client):
+    import zipfile
+
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    app_client.post("/api/answers", json={"client": "a", "answers": [
+        {"image_id": it["image_id"], "label": "red"} for it in items]})
+    wait_idle(app_client)
+    r = app_client.get("/api/export/folders.zip")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    assert sum(n.startswith("labels/red/") and n.endswith(".png") for n in names) == 4
+    r = app_client.get("/api/export/label-studio.json")
+    assert r.status_code == 200 and len(r.json()) == 45
+    r = app_client.get("/api/export/adapter.safetensors")
+    assert r.status_code == 200 and len(r.content) > 100
+    assert app_client.get("/api/export/x.exe").status_code == 404
+    page = app_client.get("/").text
+    for href in ("api/export.csv", "api/export/folders.zip", "api/export/label-studio.json",
+                 "api/export/adapter.safetensors"):
+        assert f'href="{href}"' in page
 
 
 BAD_REQUESTS = [

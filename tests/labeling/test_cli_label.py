@@ -9,7 +9,7 @@ def test_label_arguments_and_defaults():
     args = _parser().parse_args(["label", "photos", "--classes", "cat", "dog"])
     assert args.command == "label" and args.images == "photos"
     assert args.classes == ["cat", "dog"] and args.host == "127.0.0.1" and args.port == 8000
-    assert args.project is None and args.batch_size == 10
+    assert args.project is None and args.batch_size is None  # the project's, else 10
 
 
 @pytest.mark.parametrize("extra, match", [
@@ -100,3 +100,57 @@ def test_label_serves_the_ml_backend_beside_the_page(tmp_path, image_folder):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_export_every_format_without_training(tmp_path, image_folder, session_factory, capsys):
+    import csv
+    import json
+    import zipfile  # noqa: F401
+
+    from skpeal.labeling import LabelingSession
+
+    from .conftest import CLASSES
+
+    folder, truth = image_folder
+    s = session_factory().prepare()
+    s.simulate(lambda i, p: truth[p], 1)
+    n_rounds = len(s.store.rounds())
+    s.close()
+    project = s.project
+    # reopening remembers the backbone: no estimator= gives the project's, not ViT-B-32
+    again = LabelingSession(project)
+    assert again.estimator.model == "skpeal-tiny" and again.batch_size == 5
+    again.close()
+    from skpeal import CLIPAdapterClassifier
+
+    with pytest.raises(ValueError, match="another model: model='skpeal-tiny'"):
+        LabelingSession(project, estimator=CLIPAdapterClassifier(model="ViT-B-32"))
+    with pytest.raises(ValueError, match="batch_size=5"):
+        LabelingSession(project, batch_size=7)
+    for fmt, out in (("csv", "l.csv"), ("folders", "out"), ("adapter", "a.safetensors"),
+                     ("label-studio", "ls.json")):
+        assert main(["export", str(project), "--format", fmt, "--out", str(tmp_path / out)]) == 0
+        assert "written to" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "l.csv")))
+    assert len(rows) == 5 and all(r["label"] == truth[r["path"]] for r in rows)
+    copied = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
+    assert len(copied) == 5 and {p.parent.name for p in (tmp_path / "out").rglob("*.png")} <= set(
+        CLASSES)
+    tasks = json.load(open(tmp_path / "ls.json"))
+    assert len(tasks) == 45
+    est = CLIPAdapterClassifier(model="skpeal-tiny", pretrained=None, n_ctx=4).load_adapter(
+        tmp_path / "a.safetensors")
+    assert list(est.classes_) == sorted(CLASSES)
+    check = LabelingSession(project)
+    assert len(check.store.rounds()) == n_rounds  # nothing was trained by the exports
+    check.close()
+    # the default output goes into the project folder
+    assert main(["export", str(project), "--format", "csv"]) == 0
+    assert (project / "labels.csv").exists()
+
+
+def test_export_of_a_folder_that_is_no_project(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--format", "csv"]) == 2
+    assert "is not a labelling project" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(tmp_path), "--format", "xml"])

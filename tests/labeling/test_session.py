@@ -71,8 +71,12 @@ def test_loop_labels_skip_undo_refit_status(session_factory, image_folder):
     assert st["n_labelled"] == 1 and st["n_skipped"] == 1 and st["n_pending"] == 3
     undone = s.undo()
     assert undone["image_id"] == batch[1]["image_id"] and undone["kind"] == "skip"
+    assert undone["action"] == "answer" and undone["refit"] is False  # a skip trains nothing
     assert s.status()["n_skipped"] == 0
-    assert batch[1]["image_id"] in [b["image_id"] for b in s.next_batch()]
+    back = s.next_batch()  # reopened after the pending batch, with the person's own answer
+    assert back[-1]["image_id"] == batch[1]["image_id"] and back[-1]["reopened"]
+    assert back[-1]["picked"] and back[-1]["pick"] is None  # the skip, pre-set
+    assert [b["image_id"] for b in back[:3]] == [b["image_id"] for b in batch[2:]]
     with pytest.raises(ValueError, match="not one of the classes"):
         s.label(batch[2]["image_id"], "purple")
     with pytest.raises(KeyError, match="unknown image id"):
@@ -80,15 +84,17 @@ def test_loop_labels_skip_undo_refit_status(session_factory, image_folder):
     with pytest.raises(KeyError):  # one bad entry writes nothing
         s.answer([(batch[2]["image_id"], "red"), (10**6, "red")])
     assert s.status()["n_labelled"] == 1
-    rest = s.next_batch()  # the 4 left, topped up to a full batch
-    assert len(rest) == 5 and batch[1]["image_id"] in [b["image_id"] for b in rest]
+    rest = s.next_batch()  # the 3 left topped up to a full batch, and the reopened one
+    assert rest == back
+    assert len(rest) == 6 and rest[-1]["image_id"] == batch[1]["image_id"]
     for b in rest:
         s.label(b["image_id"], truth[b["path"]])
+    assert s.next_batch(client="other") and not s.store.reopened()
     info = s.refit()
-    assert info["round"] == 1 and info["n_labels"] == 6
+    assert info["round"] == 1 and info["n_labels"] == 7
     st = s.status()
     assert st["round"] == 1 and len(st["rounds"]) == 2
-    assert st["rounds"][0]["n_labels"] == 0 and st["rounds"][1]["n_labels"] == 6
+    assert st["rounds"][0]["n_labels"] == 0 and st["rounds"][1]["n_labels"] == 7
     assert 0 < st["estimated_accuracy"] <= 1
     new = {b["image_id"] for b in s.next_batch()}
     assert len(new) == 5 and not new & set(s.store.labelled())
@@ -350,3 +356,68 @@ def test_train_batch_is_checked(tmp_path, image_folder):
     folder, _ = image_folder
     with pytest.raises(ValueError, match="train_batch"):
         LabelingSession(tmp_path / "p", images=folder, classes=CLASSES, train_batch=8)
+
+
+def test_image_features_persist_in_the_project_and_are_not_encoded_again(session_factory):
+    from skpeal.features import clear_feature_cache, get_feature_cache
+
+    clear_feature_cache()
+    s = session_factory().prepare()
+    files = list((s.project / "features").glob("*.npz"))
+    assert len(files) == 1
+    s.close()
+    clear_feature_cache()  # a new process: nothing in memory
+    s2 = session_factory().prepare()
+    stats = get_feature_cache().stats()
+    assert stats["misses"] == 0 and stats["hits"] >= 45, stats  # every image from the file
+    assert s2.ready and s2.round == 0
+    # a changed image file has another key: it is encoded again, never read stale
+    path = s2._paths[0]
+    os.utime(path, ns=(10**18, 10**18))
+    s2.close()
+    clear_feature_cache()
+    session_factory().prepare()
+    assert get_feature_cache().stats()["misses"] >= 1
+
+
+def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypatch):
+    import threading
+
+    from skpeal import CLIPAdapterClassifier
+    from skpeal.labeling import session as session_module
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
+    calls, gate = [], threading.Event()
+    original = CLIPAdapterClassifier.predict_proba
+
+    def slow(self, X):
+        calls.append(len(X))
+        if len(calls) == 2:  # the first chunk after the sample: hold the encoding here
+            assert gate.wait(60)
+        return original(self, X)
+
+    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba", slow)
+    s = session_factory()
+    worker = threading.Thread(target=s.prepare)
+    worker.start()
+    try:
+        t0 = time.time()
+        while not s.ready and time.time() - t0 < 60:
+            time.sleep(0.02)
+        assert s.ready and s.streaming and s.state["phase"] == "encoding"
+        assert calls[0] == 10 and s.state["done"] == 10 and s.state["total"] == 45
+        batch = s.next_batch()
+        encoded = set(np.flatnonzero(~np.isnan(s._proba[:, 0])))
+        assert len(batch) == 5 and {s._row[b["image_id"]] for b in batch} <= encoded
+        assert len(encoded) == 10
+        assert s.store.rounds() == []  # round 0 is recorded once every image is scored
+        with pytest.raises(RuntimeError, match="still being encoded"):
+            s.predictions()
+    finally:
+        gate.set()
+        worker.join(60)
+    assert not s.streaming and s.state["phase"] == "ready"
+    assert not np.isnan(s._proba).any() and len(s.store.rounds()) == 1
+    assert s.next_batch() == batch  # the first batch stays
+    assert sum(calls) == 45  # every image scored once

@@ -1,4 +1,8 @@
 // skpeal label: the page. Plain JavaScript, no dependency, served by skpeal itself.
+//
+// Every pick (a number key, s, a click in the list) is sent to the server at once and
+// stored there (SQLite) before its card says "saved"; a reload or a restarted server
+// gives the picks back. Enter turns the batch's answers into labels.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -10,12 +14,19 @@ if (!client) {
 }
 
 let classes = [];
-let items = [];            // the batch shown: [{image_id, file, suggestion, probability}]
-const choice = {};         // image_id -> class name, or null (skip)
+let items = [];            // the batch shown, as the server gave it (with its stored picks)
+const local = {};          // image_id -> {label, state: "saving" | "unsent"}: not stored yet
+const queue = [];          // picks waiting to be sent, in keypress order
 let focus = 0;
 let status = null;
+let serverId = null;
+let online = true;
 let loading = false;
 let submitting = false;
+let sending = false;
+let confirmSubmit = false; // Enter pressed once with unanswered images
+const viewer = { open: false, scale: 1, x: 0, y: 0 };
+window.skpealSaveTimes = [];  // keypress-to-saved round trips in ms (benchmarks read them)
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,22 +41,101 @@ function api(path, body) {
   }
   return fetch(path, opts).then(async (r) => {
     const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(data.detail || r.statusText);
+    if (!r.ok) {
+      const err = new Error(data.detail || r.statusText);
+      err.status = r.status;
+      throw err;
+    }
     return data;
   });
 }
 
-function imageUrl(id) {
-  return "api/image/" + id + (token ? "?token=" + encodeURIComponent(token) : "");
+function withToken(url) {
+  return token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token)
+               : url;
 }
+function imageUrl(id, size) { return withToken("api/image/" + id + "?size=" + size); }
+function fullUrl(id) { return withToken("api/image/" + id + "?full=1"); }
 
 function showError(msg) {
   const el = $("error");
   el.hidden = !msg;
   el.textContent = msg || "";
 }
+function say(msg) { $("message").textContent = msg; }
 
 function pct(p) { return p == null ? "–" : Math.round(p * 100) + "%"; }
+
+// ------------------------------------------------------------------ answers
+// The answer of an image: the person's pick (local first, then stored), else the
+// model's suggestion when it is confident enough to be pre-selected, else none.
+function answerOf(it) {
+  const id = it.image_id;
+  if (id in local) return { label: local[id].label, by: local[id].state };
+  if (it.picked) return { label: it.pick, by: "saved" };
+  if (it.preselect) return { label: it.suggestion, by: "suggestion" };
+  return null;
+}
+
+function stateText(it) {
+  const a = answerOf(it);
+  if (!a) return ["no answer yet", "none"];
+  const what = a.label === null ? "not sure (skip)" : a.label;
+  if (a.by === "saved") return ["✓ saved: " + what, "saved"];
+  if (a.by === "saving") return ["saving… " + what, "saving"];
+  if (a.by === "unsent") return ["not saved yet (server away): " + what, "unsent"];
+  return ["suggested: " + what + " (Enter accepts)", "suggested"];
+}
+
+function pick(it, label) {
+  confirmSubmit = false;
+  local[it.image_id] = { label, state: "saving", t0: performance.now() };
+  queue.push({ image_id: it.image_id, label });
+  renderBatch();
+  flush();
+}
+
+async function flush() {
+  if (sending) return;
+  sending = true;
+  try {
+    while (queue.length) {
+      const p = queue[0];
+      try {
+        await api("api/pick", { client, image_id: p.image_id, label: p.label });
+      } catch (e) {
+        if (e.status === undefined) {  // the server is away: keep it, send it later
+          if (local[p.image_id]) local[p.image_id].state = "unsent";
+          online = false;
+          renderOnline();
+          renderBatch();
+          return;
+        }
+        queue.shift();
+        delete local[p.image_id];
+        showError("pick not saved: " + e.message);
+        renderBatch();
+        continue;
+      }
+      queue.shift();
+      const it = items.find((x) => x.image_id === p.image_id);
+      if (it) { it.picked = true; it.pick = p.label; }
+      const l = local[p.image_id];
+      if (l && !queue.some((q) => q.image_id === p.image_id)) {
+        if (l.t0) window.skpealSaveTimes.push(performance.now() - l.t0);
+        delete local[p.image_id];
+      }
+      renderBatch();
+    }
+  } finally {
+    sending = false;
+  }
+}
+
+// ------------------------------------------------------------------ status
+function renderOnline() {
+  $("offline").hidden = online;
+}
 
 function renderStatus() {
   if (!status) return;
@@ -89,14 +179,23 @@ function renderStatus() {
   renderStopSuggestion(status.stop_suggestion);
 }
 
-// The stopping criteria's suggestion (skpeal.labeling.stop): a line, never an automatic stop.
+// The stopping criteria's suggestion (skpeal.labeling.stop): plain words on the page, the
+// criteria's details behind a toggle; never an automatic stop.
 function renderStopSuggestion(sug) {
   const el = $("stop-suggestion");
   el.hidden = !sug;
   if (!sug) return;
-  el.textContent = "Suggestion: " + sug.message;
+  let text = sug.message;
+  const acc = sug.accuracy;
+  if (acc && acc.estimate != null) {
+    text += " The model should get about " + pct(acc.estimate) + " of the remaining images right" +
+      (acc.low != null && acc.high != null
+        ? " (likely between " + pct(acc.low) + " and " + pct(acc.high) + ")." : ".");
+  }
+  $("stop-text").textContent = "Suggestion: " + text;
   el.classList.toggle("stop", !!sug.should_stop);
-  el.title = (sug.criteria || []).map((c) => c.name + ": " + c.message).join("\n");
+  $("stop-details").textContent = (sug.criteria || [])
+    .map((c) => c.name + ": " + c.message).join("\n");
 }
 
 function renderCurve(rounds) {
@@ -128,6 +227,15 @@ function renderCurve(rounds) {
   svg.innerHTML = s;
 }
 
+// ------------------------------------------------------------------ the batch
+function cardSize() { return Number(localStorage.getItem("skpeal-card") || 200); }
+
+function applyCardSize() {
+  const px = cardSize();
+  document.documentElement.style.setProperty("--card", px + "px");
+  $("card-size").value = px;
+}
+
 function renderBatch() {
   const grid = $("grid");
   grid.innerHTML = "";
@@ -141,23 +249,36 @@ function renderBatch() {
       : "Preparing the images…";
     grid.appendChild(div);
   }
+  const px = cardSize();
   items.forEach((it, i) => {
+    const a = answerOf(it);
     const card = document.createElement("div");
     card.className = "card" + (i === focus ? " focus" : "") +
-      (choice[it.image_id] === null ? " skipped" : "");
+      (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "");
     card.dataset.imageId = it.image_id;
-    card.dataset.label = choice[it.image_id] === null ? "" : choice[it.image_id];
+    card.dataset.label = a ? (a.label === null ? "" : a.label) : "";
+    card.dataset.answered = a ? "1" : "0";
     const img = document.createElement("img");
-    img.src = imageUrl(it.image_id);
+    // sharp on high-DPI screens: the browser takes the size its pixel ratio needs
+    img.srcset = [192, 384, 768].map((s) => imageUrl(it.image_id, s) + " " + s + "w").join(", ");
+    img.sizes = px + "px";
+    img.src = imageUrl(it.image_id, 384);
     img.alt = it.file;
+    img.title = "z or click: full size";
+    img.addEventListener("click", (e) => { e.stopPropagation(); focus = i; openViewer(); });
     const file = document.createElement("div");
     file.className = "file";
-    file.textContent = it.file;
+    file.textContent = (it.reopened ? "reopened · " : "") + it.file;
     const sug = document.createElement("div");
     sug.className = "suggest";
     sug.textContent = "model: " + it.suggestion + " (" + pct(it.probability) + ")";
     const sel = document.createElement("select");
     sel.setAttribute("aria-label", "class of " + it.file);
+    const none = document.createElement("option");
+    none.value = "__none__";
+    none.textContent = "– no answer –";
+    none.disabled = true;
+    sel.appendChild(none);
     classes.forEach((c, k) => {
       const o = document.createElement("option");
       o.value = c;
@@ -168,32 +289,44 @@ function renderBatch() {
     skip.value = "__skip__";
     skip.textContent = "s  not sure (skip)";
     sel.appendChild(skip);
-    sel.value = choice[it.image_id] === null ? "__skip__" : choice[it.image_id];
+    sel.value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
     sel.addEventListener("change", () => {
-      choice[it.image_id] = sel.value === "__skip__" ? null : sel.value;
       focus = i;
-      renderBatch();
+      pick(it, sel.value === "__skip__" ? null : sel.value);
     });
-    sel.addEventListener("keydown", (e) => { if (/^[0-9su]$|^Enter$/.test(e.key)) e.preventDefault(); });
+    sel.addEventListener("keydown", (e) => {
+      if (/^[0-9suz]$|^Enter$|^Escape$/.test(e.key)) e.preventDefault();
+    });
+    const state = document.createElement("div");
+    const [text, cls] = stateText(it);
+    state.className = "state " + cls;
+    state.textContent = text;
     card.addEventListener("click", () => { focus = i; renderBatch(); });
-    card.append(img, file, sug, sel);
+    card.append(img, file, sug, sel, state);
     grid.appendChild(card);
   });
   $("submit").disabled = !items.length || submitting;
+  const focused = grid.querySelector(".card.focus");
+  if (focused) focused.scrollIntoView({ block: "nearest" });
+  if (viewer.open) renderViewer();
 }
 
-async function loadBatch() {
+async function loadBatch(force) {
   if (loading) return;
   loading = true;
   try {
     const data = await api("api/batch?client=" + encodeURIComponent(client));
-    const old = items.map((x) => x.image_id).join(",");
-    items = data.items || [];
-    for (const it of items) if (!(it.image_id in choice)) choice[it.image_id] = it.suggestion;
-    if (items.map((x) => x.image_id).join(",") !== old) focus = 0;
+    const focusedId = items[focus] ? items[focus].image_id : null;
+    const fresh = data.items || [];
+    if (force || fresh.map((x) => x.image_id).join(",") !== items.map((x) => x.image_id).join(",")
+        || !items.length) {
+      items = fresh;
+      const k = items.findIndex((x) => x.image_id === focusedId);
+      focus = k >= 0 ? k : 0;
+    }
     renderBatch();
   } catch (e) {
-    showError(e.message);
+    if (e.status === undefined) { online = false; renderOnline(); } else showError(e.message);
   } finally {
     loading = false;
   }
@@ -202,28 +335,52 @@ async function loadBatch() {
 async function refresh() {
   try {
     status = await api("api/status");
+    const restarted = serverId !== null && status.server_id !== serverId;
+    serverId = status.server_id;
+    if (!online || restarted) {  // back: send what waited, then the server's batch
+      online = true;
+      renderOnline();
+      if (restarted) say("The server restarted; your saved picks are back.");
+      await flush();
+      await loadBatch(true);
+    }
     renderStatus();
     if (status.ready && !items.length) await loadBatch();
   } catch (e) {
-    showError("lost the server: " + e.message);
+    online = false;
+    renderOnline();
   }
-  const fast = !status || !status.ready || status.busy || !items.length;
+  const fast = !online || !status || !status.ready || status.busy || !items.length;
   setTimeout(refresh, fast ? 500 : 3000);
 }
 
+// ------------------------------------------------------------------ submit and undo
 async function submit() {
   if (!items.length || submitting) return;
+  await flush();
+  if (queue.length) { say("Some picks are not saved yet (the server is away): wait."); return; }
+  const answered = items.filter((it) => answerOf(it));
+  const open = items.length - answered.length;
+  if (!answered.length) { say("Nothing answered yet: pick a class with the number keys."); return; }
+  if (open && !confirmSubmit) {
+    confirmSubmit = true;
+    say(open + " image" + (open > 1 ? "s have" : " has") + " no answer yet. Enter again " +
+        "submits only the " + answered.length + " answered (the others go back to the " +
+        "pool, unlabelled); Esc keeps answering.");
+    return;
+  }
+  confirmSubmit = false;
   submitting = true;
   $("submit").disabled = true;
-  const answers = items.map((it) => ({ image_id: it.image_id, label: choice[it.image_id] }));
+  const answers = answered.map((it) => ({ image_id: it.image_id, label: answerOf(it).label }));
   try {
-    const r = await api("api/answers", { client, answers });
-    $("message").textContent = "Saved " + r.saved + " answers.";
+    const r = await api("api/answers", { client, answers, release_rest: open > 0 });
+    say("Saved " + r.saved + " answers." + (r.refit ? " The model is learning from them." : ""));
     items = [];
     renderBatch();
     status = await api("api/status");
     renderStatus();
-    renderBatch();
+    await loadBatch(true);
   } catch (e) {
     showError(e.message);
   } finally {
@@ -233,44 +390,148 @@ async function submit() {
 }
 
 async function undo() {
+  await flush();
   try {
     const r = await api("api/undo", { client });
-    if (!r.undone) { $("message").textContent = "Nothing to undo."; return; }
-    $("message").textContent = "Undone: " + (r.undone.label || "skip") + " (image " +
-      r.undone.image_id + "); it is back in the batch.";
-    delete choice[r.undone.image_id];
-    items = [];
-    await loadBatch();
+    const u = r.undone;
+    if (!u) { say("Nothing to undo."); return; }
+    await loadBatch(true);
+    const k = items.findIndex((x) => x.image_id === u.image_id);
+    if (k >= 0) focus = k;
+    const it = items[k];
+    const name = it ? it.file : "image " + u.image_id;
+    const what = u.label === null ? "not sure" : u.label;
+    if (u.action === "pick") {
+      say("Undone your pick “" + what + "” on " + name + ". No refit needed.");
+    } else {
+      say("Reopened " + name + " from an earlier batch with your answer “" + what +
+          "”: change it or keep it; " + (u.refit ? "the model is refitted when you submit."
+                                                 : "no refit follows (it was a skip)."));
+    }
+    renderBatch();
   } catch (e) {
     showError(e.message);
   }
 }
 
+// ------------------------------------------------------------------ full-size viewer
+function openViewer() {
+  if (!items.length) return;
+  viewer.open = true;
+  viewer.scale = 1; viewer.x = 0; viewer.y = 0;
+  $("viewer").hidden = false;
+  renderViewer();
+}
+
+function closeViewer() {
+  viewer.open = false;
+  $("viewer").hidden = true;
+}
+
+function renderViewer() {
+  const it = items[focus];
+  if (!it) { closeViewer(); return; }
+  const img = $("viewer-img");
+  const url = fullUrl(it.image_id);
+  if (img.dataset.id !== String(it.image_id)) {
+    img.dataset.id = it.image_id;
+    img.src = url;
+    viewer.scale = 1; viewer.x = 0; viewer.y = 0;
+  }
+  img.style.transform = "translate(" + viewer.x + "px," + viewer.y + "px) scale(" +
+    viewer.scale + ")";
+  const [text] = stateText(it);
+  $("viewer-caption").textContent = (focus + 1) + "/" + items.length + " · " + it.file +
+    " · model: " + it.suggestion + " (" + pct(it.probability) + ") · " + text + " · zoom " +
+    Math.round(viewer.scale * Number(img.dataset.fit || 1) * 100) +
+    "% of full resolution (+/−, wheel; drag or arrows pan; f fits; Esc closes)";
+}
+
+function zoom(f) {
+  viewer.scale = Math.min(16, Math.max(0.25, viewer.scale * f));
+  renderViewer();
+}
+
+(function setUpViewer() {
+  const box = $("viewer");
+  const img = $("viewer-img");
+  img.addEventListener("load", () => {  // fit the screen (small images are enlarged)
+    const fit = Math.min(0.94 * innerWidth / img.naturalWidth,
+                         0.86 * innerHeight / img.naturalHeight);
+    img.style.width = Math.round(img.naturalWidth * fit) + "px";
+    img.style.height = Math.round(img.naturalHeight * fit) + "px";
+    img.dataset.fit = fit.toFixed(3);
+    if (viewer.open) renderViewer();
+  });
+  let drag = null;
+  box.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY < 0 ? 1.25 : 0.8); },
+                       { passive: false });
+  box.addEventListener("mousedown", (e) => {
+    if (e.target.id !== "viewer-img") return;
+    e.preventDefault();
+    drag = { x: e.clientX - viewer.x, y: e.clientY - viewer.y };
+  });
+  window.addEventListener("mousemove", (e) => {
+    if (!drag) return;
+    viewer.x = e.clientX - drag.x; viewer.y = e.clientY - drag.y;
+    renderViewer();
+  });
+  window.addEventListener("mouseup", () => { drag = null; });
+  $("viewer-close").addEventListener("click", closeViewer);
+})();
+
+// ------------------------------------------------------------------ keys
+function move(d) {
+  focus = Math.max(0, Math.min(items.length - 1, focus + d));
+  renderBatch();
+}
+
+function setCardSize(px) {
+  localStorage.setItem("skpeal-card", String(Math.max(120, Math.min(480, px))));
+  applyCardSize();
+  renderBatch();
+}
+
 document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (e.key === "Enter") { e.preventDefault(); submit(); return; }
+  if (e.target && e.target.id === "card-size") return;
+  if (viewer.open) {
+    const pan = { ArrowLeft: [60, 0], ArrowRight: [-60, 0], ArrowUp: [0, 60], ArrowDown: [0, -60] };
+    if (e.key === "Escape" || e.key === "z") { e.preventDefault(); closeViewer(); return; }
+    if (e.key === "+" || e.key === "=") { e.preventDefault(); zoom(1.25); return; }
+    if (e.key === "-") { e.preventDefault(); zoom(0.8); return; }
+    if (e.key === "f") { e.preventDefault(); viewer.scale = 1; viewer.x = viewer.y = 0;
+                         renderViewer(); return; }
+    if (pan[e.key]) { e.preventDefault(); viewer.x += pan[e.key][0]; viewer.y += pan[e.key][1];
+                      renderViewer(); return; }
+  }
+  if (e.key === "Enter") { e.preventDefault(); if (!viewer.open) submit(); return; }
+  if (e.key === "Escape") { confirmSubmit = false; say(""); return; }
   if (e.key === "u") { e.preventDefault(); undo(); return; }
+  if (e.key === "[") { setCardSize(cardSize() - 40); return; }
+  if (e.key === "]") { setCardSize(cardSize() + 40); return; }
   if (!items.length) return;
   const it = items[focus];
+  if (e.key === "z" || e.key === " ") { e.preventDefault(); openViewer(); return; }
   if (/^[0-9]$/.test(e.key)) {
     const k = e.key === "0" ? 9 : Number(e.key) - 1;
     if (k < classes.length) {
-      choice[it.image_id] = classes[k];
       focus = Math.min(focus + 1, items.length - 1);
-      renderBatch();
+      pick(it, classes[k]);
     }
   } else if (e.key === "s") {
-    choice[it.image_id] = null;
     focus = Math.min(focus + 1, items.length - 1);
-    renderBatch();
+    pick(it, null);
   } else if (e.key === "ArrowRight") {
-    focus = Math.min(focus + 1, items.length - 1); renderBatch();
+    e.preventDefault(); move(1);
   } else if (e.key === "ArrowLeft") {
-    focus = Math.max(focus - 1, 0); renderBatch();
+    e.preventDefault(); move(-1);
   }
 });
 $("submit").addEventListener("click", submit);
 $("undo").addEventListener("click", undo);
-if (token) $("export").href = "api/export.csv?token=" + encodeURIComponent(token);
+$("card-size").addEventListener("input", (e) => setCardSize(Number(e.target.value)));
+if (token) for (const a of document.querySelectorAll("a.export")) a.href = withToken(a.getAttribute("href"));
+applyCardSize();
 renderBatch();
 refresh();

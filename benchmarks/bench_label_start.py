@@ -1,0 +1,109 @@
+"""Benchmark: how long ``skpeal label`` takes to show a batch, new and restarted.
+
+A pool of ``--pool`` photo tiles (crops of scikit-learn's two sample photos, 96x96 JPEG),
+three classes, the offline backbone ``effnet-lite0-minilm`` with the ``skpeal label``
+defaults (prompt adapter, n_ctx 4). Printed:
+
+* ``new project``: from opening the session to its first batch (the pool is encoded
+  first), and the time at which every image is encoded;
+* ``restart``: a new process (``python -c``) opening the same project folder: from the
+  start of the process, and from the end of its imports, to the first batch. The image
+  features are read from the project folder (``<project>/features``), not encoded again.
+
+Usage::
+
+    python benchmarks/bench_label_start.py --pool 1000
+    python benchmarks/bench_label_start.py --pool 10000
+
+Prints the machine, the CPU share other processes used meanwhile, and one line per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_label_wait import OtherCPU  # noqa: E402
+
+CLASSES = ["plain", "local defect", "global defect"]
+
+RESTART = """
+import time; t0 = time.perf_counter()
+import os, sys, json
+sys.path.insert(0, {root!r})
+from skpeal import CLIPAdapterClassifier
+from skpeal.labeling import LabelingSession
+t1 = time.perf_counter()
+s = LabelingSession({project!r}, estimator=CLIPAdapterClassifier(
+    model="effnet-lite0-minilm", max_epochs=10, n_ctx=4, optimizer="adamw", lr=0.01))
+s.prepare()
+batch = s.next_batch(client="bench")
+t2 = time.perf_counter()
+print(json.dumps({{"imports": t1 - t0, "first_batch": t2 - t1, "n": len(batch)}}))
+"""
+
+
+def write_tiles(folder, n, seed=0):
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        src = photos[i % 2]
+        y, x = rng.integers(0, src.shape[0] - 96), rng.integers(0, src.shape[1] - 96)
+        Image.fromarray(src[y:y + 96, x:x + 96]).save(Path(folder) / f"t{i:06d}.jpg",
+                                                      quality=90)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pool", type=int, nargs="+", default=[1000])
+    args = p.parse_args(argv)
+    from skpeal import CLIPAdapterClassifier
+    from skpeal.labeling import LabelingSession
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    for n in args.pool:
+        with tempfile.TemporaryDirectory() as tmp:
+            images = Path(tmp) / "images"
+            images.mkdir()
+            write_tiles(images, n)
+            project = Path(tmp) / "project"
+            with OtherCPU() as other:
+                t0 = time.perf_counter()
+                s = LabelingSession(project, images=images, classes=CLASSES,
+                                    estimator=CLIPAdapterClassifier(
+                                        model="effnet-lite0-minilm", max_epochs=10, n_ctx=4,
+                                        optimizer="adamw", lr=0.01))
+                s.prepare()
+                s.next_batch(client="bench")
+                first = time.perf_counter() - t0
+                s.close()
+                out = subprocess.run([sys.executable, "-c", RESTART.format(
+                    root=os.fspath(ROOT), project=os.fspath(project))], capture_output=True,
+                    text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                import json
+
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"pool {n:>7,}: new project: first batch {first:6.1f} s, all encoded "
+                  f"{first:6.1f} s | restart: first batch {r['imports'] + r['first_batch']:5.1f}"
+                  f" s from process start ({r['first_batch']:.1f} s after imports) | other "
+                  f"processes used {100 * other.share:.0f}% of the CPU")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""What a project folder holds before any model: its image files and its class names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..datasets import IMAGE_EXTENSIONS
+
+__all__ = ["collect_images"]
+
+
+def collect_images(source, *, exclude=None) -> list[str]:
+    """Absolute paths of the images of ``source``.
+
+    Parameters
+    ----------
+    source : str, path-like or sequence of them
+        A folder (searched recursively for files with an extension in
+        :data:`skpeal.datasets.IMAGE_EXTENSIONS`, skipping hidden folders), or a list of
+        image files.
+    exclude : path-like, optional
+        A folder whose files are never taken (the project folder).
+
+    Returns
+    -------
+    paths : list of str
+        Sorted, absolute, symlinks resolved. Inside a folder, a file (or symlink) whose
+        real location is outside the folder is left out, so nothing outside the folder
+        can ever be served.
+
+    Raises
+    ------
+    ValueError
+        When a listed file or the folder does not exist, or no image is found.
+    """
+    excl = Path(exclude).resolve() if exclude is not None else None
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        root = Path(source).resolve()
+        out = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if Path(name).suffix.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
+                    continue
+                real = (Path(dirpath) / name).resolve()
+                if not real.is_file() or not real.is_relative_to(root):
+                    continue
+                if excl is not None and real.is_relative_to(excl):
+                    continue
+                out.append(os.fspath(real))
+        paths = sorted(set(out))
+        if not paths:
+            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
+                             f"found under {os.fspath(source)!r}")
+        return paths
+    if isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"images: {os.fspath(source)!r} is not a folder")
+    paths = []
+    for p in source:
+        real = Path(p).resolve()
+        if not real.is_file():
+            raise ValueError(f"images: {os.fspath(p)!r} is not a file")
+        paths.append(os.fspath(real))
+    if not paths:
+        raise ValueError("images: the list of images is empty")
+    return sorted(set(paths))
+
+
+def _check_classes(classes) -> list[str]:
+    if isinstance(classes, str) or classes is None:
+        raise ValueError(f"classes must be a list of class names, got {classes!r}")
+    classes = [c for c in classes]
+    if len(classes) < 2:
+        raise ValueError(f"classes: give at least two class names, got {classes!r}")
+    for c in classes:
+        if not isinstance(c, str) or not c.strip():
+            raise ValueError(f"classes: every class name must be a non-empty string, got {c!r}")
+        if "\x00" in c:
+            raise ValueError(f"classes: {c!r} holds a NUL character")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes: a class name is listed twice in {classes!r}")
+    return classes
+
+
+#: Settings a project remembers (the session's parameters), with their defaults.
+SETTINGS = {"batch_size": 10, "balance": "pcb", "gamma": 0.1, "init": "zero-shot",
+            "train_batch": "labels", "random_state": 0, "preselect_threshold": 0.8}
+
+#: Estimator parameters that may differ when a project is reopened: they change how a
+#: model is trained or run, never what an adapter is or which backbone it belongs to.
+RUNTIME_PARAMS = frozenset({"device", "verbose", "num_workers", "predict_batch_size",
+                            "batch_size", "max_epochs", "feature_cache", "precision",
+                            "random_state", "lr", "optimizer", "weight_decay"})
+
+
+def read_meta(project) -> dict:
+    """The ``meta`` table of an existing project ({} for a new one), read only."""
+    db = Path(project) / "labels.sqlite"
+    if not db.exists():
+        return {}
+    import json
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{os.fspath(db)}?mode=ro", uri=True)
+    try:
+        return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+
+
+def resolve_settings(project, stored: dict, given: dict) -> dict:
+    """The session's settings: given ones, else the project's, else the defaults.
+
+    A given value that differs from the project's raises: a project keeps its settings.
+    """
+    out = {}
+    for key, default in SETTINGS.items():
+        value = given.get(key)
+        if value is None:
+            out[key] = stored.get(key, default)
+        elif key in stored and stored[key] != value:
+            raise ValueError(
+                f"{os.fspath(project)} is a project with {key}={stored[key]!r}; got "
+                f"{key}={value!r}. Open it without {key}= (it remembers its settings), or "
+                "use another project folder")
+        else:
+            out[key] = value
+    return out
+
+
+def estimator_params(est) -> dict:
+    """The JSON-serialisable parameters of an estimator (what a project remembers)."""
+    def plain(v):
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            return True
+        return isinstance(v, (list, tuple)) and all(plain(x) for x in v)
+
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in est.get_params(deep=False).items() if plain(v)}
+
+
+def check_estimator(project, stored: dict, est) -> None:
+    """Raise when ``est`` is not the estimator the project was created with."""
+    now = estimator_params(est)
+    diff = sorted(k for k in set(stored) | set(now)
+                  if k not in RUNTIME_PARAMS and stored.get(k) != now.get(k))
+    if diff:
+        what = ", ".join(f"{k}={stored.get(k)!r} (got {now.get(k)!r})" for k in diff)
+        raise ValueError(
+            f"{os.fspath(project)} is a project of another model: {what}. Open it without "
+            "estimator= (it remembers its backbone), or use another project folder")

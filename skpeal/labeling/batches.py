@@ -1,0 +1,295 @@
+"""The batches of a labelling session: what is on screen, picks, answers and undo.
+
+:class:`BatchMixin` holds the methods of :class:`~skpeal.labeling.LabelingSession` that
+hand images out and take the person's answers back; the session keeps the model state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["BatchMixin"]
+
+
+class BatchMixin:
+    """The batch methods of :class:`~skpeal.labeling.LabelingSession` (not used alone)."""
+
+    # ------------------------------------------------------------------ batches
+    def _refill(self, reset=False, need=None):
+        """Query the current model for ``need`` more images (a full batch by default)."""
+        answered = {r["image_id"] for r in self.store.in_force()}
+        pending = self.store.pending()
+        picked = self.store.picks(p["image_id"] for p in pending)
+        keep = [p for p in pending if p["client"] is not None or p["image_id"] in picked] \
+            if reset else pending
+        taken = answered | {p["image_id"] for p in keep} | {
+            r["image_id"] for r in self.store.reopened()}
+        encoded = self._encoded  # round 0 while the pool is encoded: only what is
+        remaining = np.array([k for k, i in enumerate(self._ids) if int(i) not in taken
+                              and (encoded is None or encoded[k])], dtype=np.intp)
+        n = min(self.batch_size if need is None else need, len(remaining))
+        items = []
+        if n > 0:
+            labels = self.store.labelled()
+            rows = self.loop.query(
+                self._round, n, remaining, scores=self._scores,
+                labelled=[self._row[i] for i in labels], y_labelled=list(labels.values()),
+                k=self._n_queries)
+            self._n_queries += 1
+            cls = self._classes_sorted()
+            items = [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
+                      float(self._proba[r].max())) for r in rows]
+        if reset:
+            self.store.set_pending(items, self._round)
+        else:
+            self.store.add_pending(items, self._round)
+
+    def next_batch(self, client="api"):
+        """The images to label next (the same ones until they are answered).
+
+        Parameters
+        ----------
+        client : str, default="api"
+            Who asks (a browser tab). Images handed to one client are not handed to
+            another while it holds them (see ``lease_seconds``).
+
+        Returns
+        -------
+        batch : list of dict
+            ``image_id``, ``path``, ``suggestion`` (the model's most probable class),
+            ``probability`` (its probability), ``round``. Empty when every image is
+            answered.
+        """
+        if not self.ready:
+            raise RuntimeError("the session is not prepared: call prepare() first")
+        with self._lock:
+            items = self.store.lease(client, self.batch_size, expire_after=self.lease_seconds)
+            if len(items) < self.batch_size and not [p for p in self.store.pending()
+                                                     if p["client"] is None]:
+                self._refill(need=self.batch_size - len(items))
+                items = self.store.lease(client, self.batch_size,
+                                         expire_after=self.lease_seconds)
+            items = items + [dict(r, reopened=True) for r in self.store.reopened(client)]
+            picks = self.store.picks(it["image_id"] for it in items)
+        out = []
+        for it in items:
+            pick = picks.get(it["image_id"])
+            if pick is None and it.get("reopened"):  # the person's own answer, restored
+                pick = {"label": it["label"] if it["kind"] == "label" else None}
+            p = it["probability"]
+            out.append({"image_id": it["image_id"], "path": self._paths[self._row[it["image_id"]]],
+                        "suggestion": it["suggestion"], "probability": p, "round": it["round"],
+                        "picked": pick is not None,
+                        "pick": None if pick is None else pick["label"],
+                        "preselect": p is not None and p >= self.preselect_threshold,
+                        "reopened": bool(it.get("reopened"))})
+        return out
+
+    def holds(self, client) -> bool:
+        """Whether ``client`` holds pending or reopened images (its batch is not done).
+
+        Parameters
+        ----------
+        client : str
+            A browser tab.
+
+        Returns
+        -------
+        holds : bool
+        """
+        return any(p["client"] == client for p in self.store.pending()) or bool(
+            self.store.reopened(client))
+
+    def release(self, client=None):
+        """Give ``client``'s unanswered pending images back (a later refit may replace them).
+
+        Parameters
+        ----------
+        client : str, optional
+            A browser tab; None: every client (a restarted server: the tabs are gone).
+            Picks stay stored.
+        """
+        if client is None:
+            self.store.release_all()
+        else:
+            self.store.release(client)
+
+    def image_path(self, image_id) -> str | None:
+        """The file of an image of the project, None for an unknown id."""
+        if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)):
+            return None
+        row = self._row.get(int(image_id))
+        return None if row is None else self._paths[row]
+
+    @property
+    def n_images(self) -> int:
+        """The number of images of the project."""
+        return len(self._ids)
+
+    def has_labels(self) -> bool:
+        """Whether any label is in force."""
+        return bool(self.store.labelled())
+
+    def pick(self, image_id, label, *, client=None) -> int:
+        """Store a person's pick for an image on screen (committed when this returns).
+
+        A pick is not a label yet: :meth:`answer` (the page's submit) turns the picks
+        into labels; :meth:`undo` cancels the latest pick first. Picks survive a restart.
+
+        Parameters
+        ----------
+        image_id : int
+            An image of the pending batch or a reopened one.
+        label : str or None
+            One of ``classes``; None is "not sure".
+        client : str, optional
+            Who picks (a browser tab).
+
+        Returns
+        -------
+        pick_id : int
+            The stored pick.
+
+        Raises
+        ------
+        KeyError
+            An unknown image id.
+        ValueError
+            A label outside the class list, or an image that is not on screen (answered
+            already, or not in the pending batch).
+        """
+        image_id = self._check_image(image_id)
+        if label is not None and label not in self.classes:
+            raise ValueError(f"label {label!r} is not one of the classes {self.classes}")
+        shown = {p["image_id"] for p in self.store.pending()} | {
+            r["image_id"] for r in self.store.reopened()}
+        if image_id not in shown:
+            raise ValueError(f"image {image_id} is not in the pending batch (answered "
+                             "already?): reload the batch")
+        return self.store.add_pick(image_id, label, client=client)
+
+    def _check_image(self, image_id):
+        if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)) \
+                or int(image_id) not in self._row:
+            raise KeyError(f"unknown image id {image_id!r}")
+        return int(image_id)
+
+    def answer(self, answers, *, client=None, annotator=None):
+        """Record several answers in one transaction (committed when this returns).
+
+        Parameters
+        ----------
+        answers : list of (image_id, label or None)
+            None records a skip ("not sure"). Every entry is checked before anything is
+            written: one bad entry writes none.
+        client : str, optional
+            Who answers (a browser tab), stored on the row.
+        annotator : str, optional
+            Stored on the row (default: the session's ``annotator``).
+
+        Returns
+        -------
+        row_ids : list of int
+            The new history rows.
+
+        Raises
+        ------
+        KeyError
+            An unknown image id.
+        ValueError
+            A label outside the class list.
+        """
+        checked = []
+        for image_id, label in answers:
+            image_id = self._check_image(image_id)
+            if label is not None and label not in self.classes:
+                raise ValueError(f"label {label!r} is not one of the classes {self.classes}")
+            checked.append((image_id, label))
+        return self.store.add_answers(checked, annotator=annotator or self.annotator,
+                                      client=client, round=self._round,
+                                      model_version=self._version)
+
+    def label(self, image_id, label, *, client=None, annotator=None) -> int:
+        """Label one image (a second answer for an image is kept too; the latest counts).
+
+        Parameters
+        ----------
+        image_id : int
+            The image (see :meth:`next_batch`).
+        label : str
+            One of ``classes``.
+        client : str, optional
+            Who answers (a browser tab), stored on the row.
+        annotator : str, optional
+            Stored on the row (default: the session's ``annotator``).
+
+        Returns
+        -------
+        row_id : int
+            The history row.
+        """
+        if label is None:
+            raise ValueError("label: give a class name (use skip() for 'not sure')")
+        return self.answer([(image_id, label)], client=client, annotator=annotator)[0]
+
+    def skip(self, image_id, *, client=None, annotator=None) -> int:
+        """Mark an image as skipped ("not sure"): it is not asked again, nor trained on.
+
+        Parameters
+        ----------
+        image_id : int
+            The image.
+        client : str, optional
+            Who answers (a browser tab), stored on the row.
+        annotator : str, optional
+            Stored on the row (default: the session's ``annotator``).
+
+        Returns
+        -------
+        row_id : int
+            The history row.
+        """
+        return self.answer([(image_id, None)], client=client, annotator=annotator)[0]
+
+    def undo(self, *, client=None, annotator=None):
+        """Undo the person's last action.
+
+        The latest pick on the images on screen (``client``'s pending and reopened
+        images) is cancelled first: the image's earlier pick, if any, is in force again.
+        Only when no image on screen has a pick, the latest answer in force (of
+        ``client`` when given) is cancelled by a new history row, and its image is
+        reopened with that answer as its pick: it is shown with the batch and labelled
+        again by the next submit (then a refit follows). The pending batch is never
+        grown, reordered or hidden.
+
+        Parameters
+        ----------
+        client : str, optional
+            Whose action (None: anyone's).
+        annotator : str, optional
+            Stored on an undo row (default: the session's ``annotator``).
+
+        Returns
+        -------
+        undone : dict or None
+            ``action`` (``"pick"`` or ``"answer"``), ``image_id``, ``label`` (None for
+            "not sure"), ``kind`` (``"label"`` or ``"skip"``), ``pick`` (the pick now in
+            force for the image, or None) and ``refit`` (whether the labels in force
+            changed, so that a refit follows the next submit). None: nothing to undo.
+        """
+        with self._lock:
+            pending = self.store.pending()
+            shown = [p["image_id"] for p in pending if client is None or p["client"] == client]
+            shown += [r["image_id"] for r in self.store.reopened(client)]
+            row = self.store.undo_last_pick(shown)
+            if row is not None:
+                now = self.store.picks([row["image_id"]]).get(row["image_id"])
+                return {"action": "pick", "image_id": row["image_id"], "label": row["label"],
+                        "kind": "label" if row["label"] is not None else "skip",
+                        "pick": None if now is None else now["label"], "refit": False}
+            row = self.store.undo_last(client=client, annotator=annotator or self.annotator)
+            if row is None:
+                return None
+            return {"action": "answer", "image_id": row["image_id"], "label": row["label"],
+                    "kind": row["kind"], "pick": row["label"], "refit": row["kind"] == "label",
+                    "round": row["round"]}
