@@ -297,13 +297,15 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
                 assert page.evaluate(in_view, sel), f"{sel} out of view at card {k}, {size}"
             page.keyboard.press("1" if k % 2 else "2")
         # sharp thumbnails: at a pixel ratio of 2 the browser takes the 384 or 768 px one
+        page.wait_for_function("document.querySelector('.card img').currentSrc !== ''")
         src = page.eval_on_selector(".card img", "e => e.currentSrc")
         assert re.search(r"size=(384|768)", src), src
         # the card size is adjustable (] grows it); the choice is kept
         w0 = page.eval_on_selector(".card", "e => e.getBoundingClientRect().width")
         page.keyboard.press("]")
         page.keyboard.press("]")
-        assert page.eval_on_selector(".card", "e => e.getBoundingClientRect().width") > w0
+        page.wait_for_function(f"document.querySelector('.card').getBoundingClientRect()"
+                               f".width > {w0}")
         assert page.evaluate(clear_of_bar)
         # z opens the focused image at full resolution; + zooms; drag pans; Esc closes
         page.wait_for_function("!document.querySelector('.card .state.saving')")
