@@ -6,6 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from .. import lowbudget as _lb
 from .. import strategies as _st
 from .._validation import InvalidParameterError, check_choice, check_int, check_real
 from ..estimator import CLIPAdapterClassifier
@@ -24,6 +25,13 @@ STRATEGIES = {
     "badge": _st.badge_sampling,
     "coreset": _st.coreset_sampling,
     "featdist": _st.featdist_sampling,
+    # low-budget strategies (skpeal.lowbudget): never wrapped in PCB, no labels needed
+    "typiclust": _lb.typiclust_sampling,
+    "probcover": _lb.probcover_sampling,
+    "maxherding": _lb.maxherding_sampling,
+    "dropquery": _lb.dropquery_sampling,
+    "classguided": _lb.classguided_sampling,
+    "auto": _lb.auto_sampling,
 }
 LINEAR_PROBE = "linear-probe"
 #: Strategies that compare with labelled images: no zero-shot round 0 for them.
@@ -73,8 +81,11 @@ class ExperimentConfig:
         Whether the queries of model-driven strategies (uncertainty, BADGE, coreset,
         featdist) go through :func:`skpeal.strategies.class_balanced` (PCB).
         ``"random"`` is never balanced (it would follow the model's pseudo-labels, unlike
-        random sampling in the authors' code). A strategy and its ``"calibrated-"`` form
-        use the same query seed in a round, so their draws and tie-breaks are paired.
+        random sampling in the authors' code), nor are the low-budget strategies
+        (``typiclust``, ``probcover``, ``maxherding``, ``dropquery``, ``classguided``,
+        ``auto``: see :mod:`skpeal.lowbudget`), which cover or balance by themselves.
+        A strategy and its ``"calibrated-"`` form use the same query seed in a round, so
+        their draws and tie-breaks are paired.
     seeds : list of int, default=[0]
         One independent run per seed.
     pool_size : int or None, default=None
@@ -104,7 +115,8 @@ class ExperimentConfig:
         required=True))
     strategies: list = field(
         default_factory=lambda: ["random", "entropy", "calibrated-entropy"],
-        metadata=_opt("e.g. random entropy calibrated-entropy badge coreset featdist "
+        metadata=_opt("e.g. auto random entropy calibrated-entropy margin badge coreset "
+                      "featdist typiclust probcover maxherding dropquery classguided "
                       "linear-probe", nargs="+"))
     model: str = field(default="effnet-lite0-minilm", metadata=_opt("backbone name or path"))
     pretrained: str | None = field(default="default", metadata=_opt(

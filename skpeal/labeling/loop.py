@@ -380,13 +380,18 @@ class ActiveLearningLoop:
     def query_function(self):
         """The query function of every round: ``strategy``, through PCB unless random.
 
+        Strategies whose ``pcb`` attribute is False (those of :mod:`skpeal.lowbudget`,
+        which cover or balance by themselves) are not wrapped either.
+
         Returns
         -------
         query : callable
             A query function with the signature of ``strategy``.
         """
         fn = self.strategy or strategies.entropy_sampling
-        if self.balance == "pcb" and fn is not strategies.random_sampling:
+        # low-budget strategies (skpeal.lowbudget) cover or balance by themselves: pcb=False
+        if (self.balance == "pcb" and fn is not strategies.random_sampling
+                and getattr(fn, "pcb", True)):
             fn = strategies.class_balanced(fn, self.gamma)
         return fn
 
