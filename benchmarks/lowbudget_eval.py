@@ -43,7 +43,12 @@ TRACKED = {"random", "calibrated-entropy", "auto"}  # strategies whose pool esti
 
 def _config(name, seed, args):
     return ExperimentConfig(data=name, strategies=list(args.strategies), rounds=args.rounds,
-                            seeds=[seed], init="zero-shot", **SETS[name])
+                            seeds=[seed], init="zero-shot", **SETS[name],
+                            estimator_params=_params(args))
+
+
+def _params(args):
+    return dict(max_epochs=args.epochs, n_ctx=args.n_ctx)
 
 
 def _tracking_rounds(pool_dir, y_pool):
@@ -99,7 +104,8 @@ def run(args):
                 _loop.ActiveLearningLoop.rounds = original
             full = out / name / "full_pool.json"
             if not full.exists():
-                est = CLIPAdapterClassifier(random_state=0).fit(data.X_train, data.y_train)
+                est = CLIPAdapterClassifier(random_state=0, **_params(args)).fit(
+                    data.X_train, data.y_train)
                 acc = float((est.predict(data.X_test) == data.y_test).mean())
                 full.write_text(json.dumps({"accuracy": acc}))
                 print(f"{name}: full-pool accuracy {acc:.3f}", flush=True)
@@ -226,6 +232,8 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    p.add_argument("--epochs", type=int, default=10, help="max_epochs of every fit")
+    p.add_argument("--n-ctx", type=int, default=16, help="prompt context vectors")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--md")
     p.add_argument("--png")

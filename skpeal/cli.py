@@ -16,7 +16,7 @@ import time
 from . import experiment
 from .distributed import RayPoolScorer, init_ray, shutdown_ray
 from .estimator import CLIPAdapterClassifier
-from .experiment import ExperimentConfig
+from .experiment import STRATEGIES, ExperimentConfig
 from .labeling import LabelingSession
 
 __all__ = ["main"]
@@ -116,6 +116,9 @@ def _add_label_parser(sub):
                      help="'default' (the backbone's own weights), an open_clip tag, a weights "
                           "file, or 'none' (random weights)")
     lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
+    lab.add_argument("--strategy", default="auto", choices=sorted(STRATEGIES),
+                     help="how the next batch is picked (default auto: class-guided "
+                          "coverage for the first 2 labels per class, then margin with PCB)")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
     lab.add_argument("--device", default="auto")
     lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",
@@ -138,6 +141,7 @@ def _label(args) -> int:
                                       device=args.device, **est)
     session = LabelingSession(project, images=args.images, classes=args.classes,
                               estimator=estimator, batch_size=args.batch_size,
+                              strategy=STRATEGIES[args.strategy],
                               annotator=args.annotator)
     print(f"skpeal label: {len(session._ids)} images, classes {session.classes}, "
           f"project {project}")
