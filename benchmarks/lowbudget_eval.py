@@ -34,10 +34,10 @@ from skpeal.labeling import loop as _loop
 from skpeal.metrics import area_under_learning_curve
 from skpeal.stopping import accuracy_interval
 
-STRATEGIES = ["random", "entropy", "calibrated-entropy", "margin", "typiclust", "probcover",
-              "maxherding", "dropquery", "classguided", "auto"]
-SETS = {"fashion-mnist": dict(pool_size=1000, test_size=500),
-        "digits": dict(pool_size=1000, test_size=400)}
+STRATEGIES = ["random", "auto", "calibrated-entropy", "classguided", "typiclust", "margin",
+              "entropy", "probcover", "maxherding", "dropquery"]
+SETS = {"fashion-mnist": dict(pool_size=600, test_size=300),
+        "digits": dict(pool_size=600, test_size=300)}
 TRACKED = {"random", "calibrated-entropy", "auto"}  # strategies whose pool estimate is kept
 
 
@@ -113,7 +113,12 @@ def run(args):
 
 # --------------------------------------------------------------------------- report
 def collect(out):
+    from skpeal.experiment import write_report
+
     rows = []
+    for d in Path(out).glob("*/seed*/state"):
+        if any(d.iterdir()):
+            write_report(d.parent)  # also for a run still going or stopped midway
     for f in Path(out).glob("*/seed*/results.csv"):
         df = pd.read_csv(f)
         df["set"] = f.parts[-3]

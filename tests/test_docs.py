@@ -47,6 +47,7 @@ PUBLIC = {
     "skpeal.features",
     "skpeal.labeling",
     "skpeal.losses",
+    "skpeal.lowbudget",
     "skpeal.metrics",
     "skpeal.stopping",
     "skpeal.strategies",
