@@ -1,12 +1,13 @@
 """Low-budget strategies vs random on several image sets, paired per seed (issue 22).
 
-Every (set, seed) is one resumable ``skpeal run`` (:func:`skpeal.experiment.run_experiment`,
-the product's protocol) in ``<out>/<set>/seed<k>``: prompt adapter, offline backbone
+Every (set, seed, strategy) is one resumable ``skpeal run``
+(:func:`skpeal.experiment.run_experiment`, the product's protocol) in
+``<out>/<set>/seed<k>/<strategy>``: prompt adapter, offline backbone
 ``effnet-lite0-minilm`` (not CLIP), budget = number of classes per round, round 0 picked
 by each strategy on the zero-shot model (random stays random). Alongside, every round's
 model is scored on the still-unlabelled pool, so the label-free accuracy estimate and its
 interval (:func:`skpeal.stopping.accuracy_interval`) can be checked against the truth
-(``<out>/<set>/seed<k>/pool/*.npz``). A killed run started again continues where it
+(``<out>/<set>/seed<k>/<strategy>/pool/*.npz``). A killed run started again continues where it
 stopped.
 
 The report (``--md``, ``--png``): per set and strategy, AULC mean ± sd, labels to reach 90%
@@ -41,8 +42,8 @@ SETS = {"fashion-mnist": dict(pool_size=600, test_size=300),
 TRACKED = {"random", "calibrated-entropy", "auto"}  # strategies whose pool estimate is kept
 
 
-def _config(name, seed, args):
-    return ExperimentConfig(data=name, strategies=list(args.strategies), rounds=args.rounds,
+def _config(name, seed, strategy, args):
+    return ExperimentConfig(data=name, strategies=[strategy], rounds=args.rounds,
                             seeds=[seed], init="zero-shot", **SETS[name],
                             estimator_params=_params(args))
 
@@ -87,23 +88,14 @@ def run(args):
         return loop
 
     runner.make_loop = tagged
-    for seed in args.seeds:
-        for name in args.sets:
-            cfg = _config(name, seed, args)
-            run_dir = out / name / f"seed{seed}"
-            pool_dir = run_dir / "pool"
-            pool_dir.mkdir(parents=True, exist_ok=True)
-            data = load_data(cfg)
-            original, wrapped = _tracking_rounds(pool_dir, data.y_train)
-            _loop.ActiveLearningLoop.rounds = wrapped
-            try:
-                t0 = time.perf_counter()
-                run_experiment(cfg, run_dir, progress=False, data=data)
-                print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-            finally:
-                _loop.ActiveLearningLoop.rounds = original
+    for seed in args.seeds:  # seed-major: every finished seed is a complete paired block
+        for strategy in args.strategies:
+            for name in args.sets:
+                _run_one(name, seed, strategy, args, out)
+        for name in args.sets:  # the reference of "labels to 90%", once per set
             full = out / name / "full_pool.json"
             if not full.exists():
+                data = load_data(_config(name, seed, "random", args))
                 est = CLIPAdapterClassifier(random_state=0, **_params(args)).fit(
                     data.X_train, data.y_train)
                 acc = float((est.predict(data.X_test) == data.y_test).mean())
@@ -111,17 +103,34 @@ def run(args):
                 print(f"{name}: full-pool accuracy {acc:.3f}", flush=True)
 
 
+def _run_one(name, seed, strategy, args, out):
+    """One resumable ``skpeal run`` of one (set, seed, strategy) in its own folder."""
+    cfg = _config(name, seed, strategy, args)
+    run_dir = out / name / f"seed{seed}" / strategy
+    pool_dir = run_dir / "pool"
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg)
+    original, wrapped = _tracking_rounds(pool_dir, data.y_train)
+    _loop.ActiveLearningLoop.rounds = wrapped
+    try:
+        t0 = time.perf_counter()
+        run_experiment(cfg, run_dir, progress=False, data=data)
+        print(f"{name} seed {seed} {strategy}: {time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        _loop.ActiveLearningLoop.rounds = original
+
+
 # --------------------------------------------------------------------------- report
 def collect(out):
     from skpeal.experiment import write_report
 
     rows = []
-    for d in Path(out).glob("*/seed*/state"):
+    for d in Path(out).glob("*/seed*/*/state"):
         if any(d.iterdir()):
             write_report(d.parent)  # also for a run still going or stopped midway
-    for f in Path(out).glob("*/seed*/results.csv"):
+    for f in Path(out).glob("*/seed*/*/results.csv"):
         df = pd.read_csv(f)
-        df["set"] = f.parts[-3]
+        df["set"] = f.parts[-4]
         rows.append(df)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -165,7 +174,7 @@ def table(runs, rounds):
 
 def estimate_table(out):
     recs = []
-    for f in Path(out).glob("*/seed*/pool/*.npz"):
+    for f in Path(out).glob("*/seed*/*/pool/*.npz"):
         z = np.load(f)
         strat, rnd = f.stem.split("__round")
         kw = {}
@@ -174,7 +183,7 @@ def estimate_table(out):
         est, low, high = accuracy_interval(z["proba"], **kw)
         true = float(z["correct"].mean())
         plain = float(z["proba"].max(1).mean())
-        recs.append(dict(set=f.parts[-4], strategy=strat, round=int(rnd), true=true, est=est,
+        recs.append(dict(set=f.parts[-5], strategy=strat, round=int(rnd), true=true, est=est,
                          low=low, high=high, plain=plain))
     if not recs:
         return "", pd.DataFrame()
