@@ -95,9 +95,11 @@ def run(args):
         for name in args.sets:  # the reference of "labels to 90%", once per set
             full = out / name / "full_pool.json"
             if not full.exists():
-                data = load_data(_config(name, seed, "random", args))
-                est = CLIPAdapterClassifier(random_state=0, **_params(args)).fit(
-                    data.X_train, data.y_train)
+                cfg = _config(name, seed, "random", args)
+                data = load_data(cfg)
+                est = CLIPAdapterClassifier(model=cfg.model, pretrained=cfg.pretrained,
+                                            adapter=cfg.adapter, random_state=0,
+                                            **_params(args)).fit(data.X_train, data.y_train)
                 acc = float((est.predict(data.X_test) == data.y_test).mean())
                 full.write_text(json.dumps({"accuracy": acc}))
                 print(f"{name}: full-pool accuracy {acc:.3f}", flush=True)
@@ -183,7 +185,8 @@ def estimate_table(out):
         est, low, high = accuracy_interval(z["proba"], **kw)
         true = float(z["correct"].mean())
         plain = float(z["proba"].max(1).mean())
-        recs.append(dict(set=f.parts[-5], strategy=strat, round=int(rnd), true=true, est=est,
+        recs.append(dict(set=f.parts[-5], seed=int(f.parts[-4][4:]), strategy=strat,
+                         round=int(rnd), true=true, est=est,
                          low=low, high=high, plain=plain))
     if not recs:
         return "", pd.DataFrame()
@@ -201,6 +204,49 @@ def estimate_table(out):
     lines.append(f"| all | all | {len(r)} | {r.err.median():.1f} | {r.plain_err.median():.1f} "
                  f"| {r.cover.mean():.0%} | {r.width.mean():.1f} |")
     return "\n".join(lines), r
+
+
+def stopping_table(r, df):
+    """When EstimatedAccuracy first says "you could stop", and the true accuracy then.
+
+    Replays every tracked run's rounds (estimate and interval on the unlabelled pool)
+    through the criterion as plain ``EstimatedAccuracy()`` and with the session's settings
+    (``max_half_width=0.03``); the accuracy is the test accuracy of that round's model.
+    """
+    from skpeal.stopping import EstimatedAccuracy
+
+    if r.empty:
+        return ""
+    settings = {"default": {}, "session (max_half_width=0.03)": {"max_half_width": 0.03}}
+    lines = ["| set | strategy | criterion | runs that stop | first stop (labels, median) | "
+             "test acc. then | 5 rounds later | at the last round |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (s, strat), g in r.groupby(["set", "strategy"]):
+        for label, kw in settings.items():
+            stops, then, later, last = [], [], [], []
+            for seed, h in g.groupby("seed"):
+                h = h.sort_values("round")
+                acc = df[(df.set == s) & (df.strategy == strat) & (df.seed == seed)]
+                acc = acc.set_index("round").sort_index()
+                crit = EstimatedAccuracy(**kw)
+                for _, row in h.iterrows():
+                    crit.update(estimate=row.est, interval=(row.low, row.high))
+                if crit.stopped_at_ is None:
+                    continue
+                rnd = int(h["round"].iloc[crit.stopped_at_])
+                if rnd not in acc.index:
+                    continue
+                stops.append(acc.n_labels[rnd])
+                then.append(acc.accuracy[rnd])
+                if rnd + 5 in acc.index:
+                    later.append(acc.accuracy[rnd + 5])
+                last.append(acc.accuracy.iloc[-1])
+            n = g.seed.nunique()
+            fmt = (lambda v: f"{np.mean(v):.3f}" if v else "-")  # noqa: E731
+            lines.append(f"| {s} | {strat} | {label} | {len(stops)}/{n} | "
+                         f"{np.median(stops) if stops else '-'} | {fmt(then)} | "
+                         f"{fmt(later)} ({len(later)}) | {fmt(last)} |")
+    return "\n".join(lines)
 
 
 def plot(df, runs, png, rounds):
@@ -230,8 +276,9 @@ def report(args):
     df = collect(args.out)
     runs = per_run(df, args.out)
     text = "## AULC and labels to 90% of the full pool\n" + table(runs, args.rounds)
-    est, _ = estimate_table(args.out)
+    est, r = estimate_table(args.out)
     text += "\n\n## Label-free accuracy estimate on the unlabelled pool\n\n" + est + "\n"
+    text += "\n## First stop suggestion of EstimatedAccuracy\n\n" + stopping_table(r, df) + "\n"
     print(text)
     if args.md:
         Path(args.md).write_text(text)
