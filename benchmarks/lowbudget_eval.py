@@ -141,7 +141,8 @@ def per_run(df, out):
     recs = []
     for (s, strat, seed), g in df.groupby(["set", "strategy", "seed"]):
         g = g.sort_values("n_labels")
-        full = json.loads((Path(out) / s / "full_pool.json").read_text())["accuracy"]
+        ref = Path(out) / s / "full_pool.json"
+        full = json.loads(ref.read_text())["accuracy"] if ref.exists() else np.nan
         hit = g.n_labels[g.accuracy >= 0.9 * full]
         recs.append(dict(set=s, strategy=strat, seed=seed, rounds=len(g),
                          aulc=area_under_learning_curve(g.n_labels, g.accuracy),
@@ -272,6 +273,35 @@ def plot(df, runs, png, rounds):
     fig.savefig(png, dpi=110)
 
 
+def md_to_rst(text):
+    """Markdown pipe tables and ``## `` headings as reStructuredText (list-tables)."""
+    out, table = [], []
+
+    def flush():
+        if table:
+            rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table
+                    if not set(r.replace("|", "").strip()) <= set("-")]
+            out.extend([".. list-table::", "   :header-rows: 1", ""])
+            for row in rows:
+                out.append("   * - " + (row[0] or "\\"))
+                out.extend(f"     - {c or '-'}" for c in row[1:])
+            out.append("")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            title = line[3:]
+            out.extend([title, "^" * len(title), ""])
+        else:
+            out.append(line.replace("**", "**"))
+    flush()
+    return "\n".join(out) + "\n"
+
+
 def report(args):
     df = collect(args.out)
     runs = per_run(df, args.out)
@@ -282,6 +312,8 @@ def report(args):
     print(text)
     if args.md:
         Path(args.md).write_text(text)
+    if args.rst:
+        Path(args.rst).write_text(md_to_rst(text))
     if args.png:
         plot(df, runs, args.png, args.rounds)
 
@@ -297,6 +329,7 @@ def main(argv=None):
     p.add_argument("--n-ctx", type=int, default=16, help="prompt context vectors")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--md")
+    p.add_argument("--rst", help="the tables as reStructuredText (included by the docs)")
     p.add_argument("--png")
     args = p.parse_args(argv)
     if not args.report_only:
