@@ -118,7 +118,7 @@ def _add_label_parser(sub):
     lab.add_argument("--epochs", type=int, default=10, help="training epochs per refit")
     lab.add_argument("--strategy", default="auto", choices=sorted(STRATEGIES),
                      help="how the next batch is picked (default auto: class-guided "
-                          "coverage for the first 2 labels per class, then margin with PCB)")
+                          "coverage for the first 10 labels per class, then margin with PCB)")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
     lab.add_argument("--device", default="auto")
     lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",

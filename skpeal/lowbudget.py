@@ -16,8 +16,10 @@ the two layers of :mod:`skpeal.strategies`:
   *needs* a labelled set: they work for the very first batch.
 
 :func:`auto_sampling` switches from class-guided coverage to margin sampling with PCB
-class balancing once the labelled set holds ``k`` labels per class (see the user guide's
-protocol page for the measurements behind the rule).
+class balancing once the labelled set holds ``k_per_class`` (10) labels per class. On the
+measured sets class-guided coverage led every strategy up to 10 labels per class (see the
+user guide's protocol page); the switch to uncertainty beyond that follows the literature
+(uncertainty wins once the model is decent), not a measurement of ours.
 
 Query functions here are never wrapped in PCB by :class:`skpeal.labeling.loop.
 ActiveLearningLoop` (their attribute ``pcb`` is False): they balance, or cover, by
@@ -612,7 +614,7 @@ def classguided_sampling(classifier, X_pool, n_instances=1, *, random_state=None
                               random_state=_seed(random_state))
 
 
-def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per_class=2,
+def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per_class=10,
                   gamma=0.1, **kwargs):
     n_pool = _st._num_samples(X_pool)
     _st._check_n_instances(n_instances, n_pool)
@@ -652,5 +654,5 @@ _finish(auto_sampling, _query_doc(
     "    While the labelled set holds fewer than ``k_per_class`` labels per class the\n"
     "    batch comes from :func:`classguided_sampling`; afterwards from\n"
     "    ``class_balanced(margin_sampling, gamma)``.",
-    "\n    k_per_class : int, default=2\n        Labels per class before switching."
+    "\n    k_per_class : int, default=10\n        Labels per class before switching."
     "\n    gamma : float, default=0.1\n        PCB candidate fraction of the margin phase."))
