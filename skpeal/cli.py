@@ -16,7 +16,7 @@ import time
 from . import experiment
 from .distributed import RayPoolScorer, init_ray, shutdown_ray
 from .estimator import CLIPAdapterClassifier
-from .experiment import ExperimentConfig
+from .experiment import STRATEGIES, ExperimentConfig
 from .labeling import LabelingSession
 from .labeling._project import read_meta
 
@@ -122,6 +122,9 @@ def _add_label_parser(sub):
                           "file, or 'none' (random weights); default: the project's")
     lab.add_argument("--epochs", type=int, default=None,
                      help="training epochs per refit (default: the project's, else 10)")
+    lab.add_argument("--strategy", default=None, choices=sorted(STRATEGIES),
+                     help="how the next batch is picked (default auto: class-guided "
+                          "coverage for the first 10 labels per class, then margin with PCB)")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
     lab.add_argument("--preselect-threshold", type=float, default=None, metavar="P",
                      help="pre-select the model's suggestion when its probability is at "
@@ -147,7 +150,8 @@ def _label(args) -> int:
     session = LabelingSession(project, images=args.images, classes=args.classes,
                               estimator=estimator, batch_size=args.batch_size,
                               annotator=args.annotator,
-                              preselect_threshold=args.preselect_threshold)
+                              preselect_threshold=args.preselect_threshold,
+                              strategy=args.strategy)
     print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
           f"project {project}")
     try:

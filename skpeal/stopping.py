@@ -45,7 +45,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from ._validation import check_int, check_proba, check_real
 
-__all__ = ["EstimatedAccuracy", "KappaAverage", "StoppingCriterion", "estimated_accuracy"]
+__all__ = ["EstimatedAccuracy", "KappaAverage", "StoppingCriterion", "accuracy_interval",
+           "estimated_accuracy"]
 
 
 def estimated_accuracy(proba):
@@ -80,6 +81,70 @@ def estimated_accuracy(proba):
     if len(p) == 0:
         raise ValueError("proba has no row: the pool is empty, there is nothing to estimate")
     return float(p.max(axis=1).mean())
+
+
+def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, level=0.9):
+    """The label-free accuracy estimate on the pool, with an interval.
+
+    The estimate is :func:`estimated_accuracy` (mean top-class probability). The interval
+    adds two sources of error:
+
+    * sampling: the accuracy of ``n`` predictions that are right with probabilities
+      ``p_i`` has variance ``sum p_i (1 - p_i) / n**2`` (a calibrated model);
+    * miscalibration, measured on the freshest labels when given: ``batch_confidence``
+      and ``batch_correct`` are the top-class probability and the correctness of the
+      *previous* model on the batch just labelled (labels it never trained on). Their mean
+      gap ``accuracy - confidence`` widens the interval on its side, by the gap plus
+      its own standard error.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_samples, n_classes)
+        The current model's probabilities on the unlabelled pool.
+    batch_confidence : array-like of shape (n_batch,), optional
+        Top-class probability of the previous model on the newly labelled batch.
+    batch_correct : array-like of shape (n_batch,), optional
+        Whether that model's prediction was right (same rows).
+    level : float, default=0.9
+        Nominal level of the normal quantile used, in (0, 1).
+
+    Returns
+    -------
+    estimate, low, high : float
+        The estimate and the interval, clipped to [0, 1].
+
+    Examples
+    --------
+    >>> from skpeal.stopping import accuracy_interval
+    >>> est, low, high = accuracy_interval([[0.9, 0.1]] * 100)
+    >>> round(est, 3), round(low, 3), round(high, 3)
+    (0.9, 0.851, 0.949)
+    """
+    from scipy.stats import norm  # scipy is a dependency of scikit-learn
+
+    est = estimated_accuracy(proba)
+    level = check_real("level", level, 0.0, 1.0, closed="neither")
+    p = check_proba(proba).max(axis=1)
+    var = float((p * (1 - p)).sum()) / p.size ** 2
+    gap = 0.0
+    if (batch_confidence is None) != (batch_correct is None):
+        raise ValueError("give both batch_confidence and batch_correct, or neither")
+    if batch_confidence is not None:
+        conf = np.asarray(batch_confidence, dtype=float).reshape(-1)
+        ok = np.asarray(batch_correct, dtype=float).reshape(-1)
+        if conf.shape != ok.shape:
+            raise ValueError(f"batch_confidence has {conf.size} values, batch_correct {ok.size}")
+        if conf.size:
+            if not (np.isfinite(conf).all() and ((conf >= 0) & (conf <= 1)).all()):
+                raise ValueError("batch_confidence must hold probabilities in [0, 1]")
+            d = ok - conf
+            gap = float(d.mean())
+            var += float(d.var(ddof=1)) / d.size if d.size > 1 else 0.25
+    z = float(norm.ppf(0.5 + level / 2))
+    half = z * math.sqrt(var)
+    low = est + min(gap, 0.0) - half
+    high = est + max(gap, 0.0) + half
+    return est, float(min(1.0, max(0.0, low))), float(min(1.0, max(0.0, high)))
 
 
 class StoppingCriterion:
@@ -162,6 +227,16 @@ class EstimatedAccuracy(StoppingCriterion):
         Number of consecutive rounds the gain must stay below ``min_gain`` (>= 1).
     target : float or None, default=None
         Stop as soon as the estimate reaches this accuracy, in (0, 1]. None: no target.
+    floor : float or None, default=None
+        Never suggest stopping while the estimate is below this accuracy, in [0, 1]
+        (the person's minimum). None: no floor.
+    max_half_width : float or None, default=None
+        Never suggest stopping *because the estimate stopped rising* while the
+        estimate's interval (see :func:`accuracy_interval`) is wider than this on each
+        side, nor while it is wider than the estimate's gain over the last ``window``
+        rounds plus ``max_half_width``: a plateau inside the noise is no plateau. None:
+        intervals are not consulted (the behaviour before intervals existed). The
+        labelling session uses 0.03.
 
     Attributes
     ----------
@@ -172,6 +247,9 @@ class EstimatedAccuracy(StoppingCriterion):
     gains_ : list of float
         The gain over the last ``window`` rounds after each update (NaN for the first
         ``window`` updates).
+    intervals_ : list of tuple
+        ``(low, high)`` of the estimate after each update (``(nan, nan)`` when neither
+        probabilities nor an interval were given).
     should_stop, stopped_at_, n_updates_, message
         See :class:`StoppingCriterion`.
 
@@ -196,12 +274,16 @@ class EstimatedAccuracy(StoppingCriterion):
     True
     """
 
-    def __init__(self, *, min_gain=0.005, window=2, patience=2, target=None):
+    def __init__(self, *, min_gain=0.005, window=2, patience=2, target=None, floor=None,
+                 max_half_width=None):
         self.min_gain = check_real("min_gain", min_gain, 0.0, 1.0)
         self.window = check_int("window", window, 1)
         self.patience = check_int("patience", patience, 1)
         self.target = (None if target is None else
                        check_real("target", target, 0.0, 1.0, closed="right"))
+        self.floor = None if floor is None else check_real("floor", floor, 0.0, 1.0)
+        self.max_half_width = (None if max_half_width is None else
+                               check_real("max_half_width", max_half_width, 0.0, 1.0))
         super().__init__()
 
     def reset(self):
@@ -214,10 +296,11 @@ class EstimatedAccuracy(StoppingCriterion):
         """
         self.estimates_ = []
         self.gains_ = []
+        self.intervals_ = []
         self._below = 0  # consecutive rounds with a gain below min_gain
         return super().reset()
 
-    def update(self, proba=None, *, estimate=None):
+    def update(self, proba=None, *, estimate=None, interval=None):
         """Record one round; return whether to stop.
 
         Parameters
@@ -227,6 +310,9 @@ class EstimatedAccuracy(StoppingCriterion):
         estimate : float, optional
             The estimated accuracy itself, when computed elsewhere (e.g. read back from a
             stored session), in [0, 1]. Give exactly one of ``proba`` and ``estimate``.
+        interval : tuple of float, optional
+            ``(low, high)`` of the estimate (default: :func:`accuracy_interval` of
+            ``proba``, without the batch correction; none with ``estimate``).
 
         Returns
         -------
@@ -238,9 +324,17 @@ class EstimatedAccuracy(StoppingCriterion):
             raise ValueError("give exactly one of proba (pool probabilities) and estimate")
         if proba is not None:
             value = estimated_accuracy(proba)
+            if interval is None:
+                interval = accuracy_interval(proba)[1:]
         else:
             value = check_real("estimate", estimate, 0.0, 1.0)
+        if interval is None:
+            interval = (math.nan, math.nan)
+        low, high = (float(v) for v in interval)
+        if low > high or (low == low and not (low - 1e-9 <= value <= high + 1e-9)):
+            raise ValueError(f"interval ({low}, {high}) must hold the estimate {value}")
         self.estimates_.append(value)
+        self.intervals_.append((low, high))
         if len(self.estimates_) > self.window:
             gain = value - self.estimates_[-1 - self.window]
         else:
@@ -248,6 +342,10 @@ class EstimatedAccuracy(StoppingCriterion):
         self.gains_.append(gain)
         if not math.isnan(gain):
             self._below = self._below + 1 if gain < self.min_gain else 0
+        if self.floor is not None and value < self.floor:
+            msg = (f"estimated accuracy {value:.3f} is below the floor {self.floor:.3f}: "
+                   "keep labelling")
+            return self._record(value, False, msg)
         if self.target is not None and value >= self.target:
             msg = f"estimated accuracy {value:.3f} reached the target {self.target:.3f}"
             return self._record(value, True, msg)
@@ -256,6 +354,13 @@ class EstimatedAccuracy(StoppingCriterion):
             msg = f"estimated accuracy {value:.3f}; {need} more round(s) before judging the gain"
             return self._record(value, False, msg)
         stop = self._below >= self.patience
+        half = max(value - low, high - value) if low == low else math.nan
+        if (stop and self.max_half_width is not None and half == half
+                and (half > self.max_half_width or half > abs(gain) + self.max_half_width)):
+            msg = (f"estimated accuracy {value:.3f} gained {gain:+.3f} over the last "
+                   f"{self.window} round(s), but the estimate is uncertain by up to "
+                   f"{half:.3f}: too noisy to call a plateau")
+            return self._record(value, False, msg)
         rel = "below" if self._below else "at least"
         msg = (f"estimated accuracy {value:.3f} gained {gain:+.3f} over the last {self.window} "
                f"round(s), {rel} min_gain {self.min_gain:.3f}")

@@ -47,6 +47,7 @@ PUBLIC = {
     "skpeal.features",
     "skpeal.labeling",
     "skpeal.losses",
+    "skpeal.strategies.lowbudget",
     "skpeal.metrics",
     "skpeal.stopping",
     "skpeal.strategies",

@@ -275,3 +275,89 @@ def test_criteria_in_a_modal_loop():
     assert len(conf.estimates_) == kappa.n_updates_
     # by the time predictions are stable the model is far better than at the start
     assert accuracies[-1] > accuracies[0] + 0.05
+
+
+# ------------------------------------------------------ the estimate's interval (issue 22)
+def test_accuracy_interval_holds_the_estimate_and_shrinks_with_rows():
+    from skpeal.stopping import accuracy_interval
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.5, 1.0, 400)
+    proba = np.stack([p, 1 - p], axis=1)
+    est, low, high = accuracy_interval(proba)
+    assert low < est < high and est == pytest.approx(p.mean())
+    _, low4, high4 = accuracy_interval(np.tile(proba, (4, 1)))
+    assert high4 - low4 == pytest.approx((high - low) / 2, rel=1e-6)
+
+
+def test_accuracy_interval_widens_towards_the_miscalibration_seen_on_fresh_labels():
+    from skpeal.stopping import accuracy_interval
+
+    proba = np.tile([[0.6, 0.4]], (500, 1))
+    est, low, high = accuracy_interval(proba)
+    # the previous model was right on every fresh label while 60% confident: under-confident
+    _, low2, high2 = accuracy_interval(proba, batch_confidence=[0.6] * 20,
+                                       batch_correct=[True] * 20)
+    assert low2 == pytest.approx(low) and high2 > high + 0.35
+    _, low3, _ = accuracy_interval(proba, batch_confidence=[0.6] * 20,
+                                   batch_correct=[False] * 20)
+    assert low3 < low - 0.55
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(batch_confidence=[0.5]), "both"),
+    (dict(batch_confidence=[0.5, 0.2], batch_correct=[True]), "2 values"),
+    (dict(batch_confidence=[1.5], batch_correct=[True]), r"\[0, 1\]"),
+    (dict(level=1.0), "level"),
+])
+def test_accuracy_interval_bad_input(kw, match):
+    from skpeal.stopping import accuracy_interval
+
+    with pytest.raises(ValueError, match=match):
+        accuracy_interval([[0.6, 0.4]], **kw)
+
+
+def test_no_plateau_stop_inside_the_noise_nor_below_the_floor():
+    flat = dict(estimate=0.70)
+    noisy = EstimatedAccuracy(window=1, patience=1, max_half_width=0.03)
+    for _ in range(4):
+        stop = noisy.update(**flat, interval=(0.60, 0.80))
+    assert not stop and "too noisy" in noisy.message
+    sure = EstimatedAccuracy(window=1, patience=1, max_half_width=0.03)
+    for _ in range(4):
+        stop = sure.update(**flat, interval=(0.69, 0.71))
+    assert stop
+    floored = EstimatedAccuracy(window=1, patience=1, floor=0.8)
+    for _ in range(4):
+        stop = floored.update(**flat, interval=(0.69, 0.71))
+    assert not stop and "floor" in floored.message
+    with pytest.raises(ValueError, match="must hold the estimate"):
+        EstimatedAccuracy().update(estimate=0.5, interval=(0.6, 0.7))
+
+
+def test_session_interval_uses_the_previous_models_errors_on_fresh_labels(tmp_path):
+    """Round 1's interval is widened by what round 0's model got wrong on new labels."""
+    from skpeal.labeling.stop import SessionStopping
+    from skpeal.labeling.store import LabelStore
+    from skpeal.stopping import accuracy_interval
+
+    store = LabelStore(tmp_path / "p")
+    store.add_images([f"/img/{i}.png" for i in range(40)])
+    ids = [i for i, _ in store.images()]
+    row_of = {i: k for k, i in enumerate(ids)}
+    stop = SessionStopping(store, ids, ["a", "b"], stop_set_size=10)
+    assert stop.suggestion()["accuracy"] is None
+    proba = np.tile([[0.9, 0.1]], (40, 1))  # confident "a" everywhere
+    store.add_round(0, "round-0", 0, 0.9, 0.0)
+    stop.observe(0, proba, row_of, ["a", "b"])
+    first = stop.suggestion()["accuracy"]
+    assert first["estimate"] == pytest.approx(0.9)
+    # the person labels 8 images "b": round 0's model was wrong on all of them
+    store.add_answers([(i, "b") for i in ids[:8]])
+    store.add_round(1, "round-1", 8, 0.9, 0.0)
+    stop.observe(1, proba, row_of, ["a", "b"])
+    acc = stop.suggestion()["accuracy"]
+    want = accuracy_interval(proba[8:], batch_confidence=[0.9] * 8, batch_correct=[False] * 8)
+    assert (acc["estimate"], acc["low"], acc["high"]) == pytest.approx(want)
+    assert acc["low"] < first["low"] - 0.5
+    store.close()

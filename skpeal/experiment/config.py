@@ -66,8 +66,11 @@ class ExperimentConfig:
         Whether the queries of model-driven strategies (uncertainty, BADGE, coreset,
         featdist) go through :func:`skpeal.strategies.class_balanced` (PCB).
         ``"random"`` is never balanced (it would follow the model's pseudo-labels, unlike
-        random sampling in the authors' code). A strategy and its ``"calibrated-"`` form
-        use the same query seed in a round, so their draws and tie-breaks are paired.
+        random sampling in the authors' code), nor are the low-budget strategies
+        (``typiclust``, ``probcover``, ``maxherding``, ``dropquery``, ``classguided``,
+        ``auto``: see :mod:`skpeal.strategies.lowbudget`), which cover or balance by themselves.
+        A strategy and its ``"calibrated-"`` form use the same query seed in a round, so
+        their draws and tie-breaks are paired.
     seeds : list of int, default=[0]
         One independent run per seed.
     pool_size : int or None, default=None
@@ -97,7 +100,8 @@ class ExperimentConfig:
         required=True))
     strategies: list = field(
         default_factory=lambda: ["random", "entropy", "calibrated-entropy"],
-        metadata=_opt("e.g. random entropy calibrated-entropy badge coreset featdist "
+        metadata=_opt("e.g. auto random entropy calibrated-entropy margin badge coreset "
+                      "featdist typiclust probcover maxherding dropquery classguided "
                       "linear-probe", nargs="+"))
     model: str = field(default="effnet-lite0-minilm", metadata=_opt("backbone name or path"))
     pretrained: str | None = field(default="default", metadata=_opt(

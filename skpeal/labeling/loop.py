@@ -275,6 +275,10 @@ class ActiveLearningLoop:
 
         Random sampling (a strategy that does not look at the model) is never balanced.
 
+        Strategies registered with ``pcb=False`` (those of
+        :mod:`skpeal.strategies.lowbudget`, which cover or balance by themselves) are not
+        wrapped either.
+
         Returns
         -------
         query : callable
@@ -282,7 +286,7 @@ class ActiveLearningLoop:
         """
         fn = self.strategy or strategies.entropy_sampling
         record = strategies.get_strategy(fn, None)
-        if self.balance == "pcb" and (record is None or record.uses_model):
+        if self.balance == "pcb" and (record is None or (record.uses_model and record.pcb)):
             fn = strategies.class_balanced(fn, self.gamma)
         return fn
 

@@ -93,9 +93,13 @@ class LabelingSession(BatchMixin):
         session). Default: the project's (a project remembers the parameters of the
         estimator it was created with; another backbone or adapter raises), else
         ``CLIPAdapterClassifier()`` (ViT-B-32, OpenAI weights).
-    strategy : callable, optional
-        A skpeal query function (default :func:`skpeal.strategies.entropy_sampling`;
-        with the estimator's default calibration loss this is calibrated entropy).
+    strategy : str or callable, optional
+        How the next batch is picked: a registered strategy name (see
+        :func:`skpeal.strategies.strategy_names`) or a query function. Default: the
+        one the project last used, else ``"auto"`` (class-guided coverage until 10
+        labels per class, then margin sampling with PCB: see
+        :func:`skpeal.strategies.auto_sampling`). Unlike the settings below it may change
+        when a project is reopened; a registered name is remembered for the next time.
     balance : {"pcb", "none"}, optional
         Default: the project's, else ``"pcb"``. Like ``gamma``, ``init``, ``batch_size``,
         ``random_state``, ``train_batch`` and ``preselect_threshold``, a project
@@ -161,6 +165,7 @@ class LabelingSession(BatchMixin):
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         check_session_params(estimator, lease_seconds)
+        strategy, strategy_name = _resolve_strategy(strategy, meta.get("strategy"))
         if estimator is None:
             estimator = CLIPAdapterClassifier(**meta["estimator"]) if "estimator" in meta \
                 else CLIPAdapterClassifier()
@@ -196,6 +201,8 @@ class LabelingSession(BatchMixin):
             self.store.set_meta("estimator", estimator_params(estimator))
         if "settings" not in meta:
             self.store.set_meta("settings", settings)
+        if strategy_name is not None and meta.get("strategy") != strategy_name:
+            self.store.set_meta("strategy", strategy_name)
         self.classes = classes
         self.classnames = classnames
         self.loop.classes = classes
@@ -353,7 +360,9 @@ class LabelingSession(BatchMixin):
 
     def _streamable(self, est) -> bool:
         """Whether round 0 may show a first batch before the whole pool is encoded."""
-        return (image_side_cached(est) and self.loop.strategy is None
+        record = strategies.get_strategy(self.loop.strategy or strategies.entropy_sampling,
+                                         None)
+        return (image_side_cached(est) and record is not None and not record.needs_labels
                 and len(self._paths) > FIRST_ENCODED)
 
     def _score_streamed(self, est, rnd):
@@ -370,27 +379,42 @@ class LabelingSession(BatchMixin):
                                       ).permutation(n)
         first = np.sort(order[:FIRST_ENCODED])
         rest = np.sort(order[FIRST_ENCODED:])
+        record = strategies.get_strategy(self.loop.strategy or strategies.entropy_sampling)
+        with_features = record.uses_features  # e.g. "auto": class-guided on the features
+
+        def encode(rows):
+            paths = [self._paths[k] for k in rows]
+            if with_features:
+                return est.predict_proba_embed(paths)
+            return est.predict_proba(paths), None
+
         self.state.update(phase="encoding", done=0, total=n)
         proba = np.full((n, len(self.classes)), np.nan)
-        proba[first] = est.predict_proba([self._paths[k] for k in first])
+        proba[first], f = encode(first)
+        feats = None if f is None else np.full((n, f.shape[1]), np.nan, dtype=f.dtype)
+        if feats is not None:
+            feats[first] = f
         self.state.update(done=len(first))
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
             self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-            self._scores = PoolScores(est.classes_, proba.copy(), None)
+            self._scores = PoolScores(est.classes_, proba.copy(),
+                                      None if feats is None else feats.copy())
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
         for k, start in enumerate(range(0, len(rest), ENCODE_CHUNK)):
             rows = rest[start:start + ENCODE_CHUNK]
-            proba[rows] = est.predict_proba([self._paths[r] for r in rows])
+            proba[rows], f = encode(rows)
+            if feats is not None:
+                feats[rows] = f
             self.state.update(done=len(first) + start + len(rows))
             if k % 8 == 7:  # a restart (kill -9 while encoding) resumes from here
                 self._features.save(est, self._paths)
         with self._lock:
             self._encoded = None
-        return PoolScores(est.classes_, proba, None)
+        return PoolScores(est.classes_, proba, feats)
 
     def _save_adapter(self, est, rnd):
         with atomic_path(self._adapter_path(rnd)) as tmp:
@@ -662,3 +686,14 @@ class LabelingSession(BatchMixin):
     def close(self):
         """Close the label store (everything is already committed)."""
         self.store.close()
+
+
+def _resolve_strategy(strategy, stored):
+    """``(query function, name to remember or None)`` of the session's ``strategy``."""
+    if strategy is None:
+        strategy = stored if stored in strategies.strategy_names() else "auto"
+    if isinstance(strategy, str):
+        record = strategies.get_strategy(strategy)  # an unknown name raises, naming them
+        return record.query, record.name
+    record = strategies.get_strategy(strategy, None)
+    return strategy, None if record is None else record.name

@@ -12,13 +12,21 @@ criteria of :mod:`skpeal.stopping`:
 Both the stop set (meta key ``stop_set``: image ids) and each round's predictions on it
 (meta key ``stop_predictions``: ``{round: [label, ...]}``) live in the label store, so a
 restarted session replays the same rounds on the same set and gives the same suggestion.
+
+The estimate comes with an interval (:func:`skpeal.stopping.accuracy_interval`): over the
+images not labelled yet, widened by the miscalibration the previous round's model showed
+on the images labelled since (labels it never trained on). The previous round's
+predictions are kept for that (meta key ``last_predictions``) and every round's interval
+is stored (meta key ``accuracy_intervals``: ``{round: [estimate, low, high]}``). The
+criterion never suggests stopping while the estimate is below ``floor`` nor, for a
+plateau, while the interval is wider than ``max_half_width`` (3 points) on a side.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..stopping import EstimatedAccuracy, KappaAverage
+from ..stopping import EstimatedAccuracy, KappaAverage, accuracy_interval
 
 __all__ = ["SessionStopping"]
 
@@ -42,6 +50,9 @@ class SessionStopping:
         The calibrated criterion (default ``EstimatedAccuracy()``).
     kappa : KappaAverage, optional
         The criterion that needs no calibration (default ``KappaAverage(classes=...)``).
+    floor : float or None, default=None
+        The person's minimum accuracy: no stop suggestion while the estimate is below it
+        (used by the default ``accuracy`` criterion).
 
     Attributes
     ----------
@@ -53,7 +64,7 @@ class SessionStopping:
     """
 
     def __init__(self, store, image_ids, classes, *, random_state=0, stop_set_size=200,
-                 accuracy=None, kappa=None):
+                 accuracy=None, kappa=None, floor=None):
         self.store = store
         self.classes = sorted(classes)
         stored = store.get_meta("stop_set")
@@ -67,7 +78,8 @@ class SessionStopping:
             store.set_meta("stop_predictions", {})
         self.stop_ids = [int(i) for i in stored]
         self.criteria = {
-            "estimated_accuracy": accuracy if accuracy is not None else EstimatedAccuracy(),
+            "estimated_accuracy": accuracy if accuracy is not None else EstimatedAccuracy(
+                floor=floor, max_half_width=0.03),
             "kappa_average": kappa if kappa is not None else KappaAverage(classes=self.classes),
         }
 
@@ -85,6 +97,7 @@ class SessionStopping:
         classes_sorted : array-like of str
             The column order of ``proba``.
         """
+        self._record_interval(rnd, proba, row_of, classes_sorted)
         preds = self.store.get_meta("stop_predictions", {})
         if str(rnd) not in preds:
             rows = np.array([row_of[i] for i in self.stop_ids], dtype=np.intp)
@@ -93,15 +106,48 @@ class SessionStopping:
             self.store.set_meta("stop_predictions", preds)
         self.replay()
 
+    def _record_interval(self, rnd, proba, row_of, classes_sorted):
+        """Store round ``rnd``'s estimate and interval over the unlabelled images (once)."""
+        intervals = self.store.get_meta("accuracy_intervals", {})
+        if str(rnd) in intervals:
+            return
+        labelled = self.store.labelled()
+        cls = np.asarray([str(c) for c in classes_sorted], dtype=object)
+        free = np.array([r for i, r in row_of.items() if i not in labelled], dtype=np.intp)
+        if free.size == 0:
+            return
+        last = self.store.get_meta("last_predictions")
+        kw = {}
+        if last is not None and int(last["round"]) < rnd:
+            new = [k for k, i in enumerate(last["ids"]) if int(i) in labelled]
+            if new:
+                kw = dict(batch_confidence=[last["conf"][k] for k in new],
+                          batch_correct=[last["pred"][k] == str(labelled[int(last["ids"][k])])
+                                         for k in new])
+        est, low, high = accuracy_interval(proba[free], **kw)
+        intervals[str(rnd)] = [est, low, high]
+        self.store.set_meta("accuracy_intervals", intervals)
+        ids = [int(i) for i, r in row_of.items() if i not in labelled]
+        rows = np.array([row_of[i] for i in ids], dtype=np.intp)
+        self.store.set_meta("last_predictions", {
+            "round": int(rnd), "ids": ids,
+            "pred": [str(c) for c in cls[proba[rows].argmax(axis=1)]],
+            "conf": [float(c) for c in proba[rows].max(axis=1)]})
+
     def replay(self):
         """Feed every stored round, in order, to freshly reset criteria."""
         preds = self.store.get_meta("stop_predictions", {})
         acc, kappa = self.criteria["estimated_accuracy"], self.criteria["kappa_average"]
         acc.reset()
         kappa.reset()
+        intervals = self.store.get_meta("accuracy_intervals", {})
         for r in self.store.rounds():
             if r["estimated_accuracy"] is not None:
-                acc.update(estimate=min(1.0, max(0.0, float(r["estimated_accuracy"]))))
+                iv = intervals.get(str(r["round"]))
+                if iv is not None:  # the interval's own estimate (unlabelled images only)
+                    acc.update(estimate=iv[0], interval=(iv[1], iv[2]))
+                else:
+                    acc.update(estimate=min(1.0, max(0.0, float(r["estimated_accuracy"]))))
             if str(r["round"]) in preds:
                 kappa.update(preds[str(r["round"])])
 
@@ -113,7 +159,8 @@ class SessionStopping:
         suggestion : dict
             ``should_stop`` (any criterion suggests stopping), ``message`` (one line in
             plain words for the page), ``criteria`` (per criterion: ``name``, ``should_stop``,
-            ``message``, ``signal``, ``n_updates``) and ``stop_set_size``.
+            ``message``, ``signal``, ``n_updates``), ``stop_set_size`` and ``accuracy``
+            (:meth:`accuracy`: estimate, low, high; None before the first round).
         """
         out = []
         for name, crit in self.criteria.items():
@@ -128,7 +175,26 @@ class SessionStopping:
         message = ("You could stop labelling: " if stop else "Keep labelling: ") + \
             ("; ".join(lines) if lines else "no round yet") + "."
         return {"should_stop": bool(stop), "message": message, "criteria": out,
-                "stop_set_size": len(self.stop_ids)}
+                "stop_set_size": len(self.stop_ids), "accuracy": self.accuracy()}
+
+    def accuracy(self):
+        """The latest estimate of the accuracy on the unlabelled images, with its interval.
+
+        Returns
+        -------
+        accuracy : dict or None
+            ``{"estimate": float, "low": float, "high": float}``; None before the first
+            round.
+        """
+        crit = self.criteria["estimated_accuracy"]
+        if not getattr(crit, "estimates_", None):
+            return None
+        low, high = crit.intervals_[-1] if getattr(crit, "intervals_", None) else (
+            float("nan"),) * 2
+        est = float(crit.estimates_[-1])
+        if low != low:  # no interval stored for that round
+            low = high = est
+        return {"estimate": est, "low": float(low), "high": float(high)}
 
 
 def _plain(crit) -> str:
@@ -137,6 +203,9 @@ def _plain(crit) -> str:
         return ""
     if isinstance(crit, EstimatedAccuracy):
         text = f"the model estimates its accuracy at {crit.estimates_[-1]:.0%}"
+        low, high = crit.intervals_[-1] if getattr(crit, "intervals_", None) else (None, None)
+        if low is not None and low == low:
+            text += f" (likely between {low:.0%} and {high:.0%})"
         gain = crit.gains_[-1]
         if gain == gain:  # not NaN: enough rounds to judge the gain
             text += f" ({100 * gain:+.1f} points over the last {crit.window} rounds)"

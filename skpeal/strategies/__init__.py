@@ -11,6 +11,10 @@ Three layers, kept apart as in modAL:
   modAL 0.4.2 unpacks two values inside a bare ``except``, so anything else is misread;
 * **wrappers**: :func:`class_balanced` (PCB class balancing), a :class:`ClassBalanced`.
 
+The low-budget strategies (TypiClust, ProbCover, MaxHerding, DropQuery, the class-guided
+cold start and ``auto``) and their selectors on feature arrays live in
+:mod:`skpeal.strategies.lowbudget`; their query functions are exported here too.
+
 How a strategy finds what it needs
 ----------------------------------
 ``classifier`` may be a fitted estimator or a modAL learner; modAL 0.4.2.1 passes the
@@ -69,6 +73,15 @@ from ._uncertainty import (
 # Registration order is the order of strategy_names() (uncertainty, then feature-based).
 from ._diversity import badge_sampling, coreset_sampling, featdist_sampling
 from ._balancing import ClassBalanced, class_balanced
+from . import lowbudget  # noqa: F401 (registers the low-budget strategies and "auto")
+from .lowbudget import (
+    auto_sampling,
+    classguided_sampling,
+    dropquery_sampling,
+    maxherding_sampling,
+    probcover_sampling,
+    typiclust_sampling,
+)
 # isort: on
 
 # modAL 0.4.2.1 passes force_all_finite= to scikit-learn's check_X_y, which scikit-learn
@@ -89,6 +102,12 @@ __all__ = [
     "badge_sampling",
     "coreset_sampling",
     "featdist_sampling",
+    "typiclust_sampling",
+    "probcover_sampling",
+    "maxherding_sampling",
+    "dropquery_sampling",
+    "classguided_sampling",
+    "auto_sampling",
     "class_balanced",
     "ClassBalanced",
     "Strategy",

@@ -54,6 +54,11 @@ class Strategy:
     shardable : bool
         Whether the strategy can run *shard then merge* on Ray above the scorer's
         ``exact_max_rows`` (each block picks candidates, the driver picks among them).
+    pcb : bool
+        Whether ``balance="pcb"`` wraps it in :func:`~skpeal.strategies.class_balanced`
+        (False for strategies that balance or cover by themselves, such as those of
+        :mod:`skpeal.strategies.lowbudget`; a strategy that does not use the model is
+        never wrapped).
     """
 
     name: str
@@ -63,6 +68,7 @@ class Strategy:
     needs: frozenset = frozenset({"proba"})
     topk: bool = False
     shardable: bool = False
+    pcb: bool = True
 
     @property
     def uses_model(self) -> bool:
@@ -120,7 +126,7 @@ def _make_query(name, impl):
 
 
 def register_strategy(name, impl=None, *, score=None, needs=None, topk=None,
-                      shardable=False, query=None, replace=False):
+                      shardable=False, pcb=True, query=None, replace=False):
     """Register a query strategy: one call makes it known everywhere.
 
     After the call, ``skpeal run --strategies <name>`` (and ``calibrated-<name>``),
@@ -148,6 +154,8 @@ def register_strategy(name, impl=None, *, score=None, needs=None, topk=None,
         False.
     shardable : bool, default=False
         See :attr:`Strategy.shardable`.
+    pcb : bool, default=True
+        See :attr:`Strategy.pcb`.
     query : callable, optional
         The public query function, when it is written out (skpeal's own strategies,
         for their docstrings); default: one built from ``impl``.
@@ -209,7 +217,7 @@ def register_strategy(name, impl=None, *, score=None, needs=None, topk=None,
     elif not callable(query):
         raise InvalidParameterError(f"query must be callable, got {query!r}")
     record = Strategy(name=name, query=query, impl=impl, score=score, needs=needs,
-                      topk=bool(topk), shardable=bool(shardable))
+                      topk=bool(topk), shardable=bool(shardable), pcb=bool(pcb))
     if name in _REGISTRY:
         _BY_QUERY.pop(id(_REGISTRY[name].query), None)
     _REGISTRY[name] = record

@@ -233,10 +233,13 @@ def test_status_carries_the_stopping_suggestion(session_factory, image_folder):
     sug = s.status()["stop_suggestion"]
     assert [c["name"] for c in sug["criteria"]] == ["estimated_accuracy", "kappa_average"]
     assert sug["should_stop"] is False
+    acc = sug["accuracy"]  # the estimate with its interval (issue 22)
+    assert acc["estimate"] == pytest.approx(s.status()["estimated_accuracy"])
+    assert acc["low"] <= acc["estimate"] <= acc["high"]
     assert sug["message"] == (  # plain words: no criterion code names on the page
         f"Keep labelling: the model estimates its accuracy at "
-        f"{s.status()['estimated_accuracy']:.0%}; too few rounds yet to see whether the "
-        "predictions settle.")
+        f"{s.status()['estimated_accuracy']:.0%} (likely between {acc['low']:.0%} and "
+        f"{acc['high']:.0%}); too few rounds yet to see whether the predictions settle.")
     assert all(c["n_updates"] == 1 for c in sug["criteria"])
     for _ in range(2):
         _label_some(s, truth, n=4)
@@ -249,10 +252,13 @@ def test_status_carries_the_stopping_suggestion(session_factory, image_folder):
     kappa = KappaAverage(classes=sorted(CLASSES))
     preds = s.store.get_meta("stop_predictions")
     assert sorted(preds) == ["0", "1", "2"]
+    intervals = s.store.get_meta("accuracy_intervals")
+    assert sorted(intervals) == ["0", "1", "2"]
     for r in s.store.rounds():
         acc.update(estimate=r["estimated_accuracy"])
+        assert intervals[str(r["round"])][0] == pytest.approx(r["estimated_accuracy"])
         kappa.update(preds[str(r["round"])])
-    assert acc.estimates_ == s.stopping.criteria["estimated_accuracy"].estimates_
+    assert acc.estimates_ == pytest.approx(s.stopping.criteria["estimated_accuracy"].estimates_)
     assert kappa.kappas_ == s.stopping.criteria["kappa_average"].kappas_
     # the last round's stored predictions are the current model's on the stop set
     top = {p["image_id"]: p["suggestion"] for p in s.predictions()}

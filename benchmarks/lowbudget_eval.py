@@ -1,0 +1,341 @@
+"""Low-budget strategies vs random on several image sets, paired per seed (issue 22).
+
+Every (set, seed, strategy) is one resumable ``skpeal run``
+(:func:`skpeal.experiment.run_experiment`, the product's protocol) in
+``<out>/<set>/seed<k>/<strategy>``: prompt adapter, offline backbone
+``effnet-lite0-minilm`` (not CLIP), budget = number of classes per round, round 0 picked
+by each strategy on the zero-shot model (random stays random). Alongside, every round's
+model is scored on the still-unlabelled pool, so the label-free accuracy estimate and its
+interval (:func:`skpeal.stopping.accuracy_interval`) can be checked against the truth
+(``<out>/<set>/seed<k>/<strategy>/pool/*.npz``). A killed run started again continues where it
+stopped.
+
+The report (``--md``, ``--png``): per set and strategy, AULC mean ± sd, labels to reach 90%
+of the full pool's accuracy, the paired AULC difference to random per seed and its sign
+count; the estimate's median absolute error and interval coverage.
+
+    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 python benchmarks/lowbudget_eval.py \\
+        --out /tmp/lowbudget_eval --md docs/_static/lowbudget_eval.md \\
+        --png docs/_static/lowbudget_eval.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skpeal import CLIPAdapterClassifier
+from skpeal.experiment import ExperimentConfig, load_data, run_experiment
+from skpeal.labeling import loop as _loop
+from skpeal.metrics import area_under_learning_curve
+from skpeal.stopping import accuracy_interval
+
+STRATEGIES = ["random", "auto", "calibrated-entropy", "classguided", "typiclust", "margin",
+              "entropy", "probcover", "maxherding", "dropquery"]
+SETS = {"fashion-mnist": dict(pool_size=600, test_size=300),
+        "digits": dict(pool_size=600, test_size=300)}
+TRACKED = {"random", "calibrated-entropy", "auto"}  # strategies whose pool estimate is kept
+
+
+def _config(name, seed, strategy, args):
+    return ExperimentConfig(data=name, strategies=[strategy], rounds=args.rounds,
+                            seeds=[seed], init="zero-shot", **SETS[name],
+                            estimator_params=_params(args))
+
+
+def _params(args):
+    return dict(max_epochs=args.epochs, n_ctx=args.n_ctx)
+
+
+def _tracking_rounds(pool_dir, y_pool):
+    """Wrap ActiveLearningLoop.rounds: save every round model's pool scores (npz)."""
+    original = _loop.ActiveLearningLoop.rounds
+
+    def rounds(self, X_pool, oracle, n_rounds, budget, **kw):
+        strategy = getattr(self, "_bench_strategy", None)
+        prev = None
+        for step in original(self, X_pool, oracle, n_rounds, budget, **kw):
+            if strategy in TRACKED:
+                path = pool_dir / f"{strategy}__round{step.round}.npz"
+                proba = step.model.predict_proba(X_pool)
+                rest = np.setdiff1d(np.arange(len(y_pool)), step.labelled)
+                batch = {}
+                if prev is not None:  # the previous model on the batch labelled this round
+                    batch = dict(batch_conf=prev.max(1)[step.selected],
+                                 batch_correct=prev.argmax(1)[step.selected] == step.labels)
+                np.savez(path, proba=proba[rest], correct=proba[rest].argmax(1) == y_pool[rest],
+                         **batch)
+                prev = proba
+            yield step
+
+    return original, rounds
+
+
+def run(args):
+    out = Path(args.out)
+    from skpeal.experiment import runner
+
+    make_loop = runner.make_loop
+
+    def tagged(config, data, strategy, seed, scorer=None):
+        loop = make_loop(config, data, strategy, seed, scorer)
+        loop._bench_strategy = strategy
+        return loop
+
+    runner.make_loop = tagged
+    for seed in args.seeds:  # seed-major: every finished seed is a complete paired block
+        for strategy in args.strategies:
+            for name in args.sets:
+                _run_one(name, seed, strategy, args, out)
+        for name in args.sets:  # the reference of "labels to 90%", once per set
+            full = out / name / "full_pool.json"
+            if not full.exists():
+                cfg = _config(name, seed, "random", args)
+                data = load_data(cfg)
+                est = CLIPAdapterClassifier(model=cfg.model, pretrained=cfg.pretrained,
+                                            adapter=cfg.adapter, random_state=0,
+                                            **_params(args)).fit(data.X_train, data.y_train)
+                acc = float((est.predict(data.X_test) == data.y_test).mean())
+                full.write_text(json.dumps({"accuracy": acc}))
+                print(f"{name}: full-pool accuracy {acc:.3f}", flush=True)
+
+
+def _run_one(name, seed, strategy, args, out):
+    """One resumable ``skpeal run`` of one (set, seed, strategy) in its own folder."""
+    cfg = _config(name, seed, strategy, args)
+    run_dir = out / name / f"seed{seed}" / strategy
+    pool_dir = run_dir / "pool"
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg)
+    original, wrapped = _tracking_rounds(pool_dir, data.y_train)
+    _loop.ActiveLearningLoop.rounds = wrapped
+    try:
+        t0 = time.perf_counter()
+        run_experiment(cfg, run_dir, progress=False, data=data)
+        print(f"{name} seed {seed} {strategy}: {time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        _loop.ActiveLearningLoop.rounds = original
+
+
+# --------------------------------------------------------------------------- report
+def collect(out):
+    from skpeal.experiment import write_report
+
+    rows = []
+    for d in Path(out).glob("*/seed*/*/state"):
+        if any(d.iterdir()):
+            write_report(d.parent)  # also for a run still going or stopped midway
+    for f in Path(out).glob("*/seed*/*/results.csv"):
+        df = pd.read_csv(f)
+        df["set"] = f.parts[-4]
+        rows.append(df)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def per_run(df, out):
+    recs = []
+    for (s, strat, seed), g in df.groupby(["set", "strategy", "seed"]):
+        g = g.sort_values("n_labels")
+        ref = Path(out) / s / "full_pool.json"
+        full = json.loads(ref.read_text())["accuracy"] if ref.exists() else np.nan
+        hit = g.n_labels[g.accuracy >= 0.9 * full]
+        recs.append(dict(set=s, strategy=strat, seed=seed, rounds=len(g),
+                         aulc=area_under_learning_curve(g.n_labels, g.accuracy),
+                         final=g.accuracy.iloc[-1], to90=hit.iloc[0] if len(hit) else np.inf,
+                         full=full))
+    return pd.DataFrame(recs)
+
+
+def table(runs, rounds):
+    runs = runs[runs.rounds == rounds]
+    lines = []
+    for s, g in runs.groupby("set"):
+        rnd = g[g.strategy == "random"].set_index("seed").aulc
+        best = g.groupby("strategy").aulc.mean().max()
+        lines += [f"\n**{s}** (full-pool accuracy {g.full.iloc[0]:.3f}; seeds "
+                  f"{sorted(rnd.index.tolist())})\n",
+                  "| strategy | AULC | final acc. | labels to 90% of full | "
+                  "AULC - random (points), per seed | wins |", "|---|---|---|---|---|---|"]
+        for strat, h in g.groupby("strategy"):
+            h = h.set_index("seed")
+            d = 100 * (h.aulc - rnd.reindex(h.index))
+            to90 = h.to90.replace(np.inf, np.nan)
+            reach = (f"{to90.median():.0f} (median; {int(to90.notna().sum())}/{len(h)} reach)"
+                     if to90.notna().any() else f"not reached ({len(h)} seeds)")
+            mark = " (best)" if np.isclose(h.aulc.mean(), best) else ""
+            lines.append(
+                f"| {strat}{mark} | {h.aulc.mean():.3f} ± {h.aulc.std(ddof=1):.3f} | "
+                f"{h.final.mean():.3f} | {reach} | {d.mean():+.1f} "
+                f"[{', '.join(f'{v:+.1f}' for v in d)}] | {int((d > 0).sum())}/{len(d)} |")
+    return "\n".join(lines)
+
+
+def estimate_table(out):
+    recs = []
+    for f in Path(out).glob("*/seed*/*/pool/*.npz"):
+        z = np.load(f)
+        strat, rnd = f.stem.split("__round")
+        kw = {}
+        if "batch_conf" in z:
+            kw = dict(batch_confidence=z["batch_conf"], batch_correct=z["batch_correct"])
+        est, low, high = accuracy_interval(z["proba"], **kw)
+        true = float(z["correct"].mean())
+        plain = float(z["proba"].max(1).mean())
+        recs.append(dict(set=f.parts[-5], seed=int(f.parts[-4][4:]), strategy=strat,
+                         round=int(rnd), true=true, est=est,
+                         low=low, high=high, plain=plain))
+    if not recs:
+        return "", pd.DataFrame()
+    r = pd.DataFrame(recs)
+    r["err"] = 100 * (r.est - r.true).abs()
+    r["plain_err"] = 100 * (r.plain - r.true).abs()
+    r["cover"] = (r.low <= r.true) & (r.true <= r.high)
+    r["width"] = 100 * (r.high - r.low)
+    lines = ["| set | strategy | rounds | median abs. error (points) | "
+             "without the correction | interval covers the truth | mean width (points) |",
+             "|---|---|---|---|---|---|---|"]
+    for (s, strat), g in r.groupby(["set", "strategy"]):
+        lines.append(f"| {s} | {strat} | {len(g)} | {g.err.median():.1f} | "
+                     f"{g.plain_err.median():.1f} | {g.cover.mean():.0%} | {g.width.mean():.1f} |")
+    lines.append(f"| all | all | {len(r)} | {r.err.median():.1f} | {r.plain_err.median():.1f} "
+                 f"| {r.cover.mean():.0%} | {r.width.mean():.1f} |")
+    return "\n".join(lines), r
+
+
+def stopping_table(r, df):
+    """When EstimatedAccuracy first says "you could stop", and the true accuracy then.
+
+    Replays every tracked run's rounds (estimate and interval on the unlabelled pool)
+    through the criterion as plain ``EstimatedAccuracy()`` and with the session's settings
+    (``max_half_width=0.03``); the accuracy is the test accuracy of that round's model.
+    """
+    from skpeal.stopping import EstimatedAccuracy
+
+    if r.empty:
+        return ""
+    settings = {"default": {}, "session (max_half_width=0.03)": {"max_half_width": 0.03}}
+    lines = ["| set | strategy | criterion | runs that stop | first stop (labels, median) | "
+             "test acc. then | 5 rounds later | at the last round |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (s, strat), g in r.groupby(["set", "strategy"]):
+        for label, kw in settings.items():
+            stops, then, later, last = [], [], [], []
+            for seed, h in g.groupby("seed"):
+                h = h.sort_values("round")
+                acc = df[(df.set == s) & (df.strategy == strat) & (df.seed == seed)]
+                acc = acc.set_index("round").sort_index()
+                crit = EstimatedAccuracy(**kw)
+                for _, row in h.iterrows():
+                    crit.update(estimate=row.est, interval=(row.low, row.high))
+                if crit.stopped_at_ is None:
+                    continue
+                rnd = int(h["round"].iloc[crit.stopped_at_])
+                if rnd not in acc.index:
+                    continue
+                stops.append(acc.n_labels[rnd])
+                then.append(acc.accuracy[rnd])
+                if rnd + 5 in acc.index:
+                    later.append(acc.accuracy[rnd + 5])
+                last.append(acc.accuracy.iloc[-1])
+            n = g.seed.nunique()
+            fmt = (lambda v: f"{np.mean(v):.3f}" if v else "-")  # noqa: E731
+            lines.append(f"| {s} | {strat} | {label} | {len(stops)}/{n} | "
+                         f"{np.median(stops) if stops else '-'} | {fmt(then)} | "
+                         f"{fmt(later)} ({len(later)}) | {fmt(last)} |")
+    return "\n".join(lines)
+
+
+def plot(df, runs, png, rounds):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = sorted(df.set.unique())
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
+    done = runs[runs.rounds == rounds][["set", "strategy", "seed"]]
+    df = df.merge(done, on=["set", "strategy", "seed"])
+    for ax, s in zip(axes[0], sets):
+        for strat, g in df[df.set == s].groupby("strategy"):
+            m = g.groupby("n_labels").accuracy.mean()
+            style = dict(lw=2.5) if strat in ("auto", "random") else dict(lw=1, alpha=0.8)
+            ax.plot(m.index, m.values, label=strat, **style)
+        ax.set_title(f"{s} (effnet-lite0-minilm, not CLIP)")
+        ax.set_xlabel("labels")
+        ax.set_ylabel("test accuracy (mean over seeds)")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def md_to_rst(text):
+    """Markdown pipe tables and ``## `` headings as reStructuredText (list-tables)."""
+    out, table = [], []
+
+    def flush():
+        if table:
+            rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table
+                    if not set(r.replace("|", "").strip()) <= set("-")]
+            out.extend([".. list-table::", "   :header-rows: 1", ""])
+            for row in rows:
+                out.append("   * - " + (row[0] or "\\"))
+                out.extend(f"     - {c or '-'}" for c in row[1:])
+            out.append("")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            title = line[3:]
+            out.extend([title, "^" * len(title), ""])
+        else:
+            out.append(line.replace("**", "**"))
+    flush()
+    return "\n".join(out) + "\n"
+
+
+def report(args):
+    df = collect(args.out)
+    runs = per_run(df, args.out)
+    text = "## AULC and labels to 90% of the full pool\n" + table(runs, args.rounds)
+    est, r = estimate_table(args.out)
+    text += "\n\n## Label-free accuracy estimate on the unlabelled pool\n\n" + est + "\n"
+    text += "\n## First stop suggestion of EstimatedAccuracy\n\n" + stopping_table(r, df) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text)
+    if args.rst:
+        Path(args.rst).write_text(md_to_rst(text))
+    if args.png:
+        plot(df, runs, args.png, args.rounds)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="lowbudget_eval")
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    p.add_argument("--epochs", type=int, default=10, help="max_epochs of every fit")
+    p.add_argument("--n-ctx", type=int, default=16, help="prompt context vectors")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--md")
+    p.add_argument("--rst", help="the tables as reStructuredText (included by the docs)")
+    p.add_argument("--png")
+    args = p.parse_args(argv)
+    if not args.report_only:
+        run(args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The labelling session with the low-budget strategies (issue 22)."""
+
+import pytest
+
+from skpeal.strategies import lowbudget as lb
+
+from .conftest import CLASSES
+
+
+@pytest.mark.parametrize("strategy", [lb.auto_sampling, lb.typiclust_sampling])
+def test_session_runs_low_budget_strategies_and_keeps_every_label(session_factory,
+                                                                   image_folder, strategy):
+    _, truth = image_folder
+    s = session_factory(strategy=strategy)
+    s.prepare()
+    assert s.loop.query_function() is strategy  # not wrapped in PCB
+    given = {}
+    for _ in range(2):
+        batch = s.next_batch()
+        assert len({b["image_id"] for b in batch}) == len(batch) == 5
+        assert not set(b["image_id"] for b in batch) & set(given)
+        for item in batch:
+            s.label(item["image_id"], truth[item["path"]])
+            given[item["image_id"]] = truth[item["path"]]
+        s.refit()
+    assert s.store.labelled() == given
+    assert set(given.values()) <= set(CLASSES)
+
+
+def test_session_defaults_to_auto_and_remembers_a_named_strategy(session_factory):
+    s = session_factory()
+    assert s.loop.strategy is lb.auto_sampling
+    s.close()
+    s = session_factory(strategy="margin")
+    assert s.loop.query_function().strategy.__name__ == "margin_sampling"  # PCB-wrapped
+    s.close()
+    s = session_factory()  # reopened without strategy=: the one last used
+    assert s.loop.strategy.__name__ == "margin_sampling"
+    s.close()
+    with pytest.raises(ValueError, match="nope"):
+        session_factory(strategy="nope")
+
+
+def test_skpeal_label_passes_its_strategy(monkeypatch, image_folder, tmp_path):
+    from skpeal import cli
+
+    args = cli._parser().parse_args(["label", "photos", "--classes", "cat", "dog"])
+    assert args.strategy is None  # the session's default: the project's, else auto
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_session(*a, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(cli, "LabelingSession", fake_session)
+    folder, _ = image_folder
+    with pytest.raises(Stop):
+        cli._label(cli._parser().parse_args(["label", str(folder), "--classes", *CLASSES,
+                                             "--project", str(tmp_path / "p")]))
+    assert seen["strategy"] is None
+    cli._parser().parse_args(["label", "photos", "--strategy", "typiclust"])
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args(["label", "photos", "--strategy", "nope"])
