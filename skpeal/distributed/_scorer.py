@@ -9,7 +9,8 @@ import numpy as np
 from .. import strategies as st
 from .._validation import check_int
 from . import _internals
-from ._actor import SCORE_FUNCTIONS, BlockActor, Precomputed
+from ._actor import SCORE_FUNCTIONS, Precomputed
+from ._pool import ActorPool
 from .store import ParquetFeatureStore
 
 _TOPK = {
@@ -348,7 +349,6 @@ class RayPoolScorer:
         n_actors = self._n_actors(ray, cpus, gpus)
         bounds = plan_blocks(n, _internals.inference_batch_size(est), self.block_size,
                              n_actors)
-        n_actors = min(n_actors, len(bounds))
         store, space = self._store(est)
         payload = ray.put({
             "estimator": est,
@@ -361,29 +361,47 @@ class RayPoolScorer:
             "device": "cuda" if gpus > 0 else None,
             "num_workers": self.decode_workers,
         })
-        # from_items: the block ids live in the object store, so no read task competes
-        # with the actors for CPUs (a range() read can starve behind a full actor pool).
-        ids = [{"id": i} for i in range(len(bounds))]
-        # Ray Data's actor pools restart dead actors and retry their blocks without limit
-        # by default (-1); other values go through its (deprecated) remote-args route.
-        retries = {k: v for k, v in (("max_restarts", self.max_restarts),
-                                     ("max_task_retries", self.max_task_retries)) if v != -1}
-        ds = ray.data.from_items(ids, override_num_blocks=len(bounds)).map_batches(
-            BlockActor,
-            batch_size=1,
-            fn_constructor_kwargs={"payload": [payload]},
-            concurrency=n_actors,
-            num_cpus=cpus,
-            num_gpus=gpus if gpus > 0 else None,
-            **retries,
-        )
-        self.stats_ = {"n_blocks": len(bounds), "n_actors": n_actors,
+        pool = self._actor_pool(ray, n_actors, cpus, gpus)
+        self.stats_ = {"n_blocks": len(bounds), "n_actors": min(n_actors, len(bounds)),
                        "block_size": bounds[0][1] - bounds[0][0], "n_encoded": 0,
-                       "rows_returned": 0}
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                       "rows_returned": 0, "n_retried": 0, "nodes": set()}
+        for batch in pool.run(ray, [payload], len(bounds), self.max_task_retries,
+                              self.stats_):
             self.stats_["n_encoded"] += int(batch["n_encoded"].sum())
             self.stats_["rows_returned"] += int(batch["idx"].shape[0])
             yield batch
+        self.stats_["nodes"] = sorted(self.stats_["nodes"])
+
+    def _actor_pool(self, ray, n, cpus, gpus):
+        """The scorer's actors: started on its first query, reused while settings hold."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None and not pool.matches(ray, n, cpus, gpus, self.max_restarts):
+            pool.close(ray)
+            pool = None
+        if pool is None:
+            pool = self._pool = ActorPool(ray, n, cpus, gpus, self.max_restarts)
+        return pool
+
+    def close(self):
+        """Stop this scorer's actors (a later query starts new ones).
+
+        Returns
+        -------
+        self : RayPoolScorer
+        """
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            import ray  # optional dependency (skpeal[ray])
+
+            if ray.is_initialized():
+                pool.close(ray)
+            self._pool = None
+        return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_pool", None)  # actor handles belong to this driver's session
+        return state
 
     def _n_actors(self, ray, cpus, gpus):
         if self.num_actors is not None:
