@@ -57,13 +57,12 @@ class ActorPool:
         if num_gpus > 0:
             opts["num_gpus"] = num_gpus
         cls = ray.remote(ScoringActor).options(**opts)
-        self.config = (n, num_cpus, num_gpus, max_restarts, _session(ray))
         self.actors = [cls.remote() for _ in range(n)]
         self._queries = 0
-
-    def matches(self, ray, n, num_cpus, num_gpus, max_restarts):
-        """Whether this pool serves a query with these settings in the current session."""
-        return self.config == (n, num_cpus, num_gpus, max_restarts, _session(ray))
+        # actor -> ping ObjectRef: starting, or failed; given work once it answers (an actor
+        # that cannot start, its CPUs held elsewhere, never holds a block)
+        self._reviving = {a: h.node_id.remote() for a, h in enumerate(self.actors)}
+        self._dead = set()  # actors without restarts left
 
     def close(self, ray):
         for a in self.actors:
@@ -93,8 +92,11 @@ class ActorPool:
         key = (id(self), self._queries)
         todo = collections.deque(range(n_blocks))
         tries = collections.Counter()
-        idle = list(range(len(self.actors)))
-        flight = {}  # ObjectRef -> ("score", actor, block) or ("ping", actor, None)
+        idle = [a for a in range(len(self.actors))
+                if a not in self._reviving and a not in self._dead]
+        # ObjectRef -> ("score", actor, block) or ("ping", actor, None); actors that failed
+        # in an earlier query (their node stopped, say) get work only once they answer
+        flight = {ref: ("ping", a, None) for a, ref in self._reviving.items()}
         done = 0
         last_alive = time.monotonic()
         while done < n_blocks:
@@ -110,9 +112,10 @@ class ActorPool:
                 elif time.monotonic() - last_alive > STALL_TIMEOUT_S:
                     raise RuntimeError(
                         f"Ray pool scoring: no scoring actor alive for {STALL_TIMEOUT_S:.0f} s "
-                        f"with {len(todo)} of {n_blocks} blocks left (their nodes died or the "
-                        "cluster has no room to restart them); the query is refused rather "
-                        "than returned short"
+                        f"with {len(todo)} of {n_blocks} blocks left (their nodes died, or the "
+                        "cluster has no room to start them: are its CPUs held by other "
+                        "actors, e.g. another RayPoolScorer's? close() it); the query is "
+                        "refused rather than returned short"
                     )
                 continue
             kind, a, b = flight.pop(ready[0])
@@ -131,13 +134,17 @@ class ActorPool:
                     if stats is not None:
                         stats["n_retried"] = stats.get("n_retried", 0) + 1
                 if kind == "ping" and not isinstance(exc, ActorUnavailableError):
-                    continue  # dead for good (no restarts left): no more work for it
+                    self._reviving.pop(a, None)
+                    self._dead.add(a)  # dead for good (no restarts left): no more work
+                    continue
                 if kind == "ping":
                     time.sleep(1.0)
                 ping = self.actors[a].node_id.remote()  # back to work once restarted
                 flight[ping] = ("ping", a, None)
+                self._reviving[a] = ping
                 continue
             if kind == "ping":
+                self._reviving.pop(a, None)
                 idle.append(a)
                 continue
             out, node, setup = value
@@ -147,6 +154,31 @@ class ActorPool:
                 stats.setdefault("nodes", set()).add(node)
                 stats["setup_s"] = max(stats.get("setup_s", 0.0), setup)
             yield out
+
+
+_POOLS: dict = {}
+
+
+def shared_pool(ray, n, num_cpus, num_gpus, max_restarts):
+    """The actor pool of this Ray session with these settings (started on first use).
+
+    Scorers with equal settings share their actors, so two of them in one session do not
+    compete for the cluster's CPUs; pools of other sessions are forgotten.
+    """
+    key = (n, num_cpus, num_gpus, max_restarts, _session(ray))
+    for k in [k for k in _POOLS if k[-1] != key[-1]]:
+        del _POOLS[k]
+    pool = _POOLS.get(key)
+    if pool is None or not pool.actors:
+        pool = _POOLS[key] = ActorPool(ray, n, num_cpus, num_gpus, max_restarts)
+    return pool
+
+
+def close_pool(ray, pool):
+    """Stop ``pool``'s actors and forget it."""
+    for k in [k for k, v in _POOLS.items() if v is pool]:
+        del _POOLS[k]
+    pool.close(ray)
 
 
 def _session(ray):

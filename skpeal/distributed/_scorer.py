@@ -10,7 +10,7 @@ from .. import strategies as st
 from .._validation import check_int
 from . import _internals
 from ._actor import SCORE_FUNCTIONS, Precomputed
-from ._pool import ActorPool
+from ._pool import close_pool, shared_pool
 from .store import ParquetFeatureStore
 
 _TOPK = {
@@ -68,13 +68,17 @@ def shutdown_ray():
 
 
 class RayPoolScorer:
-    """Score an active-learning pool with a Ray Data actor pool, select on the driver.
+    """Score an active-learning pool with Ray actors that live across queries.
 
-    The fitted estimator is put in Ray's object store once; each actor unpickles it once
-    (the pickle holds the backbone description and the adapter, so the actor loads the
-    backbone once), then scores contiguous blocks of the pool. Actors return only what
+    The scorer starts its actors on its first query and keeps them (one actor per free
+    CPU, spread over the cluster's nodes): torch stays imported and the backbone stays
+    built in each actor. Every query puts the fitted estimator's pickle in Ray's object
+    store once (it holds the adapter weights and the backbone description, never the
+    backbone) and each actor unpickles it on its first block of that query, then scores
+    contiguous blocks of the pool, one block in flight per actor. Actors return only what
     the strategy needs; the pool's probabilities and features are never gathered in one
-    process unless the strategy needs them all (see Notes).
+    process unless the strategy needs them all (see Notes). :meth:`close` stops the
+    actors (they also end with the driver's Ray connection).
 
     Parameters
     ----------
@@ -103,15 +107,21 @@ class RayPoolScorer:
     address : str or None, default=None
         Used when Ray is not initialised yet: see :func:`init_ray`.
     max_restarts, max_task_retries : int, default=-1
-        Ray's actor fault tolerance (-1: without limit): an actor whose process dies is
-        restarted and its block scored again, which changes no result.
+        Fault tolerance (-1: without limit): an actor whose process or node dies is
+        restarted by Ray (``max_restarts`` times) where there is room, and its block is
+        queued again for any live actor (at most ``max_task_retries`` times), which
+        changes no result. When no actor is alive for 300 s with blocks left (every node
+        holding them stopped, no room to restart them) the query raises RuntimeError; a
+        result is never returned short.
 
     Attributes
     ----------
     stats_ : dict
         Of the last call: ``n_blocks``, ``n_actors``, ``block_size``, ``n_encoded``
         (images encoded, i.e. not read from the feature store), ``rows_returned`` (rows
-        sent back to the driver).
+        sent back to the driver), ``n_retried`` (blocks scored again after their actor
+        or node died), ``nodes`` (the Ray node ids whose actors scored a block) and
+        ``setup_s`` (the longest time an actor spent taking up this query's estimator).
 
     Notes
     -----
@@ -373,17 +383,16 @@ class RayPoolScorer:
         self.stats_["nodes"] = sorted(self.stats_["nodes"])
 
     def _actor_pool(self, ray, n, cpus, gpus):
-        """The scorer's actors: started on its first query, reused while settings hold."""
-        pool = getattr(self, "_pool", None)
-        if pool is not None and not pool.matches(ray, n, cpus, gpus, self.max_restarts):
-            pool.close(ray)
-            pool = None
-        if pool is None:
-            pool = self._pool = ActorPool(ray, n, cpus, gpus, self.max_restarts)
-        return pool
+        """The actors: started on the first query, kept for later ones (shared by the
+        scorers of this Ray session with the same settings)."""
+        self._pool = shared_pool(ray, n, cpus, gpus, self.max_restarts)
+        return self._pool
 
     def close(self):
         """Stop this scorer's actors (a later query starts new ones).
+
+        Other scorers of this session with the same settings share them: they start new
+        ones on their next query.
 
         Returns
         -------
@@ -394,7 +403,7 @@ class RayPoolScorer:
             import ray  # optional dependency (skpeal[ray])
 
             if ray.is_initialized():
-                pool.close(ray)
+                close_pool(ray, pool)
             self._pool = None
         return self
 

@@ -142,3 +142,9 @@ def test_node_stopped_mid_query_is_survived_or_refused(cluster, fitted, tmp_path
         assert marker.exists()  # the node was stopped while it held a block
         np.testing.assert_array_equal(got[0], want[0])
         assert scorer.stats_["n_blocks"] == 3
+        assert scorer.stats_["n_retried"] >= 1
+        # the next round on the same scorer: the stopped node's actor gets no block
+        got = scorer.query(st.entropy_sampling, clf, pool, 10, random_state=3)
+        np.testing.assert_array_equal(got[0], st.entropy_sampling(clf, pool, 10,
+                                                                  random_state=3)[0])
+        assert scorer.stats_["nodes"] == [n["NodeID"] for n in ray.nodes() if n["Alive"]]
