@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._adapter_kinds import adapter_kind
+
 __all__ = ["STRUCTURAL", "AdapterSpec", "FitSpec", "RuntimeSpec", "TrainSpec"]
 
 #: Estimator parameters that determine the shape of the adapted network: what a saved
@@ -28,8 +30,8 @@ STRUCTURAL = (
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    """The trained adapter: ``kind`` (``"prompt"``, ``"lora"`` or ``"prompt+lora"``) and
-    the parameters of both kinds."""
+    """The trained adapter: ``kind`` (a name of :mod:`skpeal._adapter_kinds`: ``"prompt"``,
+    ``"lora"`` or ``"prompt+lora"``) and the parameters of every part."""
 
     kind: str
     n_ctx: int
@@ -44,16 +46,7 @@ class AdapterSpec:
 
     def module_kwargs(self) -> dict:
         """Keyword arguments of the adapter's constructors (prompt learner and/or LoRA)."""
-        kw = {}
-        parts = self.kind.split("+")
-        if "prompt" in parts:
-            kw.update(n_ctx=self.n_ctx, ctx_init=self.ctx_init,
-                      class_specific=self.class_specific,
-                      class_token_position=self.class_token_position)
-        if "lora" in parts:
-            kw.update(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                      towers=self.lora_towers, targets=self.lora_targets)
-        return kw
+        return adapter_kind(self.kind).module_kwargs(self)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ._adapter_kinds import adapter_names
 from ._runtime import (
     auto_batch_size,
     autocast_dtype,
@@ -801,7 +802,8 @@ def _device(name, value):
 #: fit; parameters not listed (``model``, ``pretrained``, ``classes``, ``classnames``,
 #: ``lora_targets``, ``random_state``) are checked where they are used.
 _PARAM_CHECKS = {
-    "adapter": partial(check_choice, options=("prompt", "lora", "prompt+lora")),
+    # the registered kinds, read at check time (skpeal._adapter_kinds)
+    "adapter": lambda name, value: check_choice(name, value, adapter_names()),
     "class_token_position": partial(check_choice, options=CLASS_TOKEN_POSITIONS),
     "calibration": partial(check_choice, options=(None, *CALIBRATION_MODES)),
     "optimizer": partial(check_choice, options=("sgd", "adamw")),

@@ -399,7 +399,7 @@ def test_badge_handles_duplicate_points_and_one_hot_predictions():
 
 
 def test_badge_starts_at_the_largest_gradient_norm_then_samples_by_squared_distance():
-    from skpeal.strategies import _badge_seeding
+    from skpeal.strategies._diversity import _badge_seeding
 
     # 1-d "embeddings" (one class coefficient 1, features = positions): first pick is the
     # largest |x|; the second is drawn with probability D^2 / sum D^2.

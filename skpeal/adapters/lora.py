@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._adapter_kinds import LORA_TOWERS as _LORA_TOWERS
 from .._validation import check_choice, check_int, check_real
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 #: Accepted ``lora_towers`` values.
-LORA_TOWERS = ("both", "vision", "text")
+LORA_TOWERS = _LORA_TOWERS  # the one list, beside the adapter kinds
 #: Named target groups; ``lora_targets`` accepts one, or several joined by ``"+"``
 #: (``"attention+mlp"``).
 LORA_GROUPS = ("attention", "out", "mlp")

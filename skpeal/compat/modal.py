@@ -27,16 +27,17 @@ When it is applied
 ------------------
 ``import skpeal.strategies`` (what a modAL loop with skpeal's query strategies does) calls
 :func:`enable`; ``import skpeal`` alone changes nothing. :func:`enable` may also be called
-explicitly, e.g. to use modAL with other estimators. It costs nothing when modAL is not in
-use: if ``modAL.models.learners`` is already imported it is patched now, otherwise a
-one-module import hook patches it right after it is first imported (so enabling does not
-import modAL). The patch is applied only when the installed scikit-learn
-rejects ``force_all_finite``; with an older scikit-learn nothing changes. Applying twice is
-a no-op.
+explicitly, e.g. to use modAL with other estimators. When modAL is installed, enabling
+imports ``modAL.models.learners`` (a few milliseconds: modAL needs nothing that skpeal's
+strategies have not imported already) and patches it, so the order of the user's imports
+does not matter; no import hook is installed, and when modAL is not installed nothing
+happens. The patch is applied only when the installed scikit-learn rejects
+``force_all_finite``; with an older scikit-learn nothing changes. Applying twice is a
+no-op.
 
 How to undo it
 --------------
-* call :func:`disable` (restores modAL's original ``check_X_y`` and removes the hook), or
+* call :func:`disable` (restores modAL's original ``check_X_y``), or
 * set the environment variable ``SKPEAL_MODAL_COMPAT=0`` before importing
   ``skpeal.strategies``.
 
@@ -50,6 +51,8 @@ import. ``modAL.models``, ``modAL.uncertainty``, ``modAL.disagreement`` and
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -101,69 +104,31 @@ def _patch(module):
     return True
 
 
-class _PatchingLoader:
-    """Delegates to the real loader, then patches the freshly executed module."""
-
-    def __init__(self, loader):
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        if _state["enabled"]:
-            _patch(module)
-
-    def __getattr__(self, name):  # get_source, get_filename, ... of the real loader
-        if name == "_loader":
-            raise AttributeError(name)
-        return getattr(self._loader, name)
-
-
-class _ModalFinder:
-    """Import hook for ``modAL.models.learners`` only; every other import passes through."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != _TARGET or not _state["enabled"]:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _PatchingLoader(spec.loader)
-        return spec
-
-
-_FINDER = _ModalFinder()
-
-
 def enable():
-    """Apply the modAL compatibility patch (now, or when modAL is first imported).
+    """Apply the modAL compatibility patch (importing modAL's learners when installed).
 
     Idempotent. Does nothing to modAL when the installed scikit-learn still accepts
-    ``force_all_finite``.
+    ``force_all_finite``, and nothing at all when modAL is not installed.
 
     Returns
     -------
     active : bool
-        Whether the patch is in place now (``False`` also when modAL is not imported yet:
-        the import hook will apply it then).
+        Whether the patch is in place now.
     """
     _state["enabled"] = True
-    if _FINDER not in sys.meta_path:
-        sys.meta_path.insert(0, _FINDER)
     module = sys.modules.get(_TARGET)
-    return _patch(module) if module is not None else False
+    if module is None:
+        if importlib.util.find_spec("modAL") is None:  # not installed: nothing to patch
+            return False
+        try:
+            module = importlib.import_module(_TARGET)
+        except ImportError:  # a broken modAL install: leave it alone
+            return False
+    return _patch(module)
 
 
 def disable():
-    """Undo :func:`enable`: restore modAL's ``check_X_y`` and remove the import hook.
+    """Undo :func:`enable`: restore modAL's ``check_X_y``.
 
     Returns
     -------
@@ -171,8 +136,6 @@ def disable():
         Whether a patch was in place and has been removed.
     """
     _state["enabled"] = False
-    while _FINDER in sys.meta_path:
-        sys.meta_path.remove(_FINDER)
     module = sys.modules.get(_TARGET)
     current = getattr(module, "check_X_y", None)
     if getattr(current, "_skpeal_modal_compat", False):

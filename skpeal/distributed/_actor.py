@@ -1,5 +1,8 @@
 """What runs inside a Ray actor: one block of the pool in, what the strategy needs out.
 
+The strategy travels with the task as its registry record
+(:class:`skpeal.strategies.Strategy`), so a strategy registered in the driver runs here.
+
 Imported by Ray in the actor processes; it does not import Ray at module level.
 """
 
@@ -7,42 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import strategies as st
+from .. import _pool
+from .._pool import PoolScores
 from . import _internals
 from .store import content_keys
-
-#: Score functions computed inside actors for the per-block top-k.
-SCORE_FUNCTIONS = {
-    "entropy": st.entropy_scores,
-    "margin": st.margin_scores,
-    "least_confidence": st.least_confidence_scores,
-}
-
-
-class Precomputed:
-    """A stand-in classifier over precomputed rows, for skpeal's own strategies.
-
-    ``predict_proba`` / ``predict_proba_embed`` take indices into the pool rows,
-    ``embed`` indices into the labelled rows; the strategies then run unchanged (same
-    arithmetic, same random number draws) on arrays gathered from the cluster.
-    """
-
-    def __init__(self, proba, features, classes, labeled=None):
-        self.proba = np.asarray(proba, dtype=np.float64)
-        self.features = features
-        self.classes_ = np.asarray(classes)
-        self.labeled = labeled
-
-    def predict_proba(self, X):
-        return self.proba[np.asarray(X, dtype=np.intp)]
-
-    def predict_proba_embed(self, X):
-        i = np.asarray(X, dtype=np.intp)
-        return self.proba[i], self.features[i]
-
-    def embed(self, X):
-        labeled = self.labeled() if callable(self.labeled) else self.labeled
-        return labeled[np.asarray(X, dtype=np.intp)]
 
 
 def tie_keys(rng_state: dict, start: int, n: int) -> np.ndarray:
@@ -59,7 +30,8 @@ def tie_keys(rng_state: dict, start: int, n: int) -> np.ndarray:
 
 
 class BlockActor:
-    """Ray Data actor: loads the estimator once, then scores one block per call."""
+    """One query's state in a scoring actor (:class:`~._pool.ScoringActor`): the estimator
+    (unpickled onto the actor's built backbone), the task and the block references."""
 
     def __init__(self, payload):
         import ray  # optional dependency: only actors and the driver of skpeal.distributed
@@ -84,12 +56,12 @@ class BlockActor:
 
     # -- features and probabilities ------------------------------------------------------
     def proba_features(self, X, need_features):
-        n = st._num_samples(X)
+        n = _pool.num_samples(X)
         if self.store is None:
             if need_features:
-                proba, feats = st._proba_and_features(self.est, X, n)
+                proba, feats = _pool.proba_and_features(self.est, X, n)
             else:
-                proba, feats = st._predict_proba(self.est, X, n), None
+                proba, feats = _pool.predict_proba(self.est, X, n), None
             return proba, feats, n
         if self._index is None:  # a snapshot per actor; rows written later are not in it
             self._index = self.store.index(self.space)
@@ -98,7 +70,7 @@ class BlockActor:
         miss = np.flatnonzero(~found)
         new = None
         if miss.size:
-            new = np.asarray(self.est.embed(st._take_rows(X, miss)), dtype=np.float32)
+            new = np.asarray(self.est.embed(_pool.take_rows(X, miss)), dtype=np.float32)
             self.store.write(self.space, [keys[i] for i in miss], new)
         width = hit.shape[1] if found.any() else new.shape[1]
         feats = np.empty((n, width), dtype=np.float32)
@@ -113,7 +85,8 @@ class BlockActor:
     def block(self, X, start):
         task = self.task
         mode = task["mode"]
-        need = mode != "topk" or task["score"] == "featdist"
+        record = task.get("strategy")  # the registry's record, sent with the task
+        need = mode != "topk" or record.uses_features
         need = need and task.get("features", True)
         proba, feats, n_enc = self.proba_features(X, need)
         n = proba.shape[0]
@@ -122,33 +95,41 @@ class BlockActor:
             if feats is not None:
                 out["features"] = feats
         elif mode == "topk":
-            out = self._topk(proba, feats, start, task)
+            out = self._topk(record, proba, feats, start, task)
         else:  # shard: the strategy on this block alone, its picks are the candidates
             lab = self.labeled
-            model = Precomputed(proba, feats, self.est.classes_, lab)
+            model = _precomputed(proba, feats, self.est.classes_, lab)
             kw = {} if lab is None else {"X_labeled": np.arange(lab.shape[0])}
             seed = np.random.default_rng([task["seed"], start])
             k = min(task["k"], n)
-            pick, _ = task["strategy"](model, np.arange(n), k, random_state=seed, **kw)
+            pick, _ = record.query(model, np.arange(n), k, random_state=seed, **kw)
             out = {"idx": start + pick, "proba": proba[pick], "features": feats[pick]}
         rows = out["idx"].shape[0]
         out["n_encoded"] = np.zeros(rows, dtype=np.int64)
         out["n_encoded"][0] = n_enc
         return out
 
-    def _topk(self, proba, feats, start, task):
+    def _topk(self, record, proba, feats, start, task):
         n = proba.shape[0]
-        if task["score"] == "featdist":
-            lab, y_lab = self.labeled
-            model = Precomputed(proba, feats, self.est.classes_, lab)
-            idx, sc = st.featdist_sampling(model, np.arange(n), n, random_state=0,
-                                           X_labeled=np.arange(lab.shape[0]), y_labeled=y_lab)
+        if record.score is not None:
+            scores = record.score(proba)
+        else:  # a per-row score that needs more than proba: the strategy ranks every row
+            lab, y_lab = self.labeled or (None, None)
+            model = _precomputed(proba, feats, self.est.classes_, lab)
+            kw = {} if lab is None else {"X_labeled": np.arange(lab.shape[0])}
+            if y_lab is not None:
+                kw["y_labeled"] = y_lab
+            idx, sc = record.query(model, np.arange(n), n, random_state=0, **kw)
             scores = np.empty(n)
             scores[idx] = sc
-        else:
-            scores = SCORE_FUNCTIONS[task["score"]](proba)
         keys = tie_keys(task["rng_state"], start, n)
         local = np.arange(n)
         order = np.lexsort((local, keys, -scores))[: task["k"]]
         return {"idx": start + order, "score": scores[order], "key": keys[order],
                 "pseudo": proba[order].argmax(axis=1)}
+
+
+def _precomputed(proba, features, classes, labeled=None):
+    """A :class:`~skpeal._pool.PoolScores` over a block's rows, labelled rows apart."""
+    return PoolScores(classes, np.asarray(proba, dtype=np.float64), features,
+                      labeled=labeled)

@@ -183,6 +183,7 @@ def close_pool(ray, pool):
 
 def _session(ray):
     try:
-        return ray.get_runtime_context().get_job_id()
+        ctx = ray.get_runtime_context()  # job ids restart at 1 in every new cluster
+        return ctx.get_job_id(), ctx.get_node_id()
     except Exception:  # noqa: BLE001 - not connected
         return None

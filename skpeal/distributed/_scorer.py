@@ -6,20 +6,14 @@ import math
 
 import numpy as np
 
-from .. import strategies as st
-from .._validation import check_int
+from .. import _pool
+from .._validation import as_generator, check_int, check_n_instances
+from ..strategies import ClassBalanced, get_strategy
 from . import _internals
-from ._actor import SCORE_FUNCTIONS, Precomputed
+from ._actor import _precomputed
 from ._pool import close_pool, shared_pool
 from .store import ParquetFeatureStore
 
-_TOPK = {
-    st.entropy_sampling: "entropy",
-    st.margin_sampling: "margin",
-    st.least_confidence_sampling: "least_confidence",
-    st.featdist_sampling: "featdist",
-}
-_SHARDABLE = (st.coreset_sampling, st.badge_sampling)
 _EXACT_RNG = ("PCG64", "PCG64DXSM")  # bit generators whose advance() counts 64-bit draws
 
 
@@ -204,9 +198,9 @@ class RayPoolScorer:
         proba : ndarray of shape (n_samples, n_classes)
             Rows in pool order, columns in ``classes_`` order.
         """
-        est = st._estimator(classifier)
-        n = st._num_samples(X_pool)
-        out = np.empty((n, len(st._classes(classifier))))
+        est = _pool.estimator(classifier)
+        n = _pool.num_samples(X_pool)
+        out = np.empty((n, len(_pool.classes(classifier))))
         for b in self._run(est, X_pool, {"mode": "gather", "features": False}):
             out[b["idx"]] = b["proba"]
         return out
@@ -244,76 +238,75 @@ class RayPoolScorer:
         """
         if not callable(strategy):
             raise ValueError(f"strategy must be a callable query function, got {strategy!r}")
-        n_pool = st._num_samples(X_pool)
-        n = st._check_n_instances(n_instances, n_pool)
-        pcb = getattr(strategy, "_skpeal_pcb", None)
-        base = pcb[0] if pcb else strategy
+        n_pool = _pool.num_samples(X_pool)
+        n = check_n_instances(n_instances, n_pool)
+        pcb = strategy if isinstance(strategy, ClassBalanced) else None
+        base = pcb.strategy if pcb else strategy
+        record = get_strategy(base, None)  # None: a foreign query function
         if pcb:
-            rng = pcb[2] if random_state is None else st._rng(random_state)
-            n_cand = min(n_pool, max(n, math.ceil(pcb[1] * n_pool - 1e-9)))
+            rng = pcb.rng if random_state is None else as_generator(random_state)
+            n_cand = pcb.n_candidates(n, n_pool)
         else:
-            rng = st._rng(random_state)
+            rng = as_generator(random_state)
             n_cand = n
-        est = st._estimator(classifier)
-        X_lab, y_lab = st._labeled_set(classifier, X_labeled, y_labeled, need="",
-                                      strategy=getattr(strategy, "__name__", "strategy"))
-        if base in _TOPK:
-            cand, scores, pseudo = self._topk(base, classifier, est, X_pool, n_cand, rng,
+        est = _pool.estimator(classifier)
+        X_lab, y_lab = _pool.labeled_set(classifier, X_labeled, y_labeled, need="",
+                                         strategy=getattr(strategy, "__name__", "strategy"))
+        if record is not None and record.topk:
+            cand, scores, pseudo = self._topk(record, classifier, est, X_pool, n_cand, rng,
                                               X_lab, y_lab)
-        elif base is st.random_sampling:
-            cand = np.asarray(rng.choice(n_pool, size=n_cand, replace=False), dtype=np.intp)
-            scores = np.zeros(n_cand)
+        elif record is not None and not record.uses_model:  # e.g. random: on the driver
+            cand, scores, _ = record.impl(None, X_pool, n_cand, rng)
+            cand = np.asarray(cand, dtype=np.intp)
+            scores = np.asarray(scores, dtype=np.float64)
             if not pcb:
                 self.stats_ = {"n_blocks": 0, "n_actors": 0, "n_encoded": 0}
                 return cand, scores
-            sub = st._take_rows(X_pool, cand)
+            sub = _pool.take_rows(X_pool, cand)
             pseudo = self.predict_proba(est, sub).argmax(axis=1)
         elif n_pool <= self.exact_max_rows:
             return self._gathered(strategy, classifier, est, X_pool, n, random_state,
                                   X_lab, y_lab)
-        elif base in _SHARDABLE and not pcb:
-            return self._sharded(base, classifier, est, X_pool, n, rng, X_lab, y_lab)
+        elif record is not None and record.shardable and not pcb:
+            return self._sharded(record, classifier, est, X_pool, n, rng, X_lab, y_lab)
         else:
             raise ValueError(
                 f"{getattr(strategy, '__name__', strategy)!r} on a pool of {n_pool} rows: "
-                f"above exact_max_rows={self.exact_max_rows} only entropy, margin, "
-                "least-confidence, featdist, random (with or without class_balanced), "
-                "coreset and badge run distributed; raise exact_max_rows to gather the pool"
+                f"above exact_max_rows={self.exact_max_rows} only the strategies registered "
+                "as top-k (entropy, margin, least-confidence, featdist...) or as not using "
+                "the model (random), with or without class_balanced, and those registered "
+                "as shardable (coreset, badge...) run distributed; raise exact_max_rows to "
+                "gather the pool"
             )
         if not pcb:
             return cand, scores
-        classes = st._classes(classifier)
-        counts = np.zeros(classes.size, dtype=np.int64)
-        if y_lab is not None and y_lab.size:
-            counts += np.bincount(st._class_index(classes, y_lab), minlength=classes.size)
-        picks = st._balanced_picks(pseudo, counts, n, rng)
+        picks = pcb.picks(classifier, pseudo, len(_pool.classes(classifier)), n, rng,
+                          X_lab, y_lab)
         return cand[picks], scores[picks]
 
     # ------------------------------------------------------------------ strategies
-    def _topk(self, base, classifier, est, X_pool, k, rng, X_lab, y_lab):
-        name = _TOPK[base]
+    def _topk(self, record, classifier, est, X_pool, k, rng, X_lab, y_lab):
         bitgen = rng.bit_generator
         if type(bitgen).__name__ not in _EXACT_RNG:
             raise ValueError(
                 "random_state: a Generator over PCG64 or PCG64DXSM (np.random.default_rng) "
                 f"is needed for exact distributed tie breaking, got {type(bitgen).__name__}"
             )
-        task = {"mode": "topk", "score": name, "k": k, "rng_state": bitgen.state}
+        task = {"mode": "topk", "strategy": record, "k": k, "rng_state": bitgen.state}
         labeled = None
-        if name == "featdist":
-            X_lab, y_lab = st._labeled_set(classifier, X_lab, y_lab, need="Xy",
-                                           strategy="featdist_sampling")
-            st._class_index(st._classes(classifier), y_lab)  # unknown labels fail here
-            labeled = (st._features(classifier, X_lab), y_lab)
-        assert name == "featdist" or name in SCORE_FUNCTIONS
+        if record.needs_labels:
+            X_lab, y_lab = _pool.labeled_set(classifier, X_lab, y_lab, need="Xy",
+                                             strategy=record.query.__name__)
+            _pool.class_index(_pool.classes(classifier), y_lab)  # unknown labels fail here
+            labeled = (_pool.features(classifier, X_lab), y_lab)
         keep = None
         for b in self._run(est, X_pool, task, labeled=labeled):
             keep = _merge_topk(keep, b, k)
-        _skip_draws(rng, st._num_samples(X_pool))  # as in-process: one draw per pool row
+        _skip_draws(rng, _pool.num_samples(X_pool))  # as in-process: one draw per pool row
         return keep["idx"].astype(np.intp), keep["score"], keep["pseudo"]
 
     def _gathered(self, strategy, classifier, est, X_pool, n, random_state, X_lab, y_lab):
-        n_pool = st._num_samples(X_pool)
+        n_pool = _pool.num_samples(X_pool)
         proba = feats = None
         for b in self._run(est, X_pool, {"mode": "gather", "features": True}):
             if proba is None:
@@ -322,29 +315,29 @@ class RayPoolScorer:
             proba[b["idx"]], feats[b["idx"]] = b["proba"], b["features"]
         labeled, kw = None, {}
         if X_lab is not None:
-            labeled = _lazy(lambda: st._features(classifier, X_lab))
-            kw["X_labeled"] = np.arange(st._num_samples(X_lab))
+            labeled = _lazy(lambda: _pool.features(classifier, X_lab))
+            kw["X_labeled"] = np.arange(_pool.num_samples(X_lab))
         if y_lab is not None:
             kw["y_labeled"] = y_lab
-        model = Precomputed(proba, feats, st._classes(classifier), labeled)
+        model = _precomputed(proba, feats, _pool.classes(classifier), labeled)
         idx, scores = strategy(model, np.arange(n_pool), n, random_state=random_state, **kw)
         return np.asarray(idx, dtype=np.intp), np.asarray(scores, dtype=np.float64)
 
-    def _sharded(self, base, classifier, est, X_pool, n, rng, X_lab, y_lab):
+    def _sharded(self, record, classifier, est, X_pool, n, rng, X_lab, y_lab):
         labeled, kw = None, {}
-        if base is st.coreset_sampling:
-            X_lab, _ = st._labeled_set(classifier, X_lab, y_lab, need="X",
-                                       strategy="coreset_sampling")
-            labeled = st._features(classifier, X_lab)
+        if record.needs_labels:
+            X_lab, _ = _pool.labeled_set(classifier, X_lab, y_lab, need="X",
+                                         strategy=record.query.__name__)
+            labeled = _pool.features(classifier, X_lab)
             kw["X_labeled"] = np.arange(labeled.shape[0])
-        task = {"mode": "shard", "strategy": base, "k": n,
+        task = {"mode": "shard", "strategy": record, "k": n,
                 "seed": int(rng.integers(np.iinfo(np.int64).max))}
         parts = list(self._run(est, X_pool, task, labeled=labeled))
         idx = np.concatenate([p["idx"] for p in parts]).astype(np.intp)
-        model = Precomputed(np.concatenate([p["proba"] for p in parts]),
-                            np.concatenate([p["features"] for p in parts]),
-                            st._classes(classifier), labeled)
-        pick, scores = base(model, np.arange(idx.size), n, random_state=rng, **kw)
+        model = _precomputed(np.concatenate([p["proba"] for p in parts]),
+                             np.concatenate([p["features"] for p in parts]),
+                             _pool.classes(classifier), labeled)
+        pick, scores = record.query(model, np.arange(idx.size), n, random_state=rng, **kw)
         return idx[pick], np.asarray(scores, dtype=np.float64)
 
     # ------------------------------------------------------------------ the Ray pipeline
@@ -353,7 +346,7 @@ class RayPoolScorer:
         import ray  # optional dependency (skpeal[ray])
 
         init_ray(self.address)
-        n = st._num_samples(X_pool)
+        n = _pool.num_samples(X_pool)
         gpus = float(self.num_gpus_per_actor or 0)
         cpus = float(self.num_cpus_per_actor)
         n_actors = self._n_actors(ray, cpus, gpus)

@@ -1,9 +1,10 @@
 """A feature store on shared storage: image features of a frozen tower, kept as Parquet.
 
-The distributed form of :mod:`skpeal.cache`. With a frozen image tower (the prompt
-adapter, or LoRA on the text tower only) an image's features never change between rounds:
-the cluster computes each image's features once, writes them here, and later rounds score
-the pool from features instead of decoding and encoding every image again.
+The distributed form of the feature cache of :mod:`skpeal.features`. With a frozen image
+tower (the prompt adapter, or LoRA on the text tower only) an image's features never change
+between rounds: the cluster computes each image's features once, writes them here, and
+later rounds score the pool from features instead of decoding and encoding every image
+again.
 
 Layout::
 
@@ -11,9 +12,9 @@ Layout::
 
 ``<space>`` names the image tower, its weights and the preprocessing (two estimators share
 features exactly when they share a space). Each part file holds the features an actor
-computed for one block; its name is a digest of its keys, and it is written to a temporary
-name and renamed, so a retried block rewrites the same file and readers never see half a
-file.
+computed for one block; its name is a digest of its keys, and it is written through
+:func:`skpeal._io.atomic_path` (a temporary name, renamed; removed on failure), so a
+retried block rewrites the same file and readers never see half a file.
 
 Keys identify image content. A file path is keyed by the path as given, its size and its
 modification time in nanoseconds (what a shared file system reports the same on every
@@ -25,11 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path
 from ..images import check_images
 
 __all__ = ["ParquetFeatureStore", "content_keys"]
@@ -220,7 +221,6 @@ class ParquetFeatureStore:
         values = pa.array(feats.reshape(-1))
         col = pa.FixedSizeListArray.from_arrays(values, feats.shape[1])
         table = pa.table({"key": pa.array(keys, type=pa.binary()), "feature": col})
-        tmp = d / f".tmp-{uuid.uuid4().hex}"
-        pq.write_table(table, tmp)
-        os.replace(tmp, d / f"part-{name}.parquet")
+        with atomic_path(d / f"part-{name}.parquet") as tmp:  # no temporary file left behind
+            pq.write_table(table, tmp)
         return len(keys)

@@ -7,28 +7,21 @@ import json
 from dataclasses import dataclass, field
 
 from .. import strategies as _st
+from .._adapter_kinds import adapter_names
 from .._validation import InvalidParameterError, check_choice, check_int, check_real
 from ..estimator import CLIPAdapterClassifier
 from ..losses import CALIBRATION_MODES
 
 __all__ = ["STRATEGIES", "ExperimentConfig"]
 
-#: Base strategy names; each also exists as ``"calibrated-<name>"`` (trained with the
-#: calibration loss). ``"linear-probe"`` is a logistic regression on standardised frozen
-#: image features with least-confidence sampling (see :mod:`skpeal.experiment.baselines`).
-STRATEGIES = {
-    "random": _st.random_sampling,
-    "entropy": _st.entropy_sampling,
-    "margin": _st.margin_sampling,
-    "least-confidence": _st.least_confidence_sampling,
-    "badge": _st.badge_sampling,
-    "coreset": _st.coreset_sampling,
-    "featdist": _st.featdist_sampling,
-}
+#: Base strategy names, a live view ``{name: query function}`` of the strategy registry
+#: (:func:`skpeal.strategies.register_strategy` adds to it); each also exists as
+#: ``"calibrated-<name>"`` (trained with the calibration loss). ``"linear-probe"`` is a
+#: logistic regression on standardised frozen image features with least-confidence
+#: sampling (see :mod:`skpeal.experiment.baselines`).
+STRATEGIES = _st.QueryTable()
 LINEAR_PROBE = "linear-probe"
-#: Strategies that compare with labelled images: no zero-shot round 0 for them.
-NEEDS_LABELS = {"coreset", "featdist", LINEAR_PROBE}
-ADAPTERS = ("prompt", "lora", "prompt+lora")
+ADAPTERS = adapter_names()
 BALANCE = ("pcb", "none")
 INIT = ("random", "zero-shot")
 
@@ -159,7 +152,7 @@ class ExperimentConfig:
         check_real("gamma", self.gamma, 0.0, 1.0, closed="right")
         check_choice("balance", self.balance, BALANCE)
         check_choice("init", self.init, INIT)
-        check_choice("adapter", self.adapter, ADAPTERS)
+        check_choice("adapter", self.adapter, adapter_names())
         if not self.seeds:
             raise InvalidParameterError("seeds: give at least one seed")
         for s in self.seeds:

@@ -29,14 +29,13 @@ from ..estimator import CLIPAdapterClassifier
 from ..labeling.loop import ActiveLearningLoop
 from ..metrics import error_detection_auroc, expected_calibration_error, reliability_curve
 from .baselines import LinearProbe
-from .config import LINEAR_PROBE, NEEDS_LABELS, STRATEGIES, ExperimentConfig
+from .config import LINEAR_PROBE, ExperimentConfig
 from .data import load_data
 from .report import write_report
 from .state import config_hash, locked, prepare_out, read_state, state_path, write_config
 
 __all__ = ["make_loop", "run_experiment"]
 
-_SCORES = {"margin": _st.margin_scores, "least-confidence": _st.least_confidence_scores}
 _N_BINS = 15
 
 
@@ -59,28 +58,27 @@ def make_loop(config, data, strategy, seed, scorer=None):
     The same loop as a labelling session's: the runner only adds the simulated oracle
     (the pool's hidden labels), the evaluation and the state on disk.
     """
-    base = strategy.removeprefix("calibrated-")
     if strategy == LINEAR_PROBE:
         return ActiveLearningLoop(LinearProbe(classes=np.arange(len(data.classnames))),
                                   strategy=_st.least_confidence_sampling, balance="none",
                                   init="random", random_state=seed)
+    record = _st.get_strategy(strategy.removeprefix("calibrated-"))
     return ActiveLearningLoop(
         _estimator(config, strategy.startswith("calibrated-")),
         classes=list(range(len(data.classnames))), classnames=list(data.classnames),
-        strategy=STRATEGIES[base], balance=config.balance, gamma=config.gamma,
-        init="random" if base in NEEDS_LABELS else config.init,
+        strategy=record.query, balance=config.balance, gamma=config.gamma,
+        init="random" if record.needs_labels else config.init,
         warm_start=config.warm_start, random_state=seed, scorer=scorer,
     )
 
 
 def _acquisition_scores(strategy: str, proba: np.ndarray) -> np.ndarray:
-    """Per-sample uncertainty used to judge error detection (entropy by default)."""
-    base = strategy.removeprefix("calibrated-")
-    if base in _SCORES:
-        return _SCORES[base](proba)
+    """Per-sample uncertainty used to judge error detection: the strategy's own score of
+    the probabilities when it has one (entropy otherwise)."""
     if strategy == LINEAR_PROBE:
         return _st.least_confidence_scores(proba)
-    return _st.entropy_scores(proba)
+    score = _st.get_strategy(strategy.removeprefix("calibrated-")).score
+    return (score or _st.entropy_scores)(proba)
 
 
 def _evaluate(strategy, proba, y_test):

@@ -40,6 +40,8 @@ from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from .. import strategies
+from .._adapter_kinds import adapter_names, frozen_towers
+from .._pool import PoolScores
 from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
 
 __all__ = ["ActiveLearningLoop", "PoolScores"]
@@ -69,119 +71,10 @@ def _n_rows(X) -> int:
 def image_side_cached(est) -> bool:
     """Whether ``est`` trains on cached image features (frozen image tower, cache on)."""
     p = est.get_params()
-    frozen = p.get("adapter") == "prompt" or (p.get("adapter") == "lora"
-                                              and p.get("lora_towers") == "text")
-    return frozen and bool(p.get("feature_cache", True))
-
-
-class PoolScores:
-    """One scoring pass of a model over the pool, as a fitted classifier on row indices.
-
-    Any skpeal query function (and :func:`~skpeal.strategies.class_balanced`) runs on it
-    with ``X_pool`` = pool row indices, so a round queries, suggests and estimates from
-    one model pass. Built from computed arrays, or lazily from a model: computed on the
-    first use (never for :func:`~skpeal.strategies.random_sampling`), with the image
-    features only when a strategy asks for them (the uncertainty strategies keep no
-    feature matrix of the pool).
-
-    Parameters
-    ----------
-    classes : array-like of shape (n_classes,)
-        The model's ``classes_`` (the columns of ``proba``).
-    proba : ndarray of shape (n_pool, n_classes), optional
-        Probabilities of every pool image.
-    features : ndarray of shape (n_pool, n_features) or None, optional
-        Image features of every pool image (None: the model has none; feature-based
-        strategies then raise).
-    compute : callable, optional
-        ``compute(with_features) -> (proba, features)`` instead of the arrays: called on
-        first use, and again only if features are asked for after the probabilities
-        alone were computed (skpeal's feature strategies ask for both at once).
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        ``classes``.
-    """
-
-    def __init__(self, classes, proba=None, features=None, *, compute=None):
-        if (proba is None) == (compute is None):
-            raise ValueError("PoolScores: give proba (and features) or compute, not both")
-        self.classes_ = np.asarray(classes)
-        self._proba, self._features, self._compute = proba, features, compute
-
-    def _arrays(self, with_features):
-        if self._compute is not None and (
-                self._proba is None or (with_features and self._features is None)):
-            self._proba, self._features = self._compute(with_features)
-            if with_features:
-                self._compute = None  # everything is known now
-        return self._proba, self._features
-
-    @property
-    def proba(self):
-        """The probabilities of every pool image, shape (n_pool, n_classes)."""
-        return self._arrays(False)[0]
-
-    @property
-    def features(self):
-        """The features of every pool image, shape (n_pool, n_features), or None."""
-        return self._arrays(True)[1]
-
-    def predict_proba(self, X):
-        """Probabilities of pool rows.
-
-        Parameters
-        ----------
-        X : array-like of int
-            Pool row indices.
-
-        Returns
-        -------
-        proba : ndarray of shape (len(X), n_classes)
-            Their rows of :attr:`proba`.
-        """
-        return self.proba[np.asarray(X, dtype=np.intp)]
-
-    def embed(self, X):
-        """Image features of pool rows.
-
-        Parameters
-        ----------
-        X : array-like of int
-            Pool row indices.
-
-        Returns
-        -------
-        features : ndarray of shape (len(X), n_features)
-            Their rows of :attr:`features`.
-        """
-        feats = self.features
-        if feats is None:
-            raise ValueError("this model gives no image features: a feature-based strategy "
-                             "(BADGE, coreset, featdist) cannot run on it")
-        return feats[np.asarray(X, dtype=np.intp)]
-
-    def predict_proba_embed(self, X):
-        """Probabilities and features of pool rows (what one model pass gives).
-
-        Parameters
-        ----------
-        X : array-like of int
-            Pool row indices.
-
-        Returns
-        -------
-        proba : ndarray of shape (len(X), n_classes)
-            As :meth:`predict_proba`.
-        features : ndarray of shape (len(X), n_features)
-            As :meth:`embed`.
-        """
-        X = np.asarray(X, dtype=np.intp)
-        proba, feats = self._arrays(True)
-        if feats is None:
-            self.embed(X)  # raises: this model gives no features
-        return proba[X], feats[X]
+    if p.get("adapter") not in adapter_names():  # not a CLIPAdapterClassifier
+        return False
+    vision_frozen, _ = frozen_towers(p["adapter"], p.get("lora_towers", "both"))
+    return vision_frozen and bool(p.get("feature_cache", True))
 
 
 class ActiveLearningLoop:
@@ -378,7 +271,8 @@ class ActiveLearningLoop:
 
     # ------------------------------------------------------------------ queries
     def query_function(self):
-        """The query function of every round: ``strategy``, through PCB unless random.
+        """The query function of every round: ``strategy``, through PCB unless it does not
+        look at the model (random sampling).
 
         Returns
         -------
@@ -386,7 +280,8 @@ class ActiveLearningLoop:
             A query function with the signature of ``strategy``.
         """
         fn = self.strategy or strategies.entropy_sampling
-        if self.balance == "pcb" and fn is not strategies.random_sampling:
+        record = strategies.get_strategy(fn, None)
+        if self.balance == "pcb" and (record is None or record.uses_model):
             fn = strategies.class_balanced(fn, self.gamma)
         return fn
 

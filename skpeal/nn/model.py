@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._adapter_kinds import PARTS, adapter_kind, frozen_towers
 from ..adapters import PromptLearner, attach_lora, text_encoder_for
 from ..backbones import Backbone
 
 __all__ = ["AdaptedCLIP"]
 
-_LORA_KEYS = ("r", "alpha", "dropout", "towers", "targets")
+_LORA_KEYS = tuple(PARTS["lora"])
 
 
 class AdaptedCLIP(nn.Module):
@@ -26,11 +27,14 @@ class AdaptedCLIP(nn.Module):
     classnames : list of str
     templates : list of str
         Each with one ``{}``; used for zero-shot scores and by the LoRA adapter.
-    adapter : {"prompt", "lora", "prompt+lora"}
+    adapter : str
+        A kind of :mod:`skpeal._adapter_kinds` (``"prompt"``, ``"lora"``,
+        ``"prompt+lora"``).
     adapter_kw : dict
-        For "prompt": n_ctx, ctx_init, class_specific, class_token_position. For "lora":
-        r, alpha, dropout, towers, targets. For "prompt+lora": both sets (the context
-        vectors feed the LoRA-adapted text tower).
+        The constructor keywords of its parts (:meth:`AdapterKind.module_kwargs`): for
+        the prompt n_ctx, ctx_init, class_specific, class_token_position; for LoRA r,
+        alpha, dropout, towers, targets (with both, the context vectors feed the
+        LoRA-adapted text tower).
     generator : torch.Generator
         Source of the prompt initialisation (LoRA initialises from the global RNG,
         which the caller forks and seeds).
@@ -46,14 +50,15 @@ class AdaptedCLIP(nn.Module):
         self.n_classes, self.n_templates = len(classnames), len(templates)
         lora_kw = {k: v for k, v in adapter_kw.items() if k in _LORA_KEYS}
         prompt_kw = {k: v for k, v in adapter_kw.items() if k not in _LORA_KEYS}
+        kind = adapter_kind(adapter)
         self.peft = None
-        if "lora" in adapter.split("+"):
+        if kind.has("lora"):
             self.peft = attach_lora(backbone.model, defaults=backbone.lora_targets, **lora_kw)
             self.clip = self.peft.get_base_model()
         else:
             self.clip = backbone.model
         self.prompt = None
-        if "prompt" in adapter.split("+"):
+        if kind.has("prompt"):
             # after attach_lora: peft freezes every parameter it finds in the model
             self.prompt = PromptLearner(
                 text_encoder_for(self.clip),
@@ -62,9 +67,8 @@ class AdaptedCLIP(nn.Module):
                 generator=generator,
                 **prompt_kw,
             )
-        towers = lora_kw.get("towers", "text") if self.peft is not None else "text"
-        self.vision_frozen = towers == "text"
-        self.text_frozen = self.prompt is None and towers == "vision"
+        self.vision_frozen, self.text_frozen = frozen_towers(kind, lora_kw.get("towers",
+                                                                                 "both"))
         self.freeze_eval()
 
     # -- modes -----------------------------------------------------------------------

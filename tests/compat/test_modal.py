@@ -111,7 +111,7 @@ def test_wrapper_translates_force_all_finite():
         modal_learners.check_X_y(X, y, force_all_finite=True)
 
 
-def test_import_skpeal_is_light_and_hook_patches_later():
+def test_import_skpeal_is_light_and_no_import_hook_is_installed():
     lines = _run_python(
         """
         import sys
@@ -120,9 +120,9 @@ def test_import_skpeal_is_light_and_hook_patches_later():
         print("modAL" in sys.modules, "torch" in sys.modules, len(sys.meta_path) == n_hooks)
         import skpeal.strategies
         from skpeal.compat import modal
-        print("modAL" in sys.modules, "torch" in sys.modules)
-        from modAL.models import ActiveLearner
+        print("modAL.models.learners" in sys.modules, len(sys.meta_path) == n_hooks)
         print(modal.is_active())
+        from modAL.models import ActiveLearner
         import numpy as np
         from sklearn.linear_model import LogisticRegression
         X = np.random.default_rng(0).normal(size=(10, 3))
@@ -132,9 +132,23 @@ def test_import_skpeal_is_light_and_hook_patches_later():
         """
     )
     assert lines[0] == "False False True"  # import skpeal: no modAL, no torch, no hook
-    assert lines[1] == "False False"  # enabling the shim imports neither
+    # import skpeal.strategies patches modAL's learners right away (modAL is installed
+    # here), with no meta-path hook; modAL itself imports torch, skpeal's strategies do not
+    assert lines[1] == "True True"
     assert lines[2] == str(SKLEARN_REJECTS)
     assert lines[3] == "12"
+
+
+def test_strategies_do_not_import_torch_without_modal():
+    lines = _run_python(
+        """
+        import sys
+        import skpeal.strategies
+        print("torch" in sys.modules, "modAL" in sys.modules)
+        """,
+        SKPEAL_MODAL_COMPAT="0",
+    )
+    assert lines == ["False False"]
 
 
 @needs_new_sklearn
@@ -151,20 +165,6 @@ def test_import_skpeal_alone_leaves_modal_alone():
         """
     )
     assert lines == ["False", "True"]
-
-
-def test_old_module_path_warns_and_still_works():
-    lines = _run_python(
-        """
-        import warnings
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            import skpeal.modal_compat as old
-        from skpeal.compat import modal
-        print(old.enable is modal.enable, [w.category.__name__ for w in caught])
-        """
-    )
-    assert lines == ["True ['FutureWarning']"]
 
 
 def test_issue_import_order_runs_as_written():

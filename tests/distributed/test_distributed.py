@@ -9,7 +9,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from skpeal import CLIPAdapterClassifier  # noqa: E402
+from skpeal import CLIPAdapterClassifier, _pool  # noqa: E402
 from skpeal import strategies as st  # noqa: E402
 from skpeal.distributed import (  # noqa: E402
     ParquetFeatureStore,
@@ -167,7 +167,7 @@ def test_coreset_shard_then_merge(local_ray, fitted):
 
     def radius(sel):
         centres = np.concatenate([lab, feats[sel]])
-        return np.sqrt(st._min_sq_dist(feats, centres)).max()
+        return np.sqrt(_pool.min_sq_dist(feats, centres)).max()
 
     # greedy on the merged candidates stays within 3x of in-process greedy's radius here
     assert radius(got[0]) <= 3 * radius(want[0])
