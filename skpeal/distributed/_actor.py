@@ -30,7 +30,8 @@ def tie_keys(rng_state: dict, start: int, n: int) -> np.ndarray:
 
 
 class BlockActor:
-    """Ray Data actor: loads the estimator once, then scores one block per call."""
+    """One query's state in a scoring actor (:class:`~._pool.ScoringActor`): the estimator
+    (unpickled onto the actor's built backbone), the task and the block references."""
 
     def __init__(self, payload):
         import ray  # optional dependency: only actors and the driver of skpeal.distributed

@@ -10,8 +10,9 @@ from .. import _pool
 from .._validation import as_generator, check_int, check_n_instances
 from ..strategies import ClassBalanced, get_strategy
 from . import _internals
-from ._actor import BlockActor, _precomputed
+from ._actor import _precomputed
 from ._connect import check_address, import_ray
+from ._pool import close_pool, shared_pool
 from .store import ParquetFeatureStore
 
 _EXACT_RNG = ("PCG64", "PCG64DXSM")  # bit generators whose advance() counts 64-bit draws
@@ -63,13 +64,17 @@ def shutdown_ray():
 
 
 class RayPoolScorer:
-    """Score an active-learning pool with a Ray Data actor pool, select on the driver.
+    """Score an active-learning pool with Ray actors that live across queries.
 
-    The fitted estimator is put in Ray's object store once; each actor unpickles it once
-    (the pickle holds the backbone description and the adapter, so the actor loads the
-    backbone once), then scores contiguous blocks of the pool. Actors return only what
+    The scorer starts its actors on its first query and keeps them (one actor per free
+    CPU, spread over the cluster's nodes): torch stays imported and the backbone stays
+    built in each actor. Every query puts the fitted estimator's pickle in Ray's object
+    store once (it holds the adapter weights and the backbone description, never the
+    backbone) and each actor unpickles it on its first block of that query, then scores
+    contiguous blocks of the pool, one block in flight per actor. Actors return only what
     the strategy needs; the pool's probabilities and features are never gathered in one
-    process unless the strategy needs them all (see Notes).
+    process unless the strategy needs them all (see Notes). :meth:`close` stops the
+    actors (they also end with the driver's Ray connection).
 
     Parameters
     ----------
@@ -98,15 +103,21 @@ class RayPoolScorer:
     address : str or None, default=None
         Used when Ray is not initialised yet: see :func:`init_ray`.
     max_restarts, max_task_retries : int, default=-1
-        Ray's actor fault tolerance (-1: without limit): an actor whose process dies is
-        restarted and its block scored again, which changes no result.
+        Fault tolerance (-1: without limit): an actor whose process or node dies is
+        restarted by Ray (``max_restarts`` times) where there is room, and its block is
+        queued again for any live actor (at most ``max_task_retries`` times), which
+        changes no result. When no actor is alive for 300 s with blocks left (every node
+        holding them stopped, no room to restart them) the query raises RuntimeError; a
+        result is never returned short.
 
     Attributes
     ----------
     stats_ : dict
         Of the last call: ``n_blocks``, ``n_actors``, ``block_size``, ``n_encoded``
         (images encoded, i.e. not read from the feature store), ``rows_returned`` (rows
-        sent back to the driver).
+        sent back to the driver), ``n_retried`` (blocks scored again after their actor
+        or node died), ``nodes`` (the Ray node ids whose actors scored a block) and
+        ``setup_s`` (the longest time an actor spent taking up this query's estimator).
 
     Notes
     -----
@@ -343,7 +354,6 @@ class RayPoolScorer:
         n_actors = self._n_actors(ray, cpus, gpus)
         bounds = plan_blocks(n, _internals.inference_batch_size(est), self.block_size,
                              n_actors)
-        n_actors = min(n_actors, len(bounds))
         store, space = self._store(est)
         payload = ray.put({
             "estimator": est,
@@ -356,29 +366,46 @@ class RayPoolScorer:
             "device": "cuda" if gpus > 0 else None,
             "num_workers": self.decode_workers,
         })
-        # from_items: the block ids live in the object store, so no read task competes
-        # with the actors for CPUs (a range() read can starve behind a full actor pool).
-        ids = [{"id": i} for i in range(len(bounds))]
-        # Ray Data's actor pools restart dead actors and retry their blocks without limit
-        # by default (-1); other values go through its (deprecated) remote-args route.
-        retries = {k: v for k, v in (("max_restarts", self.max_restarts),
-                                     ("max_task_retries", self.max_task_retries)) if v != -1}
-        ds = ray.data.from_items(ids, override_num_blocks=len(bounds)).map_batches(
-            BlockActor,
-            batch_size=1,
-            fn_constructor_kwargs={"payload": [payload]},
-            concurrency=n_actors,
-            num_cpus=cpus,
-            num_gpus=gpus if gpus > 0 else None,
-            **retries,
-        )
-        self.stats_ = {"n_blocks": len(bounds), "n_actors": n_actors,
+        pool = self._actor_pool(ray, n_actors, cpus, gpus)
+        self.stats_ = {"n_blocks": len(bounds), "n_actors": min(n_actors, len(bounds)),
                        "block_size": bounds[0][1] - bounds[0][0], "n_encoded": 0,
-                       "rows_returned": 0}
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                       "rows_returned": 0, "n_retried": 0, "nodes": set()}
+        for batch in pool.run(ray, [payload], len(bounds), self.max_task_retries,
+                              self.stats_):
             self.stats_["n_encoded"] += int(batch["n_encoded"].sum())
             self.stats_["rows_returned"] += int(batch["idx"].shape[0])
             yield batch
+        self.stats_["nodes"] = sorted(self.stats_["nodes"])
+
+    def _actor_pool(self, ray, n, cpus, gpus):
+        """The actors: started on the first query, kept for later ones (shared by the
+        scorers of this Ray session with the same settings)."""
+        self._pool = shared_pool(ray, n, cpus, gpus, self.max_restarts)
+        return self._pool
+
+    def close(self):
+        """Stop this scorer's actors (a later query starts new ones).
+
+        Other scorers of this session with the same settings share them: they start new
+        ones on their next query.
+
+        Returns
+        -------
+        self : RayPoolScorer
+        """
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            import ray  # optional dependency (skpeal[ray])
+
+            if ray.is_initialized():
+                close_pool(ray, pool)
+            self._pool = None
+        return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_pool", None)  # actor handles belong to this driver's session
+        return state
 
     def _n_actors(self, ray, cpus, gpus):
         if self.num_actors is not None:
