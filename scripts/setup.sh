@@ -40,18 +40,3 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         -c constraints/ci.txt -e ".[test,modal,plot,offline,dev,docs,label,browser,ray]"
     echo "$want" > "$stamp"
 fi
-
-# A real Label Studio for tests/labeling/test_labelstudio_e2e.py, in a venv of its own (it
-# pins many packages that clash with ours). The test finds it at .lsvenv/bin/label-studio
-# and is skipped, saying so here, only when this install fails.
-LS_PINS="label-studio==1.23.2 label-studio-sdk==2.1.2"
-if [ ! -x .lsvenv/bin/label-studio ] || [ "$(cat .lsvenv/.skpeal-pins 2>/dev/null)" != "$LS_PINS" ]; then
-    echo "setup: installing Label Studio ($LS_PINS) into .lsvenv for the end-to-end test" >&2
-    rm -rf .lsvenv
-    if "$PY" -m venv .lsvenv && .lsvenv/bin/python -m pip install -q --disable-pip-version-check $LS_PINS; then
-        echo "$LS_PINS" > .lsvenv/.skpeal-pins
-    else
-        rm -rf .lsvenv
-        echo "setup: could not install Label Studio; tests/labeling/test_labelstudio_e2e.py is SKIPPED" >&2
-    fi
-fi

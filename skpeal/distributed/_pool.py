@@ -63,6 +63,7 @@ class ActorPool:
         # that cannot start, its CPUs held elsewhere, never holds a block)
         self._reviving = {a: h.node_id.remote() for a, h in enumerate(self.actors)}
         self._dead = set()  # actors without restarts left
+        self._last_error = None  # the last failure of an actor (for the refusal message)
 
     def close(self, ray):
         for a in self.actors:
@@ -100,6 +101,12 @@ class ActorPool:
         done = 0
         last_alive = time.monotonic()
         while done < n_blocks:
+            if not flight and not idle:  # every actor dead for good: nothing can score
+                raise RuntimeError(
+                    f"Ray pool scoring: every scoring actor died ({len(self._dead)} of "
+                    f"{len(self.actors)}) with {len(todo)} of {n_blocks} blocks left; the "
+                    f"query is refused rather than returned short. Last error: "
+                    f"{self._last_error!r}")
             while todo and idle:
                 a = idle.pop(0)
                 b = todo.popleft()
@@ -133,6 +140,7 @@ class ActorPool:
                     todo.appendleft(b)
                     if stats is not None:
                         stats["n_retried"] = stats.get("n_retried", 0) + 1
+                self._last_error = exc
                 if kind == "ping" and not isinstance(exc, ActorUnavailableError):
                     self._reviving.pop(a, None)
                     self._dead.add(a)  # dead for good (no restarts left): no more work

@@ -29,9 +29,12 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 class OnNode:
     """Delegates to ``est``; records the node of every scoring call in ``folder``.
 
-    ``action="kill"``: the first call on node ``target`` kills its own worker process;
+    ``action="kill"``: the first call on node ``target`` kills its own worker process
+    (calls on other nodes wait, up to a minute, until it happened);
     ``action="hold"``: calls on node ``target`` announce themselves and wait (so that the
-    test can stop that node while a block is being scored there).
+    test can stop that node while a block is being scored there); ``action="meet"``: a
+    call waits (up to a minute) until a call has been seen on ``target`` nodes, so that
+    an actor that starts first cannot score every block before the other one is up.
     """
 
     def __init__(self, est, folder, action=None, target=None):
@@ -49,6 +52,15 @@ class OnNode:
             if self.action == "hold":
                 open(marker, "w").close()
                 time.sleep(120)
+        elif self.action in ("kill", "hold"):  # the other nodes wait for the target's turn
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.path.join(self.folder, "marker")) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if self.action == "meet":
+            deadline = time.monotonic() + 60
+            while len(_nodes_seen(self.folder)) < self.target and time.monotonic() < deadline:
+                time.sleep(0.1)
         return self.est.predict_proba(X)
 
 
@@ -84,6 +96,8 @@ def fitted(digits):
 
 
 def _worker_node_id():
+    if not ray.is_initialized():
+        ray.init(address="auto")
     return next(n["NodeID"] for n in ray.nodes()
                 if n["Alive"] and "node_w0" in n["Resources"])
 
@@ -91,7 +105,7 @@ def _worker_node_id():
 def test_blocks_are_scored_on_both_nodes(cluster, fitted, tmp_path):
     clf, pool = fitted
     scorer = RayPoolScorer(address="auto")
-    got = scorer.query(st.entropy_sampling, OnNode(clf, str(tmp_path)), pool, 10,
+    got = scorer.query(st.entropy_sampling, OnNode(clf, str(tmp_path), "meet", 2), pool, 10,
                        random_state=0)
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(alive) == 2
@@ -147,4 +161,4 @@ def test_node_stopped_mid_query_is_survived_or_refused(cluster, fitted, tmp_path
         got = scorer.query(st.entropy_sampling, clf, pool, 10, random_state=3)
         np.testing.assert_array_equal(got[0], st.entropy_sampling(clf, pool, 10,
                                                                   random_state=3)[0])
-        assert scorer.stats_["nodes"] == [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        assert target not in scorer.stats_["nodes"] and scorer.stats_["nodes"]
