@@ -47,7 +47,6 @@ PUBLIC = {
     "skpeal.features",
     "skpeal.labeling",
     "skpeal.losses",
-    "skpeal.strategies.lowbudget",
     "skpeal.metrics",
     "skpeal.stopping",
     "skpeal.strategies",

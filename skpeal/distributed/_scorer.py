@@ -392,6 +392,7 @@ class RayPoolScorer:
         Returns
         -------
         self : RayPoolScorer
+            The scorer, without actors.
         """
         pool = getattr(self, "_pool", None)
         if pool is not None:

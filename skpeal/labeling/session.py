@@ -119,10 +119,6 @@ class LabelingSession(BatchMixin):
     random_state : int, optional (project's, else 0)
         Seeds every round's fit and query (round ``r`` always gets the same seeds; see
         :mod:`skpeal.labeling.loop`).
-    preselect_threshold : float, optional (project's, else 0.8)
-        A suggestion whose probability is at least this is pre-selected on the page (a
-        submit without touching the image accepts it); below it the suggestion is shown
-        but the image starts unanswered. 1.0: never pre-select; 0.0: always.
     lease_seconds : float, default=600
         How long an image handed to one client stays reserved for it.
     train_batch : {"labels", "estimator"}, optional (project's, else "labels")
@@ -134,6 +130,10 @@ class LabelingSession(BatchMixin):
         stops growing with the labels (see the "Label your own images" guide for the
         measured wait and accuracy). ``"estimator"``: always the estimator's
         ``batch_size``.
+    preselect_threshold : float, optional (project's, else 0.8)
+        A suggestion whose probability is at least this is pre-selected on the page (a
+        submit without touching the image accepts it); below it the suggestion is shown
+        but the image starts unanswered. 1.0: never pre-select; 0.0: always.
 
     Attributes
     ----------

@@ -265,7 +265,18 @@ def probcover_select(X, labeled, n, *, delta, random_state=None):
 
 # ------------------------------------------------------------------------ MaxHerding
 def median_gamma(X):
-    """RBF ``gamma = 1 / median squared distance`` (the median heuristic)."""
+    """RBF ``gamma = 1 / median squared distance`` (the median heuristic).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Feature rows (at most 1,000 of them, evenly spaced, are compared).
+
+    Returns
+    -------
+    gamma : float
+        ``1 / median`` of the pairwise squared distances (1.0 when it is 0).
+    """
     X = _check_X(X)
     sub = X[:: max(1, X.shape[0] // 1000)]
     d = pairwise_distances(sub, metric="sqeuclidean")
@@ -337,12 +348,16 @@ def linear_head(features, proba):
     Parameters
     ----------
     features : ndarray of shape (n_samples, n_features)
+        The model's features of the pool.
     proba : ndarray of shape (n_samples, n_classes)
+        Its probabilities of the same rows.
 
     Returns
     -------
     W : ndarray of shape (n_features, n_classes)
+        The weights.
     b : ndarray of shape (n_classes,)
+        The biases.
     """
     logp = np.log(np.clip(proba, 1e-300, None))
     logp -= logp.mean(axis=1, keepdims=True)
@@ -463,6 +478,7 @@ def classguided_select(X, proba, n, *, counts=None, k=20, random_state=None):
     Returns
     -------
     indices : ndarray of shape (n,)
+        Pool rows, in pick order.
     scores : ndarray of shape (n,)
         Typicality of each pick within its class.
     """
@@ -546,10 +562,10 @@ def _query_doc(what, extra=""):
     n_instances : int, default=1
         Number of rows to pick, in ``[1, n_samples]``.
     random_state : None, int or numpy.random.Generator, default=None
-        Seeds k-means, dropout masks and tie breaking.
+        Seeds k-means, dropout masks and tie breaking.{extra}
     **kwargs : dict
         ``X_labeled`` / ``y_labeled`` (or a modAL learner's training data): the labelled
-        set, optional.{extra} Other keywords are ignored.
+        set, optional. Other keywords are ignored.
 
     Returns
     -------

@@ -25,6 +25,42 @@ from tests.distributed.cluster import LocalCluster  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
+# A local Ray session (earlier test modules start some) leaves RAY_AUTH_MODE=token in the
+# process environment, and a process that has had one Ray session keeps state of it
+# (ray-project/ray#4843, #54841): connected to this token-less cluster, its actors then die
+# at creation. So the tests below run in a fresh pytest process, started by the first one,
+# with the cluster's auth mode.
+_CHILD = os.environ.get("SKPEAL_MULTINODE_CHILD") == "1"
+
+
+@pytest.mark.skipif(_CHILD, reason="the child process runs the tests themselves")
+def test_multinode_in_a_fresh_process():
+    import subprocess
+
+    env = dict(os.environ, SKPEAL_MULTINODE_CHILD="1", RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-W", "ignore::DeprecationWarning", __file__],
+                       env=env, cwd=root, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert "3 passed" in r.stdout, r.stdout[-3000:]
+
+
+child_only = pytest.mark.skipif(not _CHILD, reason="run by test_multinode_in_a_fresh_process")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_actors():
+    """Each test starts its own scoring actors (a test kills or strands some)."""
+    yield
+    from skpeal.distributed import _pool
+
+    if ray.is_initialized():
+        for pool in list(_pool._POOLS.values()):
+            _pool.close_pool(ray, pool)
+
 
 class OnNode:
     """Delegates to ``est``; records the node of every scoring call in ``folder``.
@@ -102,6 +138,7 @@ def _worker_node_id():
                 if n["Alive"] and "node_w0" in n["Resources"])
 
 
+@child_only
 def test_blocks_are_scored_on_both_nodes(cluster, fitted, tmp_path):
     clf, pool = fitted
     scorer = RayPoolScorer(address="auto")
@@ -117,6 +154,7 @@ def test_blocks_are_scored_on_both_nodes(cluster, fitted, tmp_path):
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-9)
 
 
+@child_only
 def test_worker_killed_on_second_node_changes_no_result(cluster, fitted, tmp_path):
     clf, pool = fitted
     scorer = RayPoolScorer(address="auto")
@@ -128,6 +166,7 @@ def test_worker_killed_on_second_node_changes_no_result(cluster, fitted, tmp_pat
     np.testing.assert_array_equal(got[0], want[0])
 
 
+@child_only
 def test_node_stopped_mid_query_is_survived_or_refused(cluster, fitted, tmp_path):
     """`ray stop` of the worker node while it scores a block: same result, or an error."""
     clf, pool = fitted

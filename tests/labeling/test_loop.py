@@ -53,7 +53,7 @@ def test_session_with_a_simulated_oracle_is_the_runner(tmp_path, init):
                                 calibration_weight=1.0, **params)
     s = LabelingSession(tmp_path / "project", images=tmp_path / "pool", classes=NAMES,
                         estimator=est, batch_size=5, init=init, train_batch="estimator",
-                        random_state=0)
+                        random_state=0, strategy="entropy")
     s.simulate(lambda image_id, path: truth[path], 3)
     by_round = {}
     for row in s.store.history():

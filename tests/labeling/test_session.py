@@ -380,7 +380,8 @@ def test_image_features_persist_in_the_project_and_are_not_encoded_again(session
     assert get_feature_cache().stats()["misses"] >= 1
 
 
-def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypatch):
+@pytest.mark.parametrize("strategy", ["entropy", "auto"])  # probabilities; and features
+def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypatch, strategy):
     import threading
 
     from skpeal import CLIPAdapterClassifier
@@ -389,7 +390,8 @@ def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypat
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
     monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
     calls, gate = [], threading.Event()
-    original = CLIPAdapterClassifier.predict_proba
+    method = "predict_proba_embed" if strategy == "auto" else "predict_proba"
+    original = getattr(CLIPAdapterClassifier, method)
 
     def slow(self, X):
         calls.append(len(X))
@@ -397,8 +399,8 @@ def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypat
             assert gate.wait(60)
         return original(self, X)
 
-    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba", slow)
-    s = session_factory()
+    monkeypatch.setattr(CLIPAdapterClassifier, method, slow)
+    s = session_factory(strategy=strategy)
     worker = threading.Thread(target=s.prepare)
     worker.start()
     try:
