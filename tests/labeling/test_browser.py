@@ -261,7 +261,10 @@ def test_sigkill_while_answering_keeps_the_batch_and_its_picks(browser, setup):
         wait_saved(page, 3)
         assert card_ids(page) == second
         assert saved_labels(page)[:3] == [classes[2], "", classes[0]]
-        # a second kill, then a fresh page: the same batch, same order, with its picks
+        # a second kill, then a fresh page in place of the first (a tab still open would
+        # hold its batch, rightly, and a second tab gets other images): the same batch,
+        # same order, with its picks
+        page.close()
         server.kill()
         server = Server(images, project, classes, port)
         page2 = browser.new_page()
