@@ -123,8 +123,8 @@ def _add_label_parser(sub):
     lab.add_argument("--epochs", type=int, default=None,
                      help="training epochs per refit (default: the project's, else 10)")
     lab.add_argument("--strategy", default=None, choices=sorted(STRATEGIES),
-                     help="how the next batch is picked (default auto: class-guided "
-                          "coverage for the first 10 labels per class, then margin with PCB)")
+                     help="how the next batch is picked (default: the project's, else auto: "
+                          "DropQuery for the first 10 labels per class, then margin with PCB)")
     lab.add_argument("--annotator", default=None, help="name stored with every label")
     lab.add_argument("--preselect-threshold", type=float, default=None, metavar="P",
                      help="pre-select the model's suggestion when its probability is at "

@@ -242,8 +242,8 @@ def test_auto_switches_to_margin_with_pcb(fitted):
     clf, X, y = fitted
     pool = X[60:]
     few = lb.auto_sampling(clf, pool, 5, random_state=0, X_labeled=X[:5], y_labeled=y[:5])
-    cg = lb.classguided_sampling(clf, pool, 5, random_state=0, X_labeled=X[:5],
-                                 y_labeled=y[:5])
+    cg = lb.dropquery_sampling(clf, pool, 5, random_state=0, X_labeled=X[:5],
+                               y_labeled=y[:5])
     np.testing.assert_array_equal(few[0], cg[0])
     many = lb.auto_sampling(clf, pool, 5, random_state=0, X_labeled=X[:60], y_labeled=y[:60])
     ref = S.class_balanced(S.margin_sampling, 0.1)(clf, pool, 5, random_state=0,

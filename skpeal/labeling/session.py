@@ -96,8 +96,8 @@ class LabelingSession(BatchMixin):
     strategy : str or callable, optional
         How the next batch is picked: a registered strategy name (see
         :func:`skpeal.strategies.strategy_names`) or a query function. Default: the
-        one the project last used, else ``"auto"`` (class-guided coverage until 10
-        labels per class, then margin sampling with PCB: see
+        one the project last used, else ``"auto"`` (DropQuery until 10 labels per
+        class, then margin sampling with PCB: see
         :func:`skpeal.strategies.auto_sampling`). Unlike the settings below it may change
         when a project is reopened; a registered name is remembered for the next time.
     balance : {"pcb", "none"}, optional
@@ -380,7 +380,7 @@ class LabelingSession(BatchMixin):
         first = np.sort(order[:FIRST_ENCODED])
         rest = np.sort(order[FIRST_ENCODED:])
         record = strategies.get_strategy(self.loop.strategy or strategies.entropy_sampling)
-        with_features = record.uses_features  # e.g. "auto": class-guided on the features
+        with_features = record.uses_features  # e.g. "auto" (DropQuery): the features too
 
         def encode(rows):
             paths = [self._paths[k] for k in rows]
