@@ -26,6 +26,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -89,9 +90,14 @@ def main(argv=None):
                                     estimator=CLIPAdapterClassifier(
                                         model="effnet-lite0-minilm", max_epochs=10, n_ctx=4,
                                         optimizer="adamw", lr=0.01))
-                s.prepare()
-                s.next_batch(client="bench")
+                worker = threading.Thread(target=s.prepare)  # as the server runs it
+                worker.start()
+                while not s.ready and worker.is_alive():
+                    time.sleep(0.01)
+                s.next_batch(client="bench")  # shown while the rest is still encoded
                 first = time.perf_counter() - t0
+                worker.join()
+                encoded = time.perf_counter() - t0
                 s.close()
                 out = subprocess.run([sys.executable, "-c", RESTART.format(
                     root=os.fspath(ROOT), project=os.fspath(project))], capture_output=True,
@@ -100,7 +106,7 @@ def main(argv=None):
 
                 r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"pool {n:>7,}: new project: first batch {first:6.1f} s, all encoded "
-                  f"{first:6.1f} s | restart: first batch {r['imports'] + r['first_batch']:5.1f}"
+                  f"{encoded:6.1f} s | restart: first batch {r['imports'] + r['first_batch']:5.1f}"
                   f" s from process start ({r['first_batch']:.1f} s after imports) | other "
                   f"processes used {100 * other.share:.0f}% of the CPU")
 
