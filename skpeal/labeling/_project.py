@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import warnings
 from pathlib import Path
 
+from .. import strategies
 from ..datasets import IMAGE_EXTENSIONS
 
 __all__ = ["collect_images"]
@@ -151,3 +153,19 @@ def check_estimator(project, stored: dict, est) -> None:
         raise ValueError(
             f"{os.fspath(project)} is a project of another model: {what}. Open it without "
             "estimator= (it remembers its backbone), or use another project folder")
+
+
+def resolve_strategy(strategy, stored):
+    """``(query function, name to remember or None)`` of the session's ``strategy``."""
+    if strategy is None:
+        if stored is not None and stored not in strategies.strategy_names():
+            warnings.warn(f"the project last used the strategy {stored!r}, which is not "
+                          "registered in this process (register it before opening the "
+                          "project); using 'auto'", stacklevel=3)
+            stored = None
+        strategy = stored or "auto"
+    if isinstance(strategy, str):
+        record = strategies.get_strategy(strategy)  # an unknown name raises, naming them
+        return record.query, record.name
+    record = strategies.get_strategy(strategy, None)
+    return strategy, None if record is None else record.name

@@ -56,6 +56,7 @@ from ._project import (
     estimator_params,
     read_meta,
     resolve_settings,
+    resolve_strategy,
 )
 from .batches import BatchMixin
 from .export import folder_name  # noqa: F401  (its historical home)
@@ -165,7 +166,7 @@ class LabelingSession(BatchMixin):
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         check_session_params(estimator, lease_seconds)
-        strategy, strategy_name = _resolve_strategy(strategy, meta.get("strategy"))
+        strategy, strategy_name = resolve_strategy(strategy, meta.get("strategy"))
         if estimator is None:
             estimator = CLIPAdapterClassifier(**meta["estimator"]) if "estimator" in meta \
                 else CLIPAdapterClassifier()
@@ -686,14 +687,3 @@ class LabelingSession(BatchMixin):
     def close(self):
         """Close the label store (everything is already committed)."""
         self.store.close()
-
-
-def _resolve_strategy(strategy, stored):
-    """``(query function, name to remember or None)`` of the session's ``strategy``."""
-    if strategy is None:
-        strategy = stored if stored in strategies.strategy_names() else "auto"
-    if isinstance(strategy, str):
-        record = strategies.get_strategy(strategy)  # an unknown name raises, naming them
-        return record.query, record.name
-    record = strategies.get_strategy(strategy, None)
-    return strategy, None if record is None else record.name

@@ -64,3 +64,16 @@ def test_skpeal_label_passes_its_strategy(monkeypatch, image_folder, tmp_path):
     cli._parser().parse_args(["label", "photos", "--strategy", "typiclust"])
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["label", "photos", "--strategy", "nope"])
+
+
+def test_a_remembered_strategy_that_is_not_registered_warns_and_uses_auto(session_factory):
+    from skpeal.strategies import register_strategy, unregister_strategy
+
+    register_strategy("mine-for-a-test", score=lambda p: p.min(axis=1))
+    try:
+        session_factory(strategy="mine-for-a-test").close()
+    finally:
+        unregister_strategy("mine-for-a-test")
+    with pytest.warns(UserWarning, match="mine-for-a-test"):
+        s = session_factory()
+    assert s.loop.strategy is lb.auto_sampling
