@@ -58,6 +58,7 @@ from ._project import (
     resolve_settings,
     resolve_strategy,
 )
+from ._ray import RayScoring
 from .batches import BatchMixin
 from .export import folder_name  # noqa: F401  (its historical home)
 from .loop import ENCODE_CHUNK, ActiveLearningLoop, PoolScores, image_side_cached
@@ -135,6 +136,9 @@ class LabelingSession(BatchMixin):
         A suggestion whose probability is at least this is pre-selected on the page (a
         submit without touching the image accepts it); below it the suggestion is shown
         but the image starts unanswered. 1.0: never pre-select; 0.0: always.
+    ray : str, optional
+        A Ray address (``"local"``, ``"auto"``, ``host:port``): encode and score the pool
+        on that cluster (see :mod:`skpeal.labeling._ray`). Not remembered by the project.
 
     Attributes
     ----------
@@ -152,7 +156,7 @@ class LabelingSession(BatchMixin):
     def __init__(self, project, images=None, classes=None, *, classnames=None, estimator=None,
                  strategy=None, balance=None, gamma=None, init=None, batch_size=None,
                  annotator=None, random_state=None, lease_seconds=600.0, train_batch=None,
-                 preselect_threshold=None):
+                 preselect_threshold=None, ray=None):
         self.project = Path(project)
         # a project remembers its estimator and settings (given other ones: an error)
         meta = read_meta(self.project)
@@ -179,6 +183,7 @@ class LabelingSession(BatchMixin):
             train_batch=settings["train_batch"], random_state=random_state)
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
+        self._ray = None if ray is None else RayScoring(ray, self.project)
         if classes is not None:
             classes = _check_classes(classes)
         elif not (self.project / "labels.sqlite").exists():
@@ -281,11 +286,8 @@ class LabelingSession(BatchMixin):
 
     @property
     def stale(self) -> bool:
-        """Whether the labels in force differ from those the current model was fitted on.
-
-        True e.g. after a process was killed during its refit: a :meth:`refit` would
-        train on more (or fewer) labels.
-        """
+        """Whether the labels in force differ from those the current model was fitted on
+        (e.g. after a process was killed during its refit: a refit would train on more)."""
         current = [r for r in self.store.rounds() if r["round"] == self._round]
         n = current[0]["n_labels"] if current else 0
         return self.ready and len(self.store.labelled()) != n
@@ -299,6 +301,9 @@ class LabelingSession(BatchMixin):
     def _score(self, est, phase):
         """The model's :class:`~skpeal.labeling.loop.PoolScores` over every image."""
         self.state.update(phase=phase, done=0, total=len(self._paths))
+        if self._ray is not None:  # on the cluster: the same scores
+            return PoolScores(est.classes_, *self._ray.scores(
+                est, self._paths, self.loop.strategy, lambda d: self.state.update(done=d)))
         return self.loop.score(est, self._paths,
                                chunk=ENCODE_CHUNK if phase == "encoding" else None,
                                progress=lambda done: self.state.update(done=done))
@@ -383,8 +388,11 @@ class LabelingSession(BatchMixin):
         record = strategies.get_strategy(self.loop.strategy or strategies.entropy_sampling)
         with_features = record.uses_features  # e.g. "auto" (DropQuery): the features too
 
-        def encode(rows):
+        def encode(rows, on_ray=False):
             paths = [self._paths[k] for k in rows]
+            if self._ray is not None:  # the first sample here (features stored), the rest on Ray
+                return self._ray.scores(est, paths, self.loop.strategy, local=not on_ray,
+                                        progress=lambda d: self.state.update(done=len(first) + d))
             if with_features:
                 return est.predict_proba_embed(paths)
             return est.predict_proba(paths), None
@@ -405,9 +413,10 @@ class LabelingSession(BatchMixin):
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
-        for k, start in enumerate(range(0, len(rest), ENCODE_CHUNK)):
-            rows = rest[start:start + ENCODE_CHUNK]
-            proba[rows], f = encode(rows)
+        step = ENCODE_CHUNK if self._ray is None else max(1, len(rest))  # Ray: one call
+        for k, start in enumerate(range(0, len(rest), step)):
+            rows = rest[start:start + step]
+            proba[rows], f = encode(rows, self._ray is not None)
             if feats is not None:
                 feats[rows] = f
             self.state.update(done=len(first) + start + len(rows))
@@ -685,5 +694,7 @@ class LabelingSession(BatchMixin):
         return rounds[-1]
 
     def close(self):
-        """Close the label store (everything is already committed)."""
+        """Close the label store (everything is already committed) and stop Ray's actors."""
         self.store.close()
+        if self._ray is not None:
+            self._ray.close()
