@@ -311,7 +311,7 @@ class RayPoolScorer:
         proba : ndarray of shape (n_rows, n_classes)
             Columns in ``classes_`` order.
         features : ndarray of shape (n_rows, n_features) or None
-            float32; None without ``features``.
+            The image features (float32); None without ``features``.
         """
         est = _pool.estimator(classifier)
         n_pool = _pool.num_samples(X_pool)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import strategies
-from .loop import image_side_cached
+from .loop import PoolScores, image_side_cached
 
 __all__ = ["RayScoring"]
 
@@ -32,10 +32,11 @@ class RayScoring:
 
     Parameters
     ----------
-    address : str
+    address : str or None
         ``"local"`` (start Ray here), ``"auto"`` (the cluster this machine belongs to)
         or a cluster address (``host:port``, ``ray://host:port``); connected here, so a
-        wrong address fails when the session is created.
+        wrong address fails when the session is created. None: an inactive object
+        (false in a boolean context) whose :meth:`close` does nothing.
     project : path-like
         The project folder; the feature store is ``<project>/ray-features`` (on a
         multi-node cluster it and the images must be at the same paths on every node).
@@ -46,6 +47,9 @@ class RayScoring:
         from ..distributed import ParquetFeatureStore, RayPoolScorer, init_ray
         from ..distributed._connect import check_address
 
+        self._scorers, self._started, self.stats_ = {}, False, {}
+        if address is None:
+            return
         if not isinstance(address, str):
             raise ValueError(f"ray must be an address string ('local', 'auto', host:port), "
                              f"got {address!r}")
@@ -55,6 +59,9 @@ class RayScoring:
         self.store = ParquetFeatureStore(Path(project) / "ray-features")
         self._scorers = {True: RayPoolScorer(feature_store=self.store), False: RayPoolScorer()}
         self.stats_ = {}  # the last call's RayPoolScorer.stats_ (n_encoded, nodes...)
+
+    def __bool__(self):
+        return bool(self._scorers)
 
     def scorer(self, est):
         """The scorer for ``est``: with the feature store when its image tower is frozen."""
@@ -98,6 +105,12 @@ class RayScoring:
                            progress=progress)
         self.stats_ = dict(scorer.stats_)
         return out
+
+    def pool_scores(self, est, paths, strategy, state):
+        """:meth:`scores` as :class:`~skpeal.labeling.loop.PoolScores`, progress in ``state``."""
+        proba, feats = self.scores(est, paths, strategy,
+                                   lambda done: state.update(done=done))
+        return PoolScores(est.classes_, proba, feats)
 
     def _local(self, est, paths, strategy):
         from ..distributed import content_keys

@@ -137,8 +137,7 @@ class LabelingSession(BatchMixin):
         submit without touching the image accepts it); below it the suggestion is shown
         but the image starts unanswered. 1.0: never pre-select; 0.0: always.
     ray : str, optional
-        A Ray address (``"local"``, ``"auto"``, ``host:port``): encode and score the pool
-        on that cluster (see :mod:`skpeal.labeling._ray`). Not remembered by the project.
+        A Ray address: encode and score the pool there (:mod:`skpeal.labeling._ray`).
 
     Attributes
     ----------
@@ -183,7 +182,7 @@ class LabelingSession(BatchMixin):
             train_batch=settings["train_batch"], random_state=random_state)
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
-        self._ray = None if ray is None else RayScoring(ray, self.project)
+        self._ray = RayScoring(ray, self.project)  # falsy without an address
         if classes is not None:
             classes = _check_classes(classes)
         elif not (self.project / "labels.sqlite").exists():
@@ -286,8 +285,11 @@ class LabelingSession(BatchMixin):
 
     @property
     def stale(self) -> bool:
-        """Whether the labels in force differ from those the current model was fitted on
-        (e.g. after a process was killed during its refit: a refit would train on more)."""
+        """Whether the labels in force differ from those the current model was fitted on.
+
+        True e.g. after a process was killed during its refit: a :meth:`refit` would
+        train on more (or fewer) labels.
+        """
         current = [r for r in self.store.rounds() if r["round"] == self._round]
         n = current[0]["n_labels"] if current else 0
         return self.ready and len(self.store.labelled()) != n
@@ -301,9 +303,8 @@ class LabelingSession(BatchMixin):
     def _score(self, est, phase):
         """The model's :class:`~skpeal.labeling.loop.PoolScores` over every image."""
         self.state.update(phase=phase, done=0, total=len(self._paths))
-        if self._ray is not None:  # on the cluster: the same scores
-            return PoolScores(est.classes_, *self._ray.scores(
-                est, self._paths, self.loop.strategy, lambda d: self.state.update(done=d)))
+        if self._ray:  # on the cluster: the same scores
+            return self._ray.pool_scores(est, self._paths, self.loop.strategy, self.state)
         return self.loop.score(est, self._paths,
                                chunk=ENCODE_CHUNK if phase == "encoding" else None,
                                progress=lambda done: self.state.update(done=done))
@@ -390,7 +391,7 @@ class LabelingSession(BatchMixin):
 
         def encode(rows, on_ray=False):
             paths = [self._paths[k] for k in rows]
-            if self._ray is not None:  # the first sample here (features stored), the rest on Ray
+            if self._ray:  # the first sample here (its features stored), the rest on Ray
                 return self._ray.scores(est, paths, self.loop.strategy, local=not on_ray,
                                         progress=lambda d: self.state.update(done=len(first) + d))
             if with_features:
@@ -413,10 +414,10 @@ class LabelingSession(BatchMixin):
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
-        step = ENCODE_CHUNK if self._ray is None else max(1, len(rest))  # Ray: one call
+        step = max(1, len(rest)) if self._ray else ENCODE_CHUNK  # Ray: one call
         for k, start in enumerate(range(0, len(rest), step)):
             rows = rest[start:start + step]
-            proba[rows], f = encode(rows, self._ray is not None)
+            proba[rows], f = encode(rows, bool(self._ray))
             if feats is not None:
                 feats[rows] = f
             self.state.update(done=len(first) + start + len(rows))
@@ -696,5 +697,4 @@ class LabelingSession(BatchMixin):
     def close(self):
         """Close the label store (everything is already committed) and stop Ray's actors."""
         self.store.close()
-        if self._ray is not None:
-            self._ray.close()
+        self._ray.close()
