@@ -43,13 +43,13 @@ class RayScoring:
     """
 
     def __init__(self, address, project):
-        # optional dependency (skpeal[ray]): imported only when a session is given ray=
-        from ..distributed import ParquetFeatureStore, RayPoolScorer, init_ray
-        from ..distributed._connect import check_address
-
         self._scorers, self._started, self.stats_ = {}, False, {}
         if address is None:
             return
+        # the Ray side (skpeal[ray]): imported only when a session is given ray=
+        from ..distributed import ParquetFeatureStore, RayPoolScorer, init_ray
+        from ..distributed._connect import check_address
+
         if not isinstance(address, str):
             raise ValueError(f"ray must be an address string ('local', 'auto', host:port), "
                              f"got {address!r}")
