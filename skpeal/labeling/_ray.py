@@ -123,11 +123,11 @@ class RayScoring:
         return proba, (feats if self.with_features(strategy) else None)
 
     def close(self):
-        """Stop the scoring actors, and the local Ray this object started."""
-        from ..distributed import shutdown_ray
-
+        """Stop the scoring actors, and leave the Ray this object connected to."""
         for s in self._scorers.values():
             s.close()
         if self._started:
+            from ..distributed import shutdown_ray  # the Ray side (skpeal[ray])
+
             shutdown_ray()
             self._started = False
