@@ -133,6 +133,10 @@ def _add_label_parser(sub):
     lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",
                      help="also serve Label Studio's ML backend on port N (same host; beyond "
                           "127.0.0.1 it needs basic auth: user skpeal, the access token)")
+    lab.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="encode and score the pool on Ray: 'local' (start Ray here), 'auto' "
+                          "(the cluster of this machine) or host:port / ray://host:port; "
+                          "images and project must be at the same paths on every node")
 
 
 def _label(args) -> int:
@@ -151,7 +155,7 @@ def _label(args) -> int:
                               estimator=estimator, batch_size=args.batch_size,
                               annotator=args.annotator,
                               preselect_threshold=args.preselect_threshold,
-                              strategy=args.strategy)
+                              strategy=args.strategy, ray=args.ray)
     print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
           f"project {project}")
     try:

@@ -1,9 +1,9 @@
 """Pool scoring on a Ray cluster (optional extra: ``pip install "skpeal[ray]"``).
 
 In an active-learning round the cost that grows with the pool is scoring it; this
-package spreads that over a Ray Data actor pool (one machine with ``ray.init()``, a
-cluster with ``address="auto"``, GPUs with ``num_gpus_per_actor``) and selects on the
-driver without gathering the pool. Only this package imports Ray, and only when used.
+package spreads that over Ray actors that live across queries (one machine with
+``ray.init()``, a cluster with ``address="auto"``, GPUs with ``num_gpus_per_actor``) and
+selects on the driver without gathering the pool. Only this package imports Ray, and only when used.
 
 * :class:`RayPoolScorer`: score a pool and run a query strategy (what is exact and what
   is approximated is listed in its Notes);

@@ -92,7 +92,7 @@ class BlockActor:
         n = proba.shape[0]
         if mode == "gather":
             out = {"idx": np.arange(start, start + n), "proba": proba}
-            if feats is not None:
+            if feats is not None and task.get("features", True):
                 out["features"] = feats
         elif mode == "topk":
             out = self._topk(record, proba, feats, start, task)

@@ -115,9 +115,10 @@ class RayPoolScorer:
     stats_ : dict
         Of the last call: ``n_blocks``, ``n_actors``, ``block_size``, ``n_encoded``
         (images encoded, i.e. not read from the feature store), ``rows_returned`` (rows
-        sent back to the driver), ``n_retried`` (blocks scored again after their actor
-        or node died), ``nodes`` (the Ray node ids whose actors scored a block) and
-        ``setup_s`` (the longest time an actor spent taking up this query's estimator).
+        sent back to the driver), ``bytes_returned`` (the bytes of the arrays sent back),
+        ``n_retried`` (blocks scored again after their actor or node died), ``nodes``
+        (the Ray node ids whose actors scored a block) and ``setup_s`` (the longest time
+        an actor spent taking up this query's estimator).
 
     Notes
     -----
@@ -286,6 +287,49 @@ class RayPoolScorer:
                           X_lab, y_lab)
         return cand[picks], scores[picks]
 
+    def score(self, classifier, X_pool, *, features=False, progress=None):
+        """Probabilities (and features) of every pool row, scored on Ray and gathered.
+
+        The driver holds ``n_rows * n_classes`` float64 probabilities, plus ``n_rows *
+        n_features`` float32 features with ``features=True``: for a labelling session,
+        whose page shows a suggestion for every image; :meth:`query` gathers nothing
+        for the top-k strategies.
+
+        Parameters
+        ----------
+        classifier : fitted classifier
+            A fitted :class:`skpeal.CLIPAdapterClassifier` (or a modAL learner of one).
+        X_pool : sequence of images
+            The pool (paths are read by the actors: they must be readable on every node).
+        features : bool, default=False
+            Also gather the image features.
+        progress : callable, optional
+            ``progress(done)`` with the number of rows scored so far, after every block.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_rows, n_classes)
+            Columns in ``classes_`` order.
+        features : ndarray of shape (n_rows, n_features) or None
+            The image features (float32); None without ``features``.
+        """
+        est = _pool.estimator(classifier)
+        n_pool = _pool.num_samples(X_pool)
+        proba = feats = None
+        done = 0
+        for b in self._run(est, X_pool, {"mode": "gather", "features": bool(features)}):
+            if proba is None:
+                proba = np.empty((n_pool, b["proba"].shape[1]))
+                if features:
+                    feats = np.empty((n_pool, b["features"].shape[1]), dtype=np.float32)
+            proba[b["idx"]] = b["proba"]
+            if features:
+                feats[b["idx"]] = b["features"]
+            done += int(b["idx"].shape[0])
+            if progress is not None:
+                progress(done)
+        return proba, feats
+
     # ------------------------------------------------------------------ strategies
     def _topk(self, record, classifier, est, X_pool, k, rng, X_lab, y_lab):
         bitgen = rng.bit_generator
@@ -369,11 +413,14 @@ class RayPoolScorer:
         pool = self._actor_pool(ray, n_actors, cpus, gpus)
         self.stats_ = {"n_blocks": len(bounds), "n_actors": min(n_actors, len(bounds)),
                        "block_size": bounds[0][1] - bounds[0][0], "n_encoded": 0,
-                       "rows_returned": 0, "n_retried": 0, "nodes": set()}
+                       "rows_returned": 0, "bytes_returned": 0, "n_retried": 0,
+                       "nodes": set()}
         for batch in pool.run(ray, [payload], len(bounds), self.max_task_retries,
                               self.stats_):
             self.stats_["n_encoded"] += int(batch["n_encoded"].sum())
             self.stats_["rows_returned"] += int(batch["idx"].shape[0])
+            self.stats_["bytes_returned"] += sum(int(np.asarray(v).nbytes)
+                                                 for v in batch.values())
             yield batch
         self.stats_["nodes"] = sorted(self.stats_["nodes"])
 

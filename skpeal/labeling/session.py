@@ -58,6 +58,7 @@ from ._project import (
     resolve_settings,
     resolve_strategy,
 )
+from ._ray import RayScoring
 from .batches import BatchMixin
 from .export import folder_name  # noqa: F401  (its historical home)
 from .loop import ENCODE_CHUNK, ActiveLearningLoop, PoolScores, image_side_cached
@@ -135,6 +136,8 @@ class LabelingSession(BatchMixin):
         A suggestion whose probability is at least this is pre-selected on the page (a
         submit without touching the image accepts it); below it the suggestion is shown
         but the image starts unanswered. 1.0: never pre-select; 0.0: always.
+    ray : str, optional
+        A Ray address: encode and score the pool there (:mod:`skpeal.labeling._ray`).
 
     Attributes
     ----------
@@ -152,7 +155,7 @@ class LabelingSession(BatchMixin):
     def __init__(self, project, images=None, classes=None, *, classnames=None, estimator=None,
                  strategy=None, balance=None, gamma=None, init=None, batch_size=None,
                  annotator=None, random_state=None, lease_seconds=600.0, train_batch=None,
-                 preselect_threshold=None):
+                 preselect_threshold=None, ray=None):
         self.project = Path(project)
         # a project remembers its estimator and settings (given other ones: an error)
         meta = read_meta(self.project)
@@ -179,6 +182,7 @@ class LabelingSession(BatchMixin):
             train_batch=settings["train_batch"], random_state=random_state)
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
+        self._ray = RayScoring(ray, self.project)  # falsy without an address
         if classes is not None:
             classes = _check_classes(classes)
         elif not (self.project / "labels.sqlite").exists():
@@ -299,6 +303,8 @@ class LabelingSession(BatchMixin):
     def _score(self, est, phase):
         """The model's :class:`~skpeal.labeling.loop.PoolScores` over every image."""
         self.state.update(phase=phase, done=0, total=len(self._paths))
+        if self._ray:  # on the cluster: the same scores
+            return self._ray.pool_scores(est, self._paths, self.loop.strategy, self.state)
         return self.loop.score(est, self._paths,
                                chunk=ENCODE_CHUNK if phase == "encoding" else None,
                                progress=lambda done: self.state.update(done=done))
@@ -383,8 +389,11 @@ class LabelingSession(BatchMixin):
         record = strategies.get_strategy(self.loop.strategy or strategies.entropy_sampling)
         with_features = record.uses_features  # e.g. "auto" (DropQuery): the features too
 
-        def encode(rows):
+        def encode(rows, on_ray=False):
             paths = [self._paths[k] for k in rows]
+            if self._ray:  # the first sample here (its features stored), the rest on Ray
+                return self._ray.scores(est, paths, self.loop.strategy, local=not on_ray,
+                                        progress=lambda d: self.state.update(done=len(first) + d))
             if with_features:
                 return est.predict_proba_embed(paths)
             return est.predict_proba(paths), None
@@ -405,9 +414,10 @@ class LabelingSession(BatchMixin):
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
-        for k, start in enumerate(range(0, len(rest), ENCODE_CHUNK)):
-            rows = rest[start:start + ENCODE_CHUNK]
-            proba[rows], f = encode(rows)
+        step = max(1, len(rest)) if self._ray else ENCODE_CHUNK  # Ray: one call
+        for k, start in enumerate(range(0, len(rest), step)):
+            rows = rest[start:start + step]
+            proba[rows], f = encode(rows, bool(self._ray))
             if feats is not None:
                 feats[rows] = f
             self.state.update(done=len(first) + start + len(rows))
@@ -685,5 +695,6 @@ class LabelingSession(BatchMixin):
         return rounds[-1]
 
     def close(self):
-        """Close the label store (everything is already committed)."""
+        """Close the label store (everything is already committed) and stop Ray's actors."""
         self.store.close()
+        self._ray.close()

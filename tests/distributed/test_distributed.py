@@ -194,6 +194,24 @@ def test_feature_store_encodes_each_image_once(local_ray, fitted, tmp_path):
         scorer.query(st.entropy_sampling, lora, pool, 2)
 
 
+def test_score_gathers_probabilities_and_features_only_when_asked(local_ray, fitted,
+                                                                   tmp_path):
+    clf, _, _, pool = fitted
+    scorer = RayPoolScorer(block_size=64, feature_store=tmp_path / "features")
+    seen = []
+    proba, feats = scorer.score(clf, pool, progress=seen.append)
+    assert feats is None and proba.shape == (len(pool), len(clf.classes_))
+    np.testing.assert_allclose(proba, clf.predict_proba(pool), rtol=1e-6, atol=1e-9)
+    assert seen == sorted(seen) and seen[-1] == len(pool) and len(seen) == 6  # per block
+    # probabilities only: 8 bytes per class and row, plus the row index and the count
+    assert scorer.stats_["bytes_returned"] == len(pool) * (8 * len(clf.classes_) + 8 + 8)
+    proba2, feats = scorer.score(clf, pool, features=True)
+    assert scorer.stats_["n_encoded"] == 0  # the store's features, from the first call
+    assert feats.dtype == np.float32 and feats.shape[0] == len(pool)
+    np.testing.assert_allclose(feats, clf.embed(pool), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(proba2, proba, rtol=1e-6, atol=1e-9)
+
+
 def test_killed_actor_does_not_change_the_result(local_ray, fitted, tmp_path):
     clf, _, _, pool = fitted
     marker = tmp_path / "killed"

@@ -154,3 +154,32 @@ def test_export_of_a_folder_that_is_no_project(tmp_path, capsys):
     assert "is not a labelling project" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path), "--format", "xml"])
+
+
+def test_label_ray_address_is_passed_and_a_dead_one_refused_before_anything_is_made(
+        image_folder, capsys):
+    import socket
+
+    assert _parser().parse_args(["label", "photos"]).ray is None
+    assert _parser().parse_args(["label", "photos", "--ray", "auto"]).ray == "auto"
+    folder, _ = image_folder
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["label", str(folder), "--model", "skpeal-tiny", "--classes", "a", "b",
+                 "--port", "0", "--ray", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no Ray cluster answers at 127.0.0.1:{port}" in err[0], err
+    assert not (folder / ".skpeal").exists()  # nothing was created
+
+
+def test_label_session_refuses_a_ray_address_that_is_not_a_string(tmp_path, image_folder):
+    from skpeal.labeling import LabelingSession
+
+    from .conftest import tiny_estimator
+
+    folder, _ = image_folder
+    with pytest.raises(ValueError, match="ray must be an address string"):
+        LabelingSession(tmp_path / "p", images=folder, classes=["a", "b"],
+                        estimator=tiny_estimator(), ray=2)
+    assert not (tmp_path / "p").exists()
