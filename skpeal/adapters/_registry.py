@@ -31,7 +31,7 @@ _TOWERS = ("vision", "text")
 class AdapterContext:
     """What a part's builder gets (besides its keyword arguments).
 
-    Attributes
+    Parameters
     ----------
     backbone : skpeal.backbones.Backbone
         The backbone (``backbone.model`` is the open_clip-like model, modified in place
@@ -57,7 +57,9 @@ class AdapterContext:
 class AdapterPart:
     """One adapter part: how it is built, what it reads, what it trains.
 
-    Attributes
+    Made by :func:`register_adapter`.
+
+    Parameters
     ----------
     name : str
         The part's name (also a kind of the same name).
@@ -67,28 +69,28 @@ class AdapterPart:
         may define ``class_features()`` (class text features, used once trained, instead
         of the templates'), ``adapt_image_features(features)`` (applied to the normalised
         image features before the class scores; the identity when untrained).
-    params : dict
+    params : dict, default={}
         ``{build keyword: estimator parameter}`` for parts whose parameters are flat
         estimator parameters (the built-in prompt and LoRA).
-    options : dict
+    options : dict, default={}
         ``{build keyword: default}`` for parameters given through the estimator's
         ``adapter_params`` dict (a new part needs no new estimator parameter).
-    check : callable or None
+    check : callable or None, default=None
         ``check(options) -> options``: validates and normalises the options (the
         defaults filled in); raises ``ValueError`` naming the bad option.
-    trains : tuple of str or callable
+    trains : tuple of str or callable, default=()
         The towers (``"vision"``, ``"text"``) whose output the part changes, or
         ``trains(kwargs)`` computing them from the build keywords. A part that trains
         neither (a head on the features) leaves both towers frozen.
-    wraps_backbone : bool
+    wraps_backbone : bool, default=False
         The part modifies the backbone in place (LoRA): it is built before the model is
         registered on the module (and before parts that read the model).
-    merge : callable or None
-        ``merge(module)``: a context manager in which inference runs (LoRA merges its
-        weights into the base layers); None: inference runs as training does.
-    attribute : str
+    attribute : str, default=""
         Name of the part's module on :class:`~skpeal.nn.AdaptedCLIP` (its tensors are
         saved under it).
+    merge : callable or None, default=None
+        ``merge(module)``: a context manager in which inference runs (LoRA merges its
+        weights into the base layers); None: inference runs as training does.
     """
 
     name: str
@@ -102,9 +104,19 @@ class AdapterPart:
     merge: Callable | None = None
 
     def kwargs(self, params) -> dict:
-        """Build keywords from estimator-named ``params`` (a mapping or an object).
+        """Build keywords from estimator-named parameters.
 
-        Options come from ``params["adapter_params"]`` (defaults where absent).
+        Parameters
+        ----------
+        params : mapping or object
+            Estimator parameters by name (a dict, or an object such as an
+            ``AdapterSpec`` with them as attributes). Options come from its
+            ``adapter_params`` (defaults where absent).
+
+        Returns
+        -------
+        kwargs : dict
+            The keywords of :attr:`build`.
         """
         get = params.get if isinstance(params, Mapping) else (lambda k: getattr(params, k, None))
         given = get("adapter_params") or {}
@@ -112,7 +124,18 @@ class AdapterPart:
                 **{kw: given.get(kw, default) for kw, default in self.options.items()}}
 
     def trained_towers(self, kwargs) -> frozenset:
-        """The towers this part trains, for build keywords ``kwargs``."""
+        """The towers this part trains.
+
+        Parameters
+        ----------
+        kwargs : dict
+            Its build keywords (:meth:`kwargs`).
+
+        Returns
+        -------
+        towers : frozenset of str
+            Among ``"vision"`` and ``"text"``.
+        """
         towers = self.trains(kwargs) if callable(self.trains) else self.trains
         return frozenset(towers)
 
@@ -121,7 +144,7 @@ class AdapterPart:
 class AdapterKind:
     """One adapter kind: its name and parts.
 
-    Attributes
+    Parameters
     ----------
     name : str
         The value of ``adapter=`` (``"prompt"``, ``"lora"``, ``"prompt+lora"``).
@@ -133,31 +156,88 @@ class AdapterKind:
     parts: tuple
 
     def has(self, part: str) -> bool:
-        """Whether the kind includes ``part``."""
+        """Whether the kind includes a part.
+
+        Parameters
+        ----------
+        part : str
+            A part's name.
+
+        Returns
+        -------
+        has : bool
+            True when ``part`` is one of :attr:`parts`.
+        """
         return part in self.parts
 
     def records(self) -> list[AdapterPart]:
-        """The part records, in attachment order (backbone-wrapping parts first)."""
+        """The part records, in attachment order.
+
+        Returns
+        -------
+        records : list of AdapterPart
+            Backbone-wrapping parts first, then the others, each group in :attr:`parts`
+            order.
+        """
         recs = [_PARTS[p] for p in self.parts]
         return [r for r in recs if r.wraps_backbone] + [r for r in recs if not r.wraps_backbone]
 
     def part_kwargs(self, params) -> dict:
-        """``{part: build keywords}`` from estimator-named ``params``."""
+        """The build keywords of each part.
+
+        Parameters
+        ----------
+        params : mapping or object
+            Estimator parameters by name (see :meth:`AdapterPart.kwargs`).
+
+        Returns
+        -------
+        kwargs : dict
+            ``{part name: build keywords}``.
+        """
         return {r.name: r.kwargs(params) for r in self.records()}
 
     def module_kwargs(self, params) -> dict:
-        """The build keywords of every part, in one dict."""
+        """The build keywords of every part, in one dict.
+
+        Parameters
+        ----------
+        params : mapping or object
+            Estimator parameters by name (see :meth:`AdapterPart.kwargs`).
+
+        Returns
+        -------
+        kwargs : dict
+            ``{build keyword: value}`` over all parts.
+        """
         return {k: v for kw in self.part_kwargs(params).values() for k, v in kw.items()}
 
     def trained_towers(self, params) -> frozenset:
-        """The towers whose output the adapter changes, for estimator-named ``params``."""
+        """The towers whose output the adapter changes.
+
+        Parameters
+        ----------
+        params : mapping or object
+            Estimator parameters by name (see :meth:`AdapterPart.kwargs`).
+
+        Returns
+        -------
+        towers : frozenset of str
+            Among ``"vision"`` and ``"text"``.
+        """
         out = frozenset()
         for r in self.records():
             out |= r.trained_towers(r.kwargs(params))
         return out
 
     def options(self) -> dict:
-        """``{option: default}`` of the parts' ``adapter_params`` options."""
+        """The options the kind takes through the estimator's ``adapter_params``.
+
+        Returns
+        -------
+        options : dict
+            ``{option: default}`` over its parts.
+        """
         return {k: v for r in self.records() for k, v in r.options.items()}
 
 
@@ -180,9 +260,20 @@ def register_adapter(name, parts=None, *, build=None, params=None, options=None,
     build : callable or None, default=None
         A new part's builder, ``build(context, **kwargs) -> torch.nn.Module`` (see
         :class:`AdapterPart`); the part is registered under ``name``.
-    params, options, check, trains, wraps_backbone, attribute, merge
-        The new part's fields (see :class:`AdapterPart`); ``attribute`` defaults to
-        ``name`` with ``-``/``+`` replaced by ``_``.
+    params : dict or None, default=None
+        A new part's ``{build keyword: estimator parameter}`` (see :class:`AdapterPart`).
+    options : dict or None, default=None
+        A new part's ``{build keyword: default}``, set through ``adapter_params``.
+    check : callable or None, default=None
+        ``check(options) -> options``, validating the options.
+    trains : tuple of str or callable, default=()
+        The towers the part trains (see :class:`AdapterPart`).
+    wraps_backbone : bool, default=False
+        The part modifies the backbone in place (built first).
+    attribute : str or None, default=None
+        Its attribute on the adapted module; None: ``name`` with ``-``/``+`` as ``_``.
+    merge : callable or None, default=None
+        ``merge(module)``, the context manager inference runs in.
     replace : bool, default=False
         Allow replacing a kind (and part) of the same name.
 
@@ -226,24 +317,57 @@ def register_adapter(name, parts=None, *, build=None, params=None, options=None,
 
 
 def unregister_adapter(name) -> None:
-    """Remove a kind (and its part of the same name, unless another kind uses it)."""
+    """Remove a kind (and its part of the same name, unless another kind uses it).
+
+    Parameters
+    ----------
+    name : str
+        The kind.
+    """
     _KINDS.pop(name, None)
     if name in _PARTS and not any(name in k.parts for k in _KINDS.values()):
         del _PARTS[name]
 
 
 def adapter_names():
-    """The registered kinds, in registration order (``adapter=``'s choices)."""
+    """The registered kinds (``adapter=``'s choices).
+
+    Returns
+    -------
+    names : tuple of str
+        In registration order.
+    """
     return tuple(_KINDS)
 
 
 def adapter_part(name) -> AdapterPart:
-    """The record of a registered part."""
+    """The record of a registered part.
+
+    Parameters
+    ----------
+    name : str
+        The part's name.
+
+    Returns
+    -------
+    part : AdapterPart
+        Its record.
+    """
     return _PARTS[name]
 
 
 def adapter_kind(name) -> AdapterKind:
     """The record of ``adapter=name``: the one place the kind is parsed.
+
+    Parameters
+    ----------
+    name : str
+        The value of ``adapter=``.
+
+    Returns
+    -------
+    kind : AdapterKind
+        Its record.
 
     Raises
     ------

@@ -152,9 +152,9 @@ class AdaptedCLIP(nn.Module):
     def merged(self):
         """Context manager in which inference runs: each part's ``merge`` (see
         :class:`~skpeal.adapters.AdapterPart`), e.g. LoRA weights merged into the base
-        layers (and the original weights restored exactly on exit)."""
+        layers (and the original weights restored exactly on exit). Yields what the merging
+        part's context gives (a tuple of them when several parts merge, or none)."""
         with contextlib.ExitStack() as stack:
-            for part, module in self._parts:
-                if part.merge is not None:
-                    stack.enter_context(part.merge(module))
-            yield self
+            entered = tuple(stack.enter_context(part.merge(module))
+                            for part, module in self._parts if part.merge is not None)
+            yield entered[0] if len(entered) == 1 else entered
