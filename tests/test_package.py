@@ -26,7 +26,7 @@ LAYERS = [
     ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
      "skpeal.datasets"],
     ["skpeal.images", "skpeal.backbones"],
-    ["skpeal._spec", "skpeal._pool", "skpeal._validation",
+    ["skpeal._spec", "skpeal._fields", "skpeal._pool", "skpeal._validation",
      "skpeal._runtime", "skpeal._io", "skpeal._version", "skpeal.compat"],
 ]
 
