@@ -139,6 +139,8 @@ def estimator_params(est) -> dict:
     def plain(v):
         if isinstance(v, (str, int, float, bool)) or v is None:
             return True
+        if isinstance(v, dict):  # adapter_params
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
         return isinstance(v, (list, tuple)) and all(plain(x) for x in v)
 
     return {k: (list(v) if isinstance(v, tuple) else v)

@@ -121,3 +121,22 @@ def test_one_round_of_active_learning(feature_scale, small_images):
     last = steps[-1].model
     assert last.get_params()["adapter"] == NAME and len(last.history_) == 3
     assert last.model_.feature_scale.scale.requires_grad
+
+
+def test_a_labelling_project_remembers_its_options(feature_scale, tmp_path):
+    from skpeal.labeling import LabelingSession
+    from tests.labeling.conftest import CLASSES, make_images
+
+    make_images(tmp_path / "images", n=9)
+    est = _est(adapter_params={"init_scale": 2.0})
+    s = LabelingSession(tmp_path / "project", images=tmp_path / "images", classes=CLASSES,
+                        estimator=est, batch_size=3)
+    s.close()
+    again = LabelingSession(tmp_path / "project")  # its own estimator, from the project
+    try:
+        p = again.loop.estimator.get_params()
+        assert p["adapter"] == NAME and p["adapter_params"] == {"init_scale": 2.0}
+        with pytest.raises(ValueError, match="adapter_params"):  # another adapter: refused
+            LabelingSession(tmp_path / "project", estimator=_est())
+    finally:
+        again.close()
