@@ -25,6 +25,7 @@ from ._runtime import (
 from ._spec import FitSpec
 from ._validation import check_label_values, seed_from
 from ._version import __version__
+from .adapters._registry import portable_kind, restore_kind
 from .backbones import load_backbone
 from .features import get_feature_cache
 from .features.encoder import ImageEncoder
@@ -548,12 +549,16 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
             state["_zero_shot"] = module.zero_shot
         state.pop("device_", None)
         state["_skpeal_version"] = __version__
+        spec = state.get("_fit_spec")
+        if spec is not None:  # an adapter registered outside skpeal travels with the model
+            state["_adapter_kind"] = portable_kind(spec.adapter.kind)
         return state
 
     def __setstate__(self, state):
         adapter_state = state.pop("_adapter_state", None)
         zero_shot = state.pop("_zero_shot", True)
         state.pop("_skpeal_version", None)
+        restore_kind(state.pop("_adapter_kind", None))  # before the adapter is rebuilt
         old = state.pop("_fit_params", None)  # written by skpeal 0.1.0: a dict of params
         if old is not None:
             # parameters added since (their values then: the only behaviour there was)

@@ -329,6 +329,44 @@ def unregister_adapter(name) -> None:
         del _PARTS[name]
 
 
+def portable_kind(name):
+    """What a pickle needs to register a kind made outside skpeal in another process.
+
+    Parameters
+    ----------
+    name : str
+        A registered kind.
+
+    Returns
+    -------
+    records : tuple or None
+        ``(kind, parts)`` when a part of the kind was registered outside
+        :mod:`skpeal.adapters` (a process that unpickles the model, such as a Ray actor,
+        may not have run that registration), else None.
+    """
+    kind = adapter_kind(name)
+    parts = [_PARTS[p] for p in kind.parts]
+    if all(getattr(p.build, "__module__", "").startswith(__package__ + ".") for p in parts):
+        return None
+    return kind, parts
+
+
+def restore_kind(records) -> None:
+    """Register what :func:`portable_kind` gave, unless the kind is registered already.
+
+    Parameters
+    ----------
+    records : tuple or None
+        ``(kind, parts)``, or None (nothing to do).
+    """
+    if records is None or records[0].name in _KINDS:
+        return
+    kind, parts = records
+    for part in parts:
+        _PARTS.setdefault(part.name, part)
+    _KINDS[kind.name] = kind
+
+
 def adapter_names():
     """The registered kinds (``adapter=``'s choices).
 

@@ -93,8 +93,14 @@ def test_fit_predict_save_load(feature_scale, small_images, tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-6)
     with pytest.raises(ValueError, match="adapter_params"):  # another structure
         _est(adapter_params={"init_scale": 3.0}).load_adapter(path)
-    again = pickle.loads(pickle.dumps(est))
+    blob = pickle.dumps(est)
+    _registry.unregister_adapter(NAME)  # as in a process that never ran the registration
+    again = pickle.loads(blob)  # (a Ray actor): the kind travels with the model
+    assert NAME in adapter_names()
     np.testing.assert_allclose(again.predict_proba(X), proba, atol=1e-6)
+    assert _registry.portable_kind(NAME)[0].name == NAME
+    assert all(_registry.portable_kind(k) is None  # built-in kinds are not pickled along
+               for k in ("prompt", "lora", "prompt+lora"))
     assert clone(est).get_params()["adapter_params"] == {"init_scale": 2.0}
 
 
