@@ -36,7 +36,6 @@ from .nn import AdaptedCLIP, predict_logits, train
 __all__ = ["CLIPAdapterClassifier"]
 
 
-
 class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     """Image classifier over an open_clip model tuned by prompt vectors or LoRA.
 
@@ -76,8 +75,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         or any kind registered with :func:`skpeal.adapters.register_adapter`.
     adapter_params : dict or None, default=None
         Options of a registered adapter that has them (``{option: value}``, checked at
-        ``fit`` by the adapter; missing options take its defaults). The built-in adapters
-        take none: their parameters are the ones below.
+        ``fit``; missing ones take its defaults). The built-in adapters take none.
     n_ctx : int, default=16
         Prompt adapter: number of learned context vectors (replaced by the token count
         of ``ctx_init`` when that is given).
@@ -549,9 +547,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
             state["_zero_shot"] = module.zero_shot
         state.pop("device_", None)
         state["_skpeal_version"] = __version__
-        spec = state.get("_fit_spec")
-        if spec is not None:  # an adapter registered outside skpeal travels with the model
-            state["_adapter_kind"] = portable_kind(spec.adapter.kind)
+        if "_fit_spec" in state:  # an adapter registered outside skpeal travels with it
+            state["_adapter_kind"] = portable_kind(state["_fit_spec"].adapter.kind)
         return state
 
     def __setstate__(self, state):
