@@ -455,18 +455,19 @@ def check_adapter_params(adapter, value) -> dict:
     return out
 
 
-def frozen_towers(adapter, lora_towers="both", *, params=None):
+def frozen_towers(adapter, lora_towers=None, *, params=None):
     """Which towers an adapter leaves frozen: the one rule, read by every caller.
 
     Parameters
     ----------
     adapter : str or AdapterKind
         The kind.
-    lora_towers : {"both", "vision", "text"}, default="both"
-        The towers LoRA adapts (ignored without a LoRA part).
-    params : mapping or None, default=None
-        Other estimator parameters (``adapter_params``, ...), for parts whose towers
-        depend on them.
+    lora_towers : {"both", "vision", "text"} or None, default=None
+        The towers LoRA adapts (ignored without a LoRA part); None: ``params``'s
+        ``lora_towers``, else ``"both"``.
+    params : mapping, object or None, default=None
+        Other estimator parameters by name (a dict, or an object with them as attributes
+        such as the fit spec's adapter), for parts whose towers depend on them.
 
     Returns
     -------
@@ -475,5 +476,10 @@ def frozen_towers(adapter, lora_towers="both", *, params=None):
         lets image features be cached and reused across fits and rounds).
     """
     kind = adapter if isinstance(adapter, AdapterKind) else adapter_kind(adapter)
-    trained = kind.trained_towers({**(params or {}), "lora_towers": lora_towers})
+    if params is None:
+        params = {}
+    params = dict(params) if isinstance(params, Mapping) else dict(vars(params))
+    if lora_towers is not None or params.get("lora_towers") is None:
+        params["lora_towers"] = "both" if lora_towers is None else lora_towers
+    trained = kind.trained_towers(params)
     return "vision" not in trained, "text" not in trained

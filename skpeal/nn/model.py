@@ -68,10 +68,7 @@ class AdaptedCLIP(nn.Module):
             self._parts.append((part, module))
         if "clip" not in self._modules:
             self.clip = backbone.model
-        get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k, None))
-        self.vision_frozen, self.text_frozen = frozen_towers(
-            kind, get("lora_towers") or "both",
-            params={"adapter_params": get("adapter_params")})
+        self.vision_frozen, self.text_frozen = frozen_towers(kind, params=params)
         self.freeze_eval()
 
     # -- modes -----------------------------------------------------------------------
