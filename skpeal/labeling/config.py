@@ -134,8 +134,8 @@ class LabelConfig:
     """
 
     images: str = option("folder of images (searched recursively)", positional=True)
-    classes: list | None = option("the class names (a resumed project remembers them)",
-                                  None, nargs="+")
+    classes: list | None = option("the class names", None, nargs="+",
+                                  fallback="the project's: a resumed project remembers them")
     project: str | None = option("project folder with the labels and models", None,
                                  fallback="IMAGES/.skpeal")
     host: str = option("address to listen on (any other host than 127.0.0.1 requires the "
