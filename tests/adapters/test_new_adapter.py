@@ -58,7 +58,7 @@ def feature_scale():
 
 
 def _est(**kw):
-    return CLIPAdapterClassifier(**TINY, adapter=NAME, max_epochs=3, lr=0.05, **kw)
+    return CLIPAdapterClassifier(**{**TINY, "adapter": NAME, "max_epochs": 3, "lr": 0.05, **kw})
 
 
 def test_fit_predict_save_load(feature_scale, small_images, tmp_path):
@@ -146,3 +146,30 @@ def test_a_labelling_project_remembers_its_options(feature_scale, tmp_path):
             LabelingSession(tmp_path / "project", estimator=_est())
     finally:
         again.close()
+
+
+def test_scored_on_ray_actors_that_never_registered_it(feature_scale, digits):
+    """The actors unpickle the model: the adapter's record travels with it."""
+    import sys
+
+    ray = pytest.importorskip("ray")
+    from skpeal.distributed import RayPoolScorer
+    from skpeal.strategies import entropy_sampling
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    X, y, _, _ = digits
+    clf = _est(max_epochs=1, predict_batch_size=32).fit(X[:40], y[:40])
+    pool = X[40:160]
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        scorer = RayPoolScorer(block_size=64)
+        got = scorer.query(entropy_sampling, clf, pool, 5, random_state=2)
+        want = entropy_sampling(clf, pool, 5, random_state=2)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-9)
+        scorer.close()
+    finally:
+        if started:
+            ray.shutdown()
