@@ -12,7 +12,6 @@ from functools import partial
 
 import torch
 
-from ._adapter_kinds import adapter_names
 from ._runtime import resolve_device
 from ._spec import STRUCTURAL
 from ._validation import (
@@ -22,7 +21,7 @@ from ._validation import (
     check_int,
     check_real,
 )
-from .adapters import LORA_TOWERS
+from .adapters import LORA_TOWERS, adapter_names, check_adapter_params
 from .adapters.prompt import CLASS_TOKEN_POSITIONS
 from .losses import CALIBRATION_MODES
 
@@ -45,6 +44,8 @@ def check_adapter_file(meta, tensors, path: str) -> None:
             raise bad(f"metadata field {key!r} must be a {kind.__name__}, got "
                       f"{meta[key]!r:.60}")
     params = meta["params"]
+    for key, value in _ADDED_SINCE.items():  # files written before the key existed
+        params.setdefault(key, value)
     missing = [k for k in STRUCTURAL if k not in params]
     unknown = [k for k in params if k not in STRUCTURAL]
     if missing or unknown:
@@ -68,6 +69,20 @@ def check_adapter_file(meta, tensors, path: str) -> None:
             raise bad(f"tensor {name!r} has dtype {t.dtype}, not a floating-point dtype")
         if not bool(torch.isfinite(t).all()):
             raise bad(f"tensor {name!r} holds non-finite values (NaN or infinity)")
+
+
+#: Structural keys added after adapter files were first written, with the value that
+#: files without them mean.
+_ADDED_SINCE = {"adapter_params": {}}
+
+
+def check_params(params: dict) -> dict:
+    """The estimator's params (``get_params()`` names) checked against
+    :data:`PARAM_CHECKS`, values normalised; ``adapter_params`` checked by the kind's parts
+    (its options, defaults filled in)."""
+    out = {name: PARAM_CHECKS.get(name, unchecked)(name, v) for name, v in params.items()}
+    out["adapter_params"] = check_adapter_params(out["adapter"], params.get("adapter_params"))
+    return out
 
 
 # ------------------------------------------------------------------ parameter constraints
@@ -133,7 +148,7 @@ def _device(name, value):
 #: fit; parameters not listed (``model``, ``pretrained``, ``classes``, ``classnames``,
 #: ``lora_targets``, ``random_state``) are checked where they are used.
 PARAM_CHECKS = {
-    # the registered kinds, read at check time (skpeal._adapter_kinds)
+    # the registered kinds, read at check time (skpeal.adapters)
     "adapter": lambda name, value: check_choice(name, value, adapter_names()),
     "class_token_position": partial(check_choice, options=CLASS_TOKEN_POSITIONS),
     "calibration": partial(check_choice, options=(None, *CALIBRATION_MODES)),

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ._adapter_kinds import adapter_kind
-
 __all__ = ["STRUCTURAL", "AdapterSpec", "FitSpec", "RuntimeSpec", "TrainSpec"]
 
 #: Estimator parameters that determine the shape of the adapted network: what a saved
@@ -25,13 +23,17 @@ __all__ = ["STRUCTURAL", "AdapterSpec", "FitSpec", "RuntimeSpec", "TrainSpec"]
 STRUCTURAL = (
     "model", "pretrained", "adapter", "n_ctx", "ctx_init", "class_specific",
     "class_token_position", "lora_r", "lora_alpha", "lora_towers", "lora_targets", "templates",
+    "adapter_params",
 )
 
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    """The trained adapter: ``kind`` (a name of :mod:`skpeal._adapter_kinds`: ``"prompt"``,
-    ``"lora"`` or ``"prompt+lora"``) and the parameters of every part."""
+    """The trained adapter: ``kind`` (a kind registered in :mod:`skpeal.adapters`:
+    ``"prompt"``, ``"lora"``, ``"prompt+lora"``, ...), the parameters of the built-in
+    parts, and ``adapter_params`` (the options of other parts, defaults filled in).
+    The kind's record (``skpeal.adapters.adapter_kind``) turns these into build
+    keywords."""
 
     kind: str
     n_ctx: int
@@ -43,10 +45,7 @@ class AdapterSpec:
     lora_dropout: float
     lora_towers: str
     lora_targets: object
-
-    def module_kwargs(self) -> dict:
-        """Keyword arguments of the adapter's constructors (prompt learner and/or LoRA)."""
-        return adapter_kind(self.kind).module_kwargs(self)
+    adapter_params: Mapping | None = None  # None in specs pickled before it existed
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class FitSpec:
             classnames=tuple(classnames),
             adapter=AdapterSpec(**{
                 "kind": p["adapter"],
-                **{f.name: p[f.name] for f in dataclasses.fields(AdapterSpec)[1:]},
+                **{f.name: p.get(f.name) for f in dataclasses.fields(AdapterSpec)[1:]},
             }),
             train=TrainSpec(**{f.name: p[f.name] for f in dataclasses.fields(TrainSpec)}),
             runtime=RuntimeSpec(**{f.name: p[f.name] for f in dataclasses.fields(RuntimeSpec)}),
@@ -121,7 +120,7 @@ class FitSpec:
             ctx_init=a.ctx_init, class_specific=a.class_specific,
             class_token_position=a.class_token_position, lora_r=a.lora_r,
             lora_alpha=a.lora_alpha, lora_towers=a.lora_towers, lora_targets=a.lora_targets,
-            templates=self.templates,
+            templates=self.templates, adapter_params=dict(a.adapter_params or {}),
         )
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 

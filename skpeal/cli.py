@@ -2,23 +2,26 @@
 and ``label``, thin over :mod:`skpeal.labeling`.
 
 The options of ``skpeal run`` are built from the fields of
-:class:`~skpeal.experiment.ExperimentConfig`, so their defaults are the config's.
+:class:`~skpeal.experiment.ExperimentConfig`, those of ``skpeal label`` from
+:class:`~skpeal.labeling.config.LabelConfig` (by :func:`skpeal._fields.add_options`), so
+their defaults, help and checks are the configs'.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
 
 from . import experiment
+from ._fields import add_options, from_args
 from .distributed import RayPoolScorer, init_ray, shutdown_ray
 from .estimator import CLIPAdapterClassifier
-from .experiment import STRATEGIES, ExperimentConfig
+from .experiment import ExperimentConfig
 from .labeling import LabelingSession
 from .labeling._project import read_meta
+from .labeling.config import LabelConfig
 
 __all__ = ["main"]
 
@@ -51,23 +54,7 @@ ESTIMATOR_OPTIONS = {
 
 def _add_config_options(run: argparse.ArgumentParser) -> None:
     """One option per :class:`~skpeal.experiment.ExperimentConfig` field, defaults from it."""
-    for f in dataclasses.fields(ExperimentConfig):
-        if f.name == "estimator_params":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        cli = dict(f.metadata["cli"])
-        if f.default is dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = f.default
-        if isinstance(default, bool):
-            run.add_argument(flag, action="store_true", help=f.metadata["help"])
-            continue
-        required = cli.pop("required", False)
-        shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        help = f.metadata["help"] + ("" if required else f" (default: {shown})")
-        run.add_argument(flag, default=None if required else default, required=required,
-                         help=help, **cli)
+    add_options(run, ExperimentConfig)
     for flag, (_, type_, help) in ESTIMATOR_OPTIONS.items():
         run.add_argument(f"--{flag}", type=type_, default=None,
                          help=f"{help} (default: the estimator's)")
@@ -103,40 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_label_parser(sub):
     lab = sub.add_parser("label", help="label your own images in the browser (active learning)")
-    lab.add_argument("images", help="folder of images (searched recursively)")
-    lab.add_argument("--classes", nargs="+", default=None,
-                     help="the class names (a resumed project remembers them)")
-    lab.add_argument("--project", default=None,
-                     help="project folder with the labels and models (default: IMAGES/.skpeal)")
-    lab.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on (default 127.0.0.1; any other host requires "
-                          "the access token printed in the URL)")
-    lab.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
-    lab.add_argument("--batch-size", type=int, default=None,
-                     help="images per batch (default: the project's, else 10)")
-    lab.add_argument("--model", default=None,
-                     help="backbone name or path (default: the project's, else "
-                          "effnet-lite0-minilm); a project keeps its backbone")
-    lab.add_argument("--pretrained", default=None,
-                     help="'default' (the backbone's own weights), an open_clip tag, a weights "
-                          "file, or 'none' (random weights); default: the project's")
-    lab.add_argument("--epochs", type=int, default=None,
-                     help="training epochs per refit (default: the project's, else 10)")
-    lab.add_argument("--strategy", default=None, choices=sorted(STRATEGIES),
-                     help="how the next batch is picked (default: the project's, else auto: "
-                          "DropQuery for the first 10 labels per class, then margin with PCB)")
-    lab.add_argument("--annotator", default=None, help="name stored with every label")
-    lab.add_argument("--preselect-threshold", type=float, default=None, metavar="P",
-                     help="pre-select the model's suggestion when its probability is at "
-                          "least P (default: the project's, else 0.8; 1: never)")
-    lab.add_argument("--device", default=None, help="default: the project's, else auto")
-    lab.add_argument("--ml-backend-port", type=int, default=None, metavar="N",
-                     help="also serve Label Studio's ML backend on port N (same host; beyond "
-                          "127.0.0.1 it needs basic auth: user skpeal, the access token)")
-    lab.add_argument("--ray", metavar="ADDRESS", default=None,
-                     help="encode and score the pool on Ray: 'local' (start Ray here), 'auto' "
-                          "(the cluster of this machine) or host:port / ray://host:port; "
-                          "images and project must be at the same paths on every node")
+    add_options(lab, LabelConfig)  # one option per field
 
 
 def _label(args) -> int:
@@ -147,36 +101,27 @@ def _label(args) -> int:
             f"skpeal label needs the web stack ({exc.name} is missing): "
             "pip install 'skpeal[label]'"
         ) from None
-    check_ports(args.port, args.ml_backend_port)  # before the project folder is made
+    config = from_args(LabelConfig, args).validate(flags=True)
+    check_ports(config.port, config.ml_backend_port)  # before the project folder is made
 
-    project = args.project or os.path.join(args.images, ".skpeal")
-    estimator = _label_estimator(project, args)
-    session = LabelingSession(project, images=args.images, classes=args.classes,
-                              estimator=estimator, batch_size=args.batch_size,
-                              annotator=args.annotator,
-                              preselect_threshold=args.preselect_threshold,
-                              strategy=args.strategy, ray=args.ray)
+    project = config.project or os.path.join(config.images, ".skpeal")
+    estimator = _label_estimator(project, config)
+    session = LabelingSession(project, images=config.images, estimator=estimator,
+                              **config.session_kwargs())
     print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
           f"project {project}")
     try:
-        serve(session, host=args.host, port=args.port, ml_backend_port=args.ml_backend_port)
+        serve(session, host=config.host, port=config.port,
+              ml_backend_port=config.ml_backend_port)
     finally:
         session.close()
     return 0
 
 
-def _label_estimator(project, args):
-    """The estimator of ``skpeal label``: the project's, with the flags given on top."""
-    stored = read_meta(project).get("estimator")
-    given = {k: v for k, v in (("model", args.model), ("max_epochs", args.epochs),
-                               ("device", args.device)) if v is not None}
-    if args.pretrained is not None:
-        given["pretrained"] = _weights(args.pretrained)
-    if stored is not None:  # a project remembers its backbone: another one is an error
-        return CLIPAdapterClassifier(**{**stored, **given})
-    params = dict(DEMO["estimator_params"], model="effnet-lite0-minilm", pretrained="default",
-                  device="auto", max_epochs=10)
-    return CLIPAdapterClassifier(**{**params, **given})
+def _label_estimator(project, config: LabelConfig):
+    """The estimator of ``skpeal label``: the project's, with the flags given on top (a
+    project remembers its backbone: another one is an error)."""
+    return CLIPAdapterClassifier(**config.estimator_params(read_meta(project).get("estimator")))
 
 
 def _add_export_parser(sub):
@@ -224,15 +169,14 @@ def _weights(pretrained):
 
 
 def _config_from_args(args) -> ExperimentConfig:
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
-              if f.name != "estimator_params"}
-    fields["pretrained"] = _weights(fields["pretrained"])
     est = {}
     for flag, (param, _, _) in ESTIMATOR_OPTIONS.items():
         value = getattr(args, flag.replace("-", "_"))
         if value is not None:
             est[param] = value
-    return ExperimentConfig(**fields, estimator_params=est)
+    config = from_args(ExperimentConfig, args, estimator_params=est)
+    config.pretrained = _weights(config.pretrained)
+    return config
 
 
 def main(argv=None) -> int:

@@ -14,9 +14,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._params import PARAM_CHECKS as _PARAM_CHECKS
 from ._params import check_adapter_file as _check_adapter_file
-from ._params import unchecked as _unchecked
+from ._params import check_params as _check_params
 from ._runtime import (
     auto_batch_size,
     autocast_dtype,
@@ -26,6 +25,7 @@ from ._runtime import (
 from ._spec import FitSpec
 from ._validation import check_label_values, seed_from
 from ._version import __version__
+from .adapters._registry import portable_kind, restore_kind
 from .backbones import load_backbone
 from .features import get_feature_cache
 from .features.encoder import ImageEncoder
@@ -34,7 +34,6 @@ from .images import Preprocessor, check_images
 from .nn import AdaptedCLIP, predict_logits, train
 
 __all__ = ["CLIPAdapterClassifier"]
-
 
 
 class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
@@ -70,9 +69,13 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
     templates : list of str or None, default=None
         Prompt templates with one ``{}`` for the class text, averaged for zero-shot
         scores and used by the LoRA adapter. None means ``["a photo of a {}."]``.
-    adapter : {"prompt", "lora", "prompt+lora"}, default="prompt"
+    adapter : {"prompt", "lora", "prompt+lora"} or str, default="prompt"
         What is trained: CoOp context vectors, LoRA weights, or both together (the
-        context vectors then feed the LoRA-adapted text tower; one optimiser, one loss).
+        context vectors then feed the LoRA-adapted text tower; one optimiser, one loss),
+        or any kind registered with :func:`skpeal.adapters.register_adapter`.
+    adapter_params : dict or None, default=None
+        Options of a registered adapter that has them (``{option: value}``, checked at
+        ``fit``; missing ones take its defaults). The built-in adapters take none.
     n_ctx : int, default=16
         Prompt adapter: number of learned context vectors (replaced by the token count
         of ``ctx_init`` when that is given).
@@ -230,6 +233,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         classnames=None,
         templates=None,
         adapter="prompt",
+        adapter_params=None,
         n_ctx=16,
         ctx_init=None,
         class_specific=True,
@@ -267,6 +271,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         self.classnames = classnames
         self.templates = templates
         self.adapter = adapter
+        self.adapter_params = adapter_params
         self.n_ctx = n_ctx
         self.ctx_init = ctx_init
         self.class_specific = class_specific
@@ -300,9 +305,8 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _validated_params(self) -> dict:
-        """``get_params()`` checked against :data:`_PARAM_CHECKS`, values normalised."""
-        p = self.get_params()
-        return {name: _PARAM_CHECKS.get(name, _unchecked)(name, v) for name, v in p.items()}
+        """``get_params()`` checked (``skpeal._params.PARAM_CHECKS``), values normalised."""
+        return _check_params(self.get_params())
 
     def _resolve_classes(self, y):
         """classes_ and the text of each class, validated against y."""
@@ -357,7 +361,7 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.seed)  # peft draws LoRA weights from the global RNG
             module = AdaptedCLIP(backbone, list(spec.classnames), list(spec.templates),
-                                 spec.adapter.kind, spec.adapter.module_kwargs(), gen)
+                                 spec.adapter.kind, spec.adapter, gen)
         pre = Preprocessor(backbone.image_size, backbone.mean, backbone.std,
                            backbone.interpolation, backbone.resize_mode)
         return module.to(spec.runtime.device), pre, gen
@@ -543,16 +547,20 @@ class CLIPAdapterClassifier(ClassifierMixin, BaseEstimator):
             state["_zero_shot"] = module.zero_shot
         state.pop("device_", None)
         state["_skpeal_version"] = __version__
+        if "_fit_spec" in state:  # an adapter registered outside skpeal travels with it
+            state["_adapter_kind"] = portable_kind(state["_fit_spec"].adapter.kind)
         return state
 
     def __setstate__(self, state):
         adapter_state = state.pop("_adapter_state", None)
         zero_shot = state.pop("_zero_shot", True)
         state.pop("_skpeal_version", None)
+        restore_kind(state.pop("_adapter_kind", None))  # before the adapter is rebuilt
         old = state.pop("_fit_params", None)  # written by skpeal 0.1.0: a dict of params
         if old is not None:
             # parameters added since (their values then: the only behaviour there was)
-            old = {"class_token_position": "end", "calibration_beta": 0.999, **old}
+            old = {"class_token_position": "end", "calibration_beta": 0.999,
+                   "adapter_params": {}, **old}
             state["_fit_spec"] = FitSpec.from_params(old, seed=old["_seed"],
                                                      classnames=old["_classnames"])
         self.__dict__.update(state)

@@ -8,6 +8,7 @@ import torch
 
 from skpeal import CLIPAdapterClassifier
 from skpeal._spec import STRUCTURAL, FitSpec
+from skpeal.adapters import adapter_kind
 
 
 def _spec(**kw):
@@ -37,8 +38,12 @@ def test_structure_is_json_ready_and_decides_warm_starts():
     assert _spec(n_ctx=3).structure() != a.structure()
     assert a.on_device(torch.device("cpu")) == a
     prompt_kw = {"n_ctx", "ctx_init", "class_specific", "class_token_position"}
-    assert a.adapter.module_kwargs().keys() == prompt_kw
+
+    def kwargs(spec):  # the build keywords the kind's record reads from the spec
+        return adapter_kind(spec.adapter.kind).module_kwargs(spec.adapter)
+
+    assert kwargs(a).keys() == prompt_kw
     lora_kw = {"r", "alpha", "dropout", "towers", "targets"}
-    assert _spec(adapter="prompt+lora").adapter.module_kwargs().keys() == prompt_kw | lora_kw
+    assert kwargs(_spec(adapter="prompt+lora")).keys() == prompt_kw | lora_kw
     assert _spec(class_token_position="front").structure() != a.structure()
-    assert np.isclose(_spec(adapter="lora").adapter.module_kwargs()["dropout"], 0.25)
+    assert np.isclose(kwargs(_spec(adapter="lora"))["dropout"], 0.25)

@@ -20,14 +20,18 @@ authors' code.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._adapter_kinds import LORA_TOWERS as _LORA_TOWERS
 from .._validation import check_choice, check_int, check_real
+from . import prompt as _prompt  # noqa: F401 - registered first: adapter='s default
+from ._registry import LORA_TOWERS as _LORA_TOWERS
+from ._registry import register_adapter
 
 __all__ = [
     "LORA_GROUPS",
@@ -389,3 +393,69 @@ def attach_lora(
         bias="none",
     )
     return get_peft_model(model, config)
+
+
+def _trained_towers(kwargs):
+    towers = check_choice("lora_towers", kwargs["towers"], LORA_TOWERS)
+    return ("vision", "text") if towers == "both" else (towers,)
+
+
+def _build(context, **kwargs):
+    """The LoRA part: a peft model around ``context.backbone.model`` (LoRA layers put in
+    place; registered on the adapted module as ``peft``, where its tensors are saved)."""
+    return attach_lora(context.backbone.model, defaults=context.backbone.lora_targets,
+                       **kwargs)
+
+
+class _Merged:
+    """LoRA weights merged into private copies of the base weights, restored on exit.
+
+    A merged layer runs one matrix product instead of the base product plus the
+    low-rank one (and peft's ``nn.MultiheadAttention`` wrapper no longer merges and
+    unmerges inside every forward). The base tensors may be shared with other models
+    (``load_backbone(shared=True)``), so they are never written to; on exit the original
+    tensors are put back (bit for bit; an unmerge alone leaves float rounding behind).
+    Skipped when a base weight is not float32/float64 (merging into low precision would
+    round the adapter away).
+    """
+
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+        self.saved = None
+
+    def __enter__(self):
+        base = {n: p for n, p in self.peft_model.named_parameters() if ".base_layer." in n}
+        if not base or any(p.dtype not in (torch.float32, torch.float64) for p in base.values()):
+            return self
+        with torch.no_grad(), _quiet_peft():
+            self.saved = {n: p.data for n, p in base.items()}
+            for p in base.values():
+                p.data = p.data.clone()
+            self.peft_model.merge_adapter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            with torch.no_grad(), _quiet_peft():
+                self.peft_model.unmerge_adapter()
+                for n, p in self.peft_model.named_parameters():
+                    if n in self.saved:
+                        p.data = self.saved[n]
+            self.saved = None
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """Silence peft's notes that a MultiheadAttention's out_proj was (un)merged with it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="All adapters are already merged")
+        warnings.filterwarnings("ignore", message="Already unmerged")
+        yield
+
+
+register_adapter(
+    "lora", build=_build, trains=_trained_towers, wraps_backbone=True, attribute="peft",
+    params={"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+            "towers": "lora_towers", "targets": "lora_targets"},
+    merge=lambda peft_model: _Merged(peft_model))

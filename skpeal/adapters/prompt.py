@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._registry import register_adapter
+
 __all__ = ["CLASS_TOKEN_POSITIONS", "PromptLearner", "text_encoder_for"]
 
 #: Accepted ``class_token_position`` values (as in CoOp).
@@ -233,3 +235,19 @@ class PromptLearner(nn.Module):
                                        c[:, half:], rest], dim=1))
             x = torch.cat(rows)
         return self.encoder.encode(x, self.tokens)
+
+    def class_features(self) -> torch.Tensor:
+        """The adapter hook (:class:`~skpeal.adapters.AdapterPart`): :meth:`forward`."""
+        return self()
+
+
+def _build(context, **kwargs):
+    """The prompt part: CoOp context vectors for the (possibly LoRA-adapted) text tower."""
+    return PromptLearner(text_encoder_for(context.model), context.backbone.tokenizer,
+                         context.classnames, generator=context.generator, **kwargs)
+
+
+register_adapter(
+    "prompt", build=_build, trains=("text",),
+    params={"n_ctx": "n_ctx", "ctx_init": "ctx_init", "class_specific": "class_specific",
+            "class_token_position": "class_token_position"})

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 
 from .. import strategies as _st
-from .._adapter_kinds import adapter_names
 from .._validation import InvalidParameterError, check_choice, check_int, check_real
+from ..adapters import adapter_names
 from ..estimator import CLIPAdapterClassifier
 from ..losses import CALIBRATION_MODES
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .. import strategies
 from ..datasets import IMAGE_EXTENSIONS
+from .config import DEFAULT_STRATEGY, ProjectSettings
 
 __all__ = ["collect_images"]
 
@@ -87,9 +89,9 @@ def _check_classes(classes) -> list[str]:
     return classes
 
 
-#: Settings a project remembers (the session's parameters), with their defaults.
-SETTINGS = {"batch_size": 10, "balance": "pcb", "gamma": 0.1, "init": "zero-shot",
-            "train_batch": "labels", "random_state": 0, "preselect_threshold": 0.8}
+#: Settings a project remembers (the session's parameters), with their defaults (the one
+#: place they are written: :class:`~skpeal.labeling.config.ProjectSettings`).
+SETTINGS = dataclasses.asdict(ProjectSettings())
 
 #: Estimator parameters that may differ when a project is reopened: they change how a
 #: model is trained or run, never what an adapter is or which backbone it belongs to.
@@ -137,6 +139,8 @@ def estimator_params(est) -> dict:
     def plain(v):
         if isinstance(v, (str, int, float, bool)) or v is None:
             return True
+        if isinstance(v, dict):  # adapter_params
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
         return isinstance(v, (list, tuple)) and all(plain(x) for x in v)
 
     return {k: (list(v) if isinstance(v, tuple) else v)
@@ -161,9 +165,9 @@ def resolve_strategy(strategy, stored):
         if stored is not None and stored not in strategies.strategy_names():
             warnings.warn(f"the project last used the strategy {stored!r}, which is not "
                           "registered in this process (register it before opening the "
-                          "project); using 'auto'", stacklevel=3)
+                          f"project); using {DEFAULT_STRATEGY!r}", stacklevel=3)
             stored = None
-        strategy = stored or "auto"
+        strategy = stored or DEFAULT_STRATEGY
     if isinstance(strategy, str):
         record = strategies.get_strategy(strategy)  # an unknown name raises, naming them
         return record.query, record.name

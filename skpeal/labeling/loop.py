@@ -40,9 +40,9 @@ from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from .. import strategies
-from .._adapter_kinds import adapter_names, frozen_towers
 from .._pool import PoolScores
 from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
+from ..adapters import adapter_names, frozen_towers
 
 __all__ = ["ActiveLearningLoop", "PoolScores"]
 
@@ -73,7 +73,7 @@ def image_side_cached(est) -> bool:
     p = est.get_params()
     if p.get("adapter") not in adapter_names():  # not a CLIPAdapterClassifier
         return False
-    vision_frozen, _ = frozen_towers(p["adapter"], p.get("lora_towers", "both"))
+    vision_frozen, _ = frozen_towers(p["adapter"], p.get("lora_towers", "both"), params=p)
     return vision_frozen and bool(p.get("feature_cache", True))
 
 

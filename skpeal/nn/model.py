@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._adapter_kinds import PARTS, adapter_kind, frozen_towers
-from ..adapters import PromptLearner, attach_lora, text_encoder_for
+from ..adapters import AdapterContext, adapter_kind, frozen_towers
+from ..adapters._registry import _PARTS
 from ..backbones import Backbone
 
 __all__ = ["AdaptedCLIP"]
 
-_LORA_KEYS = tuple(PARTS["lora"])
-
 
 class AdaptedCLIP(nn.Module):
-    """A backbone, its adapter (prompt, LoRA, or both), and the class texts.
+    """A backbone, its adapter (prompt, LoRA, both, or any registered kind), the class texts.
 
     Parameters
     ----------
@@ -28,19 +25,26 @@ class AdaptedCLIP(nn.Module):
     templates : list of str
         Each with one ``{}``; used for zero-shot scores and by the LoRA adapter.
     adapter : str
-        A kind of :mod:`skpeal._adapter_kinds` (``"prompt"``, ``"lora"``,
-        ``"prompt+lora"``).
-    adapter_kw : dict
-        The constructor keywords of its parts (:meth:`AdapterKind.module_kwargs`): for
-        the prompt n_ctx, ctx_init, class_specific, class_token_position; for LoRA r,
-        alpha, dropout, towers, targets (with both, the context vectors feed the
-        LoRA-adapted text tower).
+        A kind of :mod:`skpeal.adapters` (``"prompt"``, ``"lora"``, ``"prompt+lora"``, or
+        one registered with :func:`~skpeal.adapters.register_adapter`).
+    params : mapping
+        Estimator-named parameters of its parts (an ``AdapterSpec`` or a dict: ``n_ctx``,
+        ``lora_r``, ..., ``adapter_params``), turned into each part's build keywords by
+        the kind's record.
     generator : torch.Generator
-        Source of the prompt initialisation (LoRA initialises from the global RNG,
-        which the caller forks and seeds).
+        Source of the parts' random initialisation (LoRA initialises from the global
+        RNG, which the caller forks and seeds).
+
+    Attributes
+    ----------
+    peft, prompt : torch.nn.Module or None
+        The LoRA (peft model) and prompt parts, None when the kind has not them; every
+        registered part has such an attribute (:attr:`AdapterPart.attribute`).
+    vision_frozen, text_frozen : bool
+        Whether the image / text tower's output is independent of the adapter.
     """
 
-    def __init__(self, backbone: Backbone, classnames, templates, adapter, adapter_kw, generator):
+    def __init__(self, backbone: Backbone, classnames, templates, adapter, params, generator):
         super().__init__()
         self.adapter = adapter
         self.tokenizer = backbone.tokenizer
@@ -48,27 +52,23 @@ class AdaptedCLIP(nn.Module):
         tokens = backbone.tokenizer([t.format(c) for c in classnames for t in templates])
         self.register_buffer("template_tokens", tokens, persistent=False)
         self.n_classes, self.n_templates = len(classnames), len(templates)
-        lora_kw = {k: v for k, v in adapter_kw.items() if k in _LORA_KEYS}
-        prompt_kw = {k: v for k, v in adapter_kw.items() if k not in _LORA_KEYS}
         kind = adapter_kind(adapter)
-        self.peft = None
-        if kind.has("lora"):
-            self.peft = attach_lora(backbone.model, defaults=backbone.lora_targets, **lora_kw)
-            self.clip = self.peft.get_base_model()
-        else:
+        for part in _PARTS.values():
+            setattr(self, part.attribute, None)
+        context = AdapterContext(backbone, backbone.model, list(classnames), list(templates),
+                                 generator)
+        self._parts = []
+        for part in kind.records():
+            if not part.wraps_backbone and "clip" not in self._modules:
+                # parts that wrap the backbone come first (peft freezes every parameter
+                # it finds in the model); their tensors are named under them
+                self.clip = backbone.model
+            module = part.build(context, **part.kwargs(params))
+            setattr(self, part.attribute, module)
+            self._parts.append((part, module))
+        if "clip" not in self._modules:
             self.clip = backbone.model
-        self.prompt = None
-        if kind.has("prompt"):
-            # after attach_lora: peft freezes every parameter it finds in the model
-            self.prompt = PromptLearner(
-                text_encoder_for(self.clip),
-                backbone.tokenizer,
-                classnames,
-                generator=generator,
-                **prompt_kw,
-            )
-        self.vision_frozen, self.text_frozen = frozen_towers(kind, lora_kw.get("towers",
-                                                                                 "both"))
+        self.vision_frozen, self.text_frozen = frozen_towers(kind, params=params)
         self.freeze_eval()
 
     # -- modes -----------------------------------------------------------------------
@@ -127,65 +127,31 @@ class AdaptedCLIP(nn.Module):
 
     def text_features(self) -> torch.Tensor:
         """L2-normalised class features ``(n_classes, d)`` of the current adapter."""
-        if self.prompt is not None and not self.zero_shot:
-            return F.normalize(self.prompt().float(), dim=-1)
+        if not self.zero_shot:
+            for _, module in self._parts:
+                if hasattr(module, "class_features"):
+                    return F.normalize(module.class_features().float(), dim=-1)
         return self.template_features()
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """Scaled cosine similarities (plus the backbone's logit bias, if it has one)."""
+        """Scaled cosine similarities (plus the backbone's logit bias, if it has one).
+
+        Parts with ``adapt_image_features`` (a head on the features) are applied first.
+        """
+        for _, module in self._parts:
+            if hasattr(module, "adapt_image_features"):
+                image_features = module.adapt_image_features(image_features)
         z = self.clip.logit_scale.exp().float() * image_features @ text_features.t()
         bias = getattr(self.clip, "logit_bias", None)
         return z + bias.float() if bias is not None else z
 
+    @contextlib.contextmanager
     def merged(self):
-        """Context manager: LoRA weights merged into the base layers for inference.
-
-        A merged layer runs one matrix product instead of the base product plus the
-        low-rank one (and peft's ``nn.MultiheadAttention`` wrapper no longer merges and
-        unmerges inside every forward). The merge writes into copies of the base weights,
-        which may be shared with other models; on exit the original tensors are put back
-        (bit for bit; an unmerge alone leaves float rounding behind). Merging is skipped,
-        and the unmerged layers used, when a base weight is not float32/float64 (merging
-        into low precision would round the adapter away) or for the prompt adapter.
-        """
-        return _Merged(self.peft)
-
-
-class _Merged:
-    def __init__(self, peft_model):
-        self.peft_model = peft_model
-        self.saved = None
-
-    def __enter__(self):
-        if self.peft_model is None:
-            return self
-        base = {n: p for n, p in self.peft_model.named_parameters() if ".base_layer." in n}
-        if not base or any(p.dtype not in (torch.float32, torch.float64) for p in base.values()):
-            return self
-        with torch.no_grad(), _quiet_peft():
-            # merge into private copies: the base tensors may be shared with other models
-            # (load_backbone(shared=True)), so they are never written to; restored on exit
-            self.saved = {n: p.data for n, p in base.items()}
-            for p in base.values():
-                p.data = p.data.clone()
-            self.peft_model.merge_adapter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            with torch.no_grad(), _quiet_peft():
-                self.peft_model.unmerge_adapter()
-                for n, p in self.peft_model.named_parameters():
-                    if n in self.saved:
-                        p.data = self.saved[n]
-            self.saved = None
-        return False
-
-
-@contextlib.contextmanager
-def _quiet_peft():
-    """Silence peft's notes that a MultiheadAttention's out_proj was (un)merged with it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="All adapters are already merged")
-        warnings.filterwarnings("ignore", message="Already unmerged")
-        yield
+        """Context manager in which inference runs: each part's ``merge`` (see
+        :class:`~skpeal.adapters.AdapterPart`), e.g. LoRA weights merged into the base
+        layers (and the original weights restored exactly on exit). Yields what the merging
+        part's context gives (a tuple of them when several parts merge, or none)."""
+        with contextlib.ExitStack() as stack:
+            entered = tuple(stack.enter_context(part.merge(module))
+                            for part, module in self._parts if part.merge is not None)
+            yield entered[0] if len(entered) == 1 else entered

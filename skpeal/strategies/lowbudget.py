@@ -522,8 +522,6 @@ def classguided_select(X, proba, n, *, counts=None, k=20, random_state=None):
     return np.asarray(picked, dtype=np.intp), np.asarray(scores, dtype=np.float64)
 
 
-
-
 # ------------------------------------------------------------------- query functions
 def _unit(F):
     return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from skpeal import CLIPAdapterClassifier
-from skpeal._adapter_kinds import (
-    PARTS,
+from skpeal.adapters import (
     adapter_kind,
     adapter_names,
     frozen_towers,
@@ -50,8 +49,9 @@ def test_frozen_tower_rule_is_the_same_everywhere(adapter, towers):
 def test_kinds_are_parsed_once_into_their_parts():
     assert adapter_kind("prompt+lora").parts == ("lora", "prompt")
     assert adapter_kind("prompt").parts == ("prompt",)
-    kw = adapter_kind("prompt+lora").module_kwargs(
-        {name: name for part in PARTS.values() for name in part.values()})
+    names = ("n_ctx", "ctx_init", "class_specific", "class_token_position", "lora_r",
+             "lora_alpha", "lora_dropout", "lora_towers", "lora_targets")
+    kw = adapter_kind("prompt+lora").module_kwargs({name: name for name in names})
     assert set(kw) == {"n_ctx", "ctx_init", "class_specific", "class_token_position",
                        "r", "alpha", "dropout", "towers", "targets"}
     with pytest.raises(ValueError, match=r"adapter must be one of \('prompt', 'lora'"):
@@ -67,7 +67,7 @@ def test_a_new_kind_is_one_registration():
         register_adapter("bad", ("prompt", "prompt"))
     with pytest.raises(ValueError, match="already registered"):
         register_adapter("prompt", ("prompt",))
-    from skpeal import _adapter_kinds
+    from skpeal.adapters import _registry
 
     register_adapter("lora-only-alias", ("lora",))
     try:
@@ -78,4 +78,4 @@ def test_a_new_kind_is_one_registration():
         assert est.model_.peft is not None and est.model_.prompt is None
         assert est.model_.vision_frozen and image_side_cached(est)
     finally:
-        del _adapter_kinds._KINDS["lora-only-alias"]
+        _registry.unregister_adapter("lora-only-alias")
