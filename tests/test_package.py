@@ -202,6 +202,11 @@ EXCEPTIONS = {
     ("skpeal.strategies", "sklearn.cluster"),
     ("skpeal.adapters.prompt", "open_clip.transformer"),
     ("skpeal.adapters.prompt", "skpeal.adapters._hf_text"),
+    # a labelling session reaches skpeal.distributed (pyarrow, the ray extra) only when it
+    # is given ray=
+    ("skpeal.labeling._ray", "skpeal.distributed"),
+    ("skpeal.labeling._ray", "skpeal.distributed._connect"),
+    ("skpeal.labeling._ray", "skpeal.distributed._internals"),
 }
 
 
