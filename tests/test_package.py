@@ -225,3 +225,28 @@ def test_no_module_is_over_700_lines():
     long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 700}
     assert not long, f"modules over 700 lines (split them by job): {long}"
+
+
+def test_every_data_file_of_the_package_is_in_its_package_data():
+    """A file the package reads at run time (not a module) ships in the wheel."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = Path(skpeal.__file__).parent
+    with open(root.parent / "pyproject.toml", "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    missing = []
+    for path in root.rglob("*"):
+        if not path.is_file() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(root.parent)
+        shipped = False
+        for package, globs in package_data.items():
+            base = Path(*package.split("."))
+            if base in rel.parents:
+                inner = rel.relative_to(base).as_posix()
+                shipped |= any(fnmatch.fnmatch(inner, g) for g in globs)
+        if not shipped:
+            missing.append(rel.as_posix())
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
