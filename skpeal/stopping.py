@@ -16,7 +16,10 @@ that round's refit, and answers whether labelling could stop:
   (:func:`estimated_accuracy`). It suggests stopping when that estimate reaches a target,
   or when it gained less than ``min_gain`` over the last ``window`` rounds, ``patience``
   rounds in a row. It is only as good as the calibration (train with
-  ``calibration=...``).
+  ``calibration=...``), or as the estimate it is given: :func:`accuracy_interval`
+  recalibrates the probabilities on the model's out-of-sample answers (the labels given
+  since, against the predictions of the model before them) and adds an interval; the
+  labelling session feeds the criterion that estimate.
 * :class:`KappaAverage` needs no calibration: it measures how much the predictions on a
   fixed *stop set* (any unlabelled images, kept the same every round) still change from
   one round to the next, as Cohen's kappa between consecutive rounds, and suggests
