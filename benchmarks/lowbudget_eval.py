@@ -176,7 +176,7 @@ def _tracking_rounds(pool_dir, y_pool):
                     batch = dict(batch_conf=prev.max(1)[step.selected],
                                  batch_correct=prev.argmax(1)[step.selected] == step.labels)
                 np.savez(path, proba=proba[rest], correct=proba[rest].argmax(1) == y_pool[rest],
-                         **batch)
+                         labelled_proba=proba[step.labelled], **batch)
                 prev = proba
             yield step
 
@@ -286,18 +286,30 @@ def table(runs, rounds):
 
 
 def estimate_table(out):
+    """The session's estimate (:func:`~skpeal.stopping.accuracy_interval` fed every
+    out-of-sample answer so far, with its age in rounds) against the truth, per round.
+
+    ``benchmarks/estimate_eval.py`` compares it with other estimators on the same runs."""
     recs = []
-    for f in Path(out).glob("*/seed*/*/pool/*.npz"):
+    files = sorted(Path(out).glob("*/seed*/*/pool/*.npz"),
+                   key=lambda f: (f.parent, int(f.stem.split("__round")[1])))
+    answers = {}
+    for f in files:
         z = np.load(f)
         strat, rnd = f.stem.split("__round")
-        kw = {}
+        rnd = int(rnd)
+        seen = answers.setdefault(f.parent, [])
         if "batch_conf" in z:
-            kw = dict(batch_confidence=z["batch_conf"], batch_correct=z["batch_correct"])
+            seen += [(c, ok, rnd) for c, ok in zip(z["batch_conf"], z["batch_correct"])]
+        kw = {}
+        if seen:
+            kw = dict(batch_confidence=[a[0] for a in seen], batch_correct=[a[1] for a in seen],
+                      batch_age=[rnd - a[2] for a in seen])
         est, low, high = accuracy_interval(z["proba"], **kw)
         true = float(z["correct"].mean())
         plain = float(z["proba"].max(1).mean())
         recs.append(dict(set=f.parts[-5], seed=int(f.parts[-4][4:]), strategy=strat,
-                         round=int(rnd), true=true, est=est,
+                         round=rnd, true=true, est=est,
                          low=low, high=high, plain=plain))
     if not recs:
         return "", pd.DataFrame()
@@ -307,7 +319,7 @@ def estimate_table(out):
     r["cover"] = (r.low <= r.true) & (r.true <= r.high)
     r["width"] = 100 * (r.high - r.low)
     lines = ["| set | strategy | rounds | median abs. error (points) | "
-             "without the correction | interval covers the truth | mean width (points) |",
+             "mean top probability (before) | interval covers the truth | mean width (points) |",
              "|---|---|---|---|---|---|---|"]
     for (s, strat), g in r.groupby(["set", "strategy"]):
         lines.append(f"| {s} | {strat} | {len(g)} | {g.err.median():.1f} | "

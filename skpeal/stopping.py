@@ -16,7 +16,10 @@ that round's refit, and answers whether labelling could stop:
   (:func:`estimated_accuracy`). It suggests stopping when that estimate reaches a target,
   or when it gained less than ``min_gain`` over the last ``window`` rounds, ``patience``
   rounds in a row. It is only as good as the calibration (train with
-  ``calibration=...``).
+  ``calibration=...``), or as the estimate it is given: :func:`accuracy_interval`
+  recalibrates the probabilities on the model's out-of-sample answers (the labels given
+  since, against the predictions of the model before them) and adds an interval; the
+  labelling session feeds the criterion that estimate.
 * :class:`KappaAverage` needs no calibration: it measures how much the predictions on a
   fixed *stop set* (any unlabelled images, kept the same every round) still change from
   one round to the next, as Cohen's kappa between consecutive rounds, and suggests
@@ -42,6 +45,7 @@ import warnings
 from statistics import NormalDist
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import cohen_kappa_score
 
 from ._validation import check_int, check_proba, check_real
@@ -84,66 +88,155 @@ def estimated_accuracy(proba):
     return float(p.max(axis=1).mean())
 
 
-def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, level=0.9):
-    """The label-free accuracy estimate on the pool, with an interval.
+def _platt_fit(x, ok, weight, prior):
+    """MAP fit of ``P(right) = sigmoid(a * x + b)`` with a Gaussian prior at ``(1, 0)``.
 
-    The estimate is :func:`estimated_accuracy` (mean top-class probability). The interval
-    adds two sources of error:
+    Returns the parameters and the Hessian of the negative log posterior: Newton steps,
+    halved until the posterior improves, on a strictly concave problem (the prior alone
+    makes the Hessian positive definite).
+    """
+    X = np.column_stack([x, np.ones_like(x)])
+    centre = np.array([1.0, 0.0])
 
-    * sampling: the accuracy of ``n`` predictions that are right with probabilities
-      ``p_i`` has variance ``sum p_i (1 - p_i) / n**2`` (a calibrated model);
-    * miscalibration, measured on the freshest labels when given: ``batch_confidence``
-      and ``batch_correct`` are the top-class probability and the correctness of the
-      *previous* model on the batch just labelled (labels it never trained on). Their mean
-      gap ``accuracy - confidence`` widens the interval on its side, by the gap plus
-      its own standard error.
+    def loss(w):
+        s = X @ w
+        nll = weight * (ok * np.logaddexp(0, -s) + (1 - ok) * np.logaddexp(0, s))
+        return float(nll.sum()) + 0.5 * prior * float(((w - centre) ** 2).sum())
+
+    def hessian(w):
+        q = expit(X @ w)
+        return (X * (weight * q * (1 - q))[:, None]).T @ X + prior * np.eye(2)
+
+    w, f = centre.copy(), loss(centre)
+    for _ in range(100):
+        grad = X.T @ (weight * (ok - expit(X @ w))) - prior * (w - centre)
+        step = np.linalg.solve(hessian(w), grad)
+        t = 1.0
+        while t > 1e-8 and loss(w + t * step) > f:
+            t /= 2
+        w = w + t * step
+        f_new = loss(w)
+        if abs(f - f_new) < 1e-12 or np.abs(t * step).max() < 1e-10:
+            break
+        f = f_new
+    return w, hessian(w)
+
+
+def _logit(p):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, batch_age=None,
+                      level=0.9, decay=0.6, prior=1.0):
+    """The label-free accuracy estimate on the pool, recalibrated on fresh labels, with an interval.
+
+    The model's top-class probability ``c`` on each pool image is mapped to the chance that
+    its prediction is right, ``sigmoid(a * logit(c) + b)``, and the estimate is the mean of
+    these chances over the pool. ``(a, b)`` are fitted (Platt scaling, a MAP fit) on the
+    model's *out-of-sample answers*: for each image labelled since the first round, the
+    top-class probability and the correctness of the model of the round *before* its label
+    was known (``batch_confidence``, ``batch_correct``). With no answer, ``a = 1, b = 0``:
+    the estimate is the mean top-class probability (:func:`estimated_accuracy`).
+
+    * **Selection.** A query strategy labels the images it finds hard (or typical), so the
+      raw accuracy of the answers is biased. Conditioning on the confidence corrects for
+      this: ``P(right | confidence)`` is learnt from the answers and averaged over the
+      pool's confidences (exact when the strategy picks images through the model's
+      confidence only, approximate for coverage strategies).
+    * **Old answers** come from weaker models: each answer weighs ``decay ** age``
+      (``batch_age``: 0 for the batch labelled last, 1 for the one before, ...).
+    * **Few answers**: a Gaussian prior of precision ``prior`` on ``(a - 1, b)`` pulls
+      towards a calibrated model, so a handful of answers moves the estimate only a little.
+
+    The interval adds the uncertainty of the fit (its Laplace approximation, carried to the
+    mean by the delta method) and the sampling of the pool (``sum q_i (1 - q_i) / n**2``).
+    Measured on simulated sessions on four image sets (``benchmarks/estimate_eval.py``,
+    :doc:`/user_guide/protocol_results`): its interval is about 40% narrower than the
+    one it replaces (median 37 against 61 points) and covers the truth in 81% of rounds
+    (78% on the two sets held out from the choice of its settings), but with ten labels
+    per round the estimate is still off by a median of about 10 points.
 
     Parameters
     ----------
     proba : array-like of shape (n_samples, n_classes)
         The current model's probabilities on the unlabelled pool.
-    batch_confidence : array-like of shape (n_batch,), optional
-        Top-class probability of the previous model on the newly labelled batch.
-    batch_correct : array-like of shape (n_batch,), optional
+    batch_confidence : array-like of shape (n_answers,), optional
+        Top-class probability of the model of the round before, on each image labelled
+        since (out-of-sample answers; all rounds so far, or the last batch only).
+    batch_correct : array-like of shape (n_answers,), optional
         Whether that model's prediction was right (same rows).
+    batch_age : array-like of shape (n_answers,), optional
+        Rounds since each answer was given (non-negative); default all 0 (equal weights).
     level : float, default=0.9
         Nominal level of the normal quantile used, in (0, 1).
+    decay : float, default=0.6
+        Weight of an answer per round of age, in (0, 1]. 1: all answers weigh the same.
+    prior : float, default=1.0
+        Precision of the prior towards a calibrated model (> 0).
 
     Returns
     -------
     estimate, low, high : float
         The estimate and the interval, clipped to [0, 1].
 
+    Raises
+    ------
+    ValueError
+        If ``proba`` is not a valid probability array, if only one of
+        ``batch_confidence`` and ``batch_correct`` is given, or if they (or ``batch_age``)
+        differ in length or hold values out of range.
+
+    References
+    ----------
+    J. Platt. Probabilistic outputs for support vector machines and comparisons to
+    regularized likelihood methods. Advances in Large Margin Classifiers, 1999.
+
     Examples
     --------
     >>> from skpeal.stopping import accuracy_interval
-    >>> est, low, high = accuracy_interval([[0.9, 0.1]] * 100)
+    >>> proba = [[0.7, 0.3]] * 100
+    >>> est, low, high = accuracy_interval(proba)     # no answer yet: the prior only
     >>> round(est, 3), round(low, 3), round(high, 3)
-    (0.9, 0.851, 0.949)
+    (0.7, 0.241, 1.0)
+    >>> right = [True] * 19 + [False]                 # 19 of 20 fresh answers right
+    >>> est, low, high = accuracy_interval(proba, batch_confidence=[0.7] * 20,
+    ...                                    batch_correct=right)
+    >>> round(est, 3), round(low, 3), round(high, 3)
+    (0.908, 0.805, 1.0)
     """
-    est = estimated_accuracy(proba)
+    p = check_proba(proba)
+    if len(p) == 0:
+        raise ValueError("proba has no row: the pool is empty, there is nothing to estimate")
     level = check_real("level", level, 0.0, 1.0, closed="neither")
-    p = check_proba(proba).max(axis=1)
-    var = float((p * (1 - p)).sum()) / p.size ** 2
-    gap = 0.0
+    decay = check_real("decay", decay, 0.0, 1.0, closed="right")
+    prior = check_real("prior", prior, 0.0, math.inf, closed="neither")
     if (batch_confidence is None) != (batch_correct is None):
         raise ValueError("give both batch_confidence and batch_correct, or neither")
-    if batch_confidence is not None:
-        conf = np.asarray(batch_confidence, dtype=float).reshape(-1)
-        ok = np.asarray(batch_correct, dtype=float).reshape(-1)
-        if conf.shape != ok.shape:
-            raise ValueError(f"batch_confidence has {conf.size} values, batch_correct {ok.size}")
-        if conf.size:
-            if not (np.isfinite(conf).all() and ((conf >= 0) & (conf <= 1)).all()):
-                raise ValueError("batch_confidence must hold probabilities in [0, 1]")
-            d = ok - conf
-            gap = float(d.mean())
-            var += float(d.var(ddof=1)) / d.size if d.size > 1 else 0.25
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    half = z * math.sqrt(var)
-    low = est + min(gap, 0.0) - half
-    high = est + max(gap, 0.0) + half
-    return est, float(min(1.0, max(0.0, low))), float(min(1.0, max(0.0, high)))
+    conf = np.zeros(0) if batch_confidence is None else np.asarray(
+        batch_confidence, dtype=float).reshape(-1)
+    ok = np.zeros(0) if batch_correct is None else np.asarray(
+        batch_correct, dtype=float).reshape(-1)
+    if conf.shape != ok.shape:
+        raise ValueError(f"batch_confidence has {conf.size} values, batch_correct {ok.size}")
+    if not (np.isfinite(conf).all() and ((conf >= 0) & (conf <= 1)).all()):
+        raise ValueError("batch_confidence must hold probabilities in [0, 1]")
+    if not np.isin(ok, (0.0, 1.0)).all():
+        raise ValueError("batch_correct must hold booleans (or 0/1)")
+    age = np.zeros(conf.size) if batch_age is None else np.asarray(batch_age, dtype=float)
+    age = age.reshape(-1)
+    if age.shape != conf.shape:
+        raise ValueError(f"batch_age has {age.size} values, batch_confidence {conf.size}")
+    if not (np.isfinite(age).all() and (age >= 0).all()):
+        raise ValueError("batch_age must hold non-negative numbers of rounds")
+    w, hess = _platt_fit(_logit(conf), ok, decay ** age, prior)
+    X = np.column_stack([_logit(p.max(axis=1)), np.ones(len(p))])
+    q = expit(X @ w)
+    est = float(q.mean())
+    grad = (X * (q * (1 - q))[:, None]).mean(axis=0)
+    var = float(grad @ np.linalg.solve(hess, grad)) + float((q * (1 - q)).sum()) / len(q) ** 2
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(var)
+    return est, float(max(0.0, est - half)), float(min(1.0, est + half))
 
 
 class StoppingCriterion:
@@ -311,7 +404,7 @@ class EstimatedAccuracy(StoppingCriterion):
             stored session), in [0, 1]. Give exactly one of ``proba`` and ``estimate``.
         interval : tuple of float, optional
             ``(low, high)`` of the estimate (default: :func:`accuracy_interval` of
-            ``proba``, without the batch correction; none with ``estimate``).
+            ``proba`` without out-of-sample answers; none with ``estimate``).
 
         Returns
         -------

@@ -278,7 +278,7 @@ def test_criteria_in_a_modal_loop():
 
 
 # ------------------------------------------------------ the estimate's interval (issue 22)
-def test_accuracy_interval_holds_the_estimate_and_shrinks_with_rows():
+def test_accuracy_interval_without_answers_is_the_mean_confidence():
     from skpeal.stopping import accuracy_interval
 
     rng = np.random.default_rng(0)
@@ -286,29 +286,122 @@ def test_accuracy_interval_holds_the_estimate_and_shrinks_with_rows():
     proba = np.stack([p, 1 - p], axis=1)
     est, low, high = accuracy_interval(proba)
     assert low < est < high and est == pytest.approx(p.mean())
-    _, low4, high4 = accuracy_interval(np.tile(proba, (4, 1)))
-    assert high4 - low4 == pytest.approx((high - low) / 2, rel=1e-6)
+    # answers that agree with the confidence keep the estimate and narrow the interval
+    conf = rng.uniform(0.5, 1.0, 2000)
+    right = rng.random(2000) < conf
+    est2, low2, high2 = accuracy_interval(proba, batch_confidence=conf, batch_correct=right)
+    assert est2 == pytest.approx(est, abs=0.03)
+    assert high2 - low2 < (high - low) / 3
 
 
-def test_accuracy_interval_widens_towards_the_miscalibration_seen_on_fresh_labels():
+def test_accuracy_interval_follows_the_fresh_answers():
     from skpeal.stopping import accuracy_interval
 
     proba = np.tile([[0.6, 0.4]], (500, 1))
     est, low, high = accuracy_interval(proba)
     # the previous model was right on every fresh label while 60% confident: under-confident
-    _, low2, high2 = accuracy_interval(proba, batch_confidence=[0.6] * 20,
-                                       batch_correct=[True] * 20)
-    assert low2 == pytest.approx(low) and high2 > high + 0.35
-    _, low3, _ = accuracy_interval(proba, batch_confidence=[0.6] * 20,
-                                   batch_correct=[False] * 20)
-    assert low3 < low - 0.55
+    up = accuracy_interval(proba, batch_confidence=[0.6] * 20, batch_correct=[True] * 20)
+    down = accuracy_interval(proba, batch_confidence=[0.6] * 20, batch_correct=[False] * 20)
+    assert up[0] > est + 0.2 and down[0] < est - 0.2
+    assert up[2] - up[1] < high - low and down[2] - down[1] < high - low
+    # more answers: a narrower interval
+    up4 = accuracy_interval(proba, batch_confidence=[0.6] * 80, batch_correct=[True] * 80)
+    assert up4[2] - up4[1] < up[2] - up[1] and up4[0] > up[0]
+    # a weak prior lets the same answers move the estimate further
+    assert accuracy_interval(proba, batch_confidence=[0.6] * 20, batch_correct=[True] * 20,
+                             prior=0.1)[0] > up[0]
+
+
+def test_accuracy_interval_old_answers_weigh_less():
+    from skpeal.stopping import accuracy_interval
+
+    proba = np.tile([[0.6, 0.4]], (500, 1))
+    kw = dict(batch_confidence=[0.6] * 40, batch_correct=[True] * 20 + [False] * 20)
+    flat = accuracy_interval(proba, **kw, batch_age=[0] * 40)[0]
+    # the wrong answers are the recent ones: the estimate falls below the equal-weight one
+    recent_wrong = accuracy_interval(proba, **kw, batch_age=[3] * 20 + [0] * 20)[0]
+    assert recent_wrong < flat - 0.05
+    assert accuracy_interval(proba, **kw, batch_age=[3] * 20 + [0] * 20,
+                             decay=1.0)[0] == pytest.approx(flat)
+
+
+answers = st.integers(0, 25).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(0.34, 1.0), min_size=n, max_size=n),
+    st.lists(st.booleans(), min_size=n, max_size=n),
+    st.lists(st.integers(0, 9), min_size=n, max_size=n)))
+
+
+@given(logits, answers)
+@settings(max_examples=60, deadline=None)
+def test_accuracy_interval_properties(z, ans):
+    from skpeal.stopping import accuracy_interval
+
+    proba = _proba(z)
+    conf, ok, age = (np.asarray(a) for a in ans)
+    kw = dict(batch_confidence=conf, batch_correct=ok, batch_age=age) if len(conf) else {}
+    est, low, high = accuracy_interval(proba, **kw)
+    assert 0.0 <= low <= est <= high <= 1.0 and np.isfinite([est, low, high]).all()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(conf))
+    kw2 = dict(batch_confidence=conf[perm], batch_correct=ok[perm],
+               batch_age=age[perm]) if len(conf) else {}
+    again = accuracy_interval(proba[rng.permutation(len(proba))], **kw2)
+    assert again == pytest.approx((est, low, high), abs=1e-7)
+
+
+@given(st.floats(0.34, 0.99), st.integers(1, 30), st.data())
+@settings(max_examples=40, deadline=None)
+def test_accuracy_interval_one_more_right_answer_never_lowers_the_estimate(c, n, data):
+    """Answers at the pool's own confidence: the estimate rises with each right answer."""
+    from skpeal.stopping import accuracy_interval
+
+    proba = np.tile([[c, 1 - c]], (50, 1))
+    k = data.draw(st.integers(0, n - 1))
+    ests = [accuracy_interval(proba, batch_confidence=[c] * n,
+                              batch_correct=[True] * j + [False] * (n - j))[0]
+            for j in (k, k + 1)]
+    assert ests[1] > ests[0]
+
+
+def test_accuracy_interval_corrects_a_selection_of_hard_images_in_simulation():
+    """Simulated sessions: an over-confident model, 60 answers drawn with a preference for
+    its least confident images (chance of being asked proportional to 1 - confidence, as
+    uncertainty sampling over a few rounds). The recalibrated estimate must beat the raw
+    mean confidence and the raw accuracy of the answers (biased to hard images), and its
+    interval cover the truth in at least 80% of the runs."""
+    from skpeal.stopping import accuracy_interval
+
+    rng = np.random.default_rng(1)
+    err_est, err_mmp, err_raw, cover = [], [], [], []
+    for _ in range(200):
+        c = rng.beta(5, 2, 600).clip(0.34, 0.999)  # 3 classes: top probability
+        truly = 1 / (1 + np.exp(-(0.6 * np.log(c / (1 - c)) - 0.8)))  # over-confident
+        right = rng.random(600) < truly
+        asked = rng.choice(600, 60, replace=False, p=(1 - c) / (1 - c).sum())
+        pool = np.setdiff1d(np.arange(600), asked)
+        proba = np.column_stack([c[pool], (1 - c[pool]) / 2, (1 - c[pool]) / 2])
+        est, low, high = accuracy_interval(proba, batch_confidence=c[asked],
+                                           batch_correct=right[asked])
+        truth = right[pool].mean()
+        err_est.append(abs(est - truth))
+        err_mmp.append(abs(c[pool].mean() - truth))
+        err_raw.append(abs(right[asked].mean() - truth))
+        cover.append(low <= truth <= high)
+    assert np.median(err_est) < 0.3 * np.median(err_mmp)  # measured: 0.047 vs 0.251
+    assert np.median(err_est) < 0.8 * np.median(err_raw)  # measured: 0.047 vs 0.075
+    assert np.mean(cover) >= 0.8
 
 
 @pytest.mark.parametrize("kw, match", [
     (dict(batch_confidence=[0.5]), "both"),
     (dict(batch_confidence=[0.5, 0.2], batch_correct=[True]), "2 values"),
     (dict(batch_confidence=[1.5], batch_correct=[True]), r"\[0, 1\]"),
+    (dict(batch_confidence=[0.5], batch_correct=[2]), "booleans"),
+    (dict(batch_confidence=[0.5], batch_correct=[True], batch_age=[0, 1]), "batch_age has 2"),
+    (dict(batch_confidence=[0.5], batch_correct=[True], batch_age=[-1]), "non-negative"),
     (dict(level=1.0), "level"),
+    (dict(decay=0.0), "decay"),
+    (dict(prior=0.0), "prior"),
 ])
 def test_accuracy_interval_bad_input(kw, match):
     from skpeal.stopping import accuracy_interval
@@ -357,7 +450,20 @@ def test_session_interval_uses_the_previous_models_errors_on_fresh_labels(tmp_pa
     store.add_round(1, "round-1", 8, 0.9, 0.0)
     stop.observe(1, proba, row_of, ["a", "b"])
     acc = stop.suggestion()["accuracy"]
-    want = accuracy_interval(proba[8:], batch_confidence=[0.9] * 8, batch_correct=[False] * 8)
+    want = accuracy_interval(proba[8:], batch_confidence=[0.9] * 8, batch_correct=[False] * 8,
+                             batch_age=[0] * 8)
     assert (acc["estimate"], acc["low"], acc["high"]) == pytest.approx(want)
-    assert acc["low"] < first["low"] - 0.5
+    assert acc["estimate"] < first["estimate"] - 0.2 and acc["low"] < first["low"] - 0.2
+    # 4 more labels "a", all right: the answers accumulate, the old ones age by a round
+    store.add_answers([(i, "a") for i in ids[8:12]])
+    store.add_round(2, "round-2", 12, 0.9, 0.0)
+    stop.observe(2, proba, row_of, ["a", "b"])
+    stop.observe(2, proba, row_of, ["a", "b"])  # observed twice (a restart): counted once
+    acc = stop.suggestion()["accuracy"]
+    want = accuracy_interval(proba[12:], batch_confidence=[0.9] * 12,
+                             batch_correct=[False] * 8 + [True] * 4, batch_age=[1] * 8 + [0] * 4)
+    assert (acc["estimate"], acc["low"], acc["high"]) == pytest.approx(want)
+    assert len(store.get_meta("oos_answers")) == 12
+    assert stop.estimates() == pytest.approx({0: first["estimate"], 1: stop.estimates()[1],
+                                              2: want[0]})
     store.close()

@@ -481,6 +481,7 @@ class LabelingSession(BatchMixin):
             self._install(est, rnd, scores)
             if not (keep_batch and self.store.pending()):
                 self._refill(reset=True)
+        acc = self.stopping.estimates().get(rnd, acc)  # as status() shows it
         self.state.update(phase="ready")
         return {"round": rnd, "n_labels": len(ids), "estimated_accuracy": acc,
                 "fit_seconds": fit_seconds}
@@ -493,8 +494,10 @@ class LabelingSession(BatchMixin):
         -------
         status : dict
             ``n_images``, ``n_labelled``, ``n_skipped``, ``counts`` (labels per class,
-            in class order), ``round``, ``model_version``, ``estimated_accuracy`` (mean
-            max-probability of the current model on the unlabelled pool), ``rounds``
+            in class order), ``round``, ``model_version``, ``estimated_accuracy`` (the current
+            model's accuracy on the unlabelled pool as estimated by
+            :func:`skpeal.stopping.accuracy_interval`: its top-class probabilities
+            recalibrated on the labels it had not seen), ``rounds``
             (one dict per fitted model: the learning curve), ``n_pending``, ``state``,
             ``stop_suggestion`` (a suggestion, never an automatic stop: see
             :meth:`skpeal.labeling.stop.SessionStopping.suggestion`; None before
@@ -509,6 +512,9 @@ class LabelingSession(BatchMixin):
             else:
                 n_skipped += 1
         rounds = self.store.rounds()
+        recal = self.stopping.estimates()  # recalibrated on out-of-sample answers
+        for r in rounds:
+            r["estimated_accuracy"] = recal.get(r["round"], r["estimated_accuracy"])
         current = [r for r in rounds if r["round"] == self._round]
         return {
             "n_images": len(self._ids),

@@ -13,11 +13,15 @@ Both the stop set (meta key ``stop_set``: image ids) and each round's prediction
 (meta key ``stop_predictions``: ``{round: [label, ...]}``) live in the label store, so a
 restarted session replays the same rounds on the same set and gives the same suggestion.
 
-The estimate comes with an interval (:func:`skpeal.stopping.accuracy_interval`): over the
-images not labelled yet, widened by the miscalibration the previous round's model showed
-on the images labelled since (labels it never trained on). The previous round's
-predictions are kept for that (meta key ``last_predictions``) and every round's interval
-is stored (meta key ``accuracy_intervals``: ``{round: [estimate, low, high]}``). The
+The estimate and its interval (:func:`skpeal.stopping.accuracy_interval`) are over the
+images not labelled yet, recalibrated on the model's *out-of-sample answers*: for every
+image labelled since round 0, the confidence and correctness of the model of the round
+before its label was given (a model that never trained on it), recent answers weighing
+more. The previous round's predictions are kept for that (meta key ``last_predictions``),
+the answers accumulate (meta key ``oos_answers``: ``[round, confidence, right]``) and
+every round's estimate and interval is stored (meta key ``accuracy_intervals``:
+``{round: [estimate, low, high]}``); :meth:`SessionStopping.estimates` gives the
+estimates the session's status shows. The
 criterion never suggests stopping while the estimate is below ``floor`` nor, for a
 plateau, while the interval is wider than ``max_half_width`` (3 points) on a side.
 """
@@ -117,13 +121,19 @@ class SessionStopping:
         if free.size == 0:
             return
         last = self.store.get_meta("last_predictions")
-        kw = {}
+        # every out-of-sample answer so far: [round, confidence, right] of the model of the
+        # round before on each image labelled since (it never trained on those labels)
+        answers = [a for a in self.store.get_meta("oos_answers", []) if int(a[0]) != rnd]
         if last is not None and int(last["round"]) < rnd:
-            new = [k for k, i in enumerate(last["ids"]) if int(i) in labelled]
-            if new:
-                kw = dict(batch_confidence=[last["conf"][k] for k in new],
-                          batch_correct=[last["pred"][k] == str(labelled[int(last["ids"][k])])
-                                         for k in new])
+            answers += [[int(rnd), float(last["conf"][k]),
+                         bool(last["pred"][k] == str(labelled[int(i)]))]
+                        for k, i in enumerate(last["ids"]) if int(i) in labelled]
+            self.store.set_meta("oos_answers", answers)
+        kw = {}
+        if answers:
+            kw = dict(batch_confidence=[a[1] for a in answers],
+                      batch_correct=[a[2] for a in answers],
+                      batch_age=[rnd - int(a[0]) for a in answers])
         est, low, high = accuracy_interval(proba[free], **kw)
         intervals[str(rnd)] = [est, low, high]
         self.store.set_meta("accuracy_intervals", intervals)
@@ -133,6 +143,17 @@ class SessionStopping:
             "round": int(rnd), "ids": ids,
             "pred": [str(c) for c in cls[proba[rows].argmax(axis=1)]],
             "conf": [float(c) for c in proba[rows].max(axis=1)]})
+
+    def estimates(self):
+        """The recalibrated estimate of each round that has one.
+
+        Returns
+        -------
+        estimates : dict
+            ``{round: estimate}`` (int to float), from the stored intervals.
+        """
+        intervals = self.store.get_meta("accuracy_intervals", {})
+        return {int(r): float(v[0]) for r, v in intervals.items()}
 
     def replay(self):
         """Feed every stored round, in order, to freshly reset criteria."""

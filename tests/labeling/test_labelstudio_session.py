@@ -254,10 +254,17 @@ def test_status_carries_the_stopping_suggestion(session_factory, image_folder):
     assert sorted(preds) == ["0", "1", "2"]
     intervals = s.store.get_meta("accuracy_intervals")
     assert sorted(intervals) == ["0", "1", "2"]
-    for r in s.store.rounds():
-        acc.update(estimate=r["estimated_accuracy"])
-        assert intervals[str(r["round"])][0] == pytest.approx(r["estimated_accuracy"])
+    shown = {r["round"]: r["estimated_accuracy"] for r in s.status()["rounds"]}
+    answers = s.store.get_meta("oos_answers")
+    assert sorted({a[0] for a in answers}) == [1, 2] and len(answers) == 8  # 4 per refit
+    for r in s.store.rounds():  # the store keeps the raw mean top probability
+        est, low, high = intervals[str(r["round"])]
+        acc.update(estimate=est, interval=(low, high))
+        assert shown[r["round"]] == pytest.approx(est)  # the status shows the recalibrated one
+        if r["round"] == 0:  # no out-of-sample answer yet: the two agree
+            assert est == pytest.approx(r["estimated_accuracy"])
         kappa.update(preds[str(r["round"])])
+    assert s.status()["estimated_accuracy"] == pytest.approx(intervals["2"][0])
     assert acc.estimates_ == pytest.approx(s.stopping.criteria["estimated_accuracy"].estimates_)
     assert kappa.kappas_ == s.stopping.criteria["kappa_average"].kappas_
     # the last round's stored predictions are the current model's on the stop set

@@ -101,15 +101,26 @@ def test_loop_labels_skip_undo_refit_status(session_factory, image_folder):
     assert (s.project / "models" / "round-1.safetensors").exists()
 
 
-def test_estimated_accuracy_is_mean_max_probability_of_the_unlabelled_pool(session_factory,
-                                                                          image_folder):
+def test_estimated_accuracy_is_recalibrated_on_the_unlabelled_pool(session_factory,
+                                                                   image_folder):
+    from skpeal.stopping import accuracy_interval
+
     _, truth = image_folder
     s = session_factory().prepare()
     s.simulate(lambda i, p: truth[p], 1)
     labelled = set(s.store.labelled())
     rows = [k for k, i in enumerate(s._ids) if int(i) not in labelled]
     proba = s.model.predict_proba([s._paths[k] for k in rows])
-    assert s.status()["estimated_accuracy"] == pytest.approx(proba.max(axis=1).mean(), abs=1e-6)
+    # the store keeps the raw mean top probability of the round's model
+    assert s.store.rounds()[-1]["estimated_accuracy"] == pytest.approx(
+        proba.max(axis=1).mean(), abs=1e-6)
+    # the status shows it recalibrated on round 0's answers on the labelled batch
+    answers = s.store.get_meta("oos_answers")
+    assert len(answers) == len(labelled) and {a[0] for a in answers} == {1}
+    want = accuracy_interval(proba, batch_confidence=[a[1] for a in answers],
+                             batch_correct=[a[2] for a in answers], batch_age=[0] * len(answers))
+    assert s.status()["estimated_accuracy"] == pytest.approx(want[0], abs=1e-6)
+    assert s.status()["stop_suggestion"]["accuracy"]["low"] == pytest.approx(want[1], abs=1e-6)
 
 
 def test_corrections_and_undos_add_rows_latest_in_force(session_factory):
