@@ -12,7 +12,11 @@ nothing)::
                                 probability, round, picked, pick, preselect, reopened}]}:
                                 this client's batch, with the picks stored so far
     POST /api/pick              {"client": ID, "image_id": 3, "label": "cat" or null}
-                                -> {"saved": true, "pick_id": n}: committed before it answers
+                                -> {"saved": true, "pick_id": n}: committed before it answers;
+                                or {"client": ID, "picks": [{"image_id", "label"}, ...]}
+                                -> {"saved": true, "pick_ids": [...]} (one transaction, in
+                                order: the page sends the picks made while its previous
+                                request was on the way together)
     POST /api/answers           {"client": ID, "answers": [{"image_id": 3, "label": "cat"},
                                 {"image_id": 4, "label": null}], "release_rest": false}
                                 (null = skip) -> {"saved": n, "row_ids": [...], "refit":
@@ -229,23 +233,40 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     @app.post("/api/pick")
     async def pick(request: Request):
         body = await read_json(request, max_body)
-        if not isinstance(body, dict) or set(body) - {"client", "image_id", "label"} \
-                or "image_id" not in body:
+        single = isinstance(body, dict) and "picks" not in body
+        if not isinstance(body, dict) or set(body) - (
+                {"client", "image_id", "label"} if single else {"client", "picks"}) \
+                or (single and "image_id" not in body):
             _bad(422, "the body must be a JSON object {\"client\": ..., \"image_id\": int, "
-                      "\"label\": str or null}")
+                      "\"label\": str or null} or {\"client\": ..., \"picks\": [{\"image_id\": "
+                      "int, \"label\": str or null}, ...]}")
         client = _client_of(body.get("client"))
-        image_id, label = body["image_id"], body.get("label")
-        if isinstance(image_id, bool) or not isinstance(image_id, int):
-            _bad(422, f"image_id must be an integer, got {image_id!r}")
-        if session.image_path(image_id) is None:
-            _bad(404, f"unknown image id {image_id}")
-        if label is not None and label not in session.classes:
-            _bad(422, f"label {label!r} is not one of the classes {session.classes}")
+        given = [body] if single else body["picks"]
+        if not isinstance(given, list) or not given:
+            _bad(422, "picks must be a non-empty list of {\"image_id\": int, \"label\": str "
+                      "or null}")
+        parsed = []
+        for k, a in enumerate(given):
+            where = "" if single else f"picks[{k}]: "
+            if not single and (not isinstance(a, dict) or set(a) - {"image_id", "label"}
+                               or "image_id" not in a):
+                _bad(422, f"{where}must be an object with image_id and label, got {a!r}")
+            image_id, label = a["image_id"], a.get("label")
+            if isinstance(image_id, bool) or not isinstance(image_id, int):
+                _bad(422, f"{where}image_id must be an integer, got {image_id!r}")
+            if session.image_path(image_id) is None:
+                _bad(404, f"{where}unknown image id {image_id}")
+            if label is not None and label not in session.classes:
+                _bad(422, f"{where}label {label!r} is not one of the classes "
+                          f"{session.classes}")
+            parsed.append((image_id, label))
         try:
-            pick_id = session.pick(image_id, label, client=client)  # committed
+            pick_ids = session.pick_many(parsed, client=client)  # committed
         except ValueError as exc:
             _bad(409, str(exc))
-        return {"saved": True, "pick_id": pick_id}
+        if single:
+            return {"saved": True, "pick_id": pick_ids[0]}
+        return {"saved": True, "pick_ids": pick_ids}
 
     @app.post("/api/answers")
     async def answers(request: Request):
