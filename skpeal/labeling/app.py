@@ -50,6 +50,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from importlib import resources
 
 import uvicorn
@@ -67,6 +68,7 @@ __all__ = ["LOOPBACK_HOSTS", "check_ports", "create_app", "ml_backend_for_sessio
 #: Host names that mean "this machine only".
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MAX_CLIENT = 128
+_PAGE_SIZE = 384  # the thumbnail size the page loads first (img.src)
 
 
 class RefitWorker:
@@ -77,8 +79,9 @@ class RefitWorker:
     session's ``state``), never raised into the web server.
     """
 
-    def __init__(self, session):
+    def __init__(self, session, *, on_batch=None):
         self.session = session
+        self.on_batch = on_batch
         self.error = None
         self._want = threading.Event()
         self._keep_batch = False
@@ -100,6 +103,21 @@ class RefitWorker:
         """Ask for a refit (after the current one, if one runs)."""
         self._want.set()
 
+    def wait_idle(self, timeout):
+        """Wait up to ``timeout`` seconds for the refit to end; whether it did."""
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.busy
+
+    def _new_batch(self):
+        """Tell ``on_batch`` (e.g. warm the thumbnails of the next batch); never raises."""
+        if self.on_batch is not None:
+            try:
+                self.on_batch()
+            except Exception:  # a thumbnail that cannot be made is reported when asked for
+                pass
+
     def stop(self, timeout=None):
         self._stop = True
         self._want.set()
@@ -117,6 +135,7 @@ class RefitWorker:
             self.session.state["error"] = self.error
         finally:
             self._busy.clear()
+        self._new_batch()
         while True:
             self._want.wait()
             if self._stop:
@@ -132,6 +151,8 @@ class RefitWorker:
                 self.error = f"refit failed: {exc}"
             finally:
                 self._busy.clear()
+            if not self._want.is_set():
+                self._new_batch()
 
 
 def _static_dir():
@@ -148,7 +169,8 @@ def _client_of(value):
     return value
 
 
-def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None):
+def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
+               fresh_wait=1.0):
     """The FastAPI application over ``session``.
 
     Parameters
@@ -161,7 +183,12 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     max_body : int, default=65536
         Largest accepted request body in bytes.
     worker : RefitWorker, optional
-        Started here when not given (it prepares the session in the background).
+        Started here when not given (it prepares the session in the background, and
+        makes the thumbnails of every new batch before the page asks for them).
+    fresh_wait : float, default=1.0
+        Seconds a request for the next batch waits for a running refit: when the refit
+        ends sooner, its model picks the batch; else the current model does at once (the
+        person never waits longer for a batch; the refit's model picks the one after).
 
     Returns
     -------
@@ -172,10 +199,18 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     guard(app)  # 431 for oversized headers, 507 on a full disk
     session.release()  # leases of tabs from before a restart are gone with them
     server_id = secrets.token_hex(8)  # a page notices a restarted server by its change
-    worker = worker or RefitWorker(session).start()
+    thumbs = ThumbnailCache(session.project / "thumbs")
+
+    def warm_thumbnails():
+        """Make the thumbnails of the pending images before the page asks for them."""
+        for p in session.store.pending():
+            path = session.image_path(p["image_id"])
+            if path is not None and served_path(path) is not None:
+                thumbs.get(p["image_id"], path, _PAGE_SIZE)
+
+    worker = worker or RefitWorker(session, on_batch=warm_thumbnails).start()
     app.state.worker = worker
     app.state.session = session
-    thumbs = ThumbnailCache(session.project / "thumbs")
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
@@ -220,8 +255,9 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         if not session.ready:
             return {"ready": False, "busy": worker.busy, "items": []}
         if worker.busy and not session.holds(client) and not session.streaming:
-            # the next batch comes from the model being fitted
-            return {"ready": True, "busy": True, "items": []}
+            # a refit that ends soon gives the next batch; a longer one does not keep the
+            # person waiting: the current model picks it (the refit's model the one after)
+            worker.wait_idle(fresh_wait)
         items = session.next_batch(client=client)
         keys = ("image_id", "suggestion", "probability", "round", "picked", "pick",
                 "preselect", "reopened")
