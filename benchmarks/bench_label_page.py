@@ -56,6 +56,9 @@ def main(argv=None):
     p.add_argument("--batches", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--model", default="effnet-lite0-minilm")
+    p.add_argument("--after-encoded", action="store_true",
+                   help="start answering once every image is encoded (then every Enter "
+                        "starts a refit behind the person)")
     p.add_argument("--key-interval", type=float, default=0.0,
                    help="seconds between two keys (0: as fast as the browser takes them)")
     args = p.parse_args(argv)
@@ -92,6 +95,12 @@ def main(argv=None):
                 card = "document.querySelectorAll('.card').length == {n}"
                 page.wait_for_function(card.format(n=args.batch_size), timeout=3_600_000)
                 first = time.perf_counter() - t0
+                encoded = None
+                if args.after_encoded:
+                    page.wait_for_function("status && status.ready && status.state.phase "
+                                           "!== 'encoding' && !status.busy",
+                                           timeout=3_600_000, polling=500)
+                    encoded = time.perf_counter() - t0
                 t_start = time.perf_counter()
                 for _ in range(args.batches):
                     ids = page.eval_on_selector_all(".card", "e => e.map(x => x.dataset.imageId)")
@@ -118,7 +127,9 @@ def main(argv=None):
           f"keys {args.key_interval * 1000:.0f} ms apart; other processes (the server "
           f"included) used {100 * other.share:.0f}% of the CPU; load average "
           f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
-    print(f"first batch after {first:.1f} s (server start included)")
+    print(f"first batch after {first:.1f} s (server start included)"
+          + ("" if encoded is None else f"; every image encoded after {encoded:.1f} s, then "
+             "the answers began"))
     print(f"keypress-to-saved: median {np.median(saves):.0f} ms, p95 "
           f"{np.percentile(saves, 95):.0f} ms over {len(saves)} picks")
     print("wait after Enter for the next batch: " + ", ".join(f"{w:.1f}" for w in waits)

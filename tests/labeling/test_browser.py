@@ -220,6 +220,8 @@ def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_
         page.wait_for_function("document.getElementById('stop-text').textContent"
                                ".startsWith('Suggestion: ')")
         assert "kappa_average" not in page.inner_text("#stop-text")
+        # the estimate and its interval are said once (they were repeated: issue 23)
+        assert page.inner_text("#stop-text").count("likely between") == 1
         assert not page.is_visible("#stop-details")
         # nothing picked in the new batch: undo reopens the last submitted answer with the
         # person's own answer; the batch is neither grown nor reordered nor hidden

@@ -195,14 +195,8 @@ function renderStopSuggestion(sug) {
   const el = $("stop-suggestion");
   el.hidden = !sug;
   if (!sug) return;
-  let text = sug.message;
-  const acc = sug.accuracy;
-  if (acc && acc.estimate != null) {
-    text += " The model should get about " + pct(acc.estimate) + " of the remaining images right" +
-      (acc.low != null && acc.high != null
-        ? " (likely between " + pct(acc.low) + " and " + pct(acc.high) + ")." : ".");
-  }
-  $("stop-text").textContent = "Suggestion: " + text;
+  // the message says the estimate and its interval once (skpeal.labeling.stop)
+  $("stop-text").textContent = "Suggestion: " + sug.message;
   el.classList.toggle("stop", !!sug.should_stop);
   $("stop-details").textContent = (sug.criteria || [])
     .map((c) => c.name + ": " + c.message).join("\n");
