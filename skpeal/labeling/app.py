@@ -59,7 +59,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ._http import check_id, guard, read_json, served_path
+from ._http import check_id, disk_full, guard, read_json, served_path
 from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import THUMBNAIL_SIZES, ThumbnailCache
 
@@ -110,6 +110,15 @@ class RefitWorker:
             time.sleep(0.02)
         return not self.busy
 
+    def _failed(self, what, exc):
+        """Keep the error for /api/status (the page shows it) in words a person can act on."""
+        if disk_full(exc):
+            self.error = (f"{what} failed: the disk is full ({exc}). Your labels are saved; "
+                          "free some space: the next submit (or POST /api/refit) tries again")
+        else:
+            self.error = f"{what} failed: {exc}"
+        self.session.state["error"] = self.error
+
     def _new_batch(self):
         """Tell ``on_batch`` (e.g. warm the thumbnails of the next batch); never raises."""
         if self.on_batch is not None:
@@ -131,8 +140,7 @@ class RefitWorker:
                 self._keep_batch = True  # ... but the person sees the batch they had
                 self._want.set()
         except Exception as exc:  # shown on the page; the server keeps running
-            self.error = f"preparing the session failed: {exc}"
-            self.session.state["error"] = self.error
+            self._failed("preparing the session", exc)
         finally:
             self._busy.clear()
         self._new_batch()
@@ -148,7 +156,7 @@ class RefitWorker:
                     self.session.refit(keep_batch=keep)
                 self.error = None
             except Exception as exc:
-                self.error = f"refit failed: {exc}"
+                self._failed(f"the refit of round {self.session.round + 1}", exc)
             finally:
                 self._busy.clear()
             if not self._want.is_set():
