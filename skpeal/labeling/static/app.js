@@ -83,7 +83,7 @@ function stateText(it) {
   const what = a.label === null ? "not sure (skip)" : a.label;
   if (a.by === "saved") return ["✓ saved: " + what, "saved"];
   if (a.by === "saving") return ["saving… " + what, "saving"];
-  if (a.by === "unsent") return ["not saved yet (server away): " + what, "unsent"];
+  if (a.by === "unsent") return ["not saved yet (kept here, sent again): " + what, "unsent"];
   return ["suggested: " + what + " (Enter accepts)", "suggested"];
 }
 
@@ -115,6 +115,13 @@ async function flush() {
           online = false;
           renderOnline();
           renderBatch();
+          return;
+        }
+        if (e.status >= 500) {  // e.g. 507, a full disk: nothing stored; keep, retry later
+          for (const p of sent) if (local[p.image_id]) local[p.image_id].state = "unsent";
+          showError("pick not saved yet: " + e.message + " (kept here; sent again in 2 s)");
+          renderBatch();
+          setTimeout(flush, 2000);
           return;
         }
         if (sent.length > 1) { oneByOne = sent.length; continue; }
