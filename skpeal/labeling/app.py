@@ -194,9 +194,10 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         Started here when not given (it prepares the session in the background, and
         makes the thumbnails of every new batch before the page asks for them).
     fresh_wait : float, default=1.0
-        Seconds a request for the next batch waits for a running refit: when the refit
-        ends sooner, its model picks the batch; else the current model does at once (the
-        person never waits longer for a batch; the refit's model picks the one after).
+        When no batch is picked ahead (each refit picks the next batch beside the one on
+        screen), the seconds a request for the next batch waits for a running refit:
+        when the refit ends sooner, its model picks the batch; else the current model
+        does at once (the refit's model picks the one after).
 
     Returns
     -------
@@ -262,9 +263,11 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         _client_of(client)
         if not session.ready:
             return {"ready": False, "busy": worker.busy, "items": []}
-        if worker.busy and not session.holds(client) and not session.streaming:
-            # a refit that ends soon gives the next batch; a longer one does not keep the
-            # person waiting: the current model picks it (the refit's model the one after)
+        if worker.busy and not session.holds(client) and not session.streaming \
+                and not session.has_unleased():
+            # no batch picked ahead (by the last refit): a refit that ends soon gives the
+            # next one; a longer one does not keep the person waiting: the current model
+            # picks it (the refit's model the one after)
             worker.wait_idle(fresh_wait)
         items = session.next_batch(client=client)
         keys = ("image_id", "suggestion", "probability", "round", "picked", "pick",

@@ -100,6 +100,15 @@ class BatchMixin:
         return any(p["client"] == client for p in self.store.pending()) or bool(
             self.store.reopened(client))
 
+    def has_unleased(self) -> bool:
+        """Whether pending images are picked and held by no client (a next batch is ready).
+
+        Returns
+        -------
+        ready : bool
+        """
+        return any(p["client"] is None for p in self.store.pending())
+
     def release(self, client=None):
         """Give ``client``'s unanswered pending images back (a later refit may replace them).
 
