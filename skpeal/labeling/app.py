@@ -178,7 +178,7 @@ def _client_of(value):
 
 
 def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
-               fresh_wait=1.0):
+               fresh_wait=0.3):
     """The FastAPI application over ``session``.
 
     Parameters
@@ -193,7 +193,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     worker : RefitWorker, optional
         Started here when not given (it prepares the session in the background, and
         makes the thumbnails of every new batch before the page asks for them).
-    fresh_wait : float, default=1.0
+    fresh_wait : float, default=0.3
         When no batch is picked ahead (each refit picks the next batch beside the one on
         screen), the seconds a request for the next batch waits for a running refit:
         when the refit ends sooner, its model picks the batch; else the current model
