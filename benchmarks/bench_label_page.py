@@ -4,7 +4,8 @@ Starts ``skpeal label`` (a subprocess on a free localhost port) over ``--pool`` 
 (crops of scikit-learn's two sample photos) with ``--model`` (default the offline
 backbone ``effnet-lite0-minilm``, which is not a CLIP model), opens the page in Debian's
 chromium (Playwright), and answers ``--batches`` batches with the number keys as fast as
-the page lets it: every key, then ``Enter`` once every card says "saved". Printed:
+the page lets it (or ``--key-interval`` seconds apart): every key, then ``Enter`` once
+every card says "saved". Printed:
 
 * keypress-to-saved: from the key press to the server's commit of the pick, as the page
   measures it (``window.skpealSaveTimes``), median and 95th percentile;
@@ -55,9 +56,15 @@ def main(argv=None):
     p.add_argument("--batches", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--model", default="effnet-lite0-minilm")
+    p.add_argument("--after-encoded", action="store_true",
+                   help="start answering once every image is encoded (then every Enter "
+                        "starts a refit behind the person)")
+    p.add_argument("--key-interval", type=float, default=0.0,
+                   help="seconds between two keys (0: as fast as the browser takes them)")
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, OtherCPU() as other:
         images = Path(tmp) / "images"
         images.mkdir()
@@ -88,11 +95,18 @@ def main(argv=None):
                 card = "document.querySelectorAll('.card').length == {n}"
                 page.wait_for_function(card.format(n=args.batch_size), timeout=3_600_000)
                 first = time.perf_counter() - t0
+                encoded = None
+                if args.after_encoded:
+                    page.wait_for_function("status && status.ready && status.state.phase "
+                                           "!== 'encoding' && !status.busy",
+                                           timeout=3_600_000, polling=500)
+                    encoded = time.perf_counter() - t0
                 t_start = time.perf_counter()
                 for _ in range(args.batches):
                     ids = page.eval_on_selector_all(".card", "e => e.map(x => x.dataset.imageId)")
                     for _ in ids:
                         page.keyboard.press(str(rng.integers(1, len(CLASSES) + 1)))
+                        time.sleep(args.key_interval)
                     page.wait_for_function(
                         f"document.querySelectorAll('.card .state.saved').length == {len(ids)}")
                     n_answers += len(ids)
@@ -110,8 +124,12 @@ def main(argv=None):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
-          f"other processes used {100 * other.share:.0f}% of the CPU")
-    print(f"first batch after {first:.1f} s (server start included)")
+          f"keys {args.key_interval * 1000:.0f} ms apart; other processes (the server "
+          f"included) used {100 * other.share:.0f}% of the CPU; load average "
+          f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
+    print(f"first batch after {first:.1f} s (server start included)"
+          + ("" if encoded is None else f"; every image encoded after {encoded:.1f} s, then "
+             "the answers began"))
     print(f"keypress-to-saved: median {np.median(saves):.0f} ms, p95 "
           f"{np.percentile(saves, 95):.0f} ms over {len(saves)} picks")
     print("wait after Enter for the next batch: " + ", ".join(f"{w:.1f}" for w in waits)

@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/bench_label_start.py --pool 1000
     python benchmarks/bench_label_start.py --pool 10000
+    python benchmarks/bench_label_start.py --pool 100000 --distinct 3000 --first-only
 
 Prints the machine, the CPU share other processes used meanwhile, and one line per size.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,21 +60,32 @@ print(json.dumps({{"imports": t1 - t0, "first_batch": t2 - t1, "n": len(batch)}}
 """
 
 
-def write_tiles(folder, n, seed=0):
+def write_tiles(folder, n, seed=0, distinct=None):
+    """``n`` JPEG tiles; beyond ``distinct`` of them, hard links to the first ones (distinct
+    paths, so distinct images for skpeal, at the disk cost of ``distinct`` files)."""
     from sklearn.datasets import load_sample_images
 
     photos = load_sample_images().images
     rng = np.random.default_rng(seed)
-    for i in range(n):
+    n_files = n if distinct is None else min(n, distinct)
+    for i in range(n_files):
         src = photos[i % 2]
         y, x = rng.integers(0, src.shape[0] - 96), rng.integers(0, src.shape[1] - 96)
         Image.fromarray(src[y:y + 96, x:x + 96]).save(Path(folder) / f"t{i:06d}.jpg",
                                                       quality=90)
+    for i in range(n_files, n):
+        os.link(Path(folder) / f"t{i % n_files:06d}.jpg", Path(folder) / f"t{i:06d}.jpg")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pool", type=int, nargs="+", default=[1000])
+    p.add_argument("--distinct", type=int, default=None,
+                   help="write this many tiles and hard-link the rest (e.g. 3000 for a "
+                        "pool of 100000)")
+    p.add_argument("--first-only", action="store_true",
+                   help="time the first batch only, and exit without waiting for the "
+                        "rest of the pool to be encoded (nor the restart)")
     args = p.parse_args(argv)
     from skpeal import CLIPAdapterClassifier
     from skpeal.labeling import LabelingSession
@@ -82,7 +95,9 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             images = Path(tmp) / "images"
             images.mkdir()
-            write_tiles(images, n)
+            t_write = time.perf_counter()
+            write_tiles(images, n, distinct=args.distinct)
+            t_write = time.perf_counter() - t_write
             project = Path(tmp) / "project"
             with OtherCPU() as other:
                 t0 = time.perf_counter()
@@ -96,6 +111,12 @@ def main(argv=None):
                     time.sleep(0.01)
                 s.next_batch(client="bench")  # shown while the rest is still encoded
                 first = time.perf_counter() - t0
+                if args.first_only:
+                    print(f"pool {n:>7,} ({t_write:.0f} s to write it): new project: first "
+                          f"batch {first:6.1f} s; load average {os.getloadavg()[0]:.1f}",
+                          flush=True)
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    os._exit(0)  # the encoding thread would run on for the whole pool
                 worker.join()
                 encoded = time.perf_counter() - t0
                 s.close()

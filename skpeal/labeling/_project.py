@@ -42,20 +42,8 @@ def collect_images(source, *, exclude=None) -> list[str]:
     """
     excl = Path(exclude).resolve() if exclude is not None else None
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        root = Path(source).resolve()
-        out = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if Path(name).suffix.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
-                    continue
-                real = (Path(dirpath) / name).resolve()
-                if not real.is_file() or not real.is_relative_to(root):
-                    continue
-                if excl is not None and real.is_relative_to(excl):
-                    continue
-                out.append(os.fspath(real))
-        paths = sorted(set(out))
+        root = os.fspath(Path(source).resolve())
+        paths = sorted(set(_walk_images(root, None if excl is None else os.fspath(excl))))
         if not paths:
             raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
                              f"found under {os.fspath(source)!r}")
@@ -71,6 +59,53 @@ def collect_images(source, *, exclude=None) -> list[str]:
     if not paths:
         raise ValueError("images: the list of images is empty")
     return sorted(set(paths))
+
+
+def _inside(path, folder) -> bool:
+    """Whether the absolute ``path`` is ``folder`` or under it (plain string test)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk_images(root, exclude):
+    """The real paths of the image files under the resolved folder ``root`` (no hidden
+    files or folders, nothing whose real location is outside ``root`` or inside
+    ``exclude``).
+
+    With :func:`os.scandir` and string tests: the folder is walked without following
+    symlinked folders, so a plain file's path under the resolved ``root`` is its real
+    path, and only symlinks need :func:`os.path.realpath` (100,000 files take about a
+    second, not the half minute of a ``Path.resolve()`` per file).
+    """
+    stack = [root]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:  # unreadable folder: skipped, as os.walk does
+            continue
+        with entries:
+            for e in entries:
+                name = e.name
+                if name.startswith("."):
+                    continue
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                        continue
+                    if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                        continue
+                    if e.is_symlink():
+                        real = os.path.realpath(e.path)
+                        if not os.path.isfile(real) or not _inside(real, root):
+                            continue
+                    elif e.is_file(follow_symlinks=False):
+                        real = e.path
+                    else:
+                        continue
+                except OSError:  # vanished while listed
+                    continue
+                if exclude is not None and _inside(real, exclude):
+                    continue
+                yield real
 
 
 def _check_classes(classes) -> list[str]:

@@ -12,7 +12,11 @@ nothing)::
                                 probability, round, picked, pick, preselect, reopened}]}:
                                 this client's batch, with the picks stored so far
     POST /api/pick              {"client": ID, "image_id": 3, "label": "cat" or null}
-                                -> {"saved": true, "pick_id": n}: committed before it answers
+                                -> {"saved": true, "pick_id": n}: committed before it answers;
+                                or {"client": ID, "picks": [{"image_id", "label"}, ...]}
+                                -> {"saved": true, "pick_ids": [...]} (one transaction, in
+                                order: the page sends the picks made while its previous
+                                request was on the way together)
     POST /api/answers           {"client": ID, "answers": [{"image_id": 3, "label": "cat"},
                                 {"image_id": 4, "label": null}], "release_rest": false}
                                 (null = skip) -> {"saved": n, "row_ids": [...], "refit":
@@ -46,6 +50,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from importlib import resources
 
 import uvicorn
@@ -54,7 +59,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ._http import check_id, guard, read_json, served_path
+from ._http import check_id, disk_full, guard, read_json, served_path
 from .labelstudio import SessionBackend, ml_backend_app
 from .thumbnails import THUMBNAIL_SIZES, ThumbnailCache
 
@@ -63,6 +68,7 @@ __all__ = ["LOOPBACK_HOSTS", "check_ports", "create_app", "ml_backend_for_sessio
 #: Host names that mean "this machine only".
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MAX_CLIENT = 128
+_PAGE_SIZE = 384  # the thumbnail size the page loads first (img.src)
 
 
 class RefitWorker:
@@ -73,8 +79,9 @@ class RefitWorker:
     session's ``state``), never raised into the web server.
     """
 
-    def __init__(self, session):
+    def __init__(self, session, *, on_batch=None):
         self.session = session
+        self.on_batch = on_batch
         self.error = None
         self._want = threading.Event()
         self._keep_batch = False
@@ -96,6 +103,30 @@ class RefitWorker:
         """Ask for a refit (after the current one, if one runs)."""
         self._want.set()
 
+    def wait_idle(self, timeout):
+        """Wait up to ``timeout`` seconds for the refit to end; whether it did."""
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.busy
+
+    def _failed(self, what, exc):
+        """Keep the error for /api/status (the page shows it) in words a person can act on."""
+        if disk_full(exc):
+            self.error = (f"{what} failed: the disk is full ({exc}). Your labels are saved; "
+                          "free some space: the next submit (or POST /api/refit) tries again")
+        else:
+            self.error = f"{what} failed: {exc}"
+        self.session.state["error"] = self.error
+
+    def _new_batch(self):
+        """Tell ``on_batch`` (e.g. warm the thumbnails of the next batch); never raises."""
+        if self.on_batch is not None:
+            try:
+                self.on_batch()
+            except Exception:  # a thumbnail that cannot be made is reported when asked for
+                pass
+
     def stop(self, timeout=None):
         self._stop = True
         self._want.set()
@@ -109,10 +140,10 @@ class RefitWorker:
                 self._keep_batch = True  # ... but the person sees the batch they had
                 self._want.set()
         except Exception as exc:  # shown on the page; the server keeps running
-            self.error = f"preparing the session failed: {exc}"
-            self.session.state["error"] = self.error
+            self._failed("preparing the session", exc)
         finally:
             self._busy.clear()
+        self._new_batch()
         while True:
             self._want.wait()
             if self._stop:
@@ -125,9 +156,11 @@ class RefitWorker:
                     self.session.refit(keep_batch=keep)
                 self.error = None
             except Exception as exc:
-                self.error = f"refit failed: {exc}"
+                self._failed(f"the refit of round {self.session.round + 1}", exc)
             finally:
                 self._busy.clear()
+            if not self._want.is_set():
+                self._new_batch()
 
 
 def _static_dir():
@@ -144,7 +177,8 @@ def _client_of(value):
     return value
 
 
-def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None):
+def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
+               fresh_wait=0.3):
     """The FastAPI application over ``session``.
 
     Parameters
@@ -157,7 +191,13 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     max_body : int, default=65536
         Largest accepted request body in bytes.
     worker : RefitWorker, optional
-        Started here when not given (it prepares the session in the background).
+        Started here when not given (it prepares the session in the background, and
+        makes the thumbnails of every new batch before the page asks for them).
+    fresh_wait : float, default=0.3
+        When no batch is picked ahead (each refit picks the next batch beside the one on
+        screen), the seconds a request for the next batch waits for a running refit:
+        when the refit ends sooner, its model picks the batch; else the current model
+        does at once (the refit's model picks the one after).
 
     Returns
     -------
@@ -168,10 +208,18 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     guard(app)  # 431 for oversized headers, 507 on a full disk
     session.release()  # leases of tabs from before a restart are gone with them
     server_id = secrets.token_hex(8)  # a page notices a restarted server by its change
-    worker = worker or RefitWorker(session).start()
+    thumbs = ThumbnailCache(session.project / "thumbs")
+
+    def warm_thumbnails():
+        """Make the thumbnails of the pending images before the page asks for them."""
+        for p in session.store.pending():
+            path = session.image_path(p["image_id"])
+            if path is not None and served_path(path) is not None:
+                thumbs.get(p["image_id"], path, _PAGE_SIZE)
+
+    worker = worker or RefitWorker(session, on_batch=warm_thumbnails).start()
     app.state.worker = worker
     app.state.session = session
-    thumbs = ThumbnailCache(session.project / "thumbs")
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
@@ -215,9 +263,12 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         _client_of(client)
         if not session.ready:
             return {"ready": False, "busy": worker.busy, "items": []}
-        if worker.busy and not session.holds(client) and not session.streaming:
-            # the next batch comes from the model being fitted
-            return {"ready": True, "busy": True, "items": []}
+        if worker.busy and not session.holds(client) and not session.streaming \
+                and not session.has_unleased():
+            # no batch picked ahead (by the last refit): a refit that ends soon gives the
+            # next one; a longer one does not keep the person waiting: the current model
+            # picks it (the refit's model the one after)
+            worker.wait_idle(fresh_wait)
         items = session.next_batch(client=client)
         keys = ("image_id", "suggestion", "probability", "round", "picked", "pick",
                 "preselect", "reopened")
@@ -229,23 +280,40 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     @app.post("/api/pick")
     async def pick(request: Request):
         body = await read_json(request, max_body)
-        if not isinstance(body, dict) or set(body) - {"client", "image_id", "label"} \
-                or "image_id" not in body:
+        single = isinstance(body, dict) and "picks" not in body
+        if not isinstance(body, dict) or set(body) - (
+                {"client", "image_id", "label"} if single else {"client", "picks"}) \
+                or (single and "image_id" not in body):
             _bad(422, "the body must be a JSON object {\"client\": ..., \"image_id\": int, "
-                      "\"label\": str or null}")
+                      "\"label\": str or null} or {\"client\": ..., \"picks\": [{\"image_id\": "
+                      "int, \"label\": str or null}, ...]}")
         client = _client_of(body.get("client"))
-        image_id, label = body["image_id"], body.get("label")
-        if isinstance(image_id, bool) or not isinstance(image_id, int):
-            _bad(422, f"image_id must be an integer, got {image_id!r}")
-        if session.image_path(image_id) is None:
-            _bad(404, f"unknown image id {image_id}")
-        if label is not None and label not in session.classes:
-            _bad(422, f"label {label!r} is not one of the classes {session.classes}")
+        given = [body] if single else body["picks"]
+        if not isinstance(given, list) or not given:
+            _bad(422, "picks must be a non-empty list of {\"image_id\": int, \"label\": str "
+                      "or null}")
+        parsed = []
+        for k, a in enumerate(given):
+            where = "" if single else f"picks[{k}]: "
+            if not single and (not isinstance(a, dict) or set(a) - {"image_id", "label"}
+                               or "image_id" not in a):
+                _bad(422, f"{where}must be an object with image_id and label, got {a!r}")
+            image_id, label = a["image_id"], a.get("label")
+            if isinstance(image_id, bool) or not isinstance(image_id, int):
+                _bad(422, f"{where}image_id must be an integer, got {image_id!r}")
+            if session.image_path(image_id) is None:
+                _bad(404, f"{where}unknown image id {image_id}")
+            if label is not None and label not in session.classes:
+                _bad(422, f"{where}label {label!r} is not one of the classes "
+                          f"{session.classes}")
+            parsed.append((image_id, label))
         try:
-            pick_id = session.pick(image_id, label, client=client)  # committed
+            pick_ids = session.pick_many(parsed, client=client)  # committed
         except ValueError as exc:
             _bad(409, str(exc))
-        return {"saved": True, "pick_id": pick_id}
+        if single:
+            return {"saved": True, "pick_id": pick_ids[0]}
+        return {"saved": True, "pick_ids": pick_ids}
 
     @app.post("/api/answers")
     async def answers(request: Request):

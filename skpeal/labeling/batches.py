@@ -100,6 +100,15 @@ class BatchMixin:
         return any(p["client"] == client for p in self.store.pending()) or bool(
             self.store.reopened(client))
 
+    def has_unleased(self) -> bool:
+        """Whether pending images are picked and held by no client (a next batch is ready).
+
+        Returns
+        -------
+        ready : bool
+        """
+        return any(p["client"] is None for p in self.store.pending())
+
     def release(self, client=None):
         """Give ``client``'s unanswered pending images back (a later refit may replace them).
 
@@ -158,15 +167,46 @@ class BatchMixin:
             A label outside the class list, or an image that is not on screen (answered
             already, or not in the pending batch).
         """
-        image_id = self._check_image(image_id)
-        if label is not None and label not in self.classes:
-            raise ValueError(f"label {label!r} is not one of the classes {self.classes}")
+        return self.pick_many([(image_id, label)], client=client)[0]
+
+    def pick_many(self, picks, *, client=None) -> list[int]:
+        """Store several picks in one transaction, in order (committed when this returns).
+
+        What :meth:`pick` does for one pick; the page sends the picks made while its
+        previous request was on the way in one call. Every pick is checked before
+        anything is written: one bad pick writes none.
+
+        Parameters
+        ----------
+        picks : list of (image_id, label or None)
+            Oldest first.
+        client : str, optional
+            Who picks (a browser tab).
+
+        Returns
+        -------
+        pick_ids : list of int
+            The stored picks, in the order of ``picks``.
+
+        Raises
+        ------
+        KeyError
+            An unknown image id.
+        ValueError
+            A label outside the class list, or an image that is not on screen.
+        """
+        checked = []
         shown = {p["image_id"] for p in self.store.pending()} | {
             r["image_id"] for r in self.store.reopened()}
-        if image_id not in shown:
-            raise ValueError(f"image {image_id} is not in the pending batch (answered "
-                             "already?): reload the batch")
-        return self.store.add_pick(image_id, label, client=client)
+        for image_id, label in picks:
+            image_id = self._check_image(image_id)
+            if label is not None and label not in self.classes:
+                raise ValueError(f"label {label!r} is not one of the classes {self.classes}")
+            if image_id not in shown:
+                raise ValueError(f"image {image_id} is not in the pending batch (answered "
+                                 "already?): reload the batch")
+            checked.append((image_id, label))
+        return self.store.add_picks(checked, client=client)
 
     def _check_image(self, image_id):
         if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)) \

@@ -179,8 +179,10 @@ class SessionStopping:
         -------
         suggestion : dict
             ``should_stop`` (any criterion suggests stopping), ``message`` (one line in
-            plain words for the page), ``criteria`` (per criterion: ``name``, ``should_stop``,
-            ``message``, ``signal``, ``n_updates``), ``stop_set_size`` and ``accuracy``
+            plain words for the page: the verdict, the criteria behind it, and the
+            accuracy estimate with its interval, said once), ``criteria`` (per
+            criterion: ``name``, ``should_stop``, ``message``, ``signal``, ``n_updates``),
+            ``stop_set_size`` and ``accuracy``
             (:meth:`accuracy`: estimate, low, high; None before the first round).
         """
         out = []
@@ -191,7 +193,10 @@ class SessionStopping:
                         "signal": None if signal != signal else float(signal),
                         "n_updates": int(crit.n_updates_)})
         stop = [c for c in out if c["should_stop"]]
-        lines = [_plain(self.criteria[c["name"]]) for c in (stop or out)]
+        shown = [c["name"] for c in (stop or out)]
+        if "estimated_accuracy" in self.criteria and "estimated_accuracy" not in shown:
+            shown.append("estimated_accuracy")  # the estimate is always said, and once
+        lines = [_plain(self.criteria[name]) for name in shown]
         lines = [x for x in lines if x]
         message = ("You could stop labelling: " if stop else "Keep labelling: ") + \
             ("; ".join(lines) if lines else "no round yet") + "."

@@ -433,10 +433,28 @@ class LabelStore:
         pick_id : int
             The new ``picks`` row.
         """
+        return self.add_picks([(image_id, label)], client=client)[0]
+
+    def add_picks(self, picks, *, client=None) -> list[int]:
+        """Store several picks in one transaction, in the order given (committed on return).
+
+        Parameters
+        ----------
+        picks : list of (image_id, label or None)
+            The picks, oldest first (a later pick of an image is the one in force).
+        client : str, optional
+            Who picked.
+
+        Returns
+        -------
+        pick_ids : list of int
+            The new ``picks`` rows, in the order of ``picks``.
+        """
+        now = time.time()
         with self._tx() as db:
-            cur = db.execute("INSERT INTO picks(image_id, label, client, created_at) "
-                             "VALUES (?, ?, ?, ?)", (int(image_id), label, client, time.time()))
-            return cur.lastrowid
+            return [db.execute("INSERT INTO picks(image_id, label, client, created_at) "
+                               "VALUES (?, ?, ?, ?)", (int(i), label, client, now)).lastrowid
+                    for i, label in picks]
 
     def picks(self, image_ids) -> dict[int, dict]:
         """The pick in force of each image (its latest open pick).

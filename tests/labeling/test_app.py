@@ -192,6 +192,82 @@ def test_a_pick_for_an_image_not_on_screen_is_refused(app_client):
     assert s.store.picks(shown) == {}
 
 
+def test_picks_sent_together_are_stored_in_order_in_one_transaction(app_client):
+    s = app_client.session
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+    ids = [it["image_id"] for it in items]
+    r = app_client.post("/api/pick", json={"client": "a", "picks": [
+        {"image_id": ids[0], "label": "red"}, {"image_id": ids[1], "label": None},
+        {"image_id": ids[0], "label": "blue"}]})
+    assert r.status_code == 200 and r.json()["saved"] is True
+    pick_ids = r.json()["pick_ids"]
+    assert len(pick_ids) == 3 and pick_ids == sorted(pick_ids)
+    assert {i: p["label"] for i, p in s.store.picks(ids).items()} == {ids[0]: "blue",
+                                                                      ids[1]: None}
+    # the order is kept: undo takes back the last one (blue), then red is in force again
+    u = app_client.post("/api/undo", json={"client": "a"}).json()["undone"]
+    assert u["action"] == "pick" and u["image_id"] == ids[0] and u["pick"] == "red"
+    # one bad pick in a group writes none of them, and says which one
+    shown = set(ids)
+    other = next(i for i, _ in s.store.images() if i not in shown)
+    before = s.store.picks(ids)
+    for picks, code, words in (
+            ([{"image_id": ids[2], "label": "red"}, {"image_id": other, "label": "red"}], 409,
+             "not in the pending batch"),
+            ([{"image_id": ids[2], "label": "red"}, {"image_id": ids[3], "label": "pink"}], 422,
+             "picks[1]: label 'pink'"),
+            ([{"image_id": ids[2], "label": "red"}, {"image_id": 10**6, "label": "red"}], 404,
+             "picks[1]: unknown image id"),
+            ([{"image_id": ids[2]}, "x"], 422, "picks[1]: must be an object"),
+            ([], 422, "non-empty list")):
+        r = app_client.post("/api/pick", json={"client": "a", "picks": picks})
+        assert r.status_code == code and words in r.json()["detail"], (picks, r.json())
+    assert s.store.picks(ids) == before
+    r = app_client.post("/api/pick", json={"client": "a", "picks": [], "image_id": ids[0]})
+    assert r.status_code == 422
+
+
+class _BusyWorker:
+    """A refit worker that is always refitting (a long refit behind the person)."""
+
+    busy = True
+    error = None
+
+    def __init__(self):
+        self.waited = []
+
+    def wait_idle(self, timeout):
+        self.waited.append(timeout)
+        return False
+
+    def request(self):
+        pass
+
+    def stop(self, timeout=None):
+        pass
+
+
+def test_a_long_refit_does_not_keep_the_person_waiting_for_a_batch(session_factory):
+    s = session_factory(batch_size=4).prepare()
+    worker = _BusyWorker()
+    with TestClient(create_app(s, worker=worker, fresh_wait=0.25)) as client:
+        first = client.get("/api/batch", params={"client": "a"}).json()
+        ids = [it["image_id"] for it in first["items"]]
+        # prepare() picked it ahead: given at once, without waiting for the refit
+        assert len(ids) == 4 and first["busy"] and worker.waited == []
+        again = client.get("/api/batch", params={"client": "a"}).json()
+        assert [it["image_id"] for it in again["items"]] == ids  # it holds one: no wait
+        assert worker.waited == []
+        r = client.post("/api/answers", json={"client": "a", "answers": [
+            {"image_id": i, "label": "red"} for i in ids]})
+        assert r.json()["refit"] is True
+        nxt = client.get("/api/batch", params={"client": "a"}).json()
+        # the refit is still running: the current model gave the next batch at once
+        assert worker.waited == [0.25]
+        assert len(nxt["items"]) == 4 and not set(ids) & {it["image_id"] for it in nxt["items"]}
+        assert {it["round"] for it in nxt["items"]} == {s.round}
+
+
 def test_restart_keeps_the_batch_its_order_and_its_picks(session_factory):
     s = session_factory(batch_size=4)
     app = create_app(s)
@@ -357,3 +433,17 @@ def test_an_unreadable_image_gets_a_message_not_a_crash(app_client):
     r = app_client.get(f"/api/image/{image_id}")
     assert r.status_code == 422 and "cannot be read" in r.json()["detail"]
     assert app_client.get("/api/status").status_code == 200
+
+
+def test_the_thumbnails_of_a_new_batch_are_made_before_the_page_asks(app_client):
+    s = app_client.session
+    pending = [p["image_id"] for p in s.store.pending()]
+    assert pending
+    want = [s.project / "thumbs" / f"{i}-384.png" for i in pending]
+    t0 = time.time()
+    while not all(p.exists() for p in want) and time.time() - t0 < 30:
+        time.sleep(0.05)
+    assert all(p.exists() for p in want)
+    # the page's request is then answered from them
+    r = app_client.get(f"/api/image/{pending[0]}", params={"size": 384})
+    assert r.status_code == 200 and r.content == want[0].read_bytes()

@@ -220,6 +220,8 @@ def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_
         page.wait_for_function("document.getElementById('stop-text').textContent"
                                ".startsWith('Suggestion: ')")
         assert "kappa_average" not in page.inner_text("#stop-text")
+        # the estimate and its interval are said once (they were repeated: issue 23)
+        assert page.inner_text("#stop-text").count("likely between") == 1
         assert not page.is_visible("#stop-details")
         # nothing picked in the new batch: undo reopens the last submitted answer with the
         # person's own answer; the batch is neither grown nor reordered nor hidden
@@ -345,5 +347,34 @@ def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path
         page.keyboard.press("Escape")
         if size == (1280, 800):
             page.screenshot(path=os.fspath(shots / "label_page.png"), scale="css")
+    finally:
+        server.kill()
+
+
+def test_a_pick_refused_for_a_full_disk_is_kept_and_sent_again(browser, setup):
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port())
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        refused = []
+
+        def full_once(route):
+            if not refused:  # the server's answer on a full disk: nothing was stored
+                refused.append(route.request.post_data_json)
+                route.fulfill(status=507, content_type="application/json",
+                              body='{"detail": "the disk is full: No space left on device"}')
+            else:
+                route.continue_()
+
+        page.route("**/api/pick", full_once)
+        page.goto(server.url)
+        first = wait_batch(page)
+        label_with_keys(page, ["2"])
+        page.wait_for_selector(".card .state.unsent")  # not shown as saved, not dropped
+        assert "disk is full" in page.inner_text("#error")
+        wait_saved(page, 1)  # sent again by itself, then committed
+        assert refused and refused[0]["picks"] == [{"image_id": first[0], "label": classes[1]}]
+        assert picks_in_db(project) == [(first[0], classes[1])]
+        page.close()
     finally:
         server.kill()

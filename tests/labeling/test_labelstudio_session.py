@@ -240,6 +240,7 @@ def test_status_carries_the_stopping_suggestion(session_factory, image_folder):
         f"Keep labelling: the model estimates its accuracy at "
         f"{s.status()['estimated_accuracy']:.0%} (likely between {acc['low']:.0%} and "
         f"{acc['high']:.0%}); too few rounds yet to see whether the predictions settle.")
+    assert sug["message"].count("likely between") == 1
     assert all(c["n_updates"] == 1 for c in sug["criteria"])
     for _ in range(2):
         _label_some(s, truth, n=4)
@@ -304,6 +305,12 @@ def test_stopping_suggestion_says_stop_when_the_criteria_agree(session_factory):
     sug = crit.suggestion()
     kappa = next(c for c in sug["criteria"] if c["name"] == "kappa_average")
     assert kappa["should_stop"] and sug["should_stop"]
-    assert sug["message"] == ("You could stop labelling: the predictions have settled "
-                              "between rounds (agreement 1.00).")
+    # the criterion that says stop first, then the estimate with its interval, once
+    acc = sug["accuracy"]
+    assert sug["message"].startswith("You could stop labelling: the predictions have settled "
+                                      "between rounds (agreement 1.00); the model estimates "
+                                      f"its accuracy at {acc['estimate']:.0%} (likely between "
+                                      f"{acc['low']:.0%} and {acc['high']:.0%})")
+    assert sug["message"].count("likely between") == 1
+    assert sug["message"].count("estimates its accuracy") == 1
     assert np.isclose(kappa["signal"], 1.0)

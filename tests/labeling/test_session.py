@@ -38,6 +38,23 @@ def test_collect_images_recursive_sorted_and_confined(tmp_path, image_folder):
         collect_images([tmp_path / "nope.png"])
 
 
+def test_collect_images_links_project_folder_and_names(tmp_path, image_folder):
+    folder, truth = image_folder
+    real = sorted(truth)[0]
+    (folder / "inside.png").symlink_to(real)  # a link inside the folder: its target once
+    (folder / "dirlink").symlink_to(folder / "part0", target_is_directory=True)  # not walked
+    (folder / "UPPER.PNG").write_bytes(open(real, "rb").read())
+    (folder / ".dot.png").write_bytes(open(real, "rb").read())  # hidden file
+    project = folder / "proj"
+    project.mkdir()
+    (project / "thumb.png").write_bytes(open(real, "rb").read())
+    (folder / "broken.png").symlink_to(tmp_path / "gone.png")
+    paths = collect_images(folder, exclude=project)
+    assert paths == sorted(set(truth) | {os.fspath((folder / "UPPER.PNG").resolve())})
+    assert all(os.path.realpath(p) == p for p in paths)
+    assert os.fspath(project / "thumb.png") in collect_images(folder)  # not excluded
+
+
 def _empty(tmp_path):
     d = tmp_path / "empty"
     d.mkdir()

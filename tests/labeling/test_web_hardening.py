@@ -145,3 +145,29 @@ def test_a_full_disk_answers_507_and_loses_nothing_acknowledged(app_client, ml_c
                                             "value": {"choices": ["red"]}}]},
         "task": {"id": 1, "data": {"image": "x.png", "skpeal_id": image_id}}})
     assert r.status_code == 507 and "disk is full" in r.json()["detail"]
+
+
+def test_a_refit_that_fails_for_a_full_disk_says_so_in_the_status(app_client, monkeypatch):
+    s = app_client.session
+    items = app_client.get("/api/batch", params={"client": "a"}).json()["items"]
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(s, "_save_adapter", full)
+    r = app_client.post("/api/answers", json={"client": "a", "answers": [
+        {"image_id": it["image_id"], "label": "red"} for it in items]})
+    assert r.status_code == 200 and r.json()["refit"] is True  # the labels are saved
+    st = _wait_idle(app_client)
+    assert st["round"] == 0 and st["n_labelled"] == len(items)
+    assert st["error"] and "disk is full" in st["error"] and "round 1" in st["error"], st
+    # asking again refits again, and says so again while the disk is full
+    assert "labels are saved" in st["error"] and st["state"]["error"] == st["error"]
+    assert app_client.post("/api/refit").status_code == 200
+    st = _wait_idle(app_client)
+    assert st["error"] and "disk is full" in st["error"] and st["round"] == 0
+    # space again: the next refit clears the error
+    monkeypatch.undo()
+    assert app_client.post("/api/refit").status_code == 200
+    st = _wait_idle(app_client)
+    assert st["error"] is None and st["round"] == 1

@@ -83,7 +83,7 @@ function stateText(it) {
   const what = a.label === null ? "not sure (skip)" : a.label;
   if (a.by === "saved") return ["✓ saved: " + what, "saved"];
   if (a.by === "saving") return ["saving… " + what, "saving"];
-  if (a.by === "unsent") return ["not saved yet (server away): " + what, "unsent"];
+  if (a.by === "unsent") return ["not saved yet (kept here, sent again): " + what, "unsent"];
   return ["suggested: " + what + " (Enter accepts)", "suggested"];
 }
 
@@ -95,35 +95,52 @@ function pick(it, label) {
   flush();
 }
 
+// One request at a time; the picks made while it is on the way go together in the next
+// one (one transaction on the server, in key order), so a fast typist never queues up
+// round trips.
 async function flush() {
   if (sending) return;
   sending = true;
+  let oneByOne = 0;  // after a refused group: send its picks alone, to keep the good ones
   try {
     while (queue.length) {
-      const p = queue[0];
+      const sent = oneByOne > 0 ? queue.slice(0, 1) : queue.slice();
+      oneByOne -= 1;
       try {
-        await api("api/pick", { client, image_id: p.image_id, label: p.label });
+        await api("api/pick", { client, picks: sent.map((p) => ({ image_id: p.image_id,
+                                                                  label: p.label })) });
       } catch (e) {
-        if (e.status === undefined) {  // the server is away: keep it, send it later
-          if (local[p.image_id]) local[p.image_id].state = "unsent";
+        if (e.status === undefined) {  // the server is away: keep them, send them later
+          for (const p of sent) if (local[p.image_id]) local[p.image_id].state = "unsent";
           online = false;
           renderOnline();
           renderBatch();
           return;
         }
-        queue.shift();
-        delete local[p.image_id];
+        if (e.status >= 500) {  // e.g. 507, a full disk: nothing stored; keep, retry later
+          for (const p of sent) if (local[p.image_id]) local[p.image_id].state = "unsent";
+          showError("pick not saved yet: " + e.message + " (kept here; sent again in 2 s)");
+          renderBatch();
+          setTimeout(flush, 2000);
+          return;
+        }
+        if (sent.length > 1) { oneByOne = sent.length; continue; }
+        queue.splice(0, 1);
+        delete local[sent[0].image_id];
         showError("pick not saved: " + e.message);
         renderBatch();
         continue;
       }
-      queue.shift();
-      const it = items.find((x) => x.image_id === p.image_id);
-      if (it) { it.picked = true; it.pick = p.label; }
-      const l = local[p.image_id];
-      if (l && !queue.some((q) => q.image_id === p.image_id)) {
-        if (l.t0) window.skpealSaveTimes.push(performance.now() - l.t0);
-        delete local[p.image_id];
+      queue.splice(0, sent.length);
+      const now = performance.now();
+      for (const p of sent) {
+        const it = items.find((x) => x.image_id === p.image_id);
+        if (it) { it.picked = true; it.pick = p.label; }
+        const l = local[p.image_id];
+        if (l && !queue.some((q) => q.image_id === p.image_id)) {
+          if (l.t0) window.skpealSaveTimes.push(now - l.t0);
+          delete local[p.image_id];
+        }
       }
       renderBatch();
     }
@@ -185,14 +202,8 @@ function renderStopSuggestion(sug) {
   const el = $("stop-suggestion");
   el.hidden = !sug;
   if (!sug) return;
-  let text = sug.message;
-  const acc = sug.accuracy;
-  if (acc && acc.estimate != null) {
-    text += " The model should get about " + pct(acc.estimate) + " of the remaining images right" +
-      (acc.low != null && acc.high != null
-        ? " (likely between " + pct(acc.low) + " and " + pct(acc.high) + ")." : ".");
-  }
-  $("stop-text").textContent = "Suggestion: " + text;
+  // the message says the estimate and its interval once (skpeal.labeling.stop)
+  $("stop-text").textContent = "Suggestion: " + sug.message;
   el.classList.toggle("stop", !!sug.should_stop);
   $("stop-details").textContent = (sug.criteria || [])
     .map((c) => c.name + ": " + c.message).join("\n");
@@ -236,75 +247,90 @@ function applyCardSize() {
   $("card-size").value = px;
 }
 
+// The parts of a card that change with a pick, the focus or the card size.
+function updateCard(card, it, i, px) {
+  const a = answerOf(it);
+  card.className = "card" + (i === focus ? " focus" : "") +
+    (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "");
+  card.dataset.label = a ? (a.label === null ? "" : a.label) : "";
+  card.dataset.answered = a ? "1" : "0";
+  card.querySelector("img").sizes = px + "px";
+  card.querySelector("select").value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
+  const state = card.querySelector(".state");
+  const [text, cls] = stateText(it);
+  state.className = "state " + cls;
+  state.textContent = text;
+}
+
+function buildCard(it, i) {
+  const card = document.createElement("div");
+  card.dataset.imageId = it.image_id;
+  const img = document.createElement("img");
+  // sharp on high-DPI screens: the browser takes the size its pixel ratio needs
+  img.sizes = cardSize() + "px";
+  img.srcset = [192, 384, 768].map((s) => imageUrl(it.image_id, s) + " " + s + "w").join(", ");
+  img.src = imageUrl(it.image_id, 384);
+  img.alt = it.file;
+  img.title = "z or click: full size";
+  img.addEventListener("click", (e) => { e.stopPropagation(); focus = i; openViewer(); });
+  const file = document.createElement("div");
+  file.className = "file";
+  file.textContent = (it.reopened ? "reopened · " : "") + it.file;
+  const sug = document.createElement("div");
+  sug.className = "suggest";
+  sug.textContent = "model: " + it.suggestion + " (" + pct(it.probability) + ")";
+  const sel = document.createElement("select");
+  sel.setAttribute("aria-label", "class of " + it.file);
+  const none = document.createElement("option");
+  none.value = "__none__";
+  none.textContent = "– no answer –";
+  none.disabled = true;
+  sel.appendChild(none);
+  classes.forEach((c, k) => {
+    const o = document.createElement("option");
+    o.value = c;
+    o.textContent = (k < 10 ? ((k + 1) % 10) + "  " : "") + c;
+    sel.appendChild(o);
+  });
+  const skip = document.createElement("option");
+  skip.value = "__skip__";
+  skip.textContent = "s  not sure (skip)";
+  sel.appendChild(skip);
+  sel.addEventListener("change", () => {
+    focus = i;
+    pick(it, sel.value === "__skip__" ? null : sel.value);
+  });
+  sel.addEventListener("keydown", (e) => {
+    if (/^[0-9suz]$|^Enter$|^Escape$/.test(e.key)) e.preventDefault();
+  });
+  const state = document.createElement("div");
+  state.className = "state";
+  card.addEventListener("click", () => { focus = i; renderBatch(); });
+  card.append(img, file, sug, sel, state);
+  return card;
+}
+
+// Cards are built once per batch and updated in place afterwards (a pick redraws no image).
+let shownItems = null;
 function renderBatch() {
   const grid = $("grid");
-  grid.innerHTML = "";
-  if (!items.length) {
-    const div = document.createElement("div");
-    div.className = "empty";
-    div.id = "empty";
-    div.textContent = status && status.ready
-      ? (status.busy ? "The model is learning from your labels; the next batch comes next."
-                     : "Nothing left to label.")
-      : "Preparing the images…";
-    grid.appendChild(div);
-  }
   const px = cardSize();
-  items.forEach((it, i) => {
-    const a = answerOf(it);
-    const card = document.createElement("div");
-    card.className = "card" + (i === focus ? " focus" : "") +
-      (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "");
-    card.dataset.imageId = it.image_id;
-    card.dataset.label = a ? (a.label === null ? "" : a.label) : "";
-    card.dataset.answered = a ? "1" : "0";
-    const img = document.createElement("img");
-    // sharp on high-DPI screens: the browser takes the size its pixel ratio needs
-    img.srcset = [192, 384, 768].map((s) => imageUrl(it.image_id, s) + " " + s + "w").join(", ");
-    img.sizes = px + "px";
-    img.src = imageUrl(it.image_id, 384);
-    img.alt = it.file;
-    img.title = "z or click: full size";
-    img.addEventListener("click", (e) => { e.stopPropagation(); focus = i; openViewer(); });
-    const file = document.createElement("div");
-    file.className = "file";
-    file.textContent = (it.reopened ? "reopened · " : "") + it.file;
-    const sug = document.createElement("div");
-    sug.className = "suggest";
-    sug.textContent = "model: " + it.suggestion + " (" + pct(it.probability) + ")";
-    const sel = document.createElement("select");
-    sel.setAttribute("aria-label", "class of " + it.file);
-    const none = document.createElement("option");
-    none.value = "__none__";
-    none.textContent = "– no answer –";
-    none.disabled = true;
-    sel.appendChild(none);
-    classes.forEach((c, k) => {
-      const o = document.createElement("option");
-      o.value = c;
-      o.textContent = (k < 10 ? ((k + 1) % 10) + "  " : "") + c;
-      sel.appendChild(o);
-    });
-    const skip = document.createElement("option");
-    skip.value = "__skip__";
-    skip.textContent = "s  not sure (skip)";
-    sel.appendChild(skip);
-    sel.value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
-    sel.addEventListener("change", () => {
-      focus = i;
-      pick(it, sel.value === "__skip__" ? null : sel.value);
-    });
-    sel.addEventListener("keydown", (e) => {
-      if (/^[0-9suz]$|^Enter$|^Escape$/.test(e.key)) e.preventDefault();
-    });
-    const state = document.createElement("div");
-    const [text, cls] = stateText(it);
-    state.className = "state " + cls;
-    state.textContent = text;
-    card.addEventListener("click", () => { focus = i; renderBatch(); });
-    card.append(img, file, sug, sel, state);
-    grid.appendChild(card);
-  });
+  if (shownItems !== items || grid.children.length !== items.length || !items.length) {
+    shownItems = items;
+    grid.innerHTML = "";
+    if (!items.length) {
+      const div = document.createElement("div");
+      div.className = "empty";
+      div.id = "empty";
+      div.textContent = status && status.ready
+        ? (status.busy ? "The model is learning from your labels; the next batch comes next."
+                       : "Nothing left to label.")
+        : "Preparing the images…";
+      grid.appendChild(div);
+    }
+    items.forEach((it, i) => grid.appendChild(buildCard(it, i)));
+  }
+  items.forEach((it, i) => updateCard(grid.children[i], it, i, px));
   $("submit").disabled = !items.length || submitting;
   const focused = grid.querySelector(".card.focus");
   if (focused) focused.scrollIntoView({ block: "nearest" });
