@@ -14,7 +14,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .._io import atomic_write_text
+from .._io import atomic_path, atomic_write_text
 from ._checks import check_out_parent
 
 __all__ = ["export_csv", "export_folder", "folder_name"]
@@ -108,3 +108,31 @@ def export_folder(session, out) -> int:
         shutil.copy2(src, out / label / name)
         n += 1
     return n
+
+
+def export_adapter(session, path) -> int:
+    """Save the session's current adapter, else the last round's as saved (no training).
+
+    Parameters
+    ----------
+    session : LabelingSession
+        The session.
+    path : str or path-like
+        The safetensors file to write.
+
+    Returns
+    -------
+    round : int
+        The round of the exported adapter.
+    """
+    if session.model is not None:
+        session.model.save_adapter(path)
+        return session.round
+    saved = {r["round"]: session.adapter_path(r["round"]) for r in session.store.rounds()}
+    rounds = [r for r, p in saved.items() if p.exists()]
+    if not rounds:
+        raise RuntimeError(f"{session.project} has no model yet: start labelling (skpeal "
+                           "label) or call prepare() first")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(saved[rounds[-1]], tmp)
+    return rounds[-1]

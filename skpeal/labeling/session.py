@@ -36,7 +36,6 @@ session's lock and swaps the new model in at the end.
 from __future__ import annotations
 
 import getpass
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -297,7 +296,8 @@ class LabelingSession(BatchMixin):
     def _classes_sorted(self):
         return np.array(sorted(self.classes), dtype=object)
 
-    def _adapter_path(self, rnd) -> Path:
+    def adapter_path(self, rnd) -> Path:
+        """Where round ``rnd``'s adapter is saved (``models/round-N.safetensors``)."""
         return self.project / "models" / f"round-{rnd}.safetensors"
 
     def _score(self, est, phase):
@@ -331,7 +331,7 @@ class LabelingSession(BatchMixin):
             est = None
             if rounds:
                 last = rounds[-1]["round"]
-                path = self._adapter_path(last)
+                path = self.adapter_path(last)
                 if path.exists():
                     try:
                         n = len(self.store.labelled())
@@ -428,7 +428,7 @@ class LabelingSession(BatchMixin):
         return PoolScores(est.classes_, proba, feats)
 
     def _save_adapter(self, est, rnd):
-        with atomic_path(self._adapter_path(rnd)) as tmp:
+        with atomic_path(self.adapter_path(rnd)) as tmp:
             est.save_adapter(tmp)
 
     def _install(self, est, rnd, scores):
@@ -688,17 +688,7 @@ class LabelingSession(BatchMixin):
         RuntimeError
             When no round has been fitted yet.
         """
-        if self._model is not None:
-            self._model.save_adapter(path)
-            return self._round
-        rounds = [r["round"] for r in self.store.rounds()
-                  if self._adapter_path(r["round"]).exists()]
-        if not rounds:
-            raise RuntimeError(f"{self.project} has no model yet: start labelling (skpeal "
-                               "label) or call prepare() first")
-        with atomic_path(path) as tmp:
-            shutil.copyfile(self._adapter_path(rounds[-1]), tmp)
-        return rounds[-1]
+        return export.export_adapter(self, path)
 
     def close(self):
         """Close the label store (everything is already committed) and stop Ray's actors."""
