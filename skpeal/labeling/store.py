@@ -645,9 +645,11 @@ class LabelStore:
             mine = db.execute("SELECT image_id FROM pending WHERE client = ? ORDER BY position",
                               (client,)).fetchall()
             need = n - len(mine)
-            if need > 0:
+            if need > 0:  # the batch last worked on first (a restarted server's tabs ask
+                # again: the page a person was using gets its own batch back), then query order
                 free = db.execute("SELECT image_id FROM pending WHERE client IS NULL "
-                                  "ORDER BY position LIMIT ?", (need,)).fetchall()
+                                  "ORDER BY leased_at IS NULL, leased_at DESC, position "
+                                  "LIMIT ?", (need,)).fetchall()
                 db.executemany("UPDATE pending SET client = ?, leased_at = ? WHERE image_id = ?",
                                ((client, now, r["image_id"]) for r in free))
             db.execute("UPDATE pending SET leased_at = ? WHERE client = ?", (now, client))
@@ -656,9 +658,14 @@ class LabelStore:
             return [dict(r) for r in rows]
 
     def release_all(self):
-        """Free every lease (a restarted server: the tabs that held them are gone)."""
+        """Free every lease (a restarted server), keeping when each was last held.
+
+        :meth:`lease` hands out the most recently held batch first, so the tab a person
+        was using when the server stopped gets its own batch back, not one that a tab
+        closed long ago held.
+        """
         with self._tx() as db:
-            db.execute("UPDATE pending SET client = NULL, leased_at = NULL")
+            db.execute("UPDATE pending SET client = NULL")
 
     def release(self, client):
         """Free every item leased to one client.

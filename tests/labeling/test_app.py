@@ -294,6 +294,33 @@ def test_restart_keeps_the_batch_its_order_and_its_picks(session_factory):
     app.state.worker.stop(timeout=5)
 
 
+def test_restart_gives_a_tab_its_own_batch_not_one_a_closed_tab_held(session_factory):
+    # found by hand: a tab closed earlier held the first batch; after kill -9 and a restart
+    # the tab in use got that batch, without its picks, and its own batch went to nobody
+    s = session_factory(batch_size=4)
+    app = create_app(s)
+    with TestClient(app) as client:
+        wait_idle(client)
+        old = [it["image_id"] for it in
+               client.get("/api/batch", params={"client": "closed"}).json()["items"]]
+        time.sleep(0.01)
+        mine = [it["image_id"] for it in
+                client.get("/api/batch", params={"client": "a"}).json()["items"]]
+        assert len(mine) == 4 and not set(mine) & set(old)
+        client.post("/api/pick", json={"client": "a", "image_id": mine[1], "label": "green"})
+    app.state.worker.stop(timeout=5)
+    app = create_app(session_factory(batch_size=4))  # the restarted server
+    with TestClient(app) as client:
+        wait_idle(client)
+        back = client.get("/api/batch", params={"client": "a"}).json()["items"]
+        assert [it["image_id"] for it in back] == mine
+        assert [it["pick"] for it in back] == [None, "green", None, None]
+        # the closed tab's batch is still there for the next tab
+        other = client.get("/api/batch", params={"client": "new"}).json()["items"]
+        assert [it["image_id"] for it in other] == old
+    app.state.worker.stop(timeout=5)
+
+
 def test_export_buttons_serve_every_format(app_client):
     import zipfile
 
