@@ -352,6 +352,15 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             worker.request()
         return {"saved": len(row_ids), "row_ids": row_ids, "refit": refit}
 
+    @app.post("/api/leave")
+    async def leave(request: Request):
+        """The page is going away (pagehide): its batch goes to the next tab first."""
+        body = await read_json(request, max_body)
+        if not isinstance(body, dict):
+            _bad(422, "the body must be a JSON object {\"client\": ...}")
+        session.leave(_client_of(body.get("client")))
+        return {}
+
     @app.post("/api/undo")
     async def undo(request: Request):
         body = await read_json(request, max_body)

@@ -123,6 +123,17 @@ class BatchMixin:
         else:
             self.store.release(client)
 
+    def leave(self, client):
+        """A tab went away (closed, reloaded): its batch, with its picks, goes to the next
+        tab that asks, before any other batch.
+
+        Parameters
+        ----------
+        client : str
+            The browser tab.
+        """
+        self.store.release_all(client)
+
     def image_path(self, image_id) -> str | None:
         """The file of an image of the project, None for an unknown id."""
         if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)):

@@ -657,15 +657,24 @@ class LabelStore:
                               (client, n)).fetchall()
             return [dict(r) for r in rows]
 
-    def release_all(self):
-        """Free every lease (a restarted server), keeping when each was last held.
+    def release_all(self, client=None):
+        """Free the leases of a gone tab (or of every tab: a restarted server), keeping
+        when each was last held.
 
-        :meth:`lease` hands out the most recently held batch first, so the tab a person
-        was using when the server stopped gets its own batch back, not one that a tab
-        closed long ago held.
+        :meth:`lease` hands out the most recently held batch first, so the next tab (or
+        the tab a person was using when the server stopped) gets that batch with its
+        picks, not one that a tab closed long ago held.
+
+        Parameters
+        ----------
+        client : str, optional
+            The tab that went away; None: every tab.
         """
         with self._tx() as db:
-            db.execute("UPDATE pending SET client = NULL")
+            if client is None:
+                db.execute("UPDATE pending SET client = NULL")
+            else:
+                db.execute("UPDATE pending SET client = NULL WHERE client = ?", (client,))
 
     def release(self, client):
         """Free every item leased to one client.

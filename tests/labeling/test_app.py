@@ -321,6 +321,23 @@ def test_restart_gives_a_tab_its_own_batch_not_one_a_closed_tab_held(session_fac
     app.state.worker.stop(timeout=5)
 
 
+def test_a_tab_that_leaves_gives_its_batch_first_to_the_next_tab(app_client):
+    wait_idle(app_client)
+    mine = [it["image_id"] for it in
+            app_client.get("/api/batch", params={"client": "a"}).json()["items"]]
+    app_client.post("/api/pick", json={"client": "a", "image_id": mine[0], "label": "red"})
+    # another tab still holds a batch of its own: it keeps it
+    other = [it["image_id"] for it in
+             app_client.get("/api/batch", params={"client": "b"}).json()["items"]]
+    assert not set(mine) & set(other)
+    assert app_client.post("/api/leave", json={"client": "a"}).status_code == 200
+    assert app_client.post("/api/leave", json={"client": ""}).status_code == 422
+    nxt = app_client.get("/api/batch", params={"client": "c"}).json()["items"]
+    assert [it["image_id"] for it in nxt] == mine and nxt[0]["pick"] == "red"
+    again = app_client.get("/api/batch", params={"client": "b"}).json()["items"]
+    assert [it["image_id"] for it in again] == other
+
+
 def test_export_buttons_serve_every_format(app_client):
     import zipfile
 

@@ -280,6 +280,27 @@ def test_sigkill_while_answering_keeps_the_batch_and_its_picks(browser, setup):
         server.kill()
 
 
+def test_a_closed_tab_gives_its_batch_and_picks_to_the_next_tab(browser, setup):
+    # found by hand: a person who closed the tab and opened the page again got other
+    # images, the closed tab's batch (with its picks) held for the 10-minute lease
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port())
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url)
+        shown = wait_batch(page)
+        label_with_keys(page, ["1", "2"])
+        wait_saved(page, 2)
+        page.close()  # pagehide: the page tells the server it leaves
+        page2 = browser.new_page(viewport={"width": 1280, "height": 800})
+        page2.goto(server.url)
+        assert wait_batch(page2) == shown
+        wait_saved(page2, 2)
+        assert saved_labels(page2)[:2] == [classes[0], classes[1]]
+    finally:
+        server.kill()
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path):
     images, project, classes = setup

@@ -50,6 +50,15 @@ function api(path, body) {
   });
 }
 
+// A closed (or reloaded) tab gives its batch back at once: the next tab gets it first,
+// with its picks (else it would wait for the lease to lapse).
+addEventListener("pagehide", () => {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers["X-Skpeal-Token"] = token;
+  fetch("api/leave", { method: "POST", keepalive: true, headers,
+                       body: JSON.stringify({ client }) }).catch(() => {});
+});
+
 function withToken(url) {
   return token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token)
                : url;
