@@ -122,7 +122,7 @@ def _session_image_id(session, key, where):
     if isinstance(key, str) and len(key) <= 20 and key.strip().lstrip("-").isdigit():
         key = int(key)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool) and \
-            int(key) in session._row:
+            session.image_path(int(key)) is not None:
         return int(key)
     raise KeyError(f"{where}: {key!r} is not an image id of this session (tasks need "
                    f"data[{ID_KEY!r}] as written by export_label_studio)")
