@@ -135,6 +135,11 @@ RUNTIME_PARAMS = frozenset({"device", "verbose", "num_workers", "predict_batch_s
                             "random_state", "lr", "optimizer", "weight_decay"})
 
 
+def round_adapter_path(project, rnd) -> Path:
+    """Where round ``rnd``'s adapter of ``project`` is saved: ``models/round-N.safetensors``."""
+    return Path(project) / "models" / f"round-{rnd}.safetensors"
+
+
 def read_meta(project) -> dict:
     """The ``meta`` table of an existing project ({} for a new one), read only."""
     db = Path(project) / "labels.sqlite"

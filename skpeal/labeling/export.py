@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .._io import atomic_path, atomic_write_text
 from ._checks import check_out_parent
+from ._project import round_adapter_path
 
 __all__ = ["export_csv", "export_folder", "folder_name"]
 
@@ -128,7 +129,8 @@ def export_adapter(session, path) -> int:
     if session.model is not None:
         session.model.save_adapter(path)
         return session.round
-    saved = {r["round"]: session.adapter_path(r["round"]) for r in session.store.rounds()}
+    saved = {r["round"]: round_adapter_path(session.project, r["round"])
+             for r in session.store.rounds()}
     rounds = [r for r, p in saved.items() if p.exists()]
     if not rounds:
         raise RuntimeError(f"{session.project} has no model yet: start labelling (skpeal "

@@ -56,6 +56,7 @@ from ._project import (
     read_meta,
     resolve_settings,
     resolve_strategy,
+    round_adapter_path,
 )
 from ._ray import RayScoring
 from .batches import BatchMixin
@@ -296,10 +297,6 @@ class LabelingSession(BatchMixin):
     def _classes_sorted(self):
         return np.array(sorted(self.classes), dtype=object)
 
-    def adapter_path(self, rnd) -> Path:
-        """Where round ``rnd``'s adapter is saved (``models/round-N.safetensors``)."""
-        return self.project / "models" / f"round-{rnd}.safetensors"
-
     def _score(self, est, phase):
         """The model's :class:`~skpeal.labeling.loop.PoolScores` over every image."""
         self.state.update(phase=phase, done=0, total=len(self._paths))
@@ -331,7 +328,7 @@ class LabelingSession(BatchMixin):
             est = None
             if rounds:
                 last = rounds[-1]["round"]
-                path = self.adapter_path(last)
+                path = round_adapter_path(self.project, last)
                 if path.exists():
                     try:
                         n = len(self.store.labelled())
@@ -428,7 +425,7 @@ class LabelingSession(BatchMixin):
         return PoolScores(est.classes_, proba, feats)
 
     def _save_adapter(self, est, rnd):
-        with atomic_path(self.adapter_path(rnd)) as tmp:
+        with atomic_path(round_adapter_path(self.project, rnd)) as tmp:
             est.save_adapter(tmp)
 
     def _install(self, est, rnd, scores):

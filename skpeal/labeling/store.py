@@ -658,8 +658,9 @@ class LabelStore:
             return [dict(r) for r in rows]
 
     def release_all(self, client=None):
-        """Free the leases of a gone tab (or of every tab: a restarted server), keeping
-        when each was last held.
+        """Free the leases of a gone tab (or of every tab), keeping when each was held.
+
+        A tab that left, or every tab of a server that restarted.
 
         :meth:`lease` hands out the most recently held batch first, so the next tab (or
         the tab a person was using when the server stopped) gets that batch with its
