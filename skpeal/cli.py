@@ -143,6 +143,8 @@ def _label(args) -> int:
               ml_backend_port=config.ml_backend_port)
     finally:
         session.close()
+    if getattr(session, "build_error", None) is not None:  # a restart that could not open
+        raise session.build_error
     return 0
 
 

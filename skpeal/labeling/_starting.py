@@ -74,6 +74,11 @@ class StartingSession(BatchMixin):
         The session, once built.
     error : str or None
         Why building or preparing the session failed.
+    build_error : Exception or None
+        The exception of ``build`` (then there is no session).
+    on_build_error : callable or None
+        Called with that exception (e.g. :func:`~skpeal.labeling.app.serve` stops the
+        server: a project that cannot be opened is an error, as without a restart).
 
     Raises
     ------
@@ -107,13 +112,21 @@ class StartingSession(BatchMixin):
         self._build = build
         self.session = None
         self.error = None
+        self.build_error = None
+        self.on_build_error = None
         self._started = threading.Event()
 
     # ------------------------------------------------------------------ start-up
     def start(self):
         """Build and prepare the session (in a background thread); errors are re-raised."""
         try:
-            session = self._build()
+            try:
+                session = self._build()
+            except Exception as exc:  # e.g. options that contradict the project's
+                self.build_error = exc
+                if self.on_build_error is not None:
+                    self.on_build_error(exc)
+                raise
             self.session = session
             if not session.ready:
                 session.prepare()
@@ -200,7 +213,8 @@ class StartingSession(BatchMixin):
 
     def __getattr__(self, name):
         # everything else is the session's (refit, exports, stale, ...): wait for it
-        if name.startswith("_") or name in ("session", "error", "store"):
+        if name.startswith("_") or name in ("session", "error", "store", "build_error",
+                                            "on_build_error"):
             raise AttributeError(name)
         return getattr(self._wait_or_raise(), name)
 

@@ -537,6 +537,14 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
     open_message(f"skpeal label: open {url}   (Ctrl+C stops; labels are saved as you go)")
     config = uvicorn.Config(app, log_level="warning")
     server = uvicorn.Server(config)
+    if getattr(session, "starting", False):  # a restart whose project cannot be opened stops
+
+        def stop(exc):
+            server.should_exit = True
+
+        session.on_build_error = stop
+        if session.build_error is not None:
+            server.should_exit = True
     try:
         server.run(sockets=[sock])
     finally:

@@ -167,3 +167,96 @@ print(json.dumps({{"ids": [it["image_id"] for it in items], "bad": bad}}))
 
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"ids": ids, "bad": []}
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_label(project, folder, *extra):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.fspath(root), "HF_HUB_OFFLINE": "1"}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skpeal.cli", "label", os.fspath(folder), "--project",
+         os.fspath(project), "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _stop(proc):
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    out = proc.stdout.read()
+    proc.stdout.close()
+    return out
+
+
+def test_skpeal_label_restart_shows_the_same_batch_and_keeps_a_pick(session_factory,
+                                                                   image_folder):
+    import json
+    import time
+    import urllib.request
+
+    from skpeal.labeling.store import LabelStore
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    proc, base = _start_label(project, image_folder[0])
+    try:
+        t0, items = time.time(), []
+        while not items and time.time() - t0 < 120:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(base + "/api/batch?client=t", timeout=10) as r:
+                    items = json.loads(r.read())["items"]
+            except OSError:
+                time.sleep(0.1)
+        assert [it["image_id"] for it in items] == ids
+        assert {it["image_id"]: it["pick"] for it in items}[picked] == "green"
+        req = urllib.request.Request(
+            base + "/api/pick", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"client": "t", "image_id": ids[0], "label": "blue"}).encode())
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["saved"]
+        while time.time() - t0 < 180:  # the model loads behind; the batch stays the same
+            with urllib.request.urlopen(base + "/api/status", timeout=10) as r:
+                st = json.loads(r.read())
+            if st["state"]["phase"] != "loading" and not st["busy"]:
+                break
+            time.sleep(0.3)
+        assert st["ready"] and st["round"] == 0 and not st["error"]
+        with urllib.request.urlopen(base + "/api/batch?client=t", timeout=30) as r:
+            items = json.loads(r.read())["items"]
+        assert [it["image_id"] for it in items] == ids
+        assert {it["image_id"]: it["pick"] for it in items}[ids[0]] == "blue"
+    finally:
+        _stop(proc)
+    store = LabelStore(project)
+    assert store.picks([ids[0]])[ids[0]]["label"] == "blue"
+    store.close()
+
+
+def test_skpeal_label_restart_with_another_backbone_stops_with_the_error(session_factory,
+                                                                         image_folder):
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    proc, _ = _start_label(project, image_folder[0], "--model", "effnet-lite0-minilm")
+    try:
+        proc.wait(timeout=180)
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 2, out
+    assert "skpeal: error:" in out and "skpeal-tiny" in out, out
