@@ -9,6 +9,10 @@ defaults (prompt adapter, n_ctx 4). Printed:
 * ``restart``: a new process (``python -c``) opening the same project folder: from the
   start of the process, and from the end of its imports, to the first batch. The image
   features are read from the project folder (``<project>/features``), not encoded again.
+* ``skpeal label restart``: ``skpeal label`` started again on the project (a new
+  process): from its start to the first ``/api/batch`` that gives the pending batch (served
+  from the store while the model loads), and to the model ready (``/api/status`` ready,
+  no longer loading or busy).
 
 Usage::
 
@@ -58,6 +62,52 @@ batch = s.next_batch(client="bench")
 t2 = time.perf_counter()
 print(json.dumps({{"imports": t1 - t0, "first_batch": t2 - t1, "n": len(batch)}}))
 """
+
+
+def restart_server(project, images):
+    """Start ``skpeal label`` on ``project``; seconds to the first batch and to the model."""
+    import json
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.fspath(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "skpeal.cli", "label", os.fspath(images),
+                             "--project", os.fspath(project), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    def get(path):
+        with urllib.request.urlopen(base + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    try:
+        first = model = None
+        while time.perf_counter() - t0 < 600 and proc.poll() is None:
+            try:
+                if first is None:
+                    if get("/api/batch?client=bench")["items"]:
+                        first = time.perf_counter() - t0
+                else:
+                    st = get("/api/status")
+                    if st["ready"] and not st["busy"] and st["state"]["phase"] != "loading":
+                        model = time.perf_counter() - t0
+                        break
+            except OSError:  # not listening yet
+                pass
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return first, model
 
 
 def write_tiles(folder, n, seed=0, distinct=None):
@@ -126,6 +176,11 @@ def main(argv=None):
                 import json
 
                 r = json.loads(out.stdout.strip().splitlines()[-1])
+                load0 = os.getloadavg()[0]
+                served, model = restart_server(project, images)
+            print(f"pool {n:>7,}: skpeal label restart: first batch served {served:5.1f} s "
+                  f"from process start, model ready {model:5.1f} s | load average "
+                  f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after")
             print(f"pool {n:>7,}: new project: first batch {first:6.1f} s, all encoded "
                   f"{encoded:6.1f} s | restart: first batch {r['imports'] + r['first_batch']:5.1f}"
                   f" s from process start ({r['first_batch']:.1f} s after imports) | other "

@@ -13,17 +13,35 @@ import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from . import experiment
 from ._fields import add_options, from_args
-from .distributed import RayPoolScorer, init_ray, shutdown_ray
-from .estimator import CLIPAdapterClassifier
-from .experiment import ExperimentConfig
-from .labeling import LabelingSession
-from .labeling._project import read_meta
+from .labeling._starting import StartingSession
 from .labeling.config import LabelConfig
 
 __all__ = ["main"]
+
+if TYPE_CHECKING:
+    from .experiment import ExperimentConfig
+
+
+def __getattr__(name):
+    # torch, open_clip and the experiment runner are imported on first use: a restarted
+    # ``skpeal label`` serves its pending batch before they are loaded
+    if name == "LabelingSession":
+        from .labeling.session import LabelingSession
+
+        return LabelingSession
+    if name == "CLIPAdapterClassifier":
+        from .estimator import CLIPAdapterClassifier
+
+        return CLIPAdapterClassifier
+    raise AttributeError(f"module 'skpeal.cli' has no attribute {name!r}")
+
+
+def _heavy(name):
+    """A lazily imported name (or what a test put in its place)."""
+    return globals()[name] if name in globals() else __getattr__(name)
 
 #: The demo: shipped data (Fashion-MNIST) and the offline backbone, a few minutes on 2 cores.
 DEMO = dict(
@@ -54,13 +72,15 @@ ESTIMATOR_OPTIONS = {
 
 def _add_config_options(run: argparse.ArgumentParser) -> None:
     """One option per :class:`~skpeal.experiment.ExperimentConfig` field, defaults from it."""
+    from .experiment import ExperimentConfig  # torch: only for the commands that run it
+
     add_options(run, ExperimentConfig)
     for flag, (_, type_, help) in ESTIMATOR_OPTIONS.items():
         run.add_argument(f"--{flag}", type=type_, default=None,
                          help=f"{help} (default: the estimator's)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(label_only=False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skpeal",
         description="Calibrated, parameter-efficient active learning with CLIP models.",
@@ -73,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     run = sub.add_parser("run", help="run the active-learning protocol")
-    _add_config_options(run)
+    if not label_only:  # skpeal label starts without importing the experiment runner
+        _add_config_options(run)
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--overwrite", action="store_true", help="discard a different run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -105,9 +126,16 @@ def _label(args) -> int:
     check_ports(config.port, config.ml_backend_port)  # before the project folder is made
 
     project = config.project or os.path.join(config.images, ".skpeal")
-    estimator = _label_estimator(project, config)
-    session = LabelingSession(project, images=config.images, estimator=estimator,
-                              **config.session_kwargs())
+    session = None
+    if config.ml_backend_port is None and os.path.exists(os.path.join(project,
+                                                                      "labels.sqlite")):
+        # a restart: the pending batch is served from the store while the model loads
+        session = StartingSession(project, lambda: _label_session(project, config))
+        if not session.ready:  # no pending batch: nothing to show before the model
+            session.close()
+            session = None
+    if session is None:
+        session = _label_session(project, config)
     print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
           f"project {project}")
     try:
@@ -115,13 +143,20 @@ def _label(args) -> int:
               ml_backend_port=config.ml_backend_port)
     finally:
         session.close()
+    if getattr(session, "build_error", None) is not None:  # a restart that could not open
+        raise session.build_error
     return 0
 
 
-def _label_estimator(project, config: LabelConfig):
-    """The estimator of ``skpeal label``: the project's, with the flags given on top (a
-    project remembers its backbone: another one is an error)."""
-    return CLIPAdapterClassifier(**config.estimator_params(read_meta(project).get("estimator")))
+def _label_session(project, config: LabelConfig):
+    """The session of ``skpeal label``: the project's estimator, with the flags given on top
+    (a project remembers its backbone: another one is an error)."""
+    from .labeling._project import read_meta  # torch (the strategies): after the page is up
+
+    estimator = _heavy("CLIPAdapterClassifier")(
+        **config.estimator_params(read_meta(project).get("estimator")))
+    return _heavy("LabelingSession")(project, images=config.images, estimator=estimator,
+                                     **config.session_kwargs())
 
 
 def _add_export_parser(sub):
@@ -145,7 +180,7 @@ def _export(args) -> int:
     if not os.path.exists(os.path.join(args.project, "labels.sqlite")):
         raise ValueError(f"{args.project!r} is not a labelling project (no labels.sqlite)")
     out = args.out or os.path.join(args.project, EXPORT_FORMATS[args.format])
-    session = LabelingSession(args.project)  # its own estimator, classes and settings
+    session = _heavy("LabelingSession")(args.project)  # its own estimator, classes and settings
     try:
         if args.format == "csv":
             session.export_csv(out)
@@ -169,6 +204,8 @@ def _weights(pretrained):
 
 
 def _config_from_args(args) -> ExperimentConfig:
+    from .experiment import ExperimentConfig  # torch: only for the commands that run it
+
     est = {}
     for flag, (param, _, _) in ESTIMATOR_OPTIONS.items():
         value = getattr(args, flag.replace("-", "_"))
@@ -192,7 +229,8 @@ def main(argv=None) -> int:
     status : int
         0 on success, 2 on a usage or input error (reported in one line).
     """
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(label_only=argv[:1] == ["label"])
     args = parser.parse_args(argv)
     if args.command == "demo":  # the demo's backbone is built from local files only
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -201,6 +239,8 @@ def main(argv=None) -> int:
             return _label(args)
         if args.command == "export":
             return _export(args)
+        from . import experiment  # torch: not needed by label and export
+
         if args.command == "report":
             experiment.write_report(args.out)
             print(open(os.path.join(args.out, "summary.md")).read())
@@ -213,6 +253,8 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         scorer, ray_started = None, False
         if getattr(args, "ray", None):
+            from .distributed import RayPoolScorer, init_ray  # the ray extra
+
             ray_started = init_ray(args.ray)
             scorer = RayPoolScorer()
         try:
@@ -220,6 +262,8 @@ def main(argv=None) -> int:
                                       progress=not args.quiet, scorer=scorer)
         finally:
             if ray_started:
+                from .distributed import shutdown_ray
+
                 shutdown_ray()
         print(open(os.path.join(args.out, "summary.md")).read())
         print(f"finished in {time.perf_counter() - start:.0f} s; results, summary and plots "

@@ -207,6 +207,15 @@ EXCEPTIONS = {
     ("skpeal.labeling._ray", "skpeal.distributed"),
     ("skpeal.labeling._ray", "skpeal.distributed._connect"),
     ("skpeal.labeling._ray", "skpeal.distributed._internals"),
+    # a restarted ``skpeal label`` serves its pending batch before torch is loaded: the
+    # command line imports the session, the estimator, the experiment runner and the
+    # strategies (all torch) only where a command needs them
+    ("skpeal.cli", "skpeal.experiment"),
+    ("skpeal.cli", "skpeal.distributed"),
+    ("skpeal.cli", "skpeal.estimator"),
+    ("skpeal.cli", "skpeal.labeling.session"),
+    ("skpeal.cli", "skpeal.labeling._project"),
+    ("skpeal.labeling.config", "skpeal.strategies"),
 }
 
 

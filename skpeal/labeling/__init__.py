@@ -12,11 +12,35 @@
   extra: FastAPI and uvicorn); only that module imports the web stack.
 * :mod:`skpeal.labeling.labelstudio`: Label Studio interop (task export, label import,
   the ML backend protocol; the server part needs the ``label`` extra).
+
+``import skpeal.labeling`` (and of its store and web app) imports neither torch nor
+open_clip: the names above are imported on first access, so that a restarted
+``skpeal label`` serves its pending batch before the model is loaded.
 """
 
-from .loop import ActiveLearningLoop, PoolScores
-from .session import LabelingSession, collect_images
-from .store import LabelStore
+import importlib
+from typing import TYPE_CHECKING
 
 __all__ = ["ActiveLearningLoop", "LabelStore", "LabelingSession", "PoolScores",
            "collect_images"]
+
+#: Where each lazily imported name lives.
+_HOMES = {"ActiveLearningLoop": "loop", "PoolScores": "loop", "LabelingSession": "session",
+          "collect_images": "_project", "LabelStore": "store"}
+
+if TYPE_CHECKING:  # what IDEs and type checkers see
+    from ._project import collect_images
+    from .loop import ActiveLearningLoop, PoolScores
+    from .session import LabelingSession
+    from .store import LabelStore
+
+
+def __getattr__(name):
+    # Lazy so that the store and the web app start without torch (a restart within seconds).
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'skpeal.labeling' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

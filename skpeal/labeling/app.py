@@ -57,6 +57,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ._http import check_id, disk_full, guard, read_json, served_path
@@ -134,7 +135,9 @@ class RefitWorker:
 
     def _loop(self):
         try:
-            if not self.session.ready:
+            if getattr(self.session, "starting", False):  # a restart: load the model here
+                self.session.start()
+            elif not self.session.ready:
                 self.session.prepare()
             if self.session.stale:  # labels given after the last refit (a killed refit)
                 self._keep_batch = True  # ... but the person sees the batch they had
@@ -244,6 +247,15 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
 
     app.mount("/static", StaticFiles(directory=str(_static_dir())), name="static")
 
+    async def wait_for_model():
+        """A session still loading (a restart): wait for it where the model is needed."""
+        if getattr(session, "starting", False):
+            if not await run_in_threadpool(session.wait):
+                _bad(409, "the model is still loading; your picks are saved: try again in a "
+                          "moment")
+            if session.session is None:
+                _bad(409, f"the session could not be opened: {session.error}")
+
     def status_payload():
         st = session.status() if session.ready else {
             "state": dict(session.state), "classes": list(session.classes),
@@ -342,6 +354,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
                 _bad(422, f"answers[{k}]: label {label!r} is not one of the classes "
                           f"{session.classes}")
             parsed.append((image_id, label))
+        await wait_for_model()
         if not session.ready:
             _bad(409, "the session is still preparing; try again when the first batch shows")
         row_ids = session.answer(parsed, client=client)  # committed before we answer
@@ -367,6 +380,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         if not isinstance(body, dict):
             _bad(422, "the body must be a JSON object {\"client\": ...}")
         client = _client_of(body.get("client"))
+        await wait_for_model()
         return {"undone": session.undo(client=client)}
 
     @app.post("/api/refit")
@@ -407,6 +421,10 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
                  "adapter.safetensors": "application/octet-stream"}
         if name not in media:
             _bad(404, f"unknown export {name!r}; one of {sorted(media)}")
+        if getattr(session, "starting", False) and (not session.wait()
+                                                    or session.session is None):
+            _bad(409, "the model is still loading (or could not be loaded: see the status); "
+                      "try again in a moment")
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, name)
             if name == "folders.zip":
@@ -528,6 +546,14 @@ def serve(session, *, host="127.0.0.1", port=8000, token=None, open_message=prin
     open_message(f"skpeal label: open {url}   (Ctrl+C stops; labels are saved as you go)")
     config = uvicorn.Config(app, log_level="warning")
     server = uvicorn.Server(config)
+    if getattr(session, "starting", False):  # a restart whose project cannot be opened stops
+
+        def stop(exc):
+            server.should_exit = True
+
+        session.on_build_error = stop
+        if session.build_error is not None:
+            server.should_exit = True
     try:
         server.run(sockets=[sock])
     finally:

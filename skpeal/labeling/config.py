@@ -12,7 +12,6 @@ import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
-from .. import strategies
 from .._fields import check_fields, option
 from .._validation import check_int, check_real
 
@@ -74,10 +73,18 @@ class _StrategyNames:
     """The registered strategy names, read when an option is parsed (argparse choices)."""
 
     def __contains__(self, name):
-        return name in strategies.strategy_names()
+        return name in _strategy_names()
 
     def __iter__(self):
-        return iter(sorted(strategies.strategy_names()))
+        return iter(sorted(_strategy_names()))
+
+
+def _strategy_names():
+    # imported when a strategy is named: the strategies import torch, and a restarted
+    # ``skpeal label`` serves its pending batch before torch is loaded
+    from ..strategies import strategy_names
+
+    return strategy_names()
 
 
 def _port(name, value):
@@ -156,7 +163,8 @@ class LabelConfig:
                                 fallback=_new_project_or("max_epochs"))
     strategy: str | None = option(
         "how the next batch is picked (auto: DropQuery for the first 10 labels per class, "
-        "then margin with PCB)", None, choices=_StrategyNames(),
+        "then margin with PCB; NAME: a registered strategy, see "
+        "skpeal.strategies.strategy_names())", None, choices=_StrategyNames(), metavar="NAME",
         fallback=f"the project's, else {DEFAULT_STRATEGY}")
     annotator: str | None = option("name stored with every label", None, check=_text,
                                    fallback="the login name")

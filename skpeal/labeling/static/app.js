@@ -181,6 +181,7 @@ function renderStatus() {
     if (st.phase === "encoding") text = "Encoding the images: " + st.done + " / " + st.total;
     else if (st.phase === "training") text = "Training the model on " + st.total + " labels…";
     else if (st.phase === "scoring") text = "Scoring the images: " + st.done + " / " + st.total;
+    else if (st.phase === "loading") text = "Loading the model…";
     else if (!status.ready) text = "Starting…";
     $("busy-text").textContent = text + (status.ready ? " (you can keep using the page)" : "");
     const frac = st.total ? st.done / st.total : 0;

@@ -1,0 +1,238 @@
+"""A restarted labelling session that is still loading: its pending batch, from the store.
+
+Importing torch, open_clip and the estimator takes seconds; a restarted ``skpeal label``
+does not make the person wait for them. :class:`StartingSession` stands in for the
+:class:`~skpeal.labeling.LabelingSession` while a background thread builds and prepares
+it (:meth:`StartingSession.start`, run by the web app's refit worker). Until then it
+serves, from the SQLite store alone (no torch):
+
+* the pending batch (same images, same order, their stored suggestions and picks);
+* picks (``pick`` / ``pick_many``: committed to the store as usual, so the session sees
+  them), leases, image paths, a status with the learning curve so far.
+
+Everything else (answers, undo, refits, exports, suggestions of a new batch) waits for
+the session (:meth:`StartingSession.wait`) and is then the session's. Once the session
+is prepared every call goes to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from .batches import BatchMixin
+from .store import LabelStore
+
+__all__ = ["StartingSession"]
+
+#: Seconds a request that needs the model (an answer, an undo) waits for it.
+WAIT_SECONDS = 120.0
+
+
+def _store_or_session(name):
+    """A :class:`BatchMixin` method: from the store while starting, then the session's."""
+    from_store = getattr(BatchMixin, name)
+
+    def method(self, *args, **kwargs):
+        live = self._live()
+        if live is not None:
+            return getattr(live, name)(*args, **kwargs)
+        return from_store(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = from_store.__doc__
+    return method
+
+
+def _session_only(name):
+    """A :class:`BatchMixin` method that needs the model: waits for the session."""
+
+    def method(self, *args, **kwargs):
+        return getattr(self._wait_or_raise(), name)(*args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = getattr(BatchMixin, name).__doc__
+    return method
+
+
+class StartingSession(BatchMixin):
+    """A labelling session being loaded, serving its pending batch from the store meanwhile.
+
+    Parameters
+    ----------
+    project : str or path-like
+        An existing project folder (with ``labels.sqlite``).
+    build : callable
+        Returns the :class:`~skpeal.labeling.LabelingSession` of the project (called once,
+        by :meth:`start`, in a background thread: it may import torch).
+    lease_seconds : float, default=600
+        How long an image handed to one client stays reserved for it (as the session's).
+
+    Attributes
+    ----------
+    session : LabelingSession or None
+        The session, once built.
+    error : str or None
+        Why building or preparing the session failed.
+    build_error : Exception or None
+        The exception of ``build`` (then there is no session).
+    on_build_error : callable or None
+        Called with that exception (e.g. :func:`~skpeal.labeling.app.serve` stops the
+        server: a project that cannot be opened is an error, as without a restart).
+
+    Raises
+    ------
+    ValueError
+        The folder is not a project with classes and images.
+    """
+
+    starting = True  # the web app waits for the session where it needs the model
+
+    def __init__(self, project, build, *, lease_seconds=600.0):
+        self.project = Path(project)
+        if not (self.project / "labels.sqlite").exists():
+            raise ValueError(f"{self.project} is not a labelling project (no labels.sqlite)")
+        self.store = LabelStore(self.project)
+        classes = self.store.get_meta("classes")
+        rows = self.store.images()
+        if classes is None or not rows:
+            self.store.close()
+            raise ValueError(f"{self.project} has no classes or no images yet: open it with "
+                             "LabelingSession(project, images=..., classes=...)")
+        settings = self.store.get_meta("settings") or {}
+        self.classes = list(classes)
+        self.batch_size = int(settings.get("batch_size", 10))
+        self.preselect_threshold = float(settings.get("preselect_threshold", 0.8))
+        self.lease_seconds = float(lease_seconds)
+        self._ids = [int(r[0]) for r in rows]
+        self._paths = [r[1] for r in rows]
+        self._row = {i: k for k, i in enumerate(self._ids)}
+        self._lock = threading.RLock()
+        self._state = {"phase": "loading", "done": 0, "total": 0, "error": None}
+        self._build = build
+        self.session = None
+        self.error = None
+        self.build_error = None
+        self.on_build_error = None
+        self._started = threading.Event()
+
+    # ------------------------------------------------------------------ start-up
+    def start(self):
+        """Build and prepare the session (in a background thread); errors are re-raised."""
+        try:
+            try:
+                session = self._build()
+            except Exception as exc:  # e.g. options that contradict the project's
+                self.build_error = exc
+                if self.on_build_error is not None:
+                    self.on_build_error(exc)
+                raise
+            self.session = session
+            if not session.ready:
+                session.prepare()
+        except Exception as exc:
+            self.error = str(exc)
+            raise
+        finally:
+            self._started.set()
+        return self
+
+    def wait(self, timeout=WAIT_SECONDS) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`start` to end; whether it did."""
+        return self._started.wait(timeout)
+
+    def _live(self):
+        """The session once started and prepared, else None (the store answers)."""
+        if self._started.is_set() and self.session is not None and self.session.ready:
+            return self.session
+        return None
+
+    def _wait_or_raise(self):
+        if not self.wait():
+            raise RuntimeError("the model is still loading: try again in a moment (your "
+                               "picks are saved)")
+        if self.session is None:
+            raise RuntimeError(f"the session could not be opened: {self.error}")
+        return self.session
+
+    @property
+    def ready(self) -> bool:
+        """Whether a batch can be given: the pending batch while loading, then the session's."""
+        if self._started.is_set():
+            return self.session is not None and self.session.ready
+        return bool(self.store.pending())
+
+    @property
+    def streaming(self) -> bool:
+        live = self._live()
+        return False if live is None else live.streaming
+
+    @property
+    def state(self) -> dict:
+        """``phase`` ``"loading"`` until the session is built, then the session's state."""
+        return self._state if self.session is None else self.session.state
+
+    @property
+    def round(self) -> int:
+        """The current model's round (while loading: the last stored round's)."""
+        if self.session is not None:
+            return self.session.round
+        rounds = self.store.rounds()
+        return rounds[-1]["round"] if rounds else -1
+
+    @property
+    def n_images(self) -> int:
+        """The number of images of the project (the session's, once built)."""
+        return len(self._ids) if self.session is None else self.session.n_images
+
+    def _refill(self, reset=False, need=None):
+        """No model yet: the pending batch is what there is (the session tops it up)."""
+
+    def status(self) -> dict:
+        """The session's status; while loading, what the store knows (see ``status``)."""
+        live = self._live()
+        if live is not None:
+            return live.status()
+        counts = {c: 0 for c in self.classes}
+        n_skipped = 0
+        for r in self.store.in_force():
+            if r["kind"] == "label":
+                counts[r["label"]] = counts.get(r["label"], 0) + 1
+            else:
+                n_skipped += 1
+        rounds = self.store.rounds()
+        return {"n_images": len(self._ids), "n_labelled": sum(counts.values()),
+                "n_skipped": n_skipped, "counts": counts, "classes": list(self.classes),
+                "round": rounds[-1]["round"] if rounds else -1,
+                "model_version": None,
+                "estimated_accuracy": rounds[-1]["estimated_accuracy"] if rounds else None,
+                "rounds": [{k: r[k] for k in ("round", "n_labels", "estimated_accuracy",
+                                              "fit_seconds")} for r in rounds],
+                "n_pending": len(self.store.pending()), "state": dict(self.state),
+                "stop_suggestion": None}
+
+    def __getattr__(self, name):
+        # everything else is the session's (refit, exports, stale, ...): wait for it
+        if name.startswith("_") or name in ("session", "error", "store", "build_error",
+                                            "on_build_error"):
+            raise AttributeError(name)
+        return getattr(self._wait_or_raise(), name)
+
+    def close(self):
+        """Close the store, and the session when built."""
+        self.store.close()
+        if self.session is not None:
+            self.session.close()
+
+    next_batch = _store_or_session("next_batch")
+    holds = _store_or_session("holds")
+    has_unleased = _store_or_session("has_unleased")
+    release = _store_or_session("release")
+    image_path = _store_or_session("image_path")
+    has_labels = _store_or_session("has_labels")
+    pick = _store_or_session("pick")
+    pick_many = _store_or_session("pick_many")
+    answer = _session_only("answer")
+    label = _session_only("label")
+    skip = _session_only("skip")
+    undo = _session_only("undo")

@@ -1,0 +1,262 @@
+"""A restarted ``skpeal label`` serves its pending batch before the model is loaded."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["skpeal.labeling", "skpeal.labeling.store",
+                                    "skpeal.labeling.app"])
+def test_store_and_web_app_import_without_torch(module):
+    code = (f"import sys, {module}; bad = [m for m in ('torch', 'open_clip') "
+            "if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lazy_names_of_skpeal_labeling():
+    import skpeal.labeling as lab
+    from skpeal.labeling.session import LabelingSession
+    from skpeal.labeling.store import LabelStore
+
+    assert lab.LabelingSession is LabelingSession
+    assert lab.LabelStore is LabelStore
+    assert set(lab.__all__) <= set(dir(lab))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        lab.nope  # noqa: B018
+
+
+# --------------------------------------------------------------------------- a restart
+fastapi = pytest.importorskip("fastapi", reason="the web app needs the 'label' extra")
+pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+
+
+def _project_with_a_pending_batch(session_factory):
+    """A prepared project whose batch (client "a") has one pick; returns (ids, picked)."""
+    s = session_factory()
+    s.prepare()
+    batch = s.next_batch(client="a")
+    s.pick(batch[1]["image_id"], "green", client="a")
+    ids = [it["image_id"] for it in batch]
+    project = s.project
+    s.close()
+    return project, ids, batch[1]["image_id"]
+
+
+def test_restart_serves_the_pending_batch_and_keeps_picks_before_the_model(session_factory):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import create_app
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    go = threading.Event()
+
+    def build():  # the model's import and load, held until the test lets it go
+        assert go.wait(120)
+        return session_factory(images=None, classes=None)
+
+    starting = StartingSession(project, build)
+    assert starting.ready and starting.session is None
+    app = create_app(starting)
+    try:
+        with TestClient(app) as client:
+            st = client.get("/api/status").json()
+            assert st["ready"] and st["busy"] and st["state"]["phase"] == "loading"
+            assert st["classes"] == starting.classes and st["rounds"][0]["round"] == 0
+            data = client.get("/api/batch", params={"client": "b"}).json()
+            assert data["ready"] and data["round"] == 0
+            assert [it["image_id"] for it in data["items"]] == ids  # same batch, same order
+            assert [it["pick"] for it in data["items"]] == [
+                "green" if i == picked else None for i in ids]
+            assert all(it["suggestion"] in starting.classes for it in data["items"])
+            # a pick while the model loads: committed to the store, kept
+            r = client.post("/api/pick", json={"client": "b", "image_id": ids[0],
+                                               "label": "red"})
+            assert r.status_code == 200 and r.json()["saved"]
+            r = client.post("/api/pick", json={"client": "b", "image_id": 10 ** 6,
+                                               "label": "red"})
+            assert r.status_code == 404
+            assert starting.session is None  # all of it before the model was built
+            go.set()
+            assert starting.wait(120) and starting.session is not None
+            app.state.worker.wait_idle(120)
+            assert starting.session.ready
+            data = client.get("/api/batch", params={"client": "b"}).json()
+            assert [it["image_id"] for it in data["items"]] == ids
+            picks = {it["image_id"]: it["pick"] for it in data["items"]}
+            assert picks[ids[0]] == "red" and picks[picked] == "green"
+            # answers go to the session now: the picks become labels
+            r = client.post("/api/answers", json={"client": "b", "answers": [
+                {"image_id": ids[0], "label": "red"}, {"image_id": picked, "label": "green"}]})
+            assert r.status_code == 200 and r.json()["saved"] == 2
+            assert starting.session.store.labelled() == {ids[0]: "red", picked: "green"}
+    finally:
+        go.set()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+
+
+def test_answers_wait_for_the_model_and_a_failed_build_is_reported(session_factory):
+    from fastapi.testclient import TestClient
+
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import create_app
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+
+    def build():
+        raise ValueError("another backbone than the project's")
+
+    starting = StartingSession(project, build)
+    app = create_app(starting)
+    try:
+        with TestClient(app) as client:
+            assert starting.wait(60)
+            app.state.worker.wait_idle(60)
+            st = client.get("/api/status").json()
+            assert not st["ready"] and "another backbone" in st["error"]
+            r = client.post("/api/answers", json={"client": "b", "answers": [
+                {"image_id": picked, "label": "green"}]})
+            assert r.status_code == 409 and "another backbone" in r.json()["detail"]
+            r = client.post("/api/undo", json={"client": "b"})
+            assert r.status_code == 409
+    finally:
+        app.state.worker.stop(timeout=30)
+        starting.close()
+    # nothing given was lost: the pick is still in the store
+    from skpeal.labeling.store import LabelStore
+
+    store = LabelStore(project)
+    assert store.picks([picked])[picked]["label"] == "green"
+    store.close()
+
+
+def test_starting_session_refuses_a_folder_that_is_no_project(tmp_path):
+    from skpeal.labeling._starting import StartingSession
+
+    with pytest.raises(ValueError, match="not a labelling project"):
+        StartingSession(tmp_path, lambda: None)
+
+
+def test_the_restarted_server_serves_its_batch_without_torch(session_factory, tmp_path):
+    """The command line's start-up path (parser, store, web app, /api/batch) needs no torch."""
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    code = f"""
+import sys, threading, json
+from skpeal.cli import _parser
+from skpeal.labeling._starting import StartingSession
+from skpeal.labeling.app import create_app
+from fastapi.testclient import TestClient
+_parser(label_only=True).parse_args(["label", "x", "--project", {str(project)!r}])
+hold = threading.Event()
+s = StartingSession({str(project)!r}, lambda: hold.wait())
+app = create_app(s)
+with TestClient(app) as c:
+    items = c.get("/api/batch", params={{"client": "z"}}).json()["items"]
+    bad = [m for m in ("torch", "open_clip") if m in sys.modules]
+    hold.set()
+print(json.dumps({{"ids": [it["image_id"] for it in items], "bad": bad}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"ids": ids, "bad": []}
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_label(project, folder, *extra):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.fspath(root), "HF_HUB_OFFLINE": "1"}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skpeal.cli", "label", os.fspath(folder), "--project",
+         os.fspath(project), "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _stop(proc):
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    out = proc.stdout.read()
+    proc.stdout.close()
+    return out
+
+
+def test_skpeal_label_restart_shows_the_same_batch_and_keeps_a_pick(session_factory,
+                                                                   image_folder):
+    import json
+    import time
+    import urllib.request
+
+    from skpeal.labeling.store import LabelStore
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    proc, base = _start_label(project, image_folder[0])
+    try:
+        t0, items = time.time(), []
+        while not items and time.time() - t0 < 120:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(base + "/api/batch?client=t", timeout=10) as r:
+                    items = json.loads(r.read())["items"]
+            except OSError:
+                time.sleep(0.1)
+        assert [it["image_id"] for it in items] == ids
+        assert {it["image_id"]: it["pick"] for it in items}[picked] == "green"
+        req = urllib.request.Request(
+            base + "/api/pick", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"client": "t", "image_id": ids[0], "label": "blue"}).encode())
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["saved"]
+        while time.time() - t0 < 180:  # the model loads behind; the batch stays the same
+            with urllib.request.urlopen(base + "/api/status", timeout=10) as r:
+                st = json.loads(r.read())
+            if st["state"]["phase"] != "loading" and not st["busy"]:
+                break
+            time.sleep(0.3)
+        assert st["ready"] and st["round"] == 0 and not st["error"]
+        with urllib.request.urlopen(base + "/api/batch?client=t", timeout=30) as r:
+            items = json.loads(r.read())["items"]
+        assert [it["image_id"] for it in items] == ids
+        assert {it["image_id"]: it["pick"] for it in items}[ids[0]] == "blue"
+    finally:
+        _stop(proc)
+    store = LabelStore(project)
+    assert store.picks([ids[0]])[ids[0]]["label"] == "blue"
+    store.close()
+
+
+def test_skpeal_label_restart_with_another_backbone_stops_with_the_error(session_factory,
+                                                                         image_folder):
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    proc, _ = _start_label(project, image_folder[0], "--model", "effnet-lite0-minilm")
+    try:
+        proc.wait(timeout=180)
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 2, out
+    assert "skpeal: error:" in out and "skpeal-tiny" in out, out
