@@ -228,6 +228,7 @@ class StartingSession(BatchMixin):
     holds = _store_or_session("holds")
     has_unleased = _store_or_session("has_unleased")
     release = _store_or_session("release")
+    leave = _store_or_session("leave")
     image_path = _store_or_session("image_path")
     has_labels = _store_or_session("has_labels")
     pick = _store_or_session("pick")

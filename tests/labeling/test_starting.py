@@ -79,6 +79,11 @@ def test_restart_serves_the_pending_batch_and_keeps_picks_before_the_model(sessi
             r = client.post("/api/pick", json={"client": "b", "image_id": 10 ** 6,
                                                "label": "red"})
             assert r.status_code == 404
+            # the tab closes and a new one opens: it gets that batch, with its picks
+            assert client.post("/api/leave", json={"client": "b"}).status_code == 200
+            data = client.get("/api/batch", params={"client": "c"}).json()
+            assert [it["image_id"] for it in data["items"]] == ids
+            client.post("/api/leave", json={"client": "c"})
             assert starting.session is None  # all of it before the model was built
             go.set()
             assert starting.wait(120) and starting.session is not None
