@@ -582,15 +582,11 @@ def _finish(fn, doc):
     return fn
 
 
-def _seed(random_state):
-    return _kmeans_seed(random_state)
-
-
 def typiclust_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k=20, **kwargs):
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
     _, feats, lab, _ = _pool_and_labeled(classifier, X_pool, kwargs, "typiclust_sampling")
     X, lab_idx = _stack(feats, lab)
-    return typiclust_select(X, lab_idx, n, k=k, random_state=_seed(random_state))
+    return typiclust_select(X, lab_idx, n, k=k, random_state=_kmeans_seed(random_state))
 
 
 def probcover_sampling(classifier, X_pool, n_instances=1, *, random_state=None, purity=0.95,
@@ -598,7 +594,7 @@ def probcover_sampling(classifier, X_pool, n_instances=1, *, random_state=None, 
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
     _, feats, lab, _ = _pool_and_labeled(classifier, X_pool, kwargs, "probcover_sampling")
     X, lab_idx = _stack(feats, lab)
-    seed = _seed(random_state)
+    seed = _kmeans_seed(random_state)
     n_classes = max(2, _pool.classes(classifier).size)
     delta = probcover_radius(X, n_classes, purity=purity, random_state=seed)
     return probcover_select(X, lab_idx, n, delta=delta, random_state=seed)
@@ -608,17 +604,21 @@ def maxherding_sampling(classifier, X_pool, n_instances=1, *, random_state=None,
                         **kwargs):
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
     _, feats, lab, _ = _pool_and_labeled(classifier, X_pool, kwargs, "maxherding_sampling")
-    return maxherding_select(feats, lab, n, gamma=gamma, random_state=_seed(random_state))
+    return maxherding_select(feats, lab, n, gamma=gamma, random_state=_kmeans_seed(random_state))
 
 
 def dropquery_sampling(classifier, X_pool, n_instances=1, *, random_state=None,
                        dropout_rate=0.75, n_dropout=5, **kwargs):
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
-    proba, feats, _, _ = _pool_and_labeled(classifier, X_pool, kwargs, "dropquery_sampling")
-    W, b = linear_head(feats, proba)
-    return dropquery_select(feats, lambda F: (F @ W + b).argmax(axis=1), n,
-                            dropout_rate=dropout_rate, n_dropout=n_dropout,
-                            random_state=_seed(random_state))
+
+    def pick():  # depends on the model and the pool rows only: kept for a pick ahead
+        proba, feats, _, _ = _pool_and_labeled(classifier, X_pool, kwargs, "dropquery_sampling")
+        W, b = linear_head(feats, proba)
+        return dropquery_select(feats, lambda F: (F @ W + b).argmax(axis=1), n,
+                                dropout_rate=dropout_rate, n_dropout=n_dropout, random_state=seed)
+    seed = _kmeans_seed(random_state)
+    return _pool.memoized(classifier, X_pool, ("dropquery", n, dropout_rate, n_dropout), seed,
+                          pick)
 
 
 def classguided_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k=20,
@@ -631,7 +631,7 @@ def classguided_sampling(classifier, X_pool, n_instances=1, *, random_state=None
     if y_lab is not None and y_lab.size:
         counts += np.bincount(_pool.class_index(classes, y_lab), minlength=classes.size)
     return classguided_select(feats, proba, n, counts=counts, k=k,
-                              random_state=_seed(random_state))
+                              random_state=_kmeans_seed(random_state))
 
 
 def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per_class=10,
@@ -646,7 +646,7 @@ def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per
         return dropquery_sampling(classifier, X_pool, n_instances,
                                   random_state=random_state, **kwargs)
     return class_balanced(margin_sampling, gamma)(
-        classifier, X_pool, n_instances, random_state=_seed(random_state), **kwargs)
+        classifier, X_pool, n_instances, random_state=_kmeans_seed(random_state), **kwargs)
 
 
 _finish(typiclust_sampling, _query_doc(
