@@ -385,3 +385,27 @@ def test_pool_scores_memo_forgets_a_failed_computation():
     with pytest.raises(RuntimeError, match="boom"):
         scores.memo(("k",), boom)
     assert scores.memo(("k",), lambda: (np.zeros(2),))[0].tolist() == [0, 0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(rate=st.floats(0.01, 0.99), seed=st.integers(0, 2**31 - 1),
+       shape=st.tuples(st.integers(1, 30), st.integers(1, 9)))
+def test_dropout_mask_draws_what_choice_draws(rate, seed, shape):
+    from skpeal.strategies import _linalg
+
+    want = np.random.RandomState(seed).choice([True, False], size=shape, p=[rate, 1 - rate])
+    got = _linalg.dropout_mask(np.random.RandomState(seed), shape, rate)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("rows", [50, 9, 5])  # over- and underdetermined
+def test_least_squares_is_lstsq(rows):
+    from skpeal.strategies import _linalg
+
+    rng = np.random.default_rng(rows)
+    A, Y = rng.normal(size=(rows, 8)), rng.normal(size=(rows, 3))
+    want = np.linalg.lstsq(A, Y, rcond=None)[0]
+    np.testing.assert_allclose(_linalg.least_squares(A, Y), want, rtol=1e-9, atol=1e-11)
+    A[:, 1] = A[:, 2]  # rank deficient: lstsq's minimum-norm solution itself
+    np.testing.assert_array_equal(_linalg.least_squares(A, Y),
+                                  np.linalg.lstsq(A, Y, rcond=None)[0])

@@ -39,6 +39,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from .. import _pool, _validation
+from . import _linalg
 from ._balancing import class_balanced
 from ._registry import register_strategy
 from ._uncertainty import margin_sampling
@@ -365,7 +366,7 @@ def linear_head(features, proba):
     logp = np.log(np.clip(proba, 1e-300, None))
     logp -= logp.mean(axis=1, keepdims=True)
     A = np.hstack([features, np.ones((features.shape[0], 1))])
-    coef, *_ = np.linalg.lstsq(A, logp, rcond=None)
+    coef = _linalg.least_squares(A, logp)  # lstsq's solution (faster when safe)
     return coef[:-1], coef[-1]
 
 
@@ -397,7 +398,7 @@ def dropout_disagreement(X, predict, *, dropout_rate=0.75, n_dropout=5, random_s
     disagree = np.zeros(X.shape[0])
     for _ in range(n_dropout):
         Xd = X.copy()
-        Xd[mask_rng.choice([True, False], size=X.shape, p=[dropout_rate, 1 - dropout_rate])] = 0
+        Xd[_linalg.dropout_mask(mask_rng, X.shape, dropout_rate)] = 0  # = choice's draws
         disagree += np.asarray(predict(Xd)) != y0
     return disagree / n_dropout
 
