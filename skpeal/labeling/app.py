@@ -165,7 +165,7 @@ class RefitWorker:
 
 class _PickAhead:
     """A thread that computes the next pick (:meth:`LabelingSession.pick_ahead`) when a
-    batch is served; it ends with ``worker`` (the refit worker)."""
+    batch is served while no refit runs; it ends with ``worker`` (the refit worker)."""
 
     def __init__(self, session, worker):
         self.session, self.worker = session, worker
@@ -186,6 +186,8 @@ class _PickAhead:
             if not self._want.wait(0.5):
                 continue
             self._want.clear()
+            if self.worker.busy:  # never slow a refit down (2 cores): it picks a batch too
+                continue
             try:
                 ran = self.session.pick_ahead()
             except Exception:  # the pick itself (after the submit) reports it
