@@ -12,11 +12,24 @@ Private to skpeal: :mod:`skpeal.strategies`, :mod:`skpeal.labeling` and
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _validation
 
 __all__ = ["PoolScores"]
+
+
+def memoized(classifier, X_pool, key, seed, compute):
+    """``compute()``, kept on ``classifier`` when it is :class:`PoolScores` queried on row
+    indices with an integer ``seed`` (see :meth:`PoolScores.memo`); else computed."""
+    rows = X_pool if isinstance(X_pool, np.ndarray) else None
+    if not isinstance(classifier, PoolScores) or rows is None or rows.dtype.kind not in "iu" \
+            or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        return compute()
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return classifier.memo((*key, int(seed), rows.size, rows.tobytes()), compute)
 
 
 def num_samples(X) -> int:
@@ -225,14 +238,72 @@ class PoolScores:
         self.classes_ = np.asarray(classes)
         self._proba, self._features, self._compute = proba, features, compute
         self._labeled = labeled
+        self._lock = threading.RLock()  # a pick ahead and a pick may run at once
+        self._memo = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_memo"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.RLock())
 
     def _arrays(self, with_features):
-        if self._compute is not None and (
-                self._proba is None or (with_features and self._features is None)):
-            self._proba, self._features = self._compute(with_features)
-            if with_features:
-                self._compute = None  # everything is known now
-        return self._proba, self._features
+        with self._lock:
+            if self._compute is not None and (
+                    self._proba is None or (with_features and self._features is None)):
+                self._proba, self._features = self._compute(with_features)
+                if with_features:
+                    self._compute = None  # everything is known now
+            return self._proba, self._features
+
+    def memo(self, key, compute, *, size=4):
+        """``compute()`` once per ``key`` for these scores (the last ``size`` keys kept).
+
+        A pick that depends on nothing but these scores and ``key`` (e.g. DropQuery's: the
+        pool rows, ``n``, its parameters and an integer seed) is computed once: a pick
+        computed ahead (the labelling page's next batch, while the person answers) is then
+        the pick itself. A caller asking while another computes the same key waits for
+        that result instead of computing it again.
+
+        Parameters
+        ----------
+        key : hashable
+            Everything the result depends on besides these scores.
+        compute : callable
+            ``compute() -> tuple of ndarray``.
+        size : int, default=4
+            Keys kept.
+
+        Returns
+        -------
+        result : tuple of ndarray
+            Copies of ``compute()``'s arrays.
+        """
+        with self._lock:
+            entry = self._memo.get(key)
+            owner = entry is None
+            if owner:
+                entry = self._memo[key] = [threading.Event(), None]
+                while len(self._memo) > size:
+                    del self._memo[next(iter(self._memo))]
+        if owner:
+            try:
+                entry[1] = tuple(compute())
+            except BaseException:
+                with self._lock:
+                    if self._memo.get(key) is entry:
+                        del self._memo[key]
+                raise
+            finally:
+                entry[0].set()
+        else:
+            entry[0].wait()
+            if entry[1] is None:  # the computing caller failed: try (and fail) here too
+                return self.memo(key, compute, size=size)
+        return tuple(np.array(a, copy=True) for a in entry[1])
 
     @property
     def proba(self):

@@ -317,3 +317,95 @@ def test_cold_start_round0_is_class_guided():
     assert got.sum() == 10 and np.unique(rows).size == 10
     short = got < full  # classes with rows left get picks within one of each other
     assert got.max() - got[short].min() <= 1
+
+
+def test_dropquery_on_pool_scores_keeps_its_pick_for_the_same_inputs(monkeypatch):
+    """DropQuery on PoolScores (a labelling round) computes a pick once per model, rows, size
+    and seed; the kept pick is the pick; the scores still pickle (issue 23 item 11)."""
+    import pickle
+    import threading
+
+    from skpeal._pool import PoolScores
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(200, 8))
+    proba = rng.dirichlet(np.ones(3), size=200)
+    calls = []
+    select = lb.dropquery_select
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    scores = PoolScores(np.array(["a", "b", "c"]), proba, feats)
+    rows = np.arange(3, 200)
+    first = lb.dropquery_sampling(scores, rows, 5, random_state=7)
+    again = lb.dropquery_sampling(scores, rows.copy(), 5, random_state=7, X_labeled=[0, 1],
+                                  y_labeled=["a", "b"])  # the labels do not matter to it
+    assert len(calls) == 1
+    fresh = lb.dropquery_sampling(PoolScores(scores.classes_, proba, feats), rows, 5,
+                                  random_state=7)
+    for a, b, c in zip(first, again, fresh):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    again[0][:] = -1  # a copy: the kept pick is not changed by its user
+    np.testing.assert_array_equal(lb.dropquery_sampling(scores, rows, 5, random_state=7)[0],
+                                  first[0])
+    n = len(calls)
+    lb.dropquery_sampling(scores, rows[1:], 5, random_state=7)  # other rows
+    lb.dropquery_sampling(scores, rows, 4, random_state=7)  # another size
+    lb.dropquery_sampling(scores, rows, 5, random_state=8)  # another seed
+    lb.dropquery_sampling(scores, rows, 5, random_state=7, n_dropout=4)
+    lb.dropquery_sampling(scores, list(rows), 5, random_state=7)  # not an index array
+    assert len(calls) == n + 5
+    assert pickle.loads(pickle.dumps(scores)).memo(("k",), lambda: (np.ones(1),))[0][0] == 1
+
+    # two callers at once (a pick ahead and the pick): one computation, one answer
+    calls.clear()
+    other = PoolScores(scores.classes_, proba, feats)
+    out = [None, None]
+
+    def run(i):
+        out[i] = lb.dropquery_sampling(other, rows, 5, random_state=7)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][0], first[0])
+
+
+def test_pool_scores_memo_forgets_a_failed_computation():
+    from skpeal._pool import PoolScores
+
+    scores = PoolScores(np.array([0, 1]), np.full((3, 2), 0.5))
+
+    def boom():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        scores.memo(("k",), boom)
+    assert scores.memo(("k",), lambda: (np.zeros(2),))[0].tolist() == [0, 0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(rate=st.floats(0.01, 0.99), seed=st.integers(0, 2**31 - 1),
+       shape=st.tuples(st.integers(1, 30), st.integers(1, 9)))
+def test_dropout_mask_draws_what_choice_draws(rate, seed, shape):
+    from skpeal.strategies import _linalg
+
+    want = np.random.RandomState(seed).choice([True, False], size=shape, p=[rate, 1 - rate])
+    got = _linalg.dropout_mask(np.random.RandomState(seed), shape, rate)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("rows", [50, 9, 5])  # over- and underdetermined
+def test_least_squares_is_lstsq(rows):
+    from skpeal.strategies import _linalg
+
+    rng = np.random.default_rng(rows)
+    A, Y = rng.normal(size=(rows, 8)), rng.normal(size=(rows, 3))
+    want = np.linalg.lstsq(A, Y, rcond=None)[0]
+    np.testing.assert_allclose(_linalg.least_squares(A, Y), want, rtol=1e-9, atol=1e-11)
+    A[:, 1] = A[:, 2]  # rank deficient: lstsq's minimum-norm solution itself
+    np.testing.assert_array_equal(_linalg.least_squares(A, Y),
+                                  np.linalg.lstsq(A, Y, rcond=None)[0])

@@ -166,6 +166,39 @@ class RefitWorker:
                 self._new_batch()
 
 
+class _PickAhead:
+    """A thread that computes the next pick (:meth:`LabelingSession.pick_ahead`) when a
+    batch is served while no refit runs; it ends with ``worker`` (the refit worker)."""
+
+    def __init__(self, session, worker):
+        self.session, self.worker = session, worker
+        self._want, self._ready = threading.Event(), threading.Event()
+        threading.Thread(target=self._loop, name="skpeal-pick-ahead", daemon=True).start()
+
+    def request(self):
+        self._ready.clear()
+        self._want.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the pick after the served batch is computed (asking for it is instant)."""
+        return self._ready.is_set()
+
+    def _loop(self):
+        while not getattr(self.worker, "_stop", True):
+            if not self._want.wait(0.5):
+                continue
+            self._want.clear()
+            if self.worker.busy:  # never slow a refit down (2 cores): it picks a batch too
+                continue
+            try:
+                ran = self.session.pick_ahead()
+            except Exception:  # the pick itself (after the submit) reports it
+                ran = False
+            if ran and not self._want.is_set():
+                self._ready.set()
+
+
 def _static_dir():
     return resources.files("skpeal.labeling") / "static"
 
@@ -200,7 +233,9 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         When no batch is picked ahead (each refit picks the next batch beside the one on
         screen), the seconds a request for the next batch waits for a running refit:
         when the refit ends sooner, its model picks the batch; else the current model
-        does at once (the refit's model picks the one after).
+        does at once (the refit's model picks the one after). No wait when that pick
+        was computed ahead, while the person answered the batch on screen (see
+        :meth:`LabelingSession.pick_ahead`).
 
     Returns
     -------
@@ -222,6 +257,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
 
     worker = worker or RefitWorker(session, on_batch=warm_thumbnails).start()
     app.state.worker = worker
+    ahead = _PickAhead(session, worker)
     app.state.session = session
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
@@ -276,12 +312,14 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         if not session.ready:
             return {"ready": False, "busy": worker.busy, "items": []}
         if worker.busy and not session.holds(client) and not session.streaming \
-                and not session.has_unleased():
+                and not session.has_unleased() and not ahead.ready:
             # no batch picked ahead (by the last refit): a refit that ends soon gives the
             # next one; a longer one does not keep the person waiting: the current model
             # picks it (the refit's model the one after)
             worker.wait_idle(fresh_wait)
         items = session.next_batch(client=client)
+        if items:
+            ahead.request()  # the batch after this one, while the person answers
         keys = ("image_id", "suggestion", "probability", "round", "picked", "pick",
                 "preselect", "reopened")
         return {"ready": True, "busy": worker.busy, "round": session.round,

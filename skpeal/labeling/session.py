@@ -474,6 +474,8 @@ class LabelingSession(BatchMixin):
             raise
         acc = self._estimate(scores.proba, [self._row[i] for i in ids])
         self.store.add_round(rnd, f"round-{rnd}", len(ids), acc, fit_seconds)
+        if not keep_batch:  # the new model's pick, outside the lock (see pick_ahead)
+            self.pick_ahead(scores=scores, round=rnd, reset=True)
         with self._lock:
             self._install(est, rnd, scores)
             if not (keep_batch and self.store.pending()):

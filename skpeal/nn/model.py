@@ -11,6 +11,7 @@ from torch import nn
 from ..adapters import AdapterContext, adapter_kind, frozen_towers
 from ..adapters._registry import _PARTS
 from ..backbones import Backbone
+from .inference import clear_text_cache
 
 __all__ = ["AdaptedCLIP"]
 
@@ -98,6 +99,7 @@ class AdaptedCLIP(nn.Module):
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load tensors saved by :meth:`adapter_state_dict` (names and shapes must match)."""
+        clear_text_cache(self)
         own = {n: p for n, p in self.named_parameters() if p.requires_grad}
         if set(own) != set(state):
             missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -19,6 +19,7 @@ from .._spec import TrainSpec
 from ..features.encoder import ImageEncoder
 from ..images import ImageSource, Preprocessor, iter_batches
 from ..losses import _check_finite, calibration_loss, calibration_weight_at
+from .inference import clear_text_cache
 
 __all__ = ["lr_schedule", "train"]
 
@@ -76,6 +77,7 @@ def train(
     ``reuse_features=False`` (``feature_cache=False``) they are re-encoded every epoch
     (the reference structure, for comparison). Returns the per-epoch history.
     """
+    clear_text_cache(module)  # the text features it kept change with the adapter
     n = len(source)
     bs = spec.batch_size
     steps_per_epoch = math.ceil(n / bs)

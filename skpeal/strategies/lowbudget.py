@@ -39,6 +39,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from .. import _pool, _validation
+from . import _linalg
 from ._balancing import class_balanced
 from ._registry import register_strategy
 from ._uncertainty import margin_sampling
@@ -365,7 +366,7 @@ def linear_head(features, proba):
     logp = np.log(np.clip(proba, 1e-300, None))
     logp -= logp.mean(axis=1, keepdims=True)
     A = np.hstack([features, np.ones((features.shape[0], 1))])
-    coef, *_ = np.linalg.lstsq(A, logp, rcond=None)
+    coef = _linalg.least_squares(A, logp)  # lstsq's solution (faster when safe)
     return coef[:-1], coef[-1]
 
 
@@ -397,7 +398,7 @@ def dropout_disagreement(X, predict, *, dropout_rate=0.75, n_dropout=5, random_s
     disagree = np.zeros(X.shape[0])
     for _ in range(n_dropout):
         Xd = X.copy()
-        Xd[mask_rng.choice([True, False], size=X.shape, p=[dropout_rate, 1 - dropout_rate])] = 0
+        Xd[_linalg.dropout_mask(mask_rng, X.shape, dropout_rate)] = 0  # = choice's draws
         disagree += np.asarray(predict(Xd)) != y0
     return disagree / n_dropout
 
@@ -582,15 +583,11 @@ def _finish(fn, doc):
     return fn
 
 
-def _seed(random_state):
-    return _kmeans_seed(random_state)
-
-
 def typiclust_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k=20, **kwargs):
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
     _, feats, lab, _ = _pool_and_labeled(classifier, X_pool, kwargs, "typiclust_sampling")
     X, lab_idx = _stack(feats, lab)
-    return typiclust_select(X, lab_idx, n, k=k, random_state=_seed(random_state))
+    return typiclust_select(X, lab_idx, n, k=k, random_state=_kmeans_seed(random_state))
 
 
 def probcover_sampling(classifier, X_pool, n_instances=1, *, random_state=None, purity=0.95,
@@ -598,7 +595,7 @@ def probcover_sampling(classifier, X_pool, n_instances=1, *, random_state=None, 
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
     _, feats, lab, _ = _pool_and_labeled(classifier, X_pool, kwargs, "probcover_sampling")
     X, lab_idx = _stack(feats, lab)
-    seed = _seed(random_state)
+    seed = _kmeans_seed(random_state)
     n_classes = max(2, _pool.classes(classifier).size)
     delta = probcover_radius(X, n_classes, purity=purity, random_state=seed)
     return probcover_select(X, lab_idx, n, delta=delta, random_state=seed)
@@ -608,17 +605,21 @@ def maxherding_sampling(classifier, X_pool, n_instances=1, *, random_state=None,
                         **kwargs):
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
     _, feats, lab, _ = _pool_and_labeled(classifier, X_pool, kwargs, "maxherding_sampling")
-    return maxherding_select(feats, lab, n, gamma=gamma, random_state=_seed(random_state))
+    return maxherding_select(feats, lab, n, gamma=gamma, random_state=_kmeans_seed(random_state))
 
 
 def dropquery_sampling(classifier, X_pool, n_instances=1, *, random_state=None,
                        dropout_rate=0.75, n_dropout=5, **kwargs):
     n = _validation.check_n_instances(n_instances, _pool.num_samples(X_pool))
-    proba, feats, _, _ = _pool_and_labeled(classifier, X_pool, kwargs, "dropquery_sampling")
-    W, b = linear_head(feats, proba)
-    return dropquery_select(feats, lambda F: (F @ W + b).argmax(axis=1), n,
-                            dropout_rate=dropout_rate, n_dropout=n_dropout,
-                            random_state=_seed(random_state))
+
+    def pick():  # depends on the model and the pool rows only: kept for a pick ahead
+        proba, feats, _, _ = _pool_and_labeled(classifier, X_pool, kwargs, "dropquery_sampling")
+        W, b = linear_head(feats, proba)
+        return dropquery_select(feats, lambda F: (F @ W + b).argmax(axis=1), n,
+                                dropout_rate=dropout_rate, n_dropout=n_dropout, random_state=seed)
+    seed = _kmeans_seed(random_state)
+    return _pool.memoized(classifier, X_pool, ("dropquery", n, dropout_rate, n_dropout), seed,
+                          pick)
 
 
 def classguided_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k=20,
@@ -631,7 +632,7 @@ def classguided_sampling(classifier, X_pool, n_instances=1, *, random_state=None
     if y_lab is not None and y_lab.size:
         counts += np.bincount(_pool.class_index(classes, y_lab), minlength=classes.size)
     return classguided_select(feats, proba, n, counts=counts, k=k,
-                              random_state=_seed(random_state))
+                              random_state=_kmeans_seed(random_state))
 
 
 def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per_class=10,
@@ -646,7 +647,7 @@ def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per
         return dropquery_sampling(classifier, X_pool, n_instances,
                                   random_state=random_state, **kwargs)
     return class_balanced(margin_sampling, gamma)(
-        classifier, X_pool, n_instances, random_state=_seed(random_state), **kwargs)
+        classifier, X_pool, n_instances, random_state=_kmeans_seed(random_state), **kwargs)
 
 
 _finish(typiclust_sampling, _query_doc(

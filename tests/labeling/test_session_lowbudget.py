@@ -77,3 +77,69 @@ def test_a_remembered_strategy_that_is_not_registered_warns_and_uses_auto(sessio
     with pytest.warns(UserWarning, match="mine-for-a-test"):
         s = session_factory()
     assert s.loop.strategy is lb.auto_sampling
+
+
+def _answer_batch(s, truth):
+    for item in s.next_batch():
+        s.label(item["image_id"], truth[item["path"]])
+
+
+def test_pick_ahead_computes_the_next_pick_once_and_it_is_the_same(tmp_path, image_folder,
+                                                                  monkeypatch):
+    """The batch after Enter is the one picked ahead (no second DropQuery), and the same
+    batch a session without a pick ahead gives (issue 23 item 11)."""
+    from skpeal.labeling import LabelingSession
+
+    from .conftest import tiny_estimator
+
+    folder, truth = image_folder
+    calls = []
+    select = lb.dropquery_select
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    batches = []
+    for ahead in (True, False):
+        s = LabelingSession(tmp_path / f"project-{ahead}", folder, CLASSES,
+                            estimator=tiny_estimator(), batch_size=5)
+        try:
+            s.prepare()
+            first = s.next_batch()
+            if ahead:
+                assert s.pick_ahead()
+                n = len(calls)
+                assert s.pick_ahead()  # kept: not computed again
+                assert len(calls) == n
+            for item in first:
+                s.label(item["image_id"], truth[item["path"]])
+            n = len(calls)
+            batches.append([b["image_id"] for b in s.next_batch()])
+            assert len(calls) == n + (0 if ahead else 1)  # picked ahead: no DropQuery now
+            assert not set(batches[-1]) & {b["image_id"] for b in first}
+        finally:
+            s.close()
+    assert batches[0] == batches[1]
+
+
+def test_pick_ahead_is_exact_when_the_state_changed(session_factory, image_folder,
+                                                    monkeypatch):
+    """A pick ahead made before other images went on screen is not reused."""
+    _, truth = image_folder
+    s = session_factory(strategy="dropquery")
+    s.prepare()
+    s.next_batch(client="a")
+    assert s.pick_ahead()
+    calls = []
+    select = lb.dropquery_select
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    second = s.next_batch(client="b")  # a second tab: the rows picked ahead, not recomputed
+    assert calls == []
+    assert s.pick_ahead()  # now without a's and b's images: a new pick
+    assert calls == [1]
+    assert not {b["image_id"] for b in second} & {b["image_id"] for b in s.next_batch("a")}
+
+
+def test_pick_ahead_does_nothing_for_strategies_that_keep_no_pick(session_factory):
+    s = session_factory(strategy="margin")
+    assert not s.pick_ahead()  # not prepared
+    s.prepare()
+    s.next_batch()
+    assert not s.pick_ahead()
