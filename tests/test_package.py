@@ -207,6 +207,8 @@ EXCEPTIONS = {
     ("skpeal.labeling._ray", "skpeal.distributed"),
     ("skpeal.labeling._ray", "skpeal.distributed._connect"),
     ("skpeal.labeling._ray", "skpeal.distributed._internals"),
+    # the strategies import modAL and torch: a restarted server serves its batch without
+    ("skpeal.labeling.batches", "skpeal.strategies"),
     # a restarted ``skpeal label`` serves its pending batch before torch is loaded: the
     # command line imports the session, the estimator, the experiment runner and the
     # strategies (all torch) only where a command needs them

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import strategies
-
 __all__ = ["BatchMixin"]
 
-#: Query functions whose picks :meth:`BatchMixin.pick_ahead` computes ahead (they keep
-#: their result for the same model, rows, size and seed).
-_KEEPS_PICKS = (strategies.dropquery_sampling, strategies.auto_sampling)
+#: Names of the query functions whose picks :meth:`BatchMixin.pick_ahead` computes ahead
+#: (they keep their result for the same model, rows, size and seed).
+_KEEPS_PICKS = ("dropquery_sampling", "auto_sampling")
+
+
+def _keeps_picks(fn) -> bool:
+    # skpeal.strategies imports modAL and with it torch: imported here, not at the top, so
+    # that a restarted server serves its pending batch before torch is loaded
+    from .. import strategies
+
+    return any(fn is getattr(strategies, name) for name in _KEEPS_PICKS)
 
 
 class BatchMixin:
@@ -81,7 +87,7 @@ class BatchMixin:
             Whether a pick was computed (or found computed).
         """
         if not self.ready or self.loop.scorer is not None \
-                or self.loop.query_function() not in _KEEPS_PICKS:
+                or not _keeps_picks(self.loop.query_function()):
             return False
         with self._lock:
             if not reset and self.has_unleased():
