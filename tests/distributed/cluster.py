@@ -145,3 +145,22 @@ class LocalCluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def run_in_fresh_process(test_file, flag, n_passed, timeout=900):
+    """Run ``test_file``'s tests in a fresh pytest process with ``flag=1`` in its environment.
+
+    A local Ray session (earlier test modules start some) leaves ``RAY_AUTH_MODE=token`` in
+    the process environment and in-process state (ray-project/ray#4843, #54841): actors
+    connecting to a token-less ``ray start`` cluster then die at creation. The child runs
+    with the cluster's auth mode; asserts it passed ``n_passed`` tests.
+    """
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", **{flag: "1"})
+    env.pop("RAY_ADDRESS", None)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-W", "ignore::DeprecationWarning", str(test_file)],
+                       env=env, cwd=root, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert f"{n_passed} passed" in r.stdout, r.stdout[-3000:]

@@ -35,17 +35,9 @@ _CHILD = os.environ.get("SKPEAL_MULTINODE_CHILD") == "1"
 
 @pytest.mark.skipif(_CHILD, reason="the child process runs the tests themselves")
 def test_multinode_in_a_fresh_process():
-    import subprocess
+    from tests.distributed.cluster import run_in_fresh_process
 
-    env = dict(os.environ, SKPEAL_MULTINODE_CHILD="1", RAY_AUTH_MODE="disabled")
-    env.pop("RAY_ADDRESS", None)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "-W", "ignore::DeprecationWarning", __file__],
-                       env=env, cwd=root, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert "3 passed" in r.stdout, r.stdout[-3000:]
+    run_in_fresh_process(__file__, "SKPEAL_MULTINODE_CHILD", n_passed=3, timeout=900)
 
 
 child_only = pytest.mark.skipif(not _CHILD, reason="run by test_multinode_in_a_fresh_process")
