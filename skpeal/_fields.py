@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-__all__ = ["add_options", "check_fields", "from_args", "option"]
+__all__ = ["LiveNames", "add_options", "check_fields", "from_args", "option"]
 
 
 def option(help, default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING,
@@ -22,8 +22,9 @@ def option(help, default=dataclasses.MISSING, *, default_factory=dataclasses.MIS
 
     Parameters
     ----------
-    help : str
-        The option's help text.
+    help : str or callable
+        The option's help text (a callable: called when the option is added to a parser,
+        e.g. to list what a registry holds then).
     default : object, optional
         The field's default (shown in the help).
     default_factory : callable, optional
@@ -51,6 +52,33 @@ def option(help, default=dataclasses.MISSING, *, default_factory=dataclasses.MIS
     return dataclasses.field(default=default, metadata=meta)
 
 
+class LiveNames:
+    """The names of a registry, read when an option is parsed or its help is shown.
+
+    Given as argparse ``choices`` (with ``%(choices)s`` in the help), it lists what is
+    registered when the command line is read, not when the module was imported, so a
+    name registered later (a plug-in, user code) is offered; and the registry's module
+    is imported only then (the strategies import torch).
+
+    Parameters
+    ----------
+    names : callable
+        ``names() -> iterable of str``, the registry's current names.
+    """
+
+    def __init__(self, names):
+        self._names = names
+
+    def __contains__(self, name):
+        return name in set(self._names())
+
+    def __iter__(self):
+        return iter(sorted(self._names()))
+
+    def __repr__(self):
+        return f"LiveNames({sorted(self._names())})"
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -75,20 +103,21 @@ def add_options(parser: argparse.ArgumentParser, cls) -> None:
     for f in _options(cls):
         meta = f.metadata
         cli = dict(meta["cli"])
+        text = meta["help"]() if callable(meta["help"]) else meta["help"]
         default = (f.default_factory() if f.default is dataclasses.MISSING
                    and f.default_factory is not dataclasses.MISSING else f.default)
         if meta.get("positional"):
-            parser.add_argument(f.name, help=meta["help"], **cli)
+            parser.add_argument(f.name, help=text, **cli)
             continue
         if isinstance(default, bool):
-            parser.add_argument(_flag(f.name), action="store_true", help=meta["help"])
+            parser.add_argument(_flag(f.name), action="store_true", help=text)
             continue
         required = cli.pop("required", False)
         if meta.get("fallback") is not None:
             shown = meta["fallback"]
         else:
             shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        help = meta["help"] + ("" if required else f" (default: {shown})")
+        help = text + ("" if required else f" (default: {shown})")
         parser.add_argument(_flag(f.name), default=None if required else default,
                             required=required, help=help, **cli)
 

@@ -213,7 +213,7 @@ def _config_from_args(args) -> ExperimentConfig:
             est[param] = value
     config = from_args(ExperimentConfig, args, estimator_params=est)
     config.pretrained = _weights(config.pretrained)
-    return config
+    return config.validate(flags=True)
 
 
 def main(argv=None) -> int:

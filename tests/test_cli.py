@@ -75,3 +75,34 @@ def test_pretrained_default_is_the_backbones_own_and_none_is_random():
         assert _config_from_args(args).pretrained is None
     args = _parser().parse_args(base + ["--pretrained", "openai"])
     assert _config_from_args(args).pretrained == "openai"
+
+
+def test_run_options_read_the_registries_when_the_parser_is_built(capsys):
+    from skpeal.cli import _parser
+    from skpeal.strategies import register_strategy, unregister_strategy
+
+    register_strategy("late-one", score=lambda p: 1 - p.max(axis=1))
+    try:
+        helps = {a.dest: a.help for a in _parser()._subparsers._group_actions[0]
+                 .choices["run"]._actions}
+        assert "late-one" in helps["strategies"] and "calibrated-late-one" in helps["strategies"]
+        run_help = _parser()._subparsers._group_actions[0].choices["run"].format_help()
+        assert "prompt+lora" in run_help  # the adapters, listed from their registry
+    finally:
+        unregister_strategy("late-one")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("calibration_weight", -1.0, "calibration_weight must be"),
+    ("data_seed", -1, "data_seed must be an integer >= 0"),
+    ("seeds", [], "seeds: give at least one seed"),
+    ("seeds", [0, 1.5], "seeds must be an integer >= 0"),
+    ("strategies", ["random", "random"], "listed twice"),
+    ("adapter", "nope", "adapter must be one of"),
+    ("model", "", "model must be a non-empty string"),
+])
+def test_experiment_config_checks_each_field(field, value, match):
+    from skpeal.experiment import ExperimentConfig
+
+    with pytest.raises(ValueError, match=match):
+        ExperimentConfig(**{field: value}).validate()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from functools import partial
 
 from .. import strategies as _st
+from .._fields import LiveNames, check_fields, option
 from .._validation import InvalidParameterError, check_choice, check_int, check_real
 from ..adapters import adapter_names
 from ..estimator import CLIPAdapterClassifier
@@ -21,7 +23,6 @@ __all__ = ["STRATEGIES", "ExperimentConfig"]
 #: sampling (see :mod:`skpeal.experiment.baselines`).
 STRATEGIES = _st.QueryTable()
 LINEAR_PROBE = "linear-probe"
-ADAPTERS = adapter_names()
 BALANCE = ("pcb", "none")
 INIT = ("random", "zero-shot")
 
@@ -30,9 +31,32 @@ def _known_strategies():
     return sorted({*STRATEGIES, *(f"calibrated-{s}" for s in STRATEGIES), LINEAR_PROBE})
 
 
-def _opt(help, **cli):
-    """Field metadata: the command line's help text and argparse options."""
-    return {"help": help, "cli": cli}
+def _choice(name, value, options):
+    return check_choice(name, value, options)
+
+
+def _text(name, value):
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameterError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_strategies(name, value):
+    if not value:
+        raise InvalidParameterError(f"{name}: give at least one strategy")
+    known = _known_strategies()
+    unknown = [s for s in value if s not in known]
+    if unknown:
+        raise InvalidParameterError(f"unknown strategy {unknown[0]!r}; choose from {known}")
+    if len(set(value)) != len(value):
+        raise InvalidParameterError(f"{name}: a strategy is listed twice")
+    return value
+
+
+def _check_seeds(name, value):
+    if not value:
+        raise InvalidParameterError(f"{name}: give at least one seed")
+    return [check_int(name, s, 0) for s in value]
 
 
 @dataclass
@@ -95,42 +119,53 @@ class ExperimentConfig:
         ``lr``, ``n_ctx``, ``batch_size``, ...).
     """
 
-    data: str = field(default="fashion-mnist", metadata=_opt(
-        "'fashion-mnist', 'digits', or a folder with one sub-folder per class",
-        required=True))
-    strategies: list = field(
-        default_factory=lambda: ["random", "entropy", "calibrated-entropy"],
-        metadata=_opt("e.g. auto random entropy calibrated-entropy margin badge coreset "
-                      "featdist typiclust probcover maxherding dropquery classguided "
-                      "linear-probe", nargs="+"))
-    model: str = field(default="effnet-lite0-minilm", metadata=_opt("backbone name or path"))
-    pretrained: str | None = field(default="default", metadata=_opt(
+    data: str = option("'fashion-mnist', 'digits', or a folder with one sub-folder per class",
+                       "fashion-mnist", required=True, check=_text)
+    strategies: list = option(
+        lambda: "one or more of " + ", ".join(_known_strategies()),
+        default_factory=lambda: ["random", "entropy", "calibrated-entropy"], nargs="+",
+        metavar="NAME", check=_check_strategies)
+    model: str = option("backbone name or path", "effnet-lite0-minilm", check=_text)
+    pretrained: str | None = option(
         "'default' (the backbone's own weights), an open_clip tag, a weights file, or "
-        "'none' (random weights)"))
-    adapter: str = field(default="prompt", metadata=_opt("the adapter", choices=ADAPTERS))
-    rounds: int = field(default=8, metadata=_opt("rounds, round 0 included", type=int))
-    budget: int | None = field(default=None, metadata=_opt(
-        "labels per round (None: the number of classes)", type=int))
-    gamma: float = field(default=0.1, metadata=_opt("PCB candidate fraction", type=float))
-    balance: str = field(default="pcb", metadata=_opt("class balancing", choices=BALANCE))
-    seeds: list = field(default_factory=lambda: [0], metadata=_opt(
-        "one run per seed", type=int, nargs="+"))
-    pool_size: int | None = field(default=None, metadata=_opt(
-        "subsample the pool (seeded, stratified)", type=int))
-    test_size: int | None = field(default=None, metadata=_opt(
-        "subsample the test set (seeded, stratified)", type=int))
-    data_seed: int = field(default=0, metadata=_opt("seed of the subsamples", type=int))
-    init: str = field(default="random", metadata=_opt("how round 0 is chosen", choices=INIT))
-    warm_start: bool = field(default=False, metadata=_opt(
-        "start each round from the previous adapter"))
-    calibration: str = field(default="balanced", metadata=_opt(
-        "loss of the calibrated-* strategies", choices=CALIBRATION_MODES))
-    calibration_weight: float = field(default=1.0, metadata=_opt(
-        "calibration weight of the calibrated-* strategies", type=float))
+        "'none' (random weights)", "default")
+    adapter: str = option("the adapter: one of %(choices)s", "prompt",
+                          choices=LiveNames(adapter_names),
+                          check=lambda name, v: check_choice(name, v, adapter_names()))
+    rounds: int = option("rounds, round 0 included", 8, type=int,
+                         check=partial(check_int, low=1))
+    budget: int | None = option("labels per round", None, type=int,
+                                check=partial(check_int, low=1),
+                                fallback="the number of classes")
+    gamma: float = option("PCB candidate fraction", 0.1, type=float,
+                          check=partial(check_real, low=0.0, high=1.0, closed="right"))
+    balance: str = option("class balancing", "pcb", choices=BALANCE,
+                          check=partial(_choice, options=BALANCE))
+    seeds: list = option("one run per seed", default_factory=lambda: [0], type=int, nargs="+",
+                         check=_check_seeds)
+    pool_size: int | None = option("subsample the pool (seeded, stratified)", None, type=int,
+                                   check=partial(check_int, low=1), fallback="all")
+    test_size: int | None = option("subsample the test set (seeded, stratified)", None,
+                                   type=int, check=partial(check_int, low=1), fallback="all")
+    data_seed: int = option("seed of the subsamples", 0, type=int,
+                            check=partial(check_int, low=0))
+    init: str = option("how round 0 is chosen", "random", choices=INIT,
+                       check=partial(_choice, options=INIT))
+    warm_start: bool = option("start each round from the previous adapter", False)
+    calibration: str = option("loss of the calibrated-* strategies", "balanced",
+                              choices=CALIBRATION_MODES,
+                              check=partial(_choice, options=CALIBRATION_MODES))
+    calibration_weight: float = option("calibration weight of the calibrated-* strategies",
+                                       1.0, type=float, check=partial(check_real, low=0.0))
     estimator_params: dict = field(default_factory=dict)
 
-    def validate(self) -> ExperimentConfig:
-        """Check every field.
+    def validate(self, *, flags=False) -> ExperimentConfig:
+        """Check every field (each field's own check, then the estimator's parameters).
+
+        Parameters
+        ----------
+        flags : bool, default=False
+            Name a bad value by its command-line flag (``--rounds``) instead of its field.
 
         Returns
         -------
@@ -142,28 +177,7 @@ class ExperimentConfig:
         ValueError
             Naming the first bad field.
         """
-        known = _known_strategies()
-        if not self.strategies:
-            raise InvalidParameterError("strategies: give at least one strategy")
-        unknown = [s for s in self.strategies if s not in known]
-        if unknown:
-            raise InvalidParameterError(f"unknown strategy {unknown[0]!r}; choose from {known}")
-        if len(set(self.strategies)) != len(self.strategies):
-            raise InvalidParameterError("strategies: a strategy is listed twice")
-        check_int("rounds", self.rounds, 1)
-        if self.budget is not None:
-            check_int("budget", self.budget, 1)
-        check_real("gamma", self.gamma, 0.0, 1.0, closed="right")
-        check_choice("balance", self.balance, BALANCE)
-        check_choice("init", self.init, INIT)
-        check_choice("adapter", self.adapter, adapter_names())
-        if not self.seeds:
-            raise InvalidParameterError("seeds: give at least one seed")
-        for s in self.seeds:
-            check_int("seeds", s, 0)
-        for name in ("pool_size", "test_size"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), 1)
+        check_fields(self, flags=flags)
         try:  # fail now, not after the data is loaded and round 0 has run
             CLIPAdapterClassifier(**self.estimator_params)._validated_params()
         except TypeError as exc:  # an unknown name, or a bad value

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
-from .._fields import check_fields, option
+from .._fields import LiveNames, check_fields, option
 from .._validation import check_int, check_real
 
 __all__ = ["DEFAULT_STRATEGY", "NEW_PROJECT_ESTIMATOR", "LabelConfig", "ProjectSettings"]
@@ -67,16 +67,6 @@ def _project_or(setting):
 
 def _new_project_or(param):
     return f"the project's, else {NEW_PROJECT_ESTIMATOR[param]}"
-
-
-class _StrategyNames:
-    """The registered strategy names, read when an option is parsed (argparse choices)."""
-
-    def __contains__(self, name):
-        return name in _strategy_names()
-
-    def __iter__(self):
-        return iter(sorted(_strategy_names()))
 
 
 def _strategy_names():
@@ -163,8 +153,8 @@ class LabelConfig:
                                 fallback=_new_project_or("max_epochs"))
     strategy: str | None = option(
         "how the next batch is picked (auto: DropQuery for the first 10 labels per class, "
-        "then margin with PCB; NAME: a registered strategy, see "
-        "skpeal.strategies.strategy_names())", None, choices=_StrategyNames(), metavar="NAME",
+        "then margin with PCB; NAME: one of %(choices)s)", None,
+        choices=LiveNames(_strategy_names), metavar="NAME",
         fallback=f"the project's, else {DEFAULT_STRATEGY}")
     annotator: str | None = option("name stored with every label", None, check=_text,
                                    fallback="the login name")

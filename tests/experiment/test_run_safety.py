@@ -5,6 +5,7 @@ interrupted at random moments resumes to the uninterrupted results."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,12 +167,12 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_results(tmp_p
     rng = random.Random(0)
     for trial, sig in enumerate((signal.SIGKILL, signal.SIGINT)):
         out = tmp_path / f"killed{trial}"
-        kills = 0
+        kills, span = 0, t_full
         while True:  # kill it again and again at random moments until it finishes
             proc = subprocess.Popen(_cli(out), env=ENV, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
             # at most 3 kills, each at a random moment of a run's span
-            wait = rng.uniform(0.1, 0.8) * t_full if kills < 3 else 600
+            wait = rng.uniform(0.1, 0.8) * span if kills < 3 else 600
             try:
                 proc.wait(timeout=wait)
             except subprocess.TimeoutExpired:
@@ -180,6 +181,10 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_results(tmp_p
                 proc.communicate(timeout=120)  # (Ctrl+C in a round exits 130; during
                 continue  # Python's imports it is a KeyboardInterrupt: either way, resume)
             assert proc.returncode == 0, proc.stderr.read()
+            if kills == 0 and span > 0.05 * t_full:  # it ran faster than the warm run
+                shutil.rmtree(out)  # (a loaded machine): start afresh, kill it sooner
+                span /= 2
+                continue
             break
         assert kills >= 1
         got = pd.read_csv(out / "results.csv").drop(columns=TIMING)

@@ -91,3 +91,17 @@ def test_adding_an_option_is_one_field():
     args = parser.parse_args(["photos", "--ray", "auto"])
     assert from_args(WithRay, args).ray == "auto"
     assert "(default: no Ray)" in parser.format_help()
+
+
+def test_the_help_lists_the_registered_strategies_when_shown(capsys):
+    from skpeal.strategies import register_strategy, unregister_strategy
+
+    register_strategy("help-listed", score=lambda p: 1 - p.max(axis=1))  # after the import
+    try:
+        with pytest.raises(SystemExit):
+            main(["label", "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+        assert "help-listed" in text and "margin" in text and "dropquery" in text
+        assert _label_args("photos", "--strategy", "help-listed").strategy == "help-listed"
+    finally:
+        unregister_strategy("help-listed")
