@@ -66,6 +66,11 @@ def _path_key(path) -> bytes:
     return hashlib.blake2b(ident.encode(), digest_size=16).digest()
 
 
+#: Per process: ``(root, space) -> (part files read, key index)`` of
+#: :meth:`ParquetFeatureStore.index`, so a long-lived actor reads each part file's keys once.
+_INDEXES: dict = {}
+
+
 class ParquetFeatureStore:
     """Image features of frozen towers kept as Parquet files under one folder.
 
@@ -131,7 +136,12 @@ class ParquetFeatureStore:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files(space))
 
     def index(self, space: str) -> dict:
-        """Where each stored key of ``space`` is (reads the key column of every file).
+        """Where each stored key of ``space`` is.
+
+        The first call in a process reads the key column of every part file; later calls
+        (the next query of a long-lived scoring actor) read only the part files written
+        since, so a later round does not reread the keys of the whole store. A part file
+        that went away makes it read everything again.
 
         Parameters
         ----------
@@ -141,15 +151,24 @@ class ParquetFeatureStore:
         Returns
         -------
         index : dict
-            ``key -> (file, row)``.
+            ``key -> (file, row)``, shared by the calls of this process: read it, do not
+            change it.
         """
         import pyarrow.parquet as pq
 
-        out = {}
-        for f in self.files(space):
+        files = self.files(space)
+        cache_key = (os.path.abspath(self.root), space)
+        seen, out = _INDEXES.get(cache_key, (set(), {}))
+        if not seen <= set(files):  # a part file was removed: start afresh
+            seen, out = set(), {}
+        for f in files:
+            if f in seen:
+                continue
             keys = pq.read_table(f, columns=["key"]).column("key").to_pylist()
             for row, k in enumerate(keys):
                 out.setdefault(k, (f, row))
+            seen.add(f)
+        _INDEXES[cache_key] = (seen, out)
         return out
 
     def read(self, space: str, keys, index: dict) -> tuple[np.ndarray, np.ndarray]:
