@@ -101,6 +101,45 @@ def build(runs, cache):
     print(f"{len(records)} rounds from {runs} -> {cache}")
 
 
+def _rows_of(pool, batch):
+    """Rows of ``pool`` holding the probability rows of ``batch`` (each row used once)."""
+    rows = []
+    for b in batch:
+        hit = [h for h in np.flatnonzero((pool == b).all(1)) if h not in rows]
+        if not hit:
+            raise ValueError("a labelled image is not in the previous round's pool")
+        rows.append(hit[0])
+    return np.asarray(rows, dtype=np.intp)
+
+
+def link(records):
+    """Add what consecutive rounds of one run tell, in memory (the cache is not changed).
+
+    * ``prev_pool``: the previous round's model on this round's pool (the previous pool
+      less the batch labelled now, found by its stored probabilities);
+    * ``oos_pprev``: for each out-of-sample answer, the model of two rounds before its label
+      on the same image (NaN for the first batch: there was no such model).
+    """
+    runs = {}
+    for r in records:
+        runs.setdefault((r["set"], r["seed"], r["strategy"]), []).append(r)
+    for rs in runs.values():
+        rs.sort(key=lambda r: r["round"])
+        pp = {}
+        for a, b in zip(rs, rs[1:]):
+            rows = _rows_of(a["pool"], b["oos_proba"][b["oos_round"] == b["round"]])
+            keep = np.setdiff1d(np.arange(len(a["pool"])), rows)
+            b["prev_pool"] = a["pool"][keep]
+            if "prev_pool" in a:
+                pp[b["round"]] = a["prev_pool"][rows]
+        for r in rs:
+            k = r["pool"].shape[1]
+            r["oos_pprev"] = np.concatenate(
+                [pp.get(s, np.full((int((r["oos_round"] == s).sum()), k), np.nan, np.float32))
+                 for s in range(1, r["round"] + 1)] or [np.zeros((0, k), np.float32)])
+    return records
+
+
 # --------------------------------------------------------------------------- estimators
 # Each estimator takes one record and returns (estimate, low, high). Intervals are 90%
 # nominal unless their name says otherwise.
@@ -255,19 +294,81 @@ def platt(r, prior=1.0):
     return _clip(e, e - Z90 * sd, e + Z90 * sd)
 
 
+def _session_kw(r):
+    conf, ok = _oos(r)
+    if not len(conf):
+        return {}
+    return dict(batch_confidence=conf, batch_correct=ok,
+                batch_age=r["oos_round"].max() - r["oos_round"])
+
+
 def chosen(r):
     """skpeal's :func:`~skpeal.stopping.accuracy_interval` as the session calls it: Platt
-    on every out-of-sample answer so far, weighed ``0.6 ** age``, prior 1."""
+    on every out-of-sample answer so far, weighed ``0.6 ** age``, prior 1, applied to the
+    previous round's model on the pool (lagged), the interval widened by the answers'
+    overdispersion between batches (drift)."""
     from skpeal.stopping import accuracy_interval
 
-    conf, ok = _oos(r)
-    age = r["oos_round"].max() - r["oos_round"] if len(conf) else None
-    kw = dict(batch_confidence=conf, batch_correct=ok, batch_age=age) if len(conf) else {}
+    kw = _session_kw(r)
+    if "prev_pool" in r:
+        kw["previous_confidence"] = _conf(r["prev_pool"])
     return accuracy_interval(r["pool"].astype(np.float64), **kw)
 
 
+def _skpeal(previous, dispersion):
+    def f(r):
+        from skpeal.stopping import accuracy_interval
+
+        kw = _session_kw(r)
+        if previous and "prev_pool" in r:
+            kw["previous_confidence"] = _conf(r["prev_pool"])
+        return accuracy_interval(r["pool"].astype(np.float64), dispersion=dispersion, **kw)
+    return f
+
+
+def _agree(a, b):
+    """+1 where the two models predict the same class, -1 where not, 0 where b is unknown."""
+    out = np.zeros(len(a))
+    known = ~np.isnan(b).any(1)
+    out[known] = np.where(a[known].argmax(1) == b[known].argmax(1), 1.0, -1.0)
+    return out
+
+
+def platt_agreement(r, decay=0.6, prior=1.0):
+    """Platt with a second feature: whether the judging model agreed with the model of the
+    round before it (agreement ~ correctness, as in GDE and Agreement-on-the-line); on the
+    pool, the current model against the previous one. Prior precision ``prior`` on both
+    extra coefficients' distance from (1, 0, 0)."""
+    conf, ok = _oos(r)
+    if len(conf) < 2 or "prev_pool" not in r:
+        return mmp(r)
+    pc = _conf(r["pool"])
+    Xa = np.column_stack([_logit(conf), np.ones(len(conf)),
+                          _agree(r["oos_proba"], r["oos_pprev"])])
+    Xp = np.column_stack([_logit(pc), np.ones(len(pc)), _agree(r["pool"], r["prev_pool"])])
+    w = decay ** (r["oos_round"].max() - r["oos_round"]).astype(float)
+    b, centre = np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-Xa @ b))
+        g = Xa.T @ (w * (ok - q)) - prior * (b - centre)
+        H = (Xa * (w * q * (1 - q))[:, None]).T @ Xa + prior * np.eye(3)
+        step = np.linalg.solve(H, g)
+        b = b + step
+        if np.abs(step).max() < 1e-8:
+            break
+    q = 1 / (1 + np.exp(-Xp @ b))
+    e = q.mean()
+    grad = (Xp * (q * (1 - q))[:, None]).mean(0)
+    sd = np.sqrt(grad @ np.linalg.solve(H, grad) + (q * (1 - q)).sum() / len(q) ** 2)
+    return _clip(e, e - Z90 * sd, e + Z90 * sd)
+
+
 ESTIMATORS = {
-    "chosen: Platt on out-of-sample answers, decay 0.6 (skpeal)": chosen,
+    "chosen: lagged Platt + drift dispersion (skpeal)": chosen,
+    "lagged Platt, binomial interval": _skpeal(previous=True, dispersion=False),
+    "Platt decay 0.6 + drift dispersion": _skpeal(previous=False, dispersion=True),
+    "before: Platt decay 0.6, binomial interval": _skpeal(previous=False, dispersion=False),
+    "Platt + agreement with the previous model": platt_agreement,
     "main (mean max-prob + last-batch gap)": main_interval,
     "mean max-prob": mmp,
     "temperature-scaled max-prob": temperature,
@@ -314,7 +415,7 @@ def summary(df, choose_on=CHOOSE_ON):
 
 def report(args):
     with open(args.cache, "rb") as fh:
-        records = pickle.load(fh)
+        records = link(pickle.load(fh))
     if args.sets:
         records = [r for r in records if r["set"] in args.sets]
     names = args.estimators or list(ESTIMATORS)
