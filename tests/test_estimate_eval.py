@@ -83,3 +83,26 @@ def test_report_scores_every_estimator(harness, tmp_path):
     assert np.allclose(df.err, 100 * (df.est - df.true).abs())
     text = harness.summary(df, ("toy",))
     assert "chosen on (toy)" in text and "| all |" in text
+
+
+def test_link_finds_the_previous_models_on_the_pool_and_on_the_answers(harness, tmp_path):
+    y, order, probas = _fake_run(tmp_path, rounds=4)
+    cache = tmp_path / "cache.pkl"
+    harness.build(tmp_path, cache)
+    recs = harness.link(pickle.loads(cache.read_bytes()))
+    assert "prev_pool" not in recs[0]
+    for t in (1, 2, 3):
+        rest = np.setdiff1d(np.arange(30), order[:4 * (t + 1)])
+        # round t-1's model on round t's pool, row for row
+        assert np.allclose(recs[t]["prev_pool"], probas[t - 1][rest], atol=1e-6)
+    # answers of batch 3 (judged by model 2): model 1 on the same images; batch 1: unknown
+    r = recs[3]
+    assert np.isnan(r["oos_pprev"][:4]).all()
+    assert np.allclose(r["oos_pprev"][8:], probas[1][order[12:16]], atol=1e-6)
+    assert np.allclose(r["oos_pprev"][4:8], probas[0][order[8:12]], atol=1e-6)
+    # the chosen estimator is skpeal's, fed the previous model's confidence on the pool
+    conf, ok = harness._oos(r)
+    want = accuracy_interval(r["pool"].astype(np.float64), batch_confidence=conf,
+                             batch_correct=ok, batch_age=[2] * 4 + [1] * 4 + [0] * 4,
+                             previous_confidence=r["prev_pool"].max(1))
+    assert harness.chosen(r) == pytest.approx(want, abs=1e-9)
