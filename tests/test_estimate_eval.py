@@ -106,3 +106,18 @@ def test_link_finds_the_previous_models_on_the_pool_and_on_the_answers(harness, 
                              batch_correct=ok, batch_age=[2] * 4 + [1] * 4 + [0] * 4,
                              previous_confidence=r["prev_pool"].max(1))
     assert harness.chosen(r) == pytest.approx(want, abs=1e-9)
+
+
+def test_oracles_measure_against_the_truth(harness, tmp_path):
+    _fake_run(tmp_path, rounds=4)
+    cache = tmp_path / "cache.pkl"
+    harness.build(tmp_path, cache)
+    recs = harness.link(pickle.loads(cache.read_bytes()))
+    out = harness.oracles(recs)
+    assert list(out.index) == ["toy", "all"]
+    assert list(out.columns) == ["previous map", "previous accuracy", "random 10",
+                                 "random 25", "random all"]
+    # the previous model's true accuracy on the current pool, against the current one's
+    want = np.median([100 * abs(r["pool_correct_prev"].mean() - r["true"]) for r in recs[1:]])
+    assert out.loc["toy", "previous accuracy"] == pytest.approx(want, abs=0.05)
+    assert np.isfinite(out.to_numpy()).all()
