@@ -418,6 +418,39 @@ def oracles(records, seed=0):
     return out
 
 
+def stopping_replay(df, estimator):
+    """Replay each run's rounds of ``estimator`` through ``EstimatedAccuracy`` variants.
+
+    Per variant: the share of runs it stops, the median round of the first stop, and the
+    median (and largest) pool accuracy still to gain between then and the last round
+    (points). ``lower bound``: the plain plateau rule fed the interval's lower bound.
+    """
+    from skpeal.stopping import EstimatedAccuracy
+
+    variants = {"plain plateau": ({}, "est"), "session (max_half_width=0.03)":
+                ({"max_half_width": 0.03}, "est"), "max_half_width=0.25":
+                ({"max_half_width": 0.25}, "est"), "lower bound plateau": ({}, "low")}
+    rows = []
+    for _, g in df[df.estimator == estimator].groupby(["set", "seed", "strategy"]):
+        g = g.sort_values("round")
+        for name, (kw, key) in variants.items():
+            crit = EstimatedAccuracy(**kw)
+            for r in g.itertuples():
+                if key == "est":
+                    crit.update(estimate=r.est, interval=(r.low, r.high))
+                else:
+                    crit.update(estimate=r.low)
+            at = crit.stopped_at_
+            rows.append({"criterion": name, "stops": at is not None,
+                         "round": np.nan if at is None else g["round"].iloc[at],
+                         "to gain": np.nan if at is None else
+                         100 * (g.true.iloc[-1] - g.true.iloc[at])})
+    out = pd.DataFrame(rows).groupby("criterion", sort=False).agg(
+        runs_stopped=("stops", "mean"), median_round=("round", "median"),
+        median_to_gain=("to gain", "median"), max_to_gain=("to gain", "max"))
+    return out.round(2)
+
+
 # --------------------------------------------------------------------------- report
 def evaluate(records, estimators):
     rows = []
@@ -480,6 +513,8 @@ def report(args):
         Path(args.rst).write_text(md_to_rst(text))
     if args.csv:
         df.to_csv(args.csv, index=False)
+    if args.stopping:
+        print(stopping_replay(df, names[0]).to_markdown())
     return df
 
 
@@ -495,6 +530,8 @@ def main(argv=None):
     r.add_argument("--choose-on", nargs="+", default=list(CHOOSE_ON))
     r.add_argument("--estimators", nargs="*")
     r.add_argument("--csv")
+    r.add_argument("--stopping", action="store_true",
+                   help="also replay the first estimator through EstimatedAccuracy variants")
     r.add_argument("--oracles", action="store_true",
                    help="print the limits measured with the truth (see oracles) and stop")
     r.add_argument("--md")

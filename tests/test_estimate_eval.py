@@ -121,3 +121,22 @@ def test_oracles_measure_against_the_truth(harness, tmp_path):
     want = np.median([100 * abs(r["pool_correct_prev"].mean() - r["true"]) for r in recs[1:]])
     assert out.loc["toy", "previous accuracy"] == pytest.approx(want, abs=0.05)
     assert np.isfinite(out.to_numpy()).all()
+
+
+def test_stopping_replay_counts_first_stops(harness):
+    import pandas as pd
+
+    rows = []
+    for rnd, (est, true) in enumerate([(0.3, 0.3), (0.5, 0.5), (0.5, 0.6), (0.5, 0.7),
+                                       (0.5, 0.8), (0.5, 0.9)]):
+        rows.append(dict(set="toy", seed=0, strategy="random", round=rnd, estimator="e",
+                         est=est, low=est - 0.2, high=est + 0.2, true=true))
+    out = harness.stopping_replay(pd.DataFrame(rows), "e")
+    # flat from round 1: the gain over 2 rounds is 0 at rounds 3 and 4, so the plain rule
+    # (patience 2) stops at round 4, 10 points short of the last round; the session's
+    # setting (interval 0.2 > 0.03 a side) never stops
+    plain = out.loc["plain plateau"]
+    assert plain.runs_stopped == 1 and plain.median_round == 4
+    assert plain.median_to_gain == pytest.approx(10.0)
+    assert out.loc["session (max_half_width=0.03)"].runs_stopped == 0
+    assert out.loc["max_half_width=0.25"].runs_stopped == 1
