@@ -18,8 +18,9 @@ that round's refit, and answers whether labelling could stop:
   rounds in a row. It is only as good as the calibration (train with
   ``calibration=...``), or as the estimate it is given: :func:`accuracy_interval`
   recalibrates the probabilities on the model's out-of-sample answers (the labels given
-  since, against the predictions of the model before them) and adds an interval; the
-  labelling session feeds the criterion that estimate.
+  since, against the predictions of the model before them) and adds an interval that
+  widens when the model drifts between rounds; the labelling session feeds the criterion
+  that estimate.
 * :class:`KappaAverage` needs no calibration: it measures how much the predictions on a
   fixed *stop set* (any unlabelled images, kept the same every round) still change from
   one round to the next, as Cohen's kappa between consecutive rounds, and suggests
@@ -202,7 +203,7 @@ def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, batch
       confidence and correctness carries over to a model trained on more labels; on
       simulated sessions it does not (between rounds 30-50% of the pool's predictions
       change), and the lagged estimate was the more accurate (median error 8.2 against
-      8.8 points on the two sets it was chosen on). It lags a model that improves fast:
+      8.7 points on the two sets it was chosen on). It lags a model that improves fast:
       its error is then mostly a few points too low;
     * of the current model's confidences otherwise. With no answer at all, ``a = 1, b = 0``:
       the estimate is the mean top-class probability (:func:`estimated_accuracy`).
@@ -211,7 +212,9 @@ def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, batch
       raw accuracy of the answers is biased. Conditioning on the confidence corrects for
       this: ``P(right | confidence)`` is learnt from the answers and averaged over the
       pool's confidences (exact when the strategy picks images through the model's
-      confidence only, approximate for coverage strategies).
+      confidence only, approximate for coverage strategies; DropQuery's picks are wrong
+      more often than their confidence says: on one simulated set the estimate was about
+      17 points too low under it).
     * **Old answers** come from weaker models: each answer weighs ``decay ** age``
       (``batch_age``: 0 for the batch labelled last, 1 for the one before, ...).
     * **Few answers**: a Gaussian prior of precision ``prior`` on ``(a - 1, b)`` pulls
@@ -225,9 +228,10 @@ def accuracy_interval(proba, *, batch_confidence=None, batch_correct=None, batch
     round) the variance is multiplied by that overdispersion (a quasi-likelihood
     dispersion, prequential; never below 1). Measured on simulated sessions on four image
     sets (``benchmarks/estimate_eval.py``, :doc:`/user_guide/protocol_results`): the
-    interval covers the truth in about 90% of rounds on the two sets its settings were
-    chosen on, but with ten labels per round the estimate is off by a median of 8-10
-    points and its interval is about 45 points wide: a rough guide, not a measurement.
+    interval covers the truth in 91% of rounds on the two sets its settings were chosen
+    on and 87% on the two held out (79% on the worst set), but with ten labels per round
+    the estimate is off by a median of 8-10 points and its interval is about 45 points
+    wide: a rough guide, not a measurement.
 
     Parameters
     ----------
@@ -406,7 +410,10 @@ class EstimatedAccuracy(StoppingCriterion):
         side, nor while it is wider than the estimate's gain over the last ``window``
         rounds plus ``max_half_width``: a plateau inside the noise is no plateau. None:
         intervals are not consulted (the behaviour before intervals existed). The
-        labelling session uses 0.03.
+        labelling session uses 0.03: with ten labels a round the session's intervals are
+        about 45 points wide, so it never calls a plateau; looser settings stopped
+        simulated sessions about 14 points of accuracy too early
+        (:doc:`/user_guide/protocol_results`).
 
     Attributes
     ----------
