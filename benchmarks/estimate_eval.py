@@ -101,6 +101,46 @@ def build(runs, cache):
     print(f"{len(records)} rounds from {runs} -> {cache}")
 
 
+def _rows_of(pool, batch):
+    """Rows of ``pool`` holding the probability rows of ``batch`` (each row used once)."""
+    rows = []
+    for b in batch:
+        hit = [h for h in np.flatnonzero((pool == b).all(1)) if h not in rows]
+        if not hit:
+            raise ValueError("a labelled image is not in the previous round's pool")
+        rows.append(hit[0])
+    return np.asarray(rows, dtype=np.intp)
+
+
+def link(records):
+    """Add what consecutive rounds of one run tell, in memory (the cache is not changed).
+
+    * ``prev_pool``: the previous round's model on this round's pool (the previous pool
+      less the batch labelled now, found by its stored probabilities);
+    * ``oos_pprev``: for each out-of-sample answer, the model of two rounds before its label
+      on the same image (NaN for the first batch: there was no such model).
+    """
+    runs = {}
+    for r in records:
+        runs.setdefault((r["set"], r["seed"], r["strategy"]), []).append(r)
+    for rs in runs.values():
+        rs.sort(key=lambda r: r["round"])
+        pp = {}
+        for a, b in zip(rs, rs[1:]):
+            rows = _rows_of(a["pool"], b["oos_proba"][b["oos_round"] == b["round"]])
+            keep = np.setdiff1d(np.arange(len(a["pool"])), rows)
+            b["prev_pool"] = a["pool"][keep]
+            b["pool_correct_prev"] = a["pool_correct"][keep]  # truth: oracles only
+            if "prev_pool" in a:
+                pp[b["round"]] = a["prev_pool"][rows]
+        for r in rs:
+            k = r["pool"].shape[1]
+            r["oos_pprev"] = np.concatenate(
+                [pp.get(s, np.full((int((r["oos_round"] == s).sum()), k), np.nan, np.float32))
+                 for s in range(1, r["round"] + 1)] or [np.zeros((0, k), np.float32)])
+    return records
+
+
 # --------------------------------------------------------------------------- estimators
 # Each estimator takes one record and returns (estimate, low, high). Intervals are 90%
 # nominal unless their name says otherwise.
@@ -255,19 +295,81 @@ def platt(r, prior=1.0):
     return _clip(e, e - Z90 * sd, e + Z90 * sd)
 
 
+def _session_kw(r):
+    conf, ok = _oos(r)
+    if not len(conf):
+        return {}
+    return dict(batch_confidence=conf, batch_correct=ok,
+                batch_age=r["oos_round"].max() - r["oos_round"])
+
+
 def chosen(r):
     """skpeal's :func:`~skpeal.stopping.accuracy_interval` as the session calls it: Platt
-    on every out-of-sample answer so far, weighed ``0.6 ** age``, prior 1."""
+    on every out-of-sample answer so far, weighed ``0.6 ** age``, prior 1, applied to the
+    previous round's model on the pool (lagged), the interval widened by the answers'
+    overdispersion between batches (drift)."""
     from skpeal.stopping import accuracy_interval
 
-    conf, ok = _oos(r)
-    age = r["oos_round"].max() - r["oos_round"] if len(conf) else None
-    kw = dict(batch_confidence=conf, batch_correct=ok, batch_age=age) if len(conf) else {}
+    kw = _session_kw(r)
+    if "prev_pool" in r:
+        kw["previous_confidence"] = _conf(r["prev_pool"])
     return accuracy_interval(r["pool"].astype(np.float64), **kw)
 
 
+def _skpeal(previous, dispersion):
+    def f(r):
+        from skpeal.stopping import accuracy_interval
+
+        kw = _session_kw(r)
+        if previous and "prev_pool" in r:
+            kw["previous_confidence"] = _conf(r["prev_pool"])
+        return accuracy_interval(r["pool"].astype(np.float64), dispersion=dispersion, **kw)
+    return f
+
+
+def _agree(a, b):
+    """+1 where the two models predict the same class, -1 where not, 0 where b is unknown."""
+    out = np.zeros(len(a))
+    known = ~np.isnan(b).any(1)
+    out[known] = np.where(a[known].argmax(1) == b[known].argmax(1), 1.0, -1.0)
+    return out
+
+
+def platt_agreement(r, decay=0.6, prior=1.0):
+    """Platt with a second feature: whether the judging model agreed with the model of the
+    round before it (agreement ~ correctness, as in GDE and Agreement-on-the-line); on the
+    pool, the current model against the previous one. Prior precision ``prior`` on both
+    extra coefficients' distance from (1, 0, 0)."""
+    conf, ok = _oos(r)
+    if len(conf) < 2 or "prev_pool" not in r:
+        return mmp(r)
+    pc = _conf(r["pool"])
+    Xa = np.column_stack([_logit(conf), np.ones(len(conf)),
+                          _agree(r["oos_proba"], r["oos_pprev"])])
+    Xp = np.column_stack([_logit(pc), np.ones(len(pc)), _agree(r["pool"], r["prev_pool"])])
+    w = decay ** (r["oos_round"].max() - r["oos_round"]).astype(float)
+    b, centre = np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-Xa @ b))
+        g = Xa.T @ (w * (ok - q)) - prior * (b - centre)
+        H = (Xa * (w * q * (1 - q))[:, None]).T @ Xa + prior * np.eye(3)
+        step = np.linalg.solve(H, g)
+        b = b + step
+        if np.abs(step).max() < 1e-8:
+            break
+    q = 1 / (1 + np.exp(-Xp @ b))
+    e = q.mean()
+    grad = (Xp * (q * (1 - q))[:, None]).mean(0)
+    sd = np.sqrt(grad @ np.linalg.solve(H, grad) + (q * (1 - q)).sum() / len(q) ** 2)
+    return _clip(e, e - Z90 * sd, e + Z90 * sd)
+
+
 ESTIMATORS = {
-    "chosen: Platt on out-of-sample answers, decay 0.6 (skpeal)": chosen,
+    "chosen: lagged Platt + drift dispersion (skpeal)": chosen,
+    "lagged Platt, binomial interval": _skpeal(previous=True, dispersion=False),
+    "Platt decay 0.6 + drift dispersion": _skpeal(previous=False, dispersion=True),
+    "before: Platt decay 0.6, binomial interval": _skpeal(previous=False, dispersion=False),
+    "Platt + agreement with the previous model": platt_agreement,
     "main (mean max-prob + last-batch gap)": main_interval,
     "mean max-prob": mmp,
     "temperature-scaled max-prob": temperature,
@@ -276,6 +378,77 @@ ESTIMATORS = {
     "out-of-sample accuracy (raw)": oos_raw,
     "Platt on out-of-sample answers, equal weights": platt,
 }
+
+
+# --------------------------------------------------------------------------- oracles
+def oracles(records, seed=0):
+    """What the truth says about the limits (not estimators: they read the pool's labels).
+
+    Median absolute errors (points) over the linked rounds after the first:
+
+    * ``previous map``: the previous model's exact Platt map (fitted on its whole pool with
+      the truth) applied to the current model's confidences: the drift of the map;
+    * ``previous accuracy``: the previous model's true accuracy on the current pool;
+    * ``random n``: Platt (prior 1) fitted on the current model's answers on ``n`` random
+      pool images (n = 10, 25, every label so far): no drift, no selection, only noise.
+    """
+    from scipy.special import expit
+
+    from skpeal.stopping import _platt_fit
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in records:
+        if "prev_pool" not in r:
+            continue
+        prev_ok = r["pool_correct_prev"].astype(float)
+        Xp = _logit(_conf(r["pool"]))
+        w, _ = _platt_fit(_logit(_conf(r["prev_pool"])), prev_ok, np.ones(len(prev_ok)), 1e-6)
+        row = {"set": r["set"], "previous map": expit(w[0] * Xp + w[1]).mean(),
+               "previous accuracy": prev_ok.mean()}
+        ok = r["pool_correct"].astype(float)
+        for name, n in (("random 10", 10), ("random 25", 25), ("random all", r["n_labels"])):
+            idx = rng.choice(len(ok), size=min(n, len(ok)), replace=False)
+            w, _ = _platt_fit(Xp[idx], ok[idx], np.ones(len(idx)), 1.0)
+            row[name] = expit(w[0] * Xp + w[1]).mean()
+        rows.append({k: (100 * abs(v - r["true"]) if k != "set" else v) for k, v in row.items()})
+    df = pd.DataFrame(rows)
+    out = df.groupby("set").median().round(1)
+    out.loc["all"] = df.drop(columns="set").median().round(1)
+    return out
+
+
+def stopping_replay(df, estimator):
+    """Replay each run's rounds of ``estimator`` through ``EstimatedAccuracy`` variants.
+
+    Per variant: the share of runs it stops, the median round of the first stop, and the
+    median (and largest) pool accuracy still to gain between then and the last round
+    (points). ``lower bound``: the plain plateau rule fed the interval's lower bound.
+    """
+    from skpeal.stopping import EstimatedAccuracy
+
+    variants = {"plain plateau": ({}, "est"), "session (max_half_width=0.03)":
+                ({"max_half_width": 0.03}, "est"), "max_half_width=0.25":
+                ({"max_half_width": 0.25}, "est"), "lower bound plateau": ({}, "low")}
+    rows = []
+    for _, g in df[df.estimator == estimator].groupby(["set", "seed", "strategy"]):
+        g = g.sort_values("round")
+        for name, (kw, key) in variants.items():
+            crit = EstimatedAccuracy(**kw)
+            for r in g.itertuples():
+                if key == "est":
+                    crit.update(estimate=r.est, interval=(r.low, r.high))
+                else:
+                    crit.update(estimate=r.low)
+            at = crit.stopped_at_
+            rows.append({"criterion": name, "stops": at is not None,
+                         "round": np.nan if at is None else g["round"].iloc[at],
+                         "to gain": np.nan if at is None else
+                         100 * (g.true.iloc[-1] - g.true.iloc[at])})
+    out = pd.DataFrame(rows).groupby("criterion", sort=False).agg(
+        runs_stopped=("stops", "mean"), median_round=("round", "median"),
+        median_to_gain=("to gain", "median"), max_to_gain=("to gain", "max"))
+    return out.round(2)
 
 
 # --------------------------------------------------------------------------- report
@@ -314,14 +487,20 @@ def summary(df, choose_on=CHOOSE_ON):
 
 def report(args):
     with open(args.cache, "rb") as fh:
-        records = pickle.load(fh)
+        records = link(pickle.load(fh))
     if args.sets:
         records = [r for r in records if r["set"] in args.sets]
+    if args.oracles:
+        print(oracles(records).to_markdown())
+        return None
     names = args.estimators or list(ESTIMATORS)
     df = evaluate(records, {n: ESTIMATORS[n] for n in names})
     n_runs = len(df[["set", "seed", "strategy"]].drop_duplicates())
     text = (f"Estimators compared and the session's one chosen on {' and '.join(args.choose_on)}"
-            f"; the other sets are held out. {n_runs} simulated sessions "
+            " only (rule fixed before the held-out results of these estimators were looked "
+            "at: the lowest median error there, then the narrowest interval covering at "
+            "least 85% of the rounds on each of them); the other sets "
+            f"are held out and were not used to choose. {n_runs} simulated sessions "
             f"({', '.join(sorted(set(df.strategy)))}), one row per round "
             "after each refit; intervals are 90% nominal; errors and widths in accuracy "
             "points.\n\n" + summary(df, tuple(args.choose_on)) + "\n")
@@ -334,6 +513,8 @@ def report(args):
         Path(args.rst).write_text(md_to_rst(text))
     if args.csv:
         df.to_csv(args.csv, index=False)
+    if args.stopping:
+        print(stopping_replay(df, names[0]).to_markdown())
     return df
 
 
@@ -349,6 +530,10 @@ def main(argv=None):
     r.add_argument("--choose-on", nargs="+", default=list(CHOOSE_ON))
     r.add_argument("--estimators", nargs="*")
     r.add_argument("--csv")
+    r.add_argument("--stopping", action="store_true",
+                   help="also replay the first estimator through EstimatedAccuracy variants")
+    r.add_argument("--oracles", action="store_true",
+                   help="print the limits measured with the truth (see oracles) and stop")
     r.add_argument("--md")
     r.add_argument("--rst")
     args = p.parse_args(argv)

@@ -285,6 +285,15 @@ def table(runs, rounds):
     return "\n".join(lines)
 
 
+def _rest(run_dir, rnd):
+    """Pool indices still unlabelled after round ``rnd`` (None without the run's records)."""
+    sel, cfg = run_dir / "selections.json", run_dir / "config.json"
+    if not (sel.exists() and cfg.exists()):
+        return None
+    done = [i for s in json.loads(sel.read_text()) if s["round"] <= rnd for i in s["selected"]]
+    return np.setdiff1d(np.arange(json.loads(cfg.read_text())["pool_size"]), done)
+
+
 def estimate_table(out):
     """The session's estimate (:func:`~skpeal.stopping.accuracy_interval` fed every
     out-of-sample answer so far, with its age in rounds) against the truth, per round.
@@ -293,7 +302,7 @@ def estimate_table(out):
     recs = []
     files = sorted(Path(out).glob("*/seed*/*/pool/*.npz"),
                    key=lambda f: (f.parent, int(f.stem.split("__round")[1])))
-    answers = {}
+    answers, last = {}, {}
     for f in files:
         z = np.load(f)
         strat, rnd = f.stem.split("__round")
@@ -305,6 +314,13 @@ def estimate_table(out):
         if seen:
             kw = dict(batch_confidence=[a[0] for a in seen], batch_correct=[a[1] for a in seen],
                       batch_age=[rnd - a[2] for a in seen])
+        rest = _rest(f.parent.parent, rnd)
+        prev = last.get(f.parent)
+        if seen and prev is not None and rest is not None and prev[0] == rnd - 1:
+            # the previous round's model on this round's pool, as the session passes it
+            kw["previous_confidence"] = prev[2][np.searchsorted(prev[1], rest)]
+        if rest is not None:
+            last[f.parent] = (rnd, rest, z["proba"].max(1))
         est, low, high = accuracy_interval(z["proba"], **kw)
         true = float(z["correct"].mean())
         plain = float(z["proba"].max(1).mean())

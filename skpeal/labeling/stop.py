@@ -19,6 +19,9 @@ image labelled since round 0, the confidence and correctness of the model of the
 before its label was given (a model that never trained on it), recent answers weighing
 more. The previous round's predictions are kept for that (meta key ``last_predictions``),
 the answers accumulate (meta key ``oos_answers``: ``[round, confidence, right]``) and
+the map learnt from them is applied to that previous model's confidences on the images
+still unlabelled (the lagged estimate; the interval is widened when the batches of answers
+scatter more than binomial noise, as when the model changes between rounds), and
 every round's estimate and interval is stored (meta key ``accuracy_intervals``:
 ``{round: [estimate, low, high]}``); :meth:`SessionStopping.estimates` gives the
 estimates the session's status shows. The
@@ -130,14 +133,20 @@ class SessionStopping:
                         for k, i in enumerate(last["ids"]) if int(i) in labelled]
             self.store.set_meta("oos_answers", answers)
         kw = {}
+        ids = [int(i) for i, r in row_of.items() if i not in labelled]
         if answers:
             kw = dict(batch_confidence=[a[1] for a in answers],
                       batch_correct=[a[2] for a in answers],
                       batch_age=[rnd - int(a[0]) for a in answers])
+            if last is not None and int(last["round"]) < rnd:
+                # the previous model's confidence on the images still unlabelled: the map
+                # fitted on its answers is applied to it (the lagged estimate)
+                prev = dict(zip((int(i) for i in last["ids"]), last["conf"]))
+                if all(i in prev for i in ids):
+                    kw["previous_confidence"] = [prev[i] for i in ids]
         est, low, high = accuracy_interval(proba[free], **kw)
         intervals[str(rnd)] = [est, low, high]
         self.store.set_meta("accuracy_intervals", intervals)
-        ids = [int(i) for i, r in row_of.items() if i not in labelled]
         rows = np.array([row_of[i] for i in ids], dtype=np.intp)
         self.store.set_meta("last_predictions", {
             "round": int(rnd), "ids": ids,

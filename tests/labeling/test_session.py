@@ -124,6 +124,7 @@ def test_estimated_accuracy_is_recalibrated_on_the_unlabelled_pool(session_facto
 
     _, truth = image_folder
     s = session_factory().prepare()
+    last0 = s.store.get_meta("last_predictions")  # round 0's model on the pool
     s.simulate(lambda i, p: truth[p], 1)
     labelled = set(s.store.labelled())
     rows = [k for k, i in enumerate(s._ids) if int(i) not in labelled]
@@ -135,7 +136,9 @@ def test_estimated_accuracy_is_recalibrated_on_the_unlabelled_pool(session_facto
     answers = s.store.get_meta("oos_answers")
     assert len(answers) == len(labelled) and {a[0] for a in answers} == {1}
     want = accuracy_interval(proba, batch_confidence=[a[1] for a in answers],
-                             batch_correct=[a[2] for a in answers], batch_age=[0] * len(answers))
+                             batch_correct=[a[2] for a in answers], batch_age=[0] * len(answers),
+                             previous_confidence=[dict(zip(last0["ids"], last0["conf"]))[int(
+                                 s._ids[k])] for k in rows])
     assert s.status()["estimated_accuracy"] == pytest.approx(want[0], abs=1e-6)
     assert s.status()["stop_suggestion"]["accuracy"]["low"] == pytest.approx(want[1], abs=1e-6)
 
