@@ -56,7 +56,8 @@ STRATEGIES = ["random", "auto", "calibrated-entropy", "classguided", "typiclust"
 SETS = {"fashion-mnist": dict(pool_size=600, test_size=300),
         "digits": dict(pool_size=600, test_size=300),
         "twemoji": dict(pool_size=600, test_size=300),
-        "nrletters": dict(pool_size=600, test_size=300)}
+        "nrletters": dict(pool_size=600, test_size=300),
+        "stickfigures": dict(pool_size=600, test_size=300)}
 TRACKED = {"random", "calibrated-entropy", "auto"}  # strategies whose pool estimate is kept
 
 
@@ -139,7 +140,36 @@ def load_nrletters(config):
                   "letters in three colours, one corner highlighted.")
 
 
-PACKAGED = {"twemoji": load_twemoji, "nrletters": load_nrletters}
+#: The Dancing Stick Figures' two label sets (upper body, lower body) -> the class's words.
+STICK_UPPER = ["leaning left", "arms raised", "leaning right"]
+STICK_LOWER = ["knees bent", "legs apart", "one knee lifted"]
+
+
+@functools.cache
+def _stickfigures_all():
+    """ClustPy's stick figures: grey on dark RGB uint8 (900, 20, 20, 3), class ids 0-8.
+
+    The class is the pose of the whole figure, ``3 * upper + lower`` (both 0-2), 100 images
+    each.
+    """
+    path = _package_dir("clustpy", NRLETTERS_PIP) / "data" / "datasets" / "stickfigures.data"
+    rows = np.loadtxt(path, delimiter=",", dtype=np.int64)  # upper, lower, 20x20 pixels
+    grey = rows[:, 2:].reshape(-1, 20, 20).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1), 3 * rows[:, 0] + rows[:, 1]
+
+
+def load_stickfigures(config):
+    """ClustPy's Dancing Stick Figures: 900 20x20 poses, 3 upper x 3 lower body (9 classes)."""
+    X, y = _stickfigures_all()
+    names = [f"stick figure, {u}, {low}" for u in STICK_UPPER for low in STICK_LOWER]
+    return _split(X, y, config, names,
+                  "Dancing Stick Figures of clustpy 0.0.3 (BSD-3-Clause; Guennemann et al., "
+                  "KDD 2014): 20x20 grey stick figures, class = upper-body pose x "
+                  "lower-body pose.")
+
+
+PACKAGED = {"twemoji": load_twemoji, "nrletters": load_nrletters,
+            "stickfigures": load_stickfigures}
 
 
 def _load(config):
