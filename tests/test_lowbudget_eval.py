@@ -74,3 +74,12 @@ def test_stickfigures_class_names_match_the_poses(bench):
         feet = m[:, -2:]  # the bottom rows: both outer corners only with legs apart
         apart = feet[:, :, :4].any((1, 2)) & feet[:, :, -4:].any((1, 2))
         assert apart.all() if "legs apart" in name else not apart.any()
+
+
+def test_report_keeps_to_the_sets_asked_for(bench, tmp_path):
+    """``--report-only --sets X`` reports X only, though other sets share the folder."""
+    for s in ("stickfigures", "digits"):
+        (tmp_path / s / "seed0" / "random" / "state").mkdir(parents=True)
+    found = bench._glob(tmp_path, "*/seed*/*/state", ["stickfigures"])
+    assert [f.relative_to(tmp_path).parts[0] for f in found] == ["stickfigures"]
+    assert len(bench._glob(tmp_path, "*/seed*/*/state")) == 2
