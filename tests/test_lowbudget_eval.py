@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
+needs_clustpy = pytest.mark.skipif(
     importlib.util.find_spec("clustpy") is None,
     reason="the stick figures ship in the clustpy package: pip install clustpy==0.0.3")
 
@@ -35,6 +35,7 @@ def test_stickfigures_is_a_packaged_set(bench):
     assert bench.SETS["stickfigures"] == dict(pool_size=600, test_size=300)
 
 
+@needs_clustpy
 def test_stickfigures_shapes_classes_and_split(bench):
     data = _data(bench, "stickfigures")
     assert data.X_train.shape == (600, 20, 20, 3) and data.X_test.shape == (300, 20, 20, 3)
@@ -56,6 +57,7 @@ def test_stickfigures_shapes_classes_and_split(bench):
     assert not np.array_equal(other.y_train, data.y_train)  # data_seed draws another split
 
 
+@needs_clustpy
 def test_stickfigures_class_names_match_the_poses(bench):
     """The words given to the text side describe the images of their class."""
     X, y = bench._stickfigures_all()
