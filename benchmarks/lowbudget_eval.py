@@ -325,11 +325,15 @@ def table(runs, rounds):
 
 
 def _rest(run_dir, rnd):
-    """Pool indices still unlabelled after round ``rnd`` (None without the run's records)."""
+    """Pool indices still unlabelled after round ``rnd`` (None without the run's records,
+    or while a run still going has not recorded that round's picks yet)."""
     sel, cfg = run_dir / "selections.json", run_dir / "config.json"
     if not (sel.exists() and cfg.exists()):
         return None
-    done = [i for s in json.loads(sel.read_text()) if s["round"] <= rnd for i in s["selected"]]
+    picks = json.loads(sel.read_text())
+    if rnd not in {s["round"] for s in picks}:
+        return None
+    done = [i for s in picks if s["round"] <= rnd for i in s["selected"]]
     return np.setdiff1d(np.arange(json.loads(cfg.read_text())["pool_size"]), done)
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import json
 from argparse import Namespace
 from pathlib import Path
 
@@ -85,3 +86,13 @@ def test_report_keeps_to_the_sets_asked_for(bench, tmp_path):
     found = bench._glob(tmp_path, "*/seed*/*/state", ["stickfigures"])
     assert [f.relative_to(tmp_path).parts[0] for f in found] == ["stickfigures"]
     assert len(bench._glob(tmp_path, "*/seed*/*/state")) == 2
+
+
+def test_unlabelled_rest_waits_for_the_rounds_picks(bench, tmp_path):
+    """A run still going writes a round's pool scores before its picks: no rest yet."""
+    (tmp_path / "config.json").write_text(json.dumps({"pool_size": 10}))
+    (tmp_path / "selections.json").write_text(json.dumps(
+        [{"round": 0, "selected": [1, 2]}, {"round": 1, "selected": [5]}]))
+    np.testing.assert_array_equal(bench._rest(tmp_path, 0), [0, 3, 4, 5, 6, 7, 8, 9])
+    np.testing.assert_array_equal(bench._rest(tmp_path, 1), [0, 3, 4, 6, 7, 8, 9])
+    assert bench._rest(tmp_path, 2) is None
