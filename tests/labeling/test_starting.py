@@ -391,3 +391,58 @@ def test_a_restart_while_encoding_hands_over_at_the_first_encoded_images(session
         gate.set()
         app.state.worker.stop(timeout=30)
         starting.close()
+
+
+def test_skpeal_label_restart_with_the_ml_backend_serves_from_the_store(session_factory,
+                                                                        image_folder):
+    """``--ml-backend-port`` on a restart: /health answers while the model loads, /predict
+    answers 503 "still loading" until the model is there, then the suggestions."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    from .conftest import CLASSES
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    ml_port = _free_port()
+    proc, base = _start_label(project, image_folder[0], "--ml-backend-port", str(ml_port))
+    ml = f"http://127.0.0.1:{ml_port}"
+    choices = "".join(f'<Choice value="{c}"/>' for c in CLASSES)
+    body = json.dumps({"tasks": [{"id": 1, "data": {"image": "x", "skpeal_id": ids[0]}}],
+                       "label_config": '<View><Image name="image" value="$image"/><Choices '
+                       f'name="choice" toName="image">{choices}</Choices></View>'}).encode()
+
+    def predict():
+        req = urllib.request.Request(ml + "/predict", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        t0, health = time.time(), None
+        while health is None and time.time() - t0 < 120:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(ml + "/health", timeout=10) as r:
+                    health = json.loads(r.read())
+            except OSError:
+                time.sleep(0.1)
+        assert health["status"] == "UP" and health["model_version"] == "round-0"
+        seen = []
+        while time.time() - t0 < 180:
+            code, answer = predict()
+            seen.append(code)
+            if code == 200:
+                break
+            assert code == 503 and "still loading" in answer["detail"], answer
+            time.sleep(0.3)
+        assert seen[-1] == 200, seen
+        assert answer["results"][0]["result"][0]["value"]["choices"][0] in CLASSES
+        with urllib.request.urlopen(base + "/api/batch?client=t", timeout=30) as r:
+            assert [it["image_id"] for it in json.loads(r.read())["items"]] == ids
+    finally:
+        _stop(proc)
