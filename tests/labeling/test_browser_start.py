@@ -39,15 +39,20 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def loading_server(session_factory):
-    """(url, project, ids of the pending batch, go): a restart whose model loads on ``go``."""
+@pytest.fixture(params=[False])
+def loading_server(request, session_factory):
+    """(url, project, ids of the pending batch, go, starting): a restart whose model loads
+    on ``go``; with ``request.param`` the batch before it was submitted (one answer)."""
     from skpeal.labeling._starting import StartingSession
     from skpeal.labeling.app import create_app
 
     s = session_factory()
     s.prepare()
     ids = [it["image_id"] for it in s.next_batch(client="before")]
+    if request.param:  # one answer submitted, the rest given back: a new pending batch
+        s.answer([(ids[0], "red")], client="before")
+        s.release("before")
+        ids = [it["image_id"] for it in s.next_batch(client="before")]
     s.release()
     project = s.project
     s.close()
@@ -118,5 +123,31 @@ def test_submit_while_the_model_loads_waits_and_goes_through_by_itself(browser,
         page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
         assert _labels_in_db(project) == 5
         assert page.is_hidden("#error")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("loading_server", [True], indirect=True)
+def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(browser,
+                                                                          loading_server):
+    url, project, ids, go, starting = loading_server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    # the tab that submitted the answer (an undo takes back its own tab's answers)
+    page.add_init_script("sessionStorage.setItem('skpeal-client', 'before')")
+    try:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        page.wait_for_selector("#busy-text:has-text('Loading the model')")
+        # no pick on screen: the undo takes back the submitted answer, which needs the model
+        page.keyboard.press("u")
+        page.wait_for_selector("#message:has-text('The model is still loading; your picks "
+                               "are saved. The undo is sent by itself')")
+        assert page.is_hidden("#error") and starting.session is None
+        time.sleep(1.5)  # resent at least once, still refused: the answer is in force
+        assert _labels_in_db(project) == 1
+        go.set()
+        page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
+        assert page.is_hidden("#error")
+        page.wait_for_function("document.querySelectorAll('.card').length == 6")
     finally:
         page.close()
