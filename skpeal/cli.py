@@ -127,12 +127,12 @@ def _label(args) -> int:
 
     project = config.project or os.path.join(config.images, ".skpeal")
     session = None
-    if config.ml_backend_port is None and os.path.exists(os.path.join(project,
-                                                                      "labels.sqlite")):
+    if os.path.exists(os.path.join(project, "labels.sqlite")):
         # a restart: the pending batch is served from the store while the model loads
+        # (and Label Studio's ML backend answers /health at once, /predict 503 until then)
         session = StartingSession(project, lambda: _label_session(project, config))
-        if not session.ready:  # no pending batch: nothing to show before the model
-            session.close()
+        if not session.ready and config.ml_backend_port is None:
+            session.close()  # no pending batch: nothing to show before the model
             session = None
     if session is None:
         session = _label_session(project, config)

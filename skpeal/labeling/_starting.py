@@ -10,14 +10,20 @@ serves, from the SQLite store alone (no torch):
 * picks (``pick`` / ``pick_many``: committed to the store as usual, so the session sees
   them), leases, image paths, a status with the learning curve so far.
 
-Everything else (answers, undo, refits, exports, suggestions of a new batch) waits for
-the session (:meth:`StartingSession.wait`) and is then the session's. Once the session
-is prepared every call goes to it.
+* an undo of a pick (the store alone: the pick before it is in force again).
+
+Everything else (answers, the undo of a submitted answer, refits, exports, suggestions of
+a new batch) waits for the session (:meth:`StartingSession.wait`) and is then the
+session's. Every call goes to the session as soon as it is ``ready`` (it can give
+batches), not when it is fully prepared: a project restarted while its pool was being
+encoded is served by the session from its first encoded images on, while the rest of the
+pool is encoded behind (as a new project is).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from .batches import BatchMixin
@@ -27,6 +33,7 @@ __all__ = ["StartingSession"]
 
 #: Seconds a request that needs the model (an answer, an undo) waits for it.
 WAIT_SECONDS = 120.0
+_POLL_SECONDS = 0.05  # how often :meth:`StartingSession.wait` looks whether it serves
 
 
 def _store_or_session(name):
@@ -138,13 +145,31 @@ class StartingSession(BatchMixin):
         return self
 
     def wait(self, timeout=WAIT_SECONDS) -> bool:
-        """Wait up to ``timeout`` seconds for :meth:`start` to end; whether it did."""
-        return self._started.wait(timeout)
+        """Wait up to ``timeout`` seconds for the session to serve (or :meth:`start` to fail).
+
+        Returns whether it did: the session is ``ready`` (its preparation may go on behind,
+        e.g. encoding the rest of the pool), or :meth:`start` ended.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._started.is_set():
+            if self._live() is not None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._started.wait(min(left, _POLL_SECONDS))
+        return True
+
+    @property
+    def loading(self) -> bool:
+        """Whether the model is still loading: nothing failed yet, no session serves yet."""
+        return self._live() is None and not self._started.is_set()
 
     def _live(self):
-        """The session once started and prepared, else None (the store answers)."""
-        if self._started.is_set() and self.session is not None and self.session.ready:
-            return self.session
+        """The session once it can give batches, else None (the store answers)."""
+        session = self.session
+        if session is not None and session.ready:
+            return session
         return None
 
     def _wait_or_raise(self):
@@ -158,8 +183,10 @@ class StartingSession(BatchMixin):
     @property
     def ready(self) -> bool:
         """Whether a batch can be given: the pending batch while loading, then the session's."""
+        if self._live() is not None:
+            return True
         if self._started.is_set():
-            return self.session is not None and self.session.ready
+            return False
         return bool(self.store.pending())
 
     @property
@@ -236,4 +263,14 @@ class StartingSession(BatchMixin):
     answer = _session_only("answer")
     label = _session_only("label")
     skip = _session_only("skip")
-    undo = _session_only("undo")
+
+    def undo(self, *, client=None, annotator=None):
+        """The session's ``undo``; while loading, a pick is undone from the store alone
+        (the undo of a submitted answer waits for the session)."""
+        live = self._live()
+        if live is None:
+            undone = self.undo_pick(client=client)
+            if undone is not None:
+                return undone
+            live = self._wait_or_raise()
+        return live.undo(client=client, annotator=annotator)

@@ -31,6 +31,10 @@ nothing)::
     GET  /api/export/NAME       folders.zip (<class>/<file>), label-studio.json (tasks with
                                 predictions), adapter.safetensors (the current model's)
 
+An answer or an undo of an answer sent while the model is still loading gets 503 with the
+header ``X-Skpeal-Loading: 1`` (and ``Retry-After``) after ``model_wait`` seconds: nothing
+changed, the picks are stored already; send it again.
+
 With ``ml_backend_port`` (``skpeal label --ml-backend-port N``), :func:`serve` also serves
 Label Studio's ML backend protocol over the session on that port
 (:func:`ml_backend_for_session`).
@@ -70,6 +74,9 @@ __all__ = ["LOOPBACK_HOSTS", "check_ports", "create_app", "ml_backend_for_sessio
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MAX_CLIENT = 128
 _PAGE_SIZE = 384  # the thumbnail size the page loads first (img.src)
+#: The detail of a 503 to an answer or undo sent before the model is loaded.
+LOADING_MESSAGE = ("the model is still loading; your picks are saved: send this again in a "
+                   "moment (the page does it by itself)")
 
 
 class RefitWorker:
@@ -207,6 +214,12 @@ def _bad(status, message):
     raise HTTPException(status_code=status, detail=message)
 
 
+def _loading():
+    """503: the model is still loading; nothing changed (the page sends it again)."""
+    raise HTTPException(status_code=503, detail=LOADING_MESSAGE,
+                        headers={"Retry-After": "2", "X-Skpeal-Loading": "1"})
+
+
 def _client_of(value):
     if not isinstance(value, str) or not 0 < len(value) <= _MAX_CLIENT:
         _bad(422, f"client must be a non-empty string of at most {_MAX_CLIENT} characters")
@@ -214,7 +227,7 @@ def _client_of(value):
 
 
 def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
-               fresh_wait=0.3):
+               fresh_wait=0.3, model_wait=2.0):
     """The FastAPI application over ``session``.
 
     Parameters
@@ -236,6 +249,11 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         does at once (the refit's model picks the one after). No wait when that pick
         was computed ahead, while the person answered the batch on screen (see
         :meth:`LabelingSession.pick_ahead`).
+    model_wait : float, default=2.0
+        The seconds an answer or undo sent while the model is still loading (a restart)
+        or the session still preparing waits for it; then the answer is 503 with the
+        ``X-Skpeal-Loading: 1`` header (nothing changed; the picks are saved already),
+        and the page sends it again by itself.
 
     Returns
     -------
@@ -284,13 +302,20 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     app.mount("/static", StaticFiles(directory=str(_static_dir())), name="static")
 
     async def wait_for_model():
-        """A session still loading (a restart): wait for it where the model is needed."""
+        """A session still loading (a restart) or preparing: wait a little where the model
+        is needed, then 503 "still loading" (the page retries by itself)."""
         if getattr(session, "starting", False):
-            if not await run_in_threadpool(session.wait):
-                _bad(409, "the model is still loading; your picks are saved: try again in a "
-                          "moment")
+            if not await run_in_threadpool(session.wait, model_wait):
+                _loading()
             if session.session is None:
                 _bad(409, f"the session could not be opened: {session.error}")
+        elif not session.ready and worker.busy:
+            await run_in_threadpool(worker.wait_idle, model_wait)
+        if not session.ready:
+            if worker.busy:
+                _loading()
+            _bad(409, "the session could not be prepared: "
+                      f"{worker.error or session.state.get('error')}")
 
     def status_payload():
         st = session.status() if session.ready else {
@@ -393,8 +418,6 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
                           f"{session.classes}")
             parsed.append((image_id, label))
         await wait_for_model()
-        if not session.ready:
-            _bad(409, "the session is still preparing; try again when the first batch shows")
         row_ids = session.answer(parsed, client=client)  # committed before we answer
         if release_rest:
             session.release(client)
@@ -418,6 +441,10 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         if not isinstance(body, dict):
             _bad(422, "the body must be a JSON object {\"client\": ...}")
         client = _client_of(body.get("client"))
+        if getattr(session, "loading", False):  # a restart: a pick is undone from the store
+            undone = session.undo_pick(client=client)
+            if undone is not None:
+                return {"undone": undone}
         await wait_for_model()
         return {"undone": session.undo(client=client)}
 

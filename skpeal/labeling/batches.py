@@ -386,18 +386,41 @@ class BatchMixin:
             changed, so that a refit follows the next submit). None: nothing to undo.
         """
         with self._lock:
-            pending = self.store.pending()
-            shown = [p["image_id"] for p in pending if client is None or p["client"] == client]
-            shown += [r["image_id"] for r in self.store.reopened(client)]
-            row = self.store.undo_last_pick(shown)
-            if row is not None:
-                now = self.store.picks([row["image_id"]]).get(row["image_id"])
-                return {"action": "pick", "image_id": row["image_id"], "label": row["label"],
-                        "kind": "label" if row["label"] is not None else "skip",
-                        "pick": None if now is None else now["label"], "refit": False}
+            undone = self.undo_pick(client=client)
+            if undone is not None:
+                return undone
             row = self.store.undo_last(client=client, annotator=annotator or self.annotator)
             if row is None:
                 return None
             return {"action": "answer", "image_id": row["image_id"], "label": row["label"],
                     "kind": row["kind"], "pick": row["label"], "refit": row["kind"] == "label",
                     "round": row["round"]}
+
+    def undo_pick(self, *, client=None):
+        """Undo the latest pick on the images on screen only (the store alone: no model).
+
+        The first step of :meth:`undo`; it works while a restarted session's model is
+        still loading.
+
+        Parameters
+        ----------
+        client : str, optional
+            Whose pending and reopened images (None: anyone's).
+
+        Returns
+        -------
+        undone : dict or None
+            As :meth:`undo` gives for a pick (``action`` ``"pick"``); None when no image
+            on screen has a pick.
+        """
+        with self._lock:
+            pending = self.store.pending()
+            shown = [p["image_id"] for p in pending if client is None or p["client"] == client]
+            shown += [r["image_id"] for r in self.store.reopened(client)]
+            row = self.store.undo_last_pick(shown)
+            if row is None:
+                return None
+            now = self.store.picks([row["image_id"]]).get(row["image_id"])
+            return {"action": "pick", "image_id": row["image_id"], "label": row["label"],
+                    "kind": "label" if row["label"] is not None else "skip",
+                    "pick": None if now is None else now["label"], "refit": False}

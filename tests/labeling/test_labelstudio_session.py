@@ -314,3 +314,53 @@ def test_stopping_suggestion_says_stop_when_the_criteria_agree(session_factory):
     assert sug["message"].count("likely between") == 1
     assert sug["message"].count("estimates its accuracy") == 1
     assert np.isclose(kappa["signal"], 1.0)
+
+
+def test_ml_backend_of_a_restart_answers_health_at_once_and_predict_after_loading(
+        tmp_path, image_folder):
+    """``skpeal label --ml-backend-port`` restarted: the backend serves from the store while
+    the model loads (/health at once; /predict 503 with a clear message until then)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import ml_backend_for_session
+
+    folder, _ = image_folder
+    project = tmp_path / "ls-project"
+    s = LabelingSession(project, folder, LS_CLASSES, estimator=tiny_estimator(),
+                        batch_size=5).prepare()
+    ids = [i for i, _ in s.store.images()]
+    s.close()
+    go = threading.Event()
+
+    def build():  # the model's import and load, held until the test lets it go
+        assert go.wait(120)
+        return LabelingSession(project, estimator=tiny_estimator(), batch_size=5)
+
+    starting = StartingSession(project, build)
+    loader = threading.Thread(target=starting.start, daemon=True)
+    loader.start()
+    try:
+        client = TestClient(ml_backend_for_session(starting), raise_server_exceptions=False)
+        r = client.get("/health")
+        assert r.status_code == 200
+        assert r.json() == {"status": "UP", "model_class": "SessionBackend",
+                            "model_version": "round-0"}  # the stored round's
+        r = client.post("/predict", json=_recorded("predict", ids))
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "model is still loading" in r.json()["detail"]
+        assert starting.session is None  # all of it before the model was built
+        go.set()
+        loader.join(120)
+        r = client.post("/predict", json=_recorded("predict", ids))
+        assert r.status_code == 200, r.text
+        by_id = {p["image_id"]: p for p in starting.predictions()}
+        task = _recorded("predict", ids)["tasks"][0]
+        assert r.json()["results"][0]["result"][0]["value"] == {
+            "choices": [by_id[task["data"]["skpeal_id"]]["suggestion"]]}
+    finally:
+        go.set()
+        loader.join(60)
+        starting.close()

@@ -265,3 +265,184 @@ def test_skpeal_label_restart_with_another_backbone_stops_with_the_error(session
         out = _stop(proc)
     assert proc.returncode == 2, out
     assert "skpeal: error:" in out and "skpeal-tiny" in out, out
+
+
+# ------------------------------------------------- undo and answers while the model loads
+def test_undo_of_a_pick_works_while_loading_and_answers_get_503_then_pass(session_factory):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import LOADING_MESSAGE, create_app
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    go = threading.Event()
+
+    def build():
+        assert go.wait(120)
+        return session_factory(images=None, classes=None)
+
+    starting = StartingSession(project, build)
+    app = create_app(starting, model_wait=0.2)
+    try:
+        with TestClient(app) as client:
+            assert client.get("/api/batch", params={"client": "b"}).json()["items"]
+            client.post("/api/pick", json={"client": "b", "image_id": ids[0], "label": "red"})
+            client.post("/api/pick", json={"client": "b", "image_id": ids[0],
+                                           "label": "blue"})
+            # the undo of a pick: the store alone, at once, the earlier pick in force again
+            r = client.post("/api/undo", json={"client": "b"})
+            assert r.status_code == 200, r.text
+            assert r.json()["undone"] == {"action": "pick", "image_id": ids[0],
+                                          "label": "blue", "kind": "label", "pick": "red",
+                                          "refit": False}
+            assert client.post("/api/undo", json={"client": "b"}).json()["undone"]["pick"] \
+                is None
+            r = client.post("/api/undo", json={"client": "b"})  # the pick of before the restart
+            assert r.json()["undone"]["image_id"] == picked
+            items = client.get("/api/batch", params={"client": "b"}).json()["items"]
+            assert [it["pick"] for it in items] == [None] * len(ids)
+            # no pick left on screen: the undo of an answer needs the model -> 503, retry
+            r = client.post("/api/undo", json={"client": "b"})
+            assert r.status_code == 503 and r.headers["x-skpeal-loading"] == "1"
+            assert r.json()["detail"] == LOADING_MESSAGE and "retry-after" in r.headers
+            r = client.post("/api/answers", json={"client": "b", "answers": [
+                {"image_id": ids[0], "label": "red"}]})
+            assert r.status_code == 503 and r.headers["x-skpeal-loading"] == "1"
+            assert starting.session is None
+            assert starting.store.labelled() == {}  # a 503 changed nothing
+            go.set()
+            assert starting.wait(120)
+            r = client.post("/api/answers", json={"client": "b", "answers": [
+                {"image_id": ids[0], "label": "red"}]})
+            assert r.status_code == 200 and r.json()["saved"] == 1
+            r = client.post("/api/undo", json={"client": "b"})
+            assert r.status_code == 200 and r.json()["undone"]["action"] == "answer"
+    finally:
+        go.set()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+
+
+def test_a_restart_while_encoding_hands_over_at_the_first_encoded_images(session_factory,
+                                                                         monkeypatch):
+    """The session serves (answers, new batches) as soon as it is ready, while the rest of
+    the pool is still being encoded behind: not once every image is encoded."""
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from skpeal import CLIPAdapterClassifier
+    from skpeal.labeling import session as session_module
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import create_app
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
+    mode, gate = {"now": "kill"}, threading.Event()
+
+    def gated(original):
+        def encode(self, X):  # the first sample (10 images) passes; the chunks after it not
+            if len(X) == 8 and mode["now"] == "kill":
+                raise KeyboardInterrupt("killed while encoding")  # as kill -9 mid-encoding
+            if len(X) == 8 and mode["now"] == "hold":
+                assert gate.wait(120)
+            return original(self, X)
+        return encode
+
+    for method in ("predict_proba", "predict_proba_embed"):  # probabilities (and features)
+        monkeypatch.setattr(CLIPAdapterClassifier, method,
+                            gated(getattr(CLIPAdapterClassifier, method)))
+    s = session_factory()
+    with pytest.raises(KeyboardInterrupt):
+        s.prepare()
+    assert s.store.rounds() == [] and len(s.store.pending()) == 5  # the first batch, stored
+    ids = [p["image_id"] for p in s.store.pending()]
+    s.close()
+
+    mode["now"] = "hold"  # the restart encodes the rest of the pool until the gate opens
+    starting = StartingSession(project := s.project, lambda: session_factory(
+        images=None, classes=None))
+    assert starting.ready and project.exists()
+    app = create_app(starting, model_wait=0.2)
+    try:
+        with TestClient(app) as client:
+            t0 = time.time()
+            while (starting.session is None or not starting.session.ready) \
+                    and time.time() - t0 < 120:
+                time.sleep(0.05)
+            assert starting.session.streaming and not gate.is_set()  # still encoding
+            assert starting.wait(0) and not starting.loading  # ... and it serves already
+            st = client.get("/api/status").json()
+            assert st["ready"] and st["state"]["phase"] == "encoding"
+            items = client.get("/api/batch", params={"client": "b"}).json()["items"]
+            assert [it["image_id"] for it in items] == ids  # the same batch
+            r = client.post("/api/answers", json={"client": "b", "answers": [
+                {"image_id": i, "label": "red"} for i in ids]})
+            assert r.status_code == 200 and r.json()["saved"] == 5
+            assert starting.session.streaming  # answered before the pool was encoded
+            assert len(starting.session.store.labelled()) == 5
+            gate.set()
+            assert app.state.worker.wait_idle(120)
+            assert not starting.session.streaming and len(starting.store.rounds()) >= 1
+    finally:
+        gate.set()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+
+
+def test_skpeal_label_restart_with_the_ml_backend_serves_from_the_store(session_factory,
+                                                                        image_folder):
+    """``--ml-backend-port`` on a restart: /health answers while the model loads, /predict
+    answers 503 "still loading" until the model is there, then the suggestions."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    from .conftest import CLASSES
+
+    project, ids, picked = _project_with_a_pending_batch(session_factory)
+    ml_port = _free_port()
+    proc, base = _start_label(project, image_folder[0], "--ml-backend-port", str(ml_port))
+    ml = f"http://127.0.0.1:{ml_port}"
+    choices = "".join(f'<Choice value="{c}"/>' for c in CLASSES)
+    body = json.dumps({"tasks": [{"id": 1, "data": {"image": "x", "skpeal_id": ids[0]}}],
+                       "label_config": '<View><Image name="image" value="$image"/><Choices '
+                       f'name="choice" toName="image">{choices}</Choices></View>'}).encode()
+
+    def predict():
+        req = urllib.request.Request(ml + "/predict", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        t0, health = time.time(), None
+        while health is None and time.time() - t0 < 120:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(ml + "/health", timeout=10) as r:
+                    health = json.loads(r.read())
+            except OSError:
+                time.sleep(0.1)
+        assert health["status"] == "UP" and health["model_version"] == "round-0"
+        seen = []
+        while time.time() - t0 < 180:
+            code, answer = predict()
+            seen.append(code)
+            if code == 200:
+                break
+            assert code == 503 and "still loading" in answer["detail"], answer
+            time.sleep(0.3)
+        assert seen[-1] == 200, seen
+        assert answer["results"][0]["result"][0]["value"]["choices"][0] in CLASSES
+        with urllib.request.urlopen(base + "/api/batch?client=t", timeout=30) as r:
+            assert [it["image_id"] for it in json.loads(r.read())["items"]] == ids
+    finally:
+        _stop(proc)

@@ -189,8 +189,9 @@ class SessionBackend:
 
     Parameters
     ----------
-    session : LabelingSession
-        A prepared session.
+    session : LabelingSession or StartingSession
+        A session (``/predict`` answers 503 until it is prepared), or a restarted one
+        whose model still loads (``skpeal label --ml-backend-port``).
     annotator, client : str, default="label-studio"
         Stored with every label that arrives through the webhook.
     basic_auth : tuple of (str, str), optional
@@ -217,8 +218,30 @@ class SessionBackend:
 
     @property
     def model_version(self):
-        """The session's current model version (``"round-N"``)."""
-        return self.session.model_version or "skpeal"
+        """The session's current model version (``"round-N"``).
+
+        While a restarted session's model loads, the last stored round's (``/health``
+        answers at once).
+        """
+        s = self.session
+        if getattr(s, "starting", False) and s.loading:
+            return f"round-{s.round}" if s.round >= 0 else "skpeal"
+        return s.model_version or "skpeal"
+
+    def _with_model(self):
+        """The session with a model, else :class:`PredictorNotReady` (503)."""
+        s = self.session
+        if getattr(s, "starting", False):  # a restart (skpeal label): its model loads behind
+            if s.loading:
+                raise PredictorNotReady("the model is still loading (skpeal label was "
+                                        "restarted); ask again shortly")
+            if s.session is None or not s.session.ready:
+                raise PredictorNotReady(f"the session could not be opened: {s.error}")
+            s = s.session
+        if not s.ready:
+            raise PredictorNotReady("the session is not prepared yet (its pool is still "
+                                    "being encoded); ask again shortly")
+        return s
 
     def predict(self, images):
         """The session's current suggestion and its probability for each task's image.
@@ -237,12 +260,10 @@ class SessionBackend:
         KeyError
             A task that is not an image of the session (answered with 422).
         PredictorNotReady
-            The session is not prepared yet (answered with 503).
+            The session is not prepared yet, or a restarted one's model is still loading
+            (answered with 503).
         """
-        s = self.session
-        if not s.ready:
-            raise PredictorNotReady("the session is not prepared yet (its pool is still "
-                                    "being encoded); ask again shortly")
+        s = self._with_model()
         with s._lock:
             proba, version = s._proba, s._version
         cls = s._classes_sorted()

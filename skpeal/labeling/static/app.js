@@ -25,6 +25,9 @@ let loading = false;
 let submitting = false;
 let sending = false;
 let confirmSubmit = false; // Enter pressed once with unanswered images
+let undoWaiting = false;   // an undo sent before the model loaded, to be sent again
+const RESEND_MS = 1000;    // an answer or undo sent before the model loaded: sent again
+const LOADING_TEXT = "The model is still loading; your picks are saved. ";
 const viewer = { open: false, scale: 1, x: 0, y: 0 };
 window.skpealSaveTimes = [];  // keypress-to-saved round trips in ms (benchmarks read them)
 
@@ -44,6 +47,8 @@ function api(path, body) {
     if (!r.ok) {
       const err = new Error(data.detail || r.statusText);
       err.status = r.status;
+      // 503 + X-Skpeal-Loading: the model is still loading; nothing changed, send it again
+      err.loading = r.headers.get("X-Skpeal-Loading") === "1";
       throw err;
     }
     return data;
@@ -391,14 +396,15 @@ async function refresh() {
 }
 
 // ------------------------------------------------------------------ submit and undo
-async function submit() {
+async function submit(again) {
+  if (again) submitting = false;  // the resend of a submit that waited for the model
   if (!items.length || submitting) return;
   await flush();
   if (queue.length) { say("Some picks are not saved yet (the server is away): wait."); return; }
   const answered = items.filter((it) => answerOf(it));
   const open = items.length - answered.length;
   if (!answered.length) { say("Nothing answered yet: pick a class with the number keys."); return; }
-  if (open && !confirmSubmit) {
+  if (open && !confirmSubmit && !again) {
     confirmSubmit = true;
     say(open + " image" + (open > 1 ? "s have" : " has") + " no answer yet. Enter again " +
         "submits only the " + answered.length + " answered (the others go back to the " +
@@ -409,6 +415,7 @@ async function submit() {
   submitting = true;
   $("submit").disabled = true;
   const answers = answered.map((it) => ({ image_id: it.image_id, label: answerOf(it).label }));
+  let waiting = false;  // the model is loading: sent again by itself, the button stays off
   try {
     const r = await api("api/answers", { client, answers, release_rest: open > 0 });
     say("Saved " + r.saved + " answers." + (r.refit ? " The model is learning from them." : ""));
@@ -418,15 +425,21 @@ async function submit() {
     renderStatus();
     await loadBatch(true);
   } catch (e) {
-    showError(e.message);
+    if (e.loading) {
+      waiting = true;
+      say(LOADING_TEXT + "Your answers are submitted by themselves when it is ready.");
+      setTimeout(() => submit(true), RESEND_MS);
+    } else showError(e.message);
   } finally {
-    submitting = false;
-    $("submit").disabled = !items.length;
+    submitting = waiting;
+    $("submit").disabled = !items.length || waiting;
   }
 }
 
-async function undo() {
+async function undo(again) {
+  if (undoWaiting && !again) return;  // one undo waits for the model: it is sent again
   await flush();
+  let waiting = false;
   try {
     const r = await api("api/undo", { client });
     const u = r.undone;
@@ -446,7 +459,13 @@ async function undo() {
     }
     renderBatch();
   } catch (e) {
-    showError(e.message);
+    if (e.loading) {
+      waiting = true;
+      say(LOADING_TEXT + "The undo is sent by itself when it is ready.");
+      setTimeout(() => undo(true), RESEND_MS);
+    } else showError(e.message);
+  } finally {
+    undoWaiting = waiting;
   }
 }
 
