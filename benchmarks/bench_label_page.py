@@ -11,11 +11,19 @@ every card says "saved". Printed:
   measures it (``window.skpealSaveTimes``), median and 95th percentile;
 * the wait after each ``Enter`` until the next batch is on screen (the refit runs in the
   background; 0 would mean the person never waits);
-* answers per hour of the scripted person, and the time to the first batch.
+* answers per hour of the scripted person, and the time to the first batch;
+* measured inside the server: each ``POST /api/pick`` from the moment the app receives
+  it to its last byte sent (so the rest of keypress-to-saved is the browser, the socket
+  and the server's wait to be scheduled), and each refit's duration.
+
+``--switch-interval A B ...`` runs the whole benchmark once per value of the server's
+:func:`sys.setswitchinterval` (seconds; ``0`` keeps the server's own setting) and prints
+the runs side by side.
 
 Usage::
 
     python benchmarks/bench_label_page.py --pool 300 --batches 5
+    python benchmarks/bench_label_page.py --switch-interval 0.005 0.0005
 
 Needs the ``label``, ``browser`` and ``offline`` extras and Debian's chromium.
 """
@@ -43,6 +51,58 @@ from benchmarks.bench_label_wait import OtherCPU  # noqa: E402
 
 CLASSES = ["plain", "local defect", "global defect"]
 
+# Runs ``skpeal label`` with a timer around every pick request (a pure ASGI wrapper, from
+# the request's arrival to its last byte) and around every refit; each time is appended to
+# the file named by SKPEAL_BENCH_TIMES as "pick <ms>" or "refit <s>".
+LAUNCHER = """
+import os, sys, time
+interval = float(sys.argv[1])
+if interval > 0:
+    sys.setswitchinterval(interval)
+sys.argv[1:2] = []
+out = open(os.environ["SKPEAL_BENCH_TIMES"], "a", buffering=1)
+from skpeal.labeling import app as web
+from skpeal.labeling.session import LabelingSession
+create_app = web.create_app
+
+def timed_app(*a, **k):
+    app = create_app(*a, **k)
+
+    class Timer:
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http" or scope["path"] != "/api/pick":
+                return await self.inner(scope, receive, send)
+            t0 = time.perf_counter()
+
+            async def timed_send(message):
+                await send(message)
+                if message["type"] == "http.response.body" and not message.get(
+                        "more_body"):
+                    out.write(f"pick {1000 * (time.perf_counter() - t0):.3f}\\n")
+
+            await self.inner(scope, receive, timed_send)
+
+    app.add_middleware(Timer)
+    return app
+
+web.create_app = timed_app
+refit = LabelingSession.refit
+
+def timed_refit(self, *a, **k):
+    t0 = time.perf_counter()
+    try:
+        return refit(self, *a, **k)
+    finally:
+        out.write(f"refit {time.perf_counter() - t0:.3f}\\n")
+
+LabelingSession.refit = timed_refit
+from skpeal.cli import main
+sys.exit(main())
+"""
+
 
 def free_port():
     with socket.socket() as s:
@@ -50,18 +110,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pool", type=int, default=300)
-    p.add_argument("--batches", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--model", default="effnet-lite0-minilm")
-    p.add_argument("--after-encoded", action="store_true",
-                   help="start answering once every image is encoded (then every Enter "
-                        "starts a refit behind the person)")
-    p.add_argument("--key-interval", type=float, default=0.0,
-                   help="seconds between two keys (0: as fast as the browser takes them)")
-    args = p.parse_args(argv)
+def run_once(args, interval):
+    """One server, one browser, ``args.batches`` batches; returns the measured figures."""
     from playwright.sync_api import sync_playwright
 
     load0 = os.getloadavg()[0]
@@ -69,11 +119,13 @@ def main(argv=None):
         images = Path(tmp) / "images"
         images.mkdir()
         write_tiles(images, args.pool)
-        env = {**os.environ, "PYTHONPATH": os.fspath(ROOT), "HF_HUB_OFFLINE": "1"}
+        times = Path(tmp) / "times.txt"
+        env = {**os.environ, "PYTHONPATH": os.fspath(ROOT), "HF_HUB_OFFLINE": "1",
+               "SKPEAL_BENCH_TIMES": os.fspath(times)}
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "skpeal.cli", "label", os.fspath(images), "--classes",
-             *CLASSES, "--project", os.fspath(Path(tmp) / "project"), "--port",
+            [sys.executable, "-c", LAUNCHER, str(interval), "label", os.fspath(images),
+             "--classes", *CLASSES, "--project", os.fspath(Path(tmp) / "project"), "--port",
              str(free_port()), "--batch-size", str(args.batch_size), "--model", args.model],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:
@@ -123,19 +175,66 @@ def main(argv=None):
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        lines = [line.split() for line in times.read_text().splitlines()]
+    return {"interval": interval, "load": (load0, os.getloadavg()[0]), "other": other.share,
+            "first": first, "encoded": encoded, "saves": saves, "waits": np.array(waits),
+            "per_hour": 3600 * n_answers / total,
+            "server_pick": np.array([float(v) for k, v in lines if k == "pick"]),
+            "refits": np.array([float(v) for k, v in lines if k == "refit"])}
+
+
+def _med(a, scale=1.0, fmt="{:.0f}"):
+    return "-" if len(a) == 0 else fmt.format(scale * np.median(a))
+
+
+def _p95(a):
+    return "-" if len(a) == 0 else f"{np.percentile(a, 95):.0f}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pool", type=int, default=300)
+    p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--model", default="effnet-lite0-minilm")
+    p.add_argument("--after-encoded", action="store_true",
+                   help="start answering once every image is encoded (then every Enter "
+                        "starts a refit behind the person)")
+    p.add_argument("--key-interval", type=float, default=0.0,
+                   help="seconds between two keys (0: as fast as the browser takes them)")
+    p.add_argument("--switch-interval", type=float, nargs="+", default=[0.0],
+                   help="the server's sys.setswitchinterval, in seconds (0: its own "
+                        "setting); several values: one run each, printed side by side")
+    args = p.parse_args(argv)
+    runs = [run_once(args, v) for v in args.switch_interval]
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
-          f"keys {args.key_interval * 1000:.0f} ms apart; other processes (the server "
-          f"included) used {100 * other.share:.0f}% of the CPU; load average "
-          f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
-    print(f"first batch after {first:.1f} s (server start included)"
-          + ("" if encoded is None else f"; every image encoded after {encoded:.1f} s, then "
-             "the answers began"))
-    print(f"keypress-to-saved: median {np.median(saves):.0f} ms, p95 "
-          f"{np.percentile(saves, 95):.0f} ms over {len(saves)} picks")
-    print("wait after Enter for the next batch: " + ", ".join(f"{w:.1f}" for w in waits)
-          + f" s (median {np.median(waits):.1f} s)")
-    print(f"answers per hour (scripted, as fast as the page allows): "
-          f"{3600 * n_answers / total:.0f}")
+          f"keys {args.key_interval * 1000:.0f} ms apart; {os.cpu_count()} CPUs")
+    rows = [
+        ("server switch interval (ms)",
+         lambda r: "server's own" if r["interval"] == 0 else f"{1000 * r['interval']:g}"),
+        ("load average before/after", lambda r: "{:.1f}/{:.1f}".format(*r["load"])),
+        ("CPU share of other processes", lambda r: f"{100 * r['other']:.0f}%"),
+        ("first batch (s, server start incl.)", lambda r: f"{r['first']:.1f}"),
+        ("every image encoded (s)",
+         lambda r: "-" if r["encoded"] is None else f"{r['encoded']:.1f}"),
+        ("keypress-to-saved median (ms)", lambda r: _med(r["saves"])),
+        ("keypress-to-saved p95 (ms)", lambda r: _p95(r["saves"])),
+        ("picks measured", lambda r: str(len(r["saves"]))),
+        ("pick requests in the server, median (ms)",
+         lambda r: _med(r["server_pick"], fmt="{:.1f}")),
+        ("pick requests in the server, p95 (ms)", lambda r: _p95(r["server_pick"])),
+        ("pick requests", lambda r: str(len(r["server_pick"]))),
+        ("refits: median (s)", lambda r: _med(r["refits"], fmt="{:.2f}")),
+        ("refits: total (s), count",
+         lambda r: f"{r['refits'].sum():.1f}, {len(r['refits'])}"),
+        ("wait after Enter: median (s)", lambda r: _med(r["waits"], fmt="{:.1f}")),
+        ("wait after Enter: each (s)",
+         lambda r: " ".join(f"{w:.1f}" for w in r["waits"])),
+        ("answers per hour (scripted)", lambda r: f"{r['per_hour']:.0f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, cell in rows:
+        print(f"{name:<{width}}  " + "  ".join(f"{cell(r):>14}" for r in runs))
 
 
 if __name__ == "__main__":
