@@ -16,14 +16,16 @@ every card says "saved". Printed:
   it to its last byte sent (so the rest of keypress-to-saved is the browser, the socket
   and the server's wait to be scheduled), and each refit's duration.
 
-``--switch-interval A B ...`` runs the whole benchmark once per value of the server's
-:func:`sys.setswitchinterval` (seconds; ``0`` keeps the server's own setting) and prints
-the runs side by side.
+``--server V1 V2 ...`` runs the whole benchmark once per server variant and prints the
+runs side by side; a variant is ``default`` or comma-separated settings:
+``switch=SECONDS`` (:func:`sys.setswitchinterval` in the server), ``threads=N``
+(:func:`torch.set_num_threads` in the server), ``refit=off`` (every refit returns at once
+without training: the floor, nothing runs behind the person).
 
 Usage::
 
     python benchmarks/bench_label_page.py --pool 300 --batches 5
-    python benchmarks/bench_label_page.py --switch-interval 0.005 0.0005
+    python benchmarks/bench_label_page.py --after-encoded --server default switch=0.0005
 
 Needs the ``label``, ``browser`` and ``offline`` extras and Debian's chromium.
 """
@@ -51,15 +53,37 @@ from benchmarks.bench_label_wait import OtherCPU  # noqa: E402
 
 CLASSES = ["plain", "local defect", "global defect"]
 
+# In the page: the round trip of every pick request as the browser sees it (fetch to
+# reply) and the time of every number key the page receives.
+PAGE_TIMER = """
+window.skpealBench = {fetches: [], keys: []};
+const fetch0 = window.fetch;
+window.fetch = async (...a) => {
+  const t0 = performance.now();
+  const r = await fetch0(...a);
+  if (String(a[0]).includes("api/pick")) {
+    await r.clone().text();
+    window.skpealBench.fetches.push(performance.now() - t0);
+  }
+  return r;
+};
+document.addEventListener("keydown", (e) => {
+  if (/^[0-9]$/.test(e.key)) window.skpealBench.keys.push(performance.now());
+}, true);
+"""
+
 # Runs ``skpeal label`` with a timer around every pick request (a pure ASGI wrapper, from
 # the request's arrival to its last byte) and around every refit; each time is appended to
 # the file named by SKPEAL_BENCH_TIMES as "pick <ms>" or "refit <s>".
 LAUNCHER = """
 import os, sys, time
-interval = float(sys.argv[1])
-if interval > 0:
-    sys.setswitchinterval(interval)
+variant = dict(kv.split("=") for kv in sys.argv[1].split(",") if "=" in kv)
 sys.argv[1:2] = []
+if "switch" in variant:
+    sys.setswitchinterval(float(variant["switch"]))
+if "threads" in variant:
+    import torch
+    torch.set_num_threads(int(variant["threads"]))
 out = open(os.environ["SKPEAL_BENCH_TIMES"], "a", buffering=1)
 from skpeal.labeling import app as web
 from skpeal.labeling.session import LabelingSession
@@ -92,6 +116,8 @@ web.create_app = timed_app
 refit = LabelingSession.refit
 
 def timed_refit(self, *a, **k):
+    if variant.get("refit") == "off":
+        return None
     t0 = time.perf_counter()
     try:
         return refit(self, *a, **k)
@@ -110,7 +136,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_once(args, interval):
+def run_once(args, variant):
     """One server, one browser, ``args.batches`` batches; returns the measured figures."""
     from playwright.sync_api import sync_playwright
 
@@ -124,7 +150,7 @@ def run_once(args, interval):
                "SKPEAL_BENCH_TIMES": os.fspath(times)}
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(interval), "label", os.fspath(images),
+            [sys.executable, "-c", LAUNCHER, variant, "label", os.fspath(images),
              "--classes", *CLASSES, "--project", os.fspath(Path(tmp) / "project"), "--port",
              str(free_port()), "--batch-size", str(args.batch_size), "--model", args.model],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -143,6 +169,7 @@ def run_once(args, interval):
                 browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                              args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.add_init_script(PAGE_TIMER)
                 page.goto(url)
                 card = "document.querySelectorAll('.card').length == {n}"
                 page.wait_for_function(card.format(n=args.batch_size), timeout=3_600_000)
@@ -171,14 +198,18 @@ def run_once(args, interval):
                     waits.append(time.perf_counter() - t_enter)
                 total = time.perf_counter() - t_start
                 saves = np.array(page.evaluate("window.skpealSaveTimes"))
+                bench = page.evaluate("window.skpealBench")
                 browser.close()
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         lines = [line.split() for line in times.read_text().splitlines()]
-    return {"interval": interval, "load": (load0, os.getloadavg()[0]), "other": other.share,
+    return {"variant": variant, "load": (load0, os.getloadavg()[0]), "other": other.share,
             "first": first, "encoded": encoded, "saves": saves, "waits": np.array(waits),
-            "per_hour": 3600 * n_answers / total,
+            "per_hour": 3600 * n_answers / total, "fetches": np.array(bench["fetches"]),
+            # from each batch's first number key to its last
+            "key_spans": np.array([b[-1] - b[0] for b in np.array_split(
+                np.array(bench["keys"]), args.batches)]),
             "server_pick": np.array([float(v) for k, v in lines if k == "pick"]),
             "refits": np.array([float(v) for k, v in lines if k == "refit"])}
 
@@ -202,16 +233,15 @@ def main(argv=None):
                         "starts a refit behind the person)")
     p.add_argument("--key-interval", type=float, default=0.0,
                    help="seconds between two keys (0: as fast as the browser takes them)")
-    p.add_argument("--switch-interval", type=float, nargs="+", default=[0.0],
-                   help="the server's sys.setswitchinterval, in seconds (0: its own "
-                        "setting); several values: one run each, printed side by side")
+    p.add_argument("--server", nargs="+", default=["default"],
+                   help="server variants, one run each, printed side by side: 'default' "
+                        "or e.g. 'switch=0.0005', 'threads=1', 'refit=off' (comma-separated)")
     args = p.parse_args(argv)
-    runs = [run_once(args, v) for v in args.switch_interval]
+    runs = [run_once(args, v) for v in args.server]
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
           f"keys {args.key_interval * 1000:.0f} ms apart; {os.cpu_count()} CPUs")
     rows = [
-        ("server switch interval (ms)",
-         lambda r: "server's own" if r["interval"] == 0 else f"{1000 * r['interval']:g}"),
+        ("server", lambda r: r["variant"]),
         ("load average before/after", lambda r: "{:.1f}/{:.1f}".format(*r["load"])),
         ("CPU share of other processes", lambda r: f"{100 * r['other']:.0f}%"),
         ("first batch (s, server start incl.)", lambda r: f"{r['first']:.1f}"),
@@ -220,13 +250,16 @@ def main(argv=None):
         ("keypress-to-saved median (ms)", lambda r: _med(r["saves"])),
         ("keypress-to-saved p95 (ms)", lambda r: _p95(r["saves"])),
         ("picks measured", lambda r: str(len(r["saves"]))),
+        ("ten keys reach the page within, median (ms)", lambda r: _med(r["key_spans"])),
+        ("pick requests in the browser, median (ms)", lambda r: _med(r["fetches"])),
+        ("pick requests in the browser, p95 (ms)", lambda r: _p95(r["fetches"])),
         ("pick requests in the server, median (ms)",
          lambda r: _med(r["server_pick"], fmt="{:.1f}")),
         ("pick requests in the server, p95 (ms)", lambda r: _p95(r["server_pick"])),
         ("pick requests", lambda r: str(len(r["server_pick"]))),
         ("refits: median (s)", lambda r: _med(r["refits"], fmt="{:.2f}")),
-        ("refits: total (s), count",
-         lambda r: f"{r['refits'].sum():.1f}, {len(r['refits'])}"),
+        ("refits finished: each (s)",
+         lambda r: " ".join(f"{t:.1f}" for t in r["refits"]) or "-"),
         ("wait after Enter: median (s)", lambda r: _med(r["waits"], fmt="{:.1f}")),
         ("wait after Enter: each (s)",
          lambda r: " ".join(f"{w:.1f}" for w in r["waits"])),
