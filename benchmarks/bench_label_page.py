@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_label_start import write_tiles  # noqa: E402
 from benchmarks.bench_label_wait import OtherCPU  # noqa: E402
+from benchmarks.label_page_server import parse_variant  # noqa: E402
 
 CLASSES = ["plain", "local defect", "global defect"]
 
@@ -70,63 +71,6 @@ window.fetch = async (...a) => {
 document.addEventListener("keydown", (e) => {
   if (/^[0-9]$/.test(e.key)) window.skpealBench.keys.push(performance.now());
 }, true);
-"""
-
-# Runs ``skpeal label`` with a timer around every pick request (a pure ASGI wrapper, from
-# the request's arrival to its last byte) and around every refit; each time is appended to
-# the file named by SKPEAL_BENCH_TIMES as "pick <ms>" or "refit <s>".
-LAUNCHER = """
-import os, sys, time
-variant = dict(kv.split("=") for kv in sys.argv[1].split(",") if "=" in kv)
-sys.argv[1:2] = []
-if "switch" in variant:
-    sys.setswitchinterval(float(variant["switch"]))
-if "threads" in variant:
-    import torch
-    torch.set_num_threads(int(variant["threads"]))
-out = open(os.environ["SKPEAL_BENCH_TIMES"], "a", buffering=1)
-from skpeal.labeling import app as web
-from skpeal.labeling.session import LabelingSession
-create_app = web.create_app
-
-def timed_app(*a, **k):
-    app = create_app(*a, **k)
-
-    class Timer:
-        def __init__(self, inner):
-            self.inner = inner
-
-        async def __call__(self, scope, receive, send):
-            if scope["type"] != "http" or scope["path"] != "/api/pick":
-                return await self.inner(scope, receive, send)
-            t0 = time.perf_counter()
-
-            async def timed_send(message):
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get(
-                        "more_body"):
-                    out.write(f"pick {1000 * (time.perf_counter() - t0):.3f}\\n")
-
-            await self.inner(scope, receive, timed_send)
-
-    app.add_middleware(Timer)
-    return app
-
-web.create_app = timed_app
-refit = LabelingSession.refit
-
-def timed_refit(self, *a, **k):
-    if variant.get("refit") == "off":
-        return None
-    t0 = time.perf_counter()
-    try:
-        return refit(self, *a, **k)
-    finally:
-        out.write(f"refit {time.perf_counter() - t0:.3f}\\n")
-
-LabelingSession.refit = timed_refit
-from skpeal.cli import main
-sys.exit(main())
 """
 
 
@@ -150,9 +94,10 @@ def run_once(args, variant):
                "SKPEAL_BENCH_TIMES": os.fspath(times)}
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, variant, "label", os.fspath(images),
-             "--classes", *CLASSES, "--project", os.fspath(Path(tmp) / "project"), "--port",
-             str(free_port()), "--batch-size", str(args.batch_size), "--model", args.model],
+            [sys.executable, os.fspath(ROOT / "benchmarks" / "label_page_server.py"), variant,
+             "label", os.fspath(images), "--classes", *CLASSES, "--project",
+             os.fspath(Path(tmp) / "project"), "--port", str(free_port()), "--batch-size",
+             str(args.batch_size), "--model", args.model],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             url = None
@@ -237,6 +182,8 @@ def main(argv=None):
                    help="server variants, one run each, printed side by side: 'default' "
                         "or e.g. 'switch=0.0005', 'threads=1', 'refit=off' (comma-separated)")
     args = p.parse_args(argv)
+    for v in args.server:  # a typo fails here, not after a first run
+        parse_variant(v)
     runs = [run_once(args, v) for v in args.server]
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
           f"keys {args.key_interval * 1000:.0f} ms apart; {os.cpu_count()} CPUs")
