@@ -14,7 +14,10 @@ every card says "saved". Printed:
 * answers per hour of the scripted person, and the time to the first batch;
 * measured inside the server: each ``POST /api/pick`` from the moment the app receives
   it to its last byte sent (so the rest of keypress-to-saved is the browser, the socket
-  and the server's wait to be scheduled), and each refit's duration.
+  and the server's wait to be scheduled), and each refit's duration (the server runs
+  under ``benchmarks/label_page_server.py``, which adds these timers);
+* measured in the page: each pick request from ``fetch`` to its reply's body, and how
+  long a batch's number keys take to reach the page (Playwright sends one at a time).
 
 ``--server V1 V2 ...`` runs the whole benchmark once per server variant and prints the
 runs side by side; a variant is ``default`` or comma-separated settings:
