@@ -11,11 +11,24 @@ every card says "saved". Printed:
   measures it (``window.skpealSaveTimes``), median and 95th percentile;
 * the wait after each ``Enter`` until the next batch is on screen (the refit runs in the
   background; 0 would mean the person never waits);
-* answers per hour of the scripted person, and the time to the first batch.
+* answers per hour of the scripted person, and the time to the first batch;
+* measured inside the server: each ``POST /api/pick`` from the moment the app receives
+  it to its last byte sent (so the rest of keypress-to-saved is the browser, the socket
+  and the server's wait to be scheduled), and each refit's duration (the server runs
+  under ``benchmarks/label_page_server.py``, which adds these timers);
+* measured in the page: each pick request from ``fetch`` to its reply's body, and how
+  long a batch's number keys take to reach the page (Playwright sends one at a time).
+
+``--server V1 V2 ...`` runs the whole benchmark once per server variant and prints the
+runs side by side; a variant is ``default`` or comma-separated settings:
+``switch=SECONDS`` (:func:`sys.setswitchinterval` in the server), ``threads=N``
+(:func:`torch.set_num_threads` in the server), ``refit=off`` (every refit returns at once
+without training: the floor, nothing runs behind the person).
 
 Usage::
 
     python benchmarks/bench_label_page.py --pool 300 --batches 5
+    python benchmarks/bench_label_page.py --after-encoded --server default switch=0.0005
 
 Needs the ``label``, ``browser`` and ``offline`` extras and Debian's chromium.
 """
@@ -40,8 +53,28 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_label_start import write_tiles  # noqa: E402
 from benchmarks.bench_label_wait import OtherCPU  # noqa: E402
+from benchmarks.label_page_server import parse_variant  # noqa: E402
 
 CLASSES = ["plain", "local defect", "global defect"]
+
+# In the page: the round trip of every pick request as the browser sees it (fetch to
+# reply) and the time of every number key the page receives.
+PAGE_TIMER = """
+window.skpealBench = {fetches: [], keys: []};
+const fetch0 = window.fetch;
+window.fetch = async (...a) => {
+  const t0 = performance.now();
+  const r = await fetch0(...a);
+  if (String(a[0]).includes("api/pick")) {
+    await r.clone().text();
+    window.skpealBench.fetches.push(performance.now() - t0);
+  }
+  return r;
+};
+document.addEventListener("keydown", (e) => {
+  if (/^[0-9]$/.test(e.key)) window.skpealBench.keys.push(performance.now());
+}, true);
+"""
 
 
 def free_port():
@@ -50,18 +83,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pool", type=int, default=300)
-    p.add_argument("--batches", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--model", default="effnet-lite0-minilm")
-    p.add_argument("--after-encoded", action="store_true",
-                   help="start answering once every image is encoded (then every Enter "
-                        "starts a refit behind the person)")
-    p.add_argument("--key-interval", type=float, default=0.0,
-                   help="seconds between two keys (0: as fast as the browser takes them)")
-    args = p.parse_args(argv)
+def run_once(args, variant):
+    """One server, one browser, ``args.batches`` batches; returns the measured figures."""
     from playwright.sync_api import sync_playwright
 
     load0 = os.getloadavg()[0]
@@ -69,12 +92,15 @@ def main(argv=None):
         images = Path(tmp) / "images"
         images.mkdir()
         write_tiles(images, args.pool)
-        env = {**os.environ, "PYTHONPATH": os.fspath(ROOT), "HF_HUB_OFFLINE": "1"}
+        times = Path(tmp) / "times.txt"
+        env = {**os.environ, "PYTHONPATH": os.fspath(ROOT), "HF_HUB_OFFLINE": "1",
+               "SKPEAL_BENCH_TIMES": os.fspath(times)}
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "skpeal.cli", "label", os.fspath(images), "--classes",
-             *CLASSES, "--project", os.fspath(Path(tmp) / "project"), "--port",
-             str(free_port()), "--batch-size", str(args.batch_size), "--model", args.model],
+            [sys.executable, os.fspath(ROOT / "benchmarks" / "label_page_server.py"), variant,
+             "label", os.fspath(images), "--classes", *CLASSES, "--project",
+             os.fspath(Path(tmp) / "project"), "--port", str(free_port()), "--batch-size",
+             str(args.batch_size), "--model", args.model],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             url = None
@@ -91,6 +117,7 @@ def main(argv=None):
                 browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                              args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.add_init_script(PAGE_TIMER)
                 page.goto(url)
                 card = "document.querySelectorAll('.card').length == {n}"
                 page.wait_for_function(card.format(n=args.batch_size), timeout=3_600_000)
@@ -119,23 +146,78 @@ def main(argv=None):
                     waits.append(time.perf_counter() - t_enter)
                 total = time.perf_counter() - t_start
                 saves = np.array(page.evaluate("window.skpealSaveTimes"))
+                bench = page.evaluate("window.skpealBench")
                 browser.close()
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        lines = [line.split() for line in times.read_text().splitlines()]
+    return {"variant": variant, "load": (load0, os.getloadavg()[0]), "other": other.share,
+            "first": first, "encoded": encoded, "saves": saves, "waits": np.array(waits),
+            "per_hour": 3600 * n_answers / total, "fetches": np.array(bench["fetches"]),
+            # from each batch's first number key to its last
+            "key_spans": np.array([b[-1] - b[0] for b in np.array_split(
+                np.array(bench["keys"]), args.batches)]),
+            "server_pick": np.array([float(v) for k, v in lines if k == "pick"]),
+            "refits": np.array([float(v) for k, v in lines if k == "refit"])}
+
+
+def _med(a, scale=1.0, fmt="{:.0f}"):
+    return "-" if len(a) == 0 else fmt.format(scale * np.median(a))
+
+
+def _p95(a):
+    return "-" if len(a) == 0 else f"{np.percentile(a, 95):.0f}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pool", type=int, default=300)
+    p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--model", default="effnet-lite0-minilm")
+    p.add_argument("--after-encoded", action="store_true",
+                   help="start answering once every image is encoded (then every Enter "
+                        "starts a refit behind the person)")
+    p.add_argument("--key-interval", type=float, default=0.0,
+                   help="seconds between two keys (0: as fast as the browser takes them)")
+    p.add_argument("--server", nargs="+", default=["default"],
+                   help="server variants, one run each, printed side by side: 'default' "
+                        "or e.g. 'switch=0.0005', 'threads=1', 'refit=off' (comma-separated)")
+    args = p.parse_args(argv)
+    for v in args.server:  # a typo fails here, not after a first run
+        parse_variant(v)
+    runs = [run_once(args, v) for v in args.server]
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
-          f"keys {args.key_interval * 1000:.0f} ms apart; other processes (the server "
-          f"included) used {100 * other.share:.0f}% of the CPU; load average "
-          f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
-    print(f"first batch after {first:.1f} s (server start included)"
-          + ("" if encoded is None else f"; every image encoded after {encoded:.1f} s, then "
-             "the answers began"))
-    print(f"keypress-to-saved: median {np.median(saves):.0f} ms, p95 "
-          f"{np.percentile(saves, 95):.0f} ms over {len(saves)} picks")
-    print("wait after Enter for the next batch: " + ", ".join(f"{w:.1f}" for w in waits)
-          + f" s (median {np.median(waits):.1f} s)")
-    print(f"answers per hour (scripted, as fast as the page allows): "
-          f"{3600 * n_answers / total:.0f}")
+          f"keys {args.key_interval * 1000:.0f} ms apart; {os.cpu_count()} CPUs")
+    rows = [
+        ("server", lambda r: r["variant"]),
+        ("load average before/after", lambda r: "{:.1f}/{:.1f}".format(*r["load"])),
+        ("CPU share of other processes", lambda r: f"{100 * r['other']:.0f}%"),
+        ("first batch (s, server start incl.)", lambda r: f"{r['first']:.1f}"),
+        ("every image encoded (s)",
+         lambda r: "-" if r["encoded"] is None else f"{r['encoded']:.1f}"),
+        ("keypress-to-saved median (ms)", lambda r: _med(r["saves"])),
+        ("keypress-to-saved p95 (ms)", lambda r: _p95(r["saves"])),
+        ("picks measured", lambda r: str(len(r["saves"]))),
+        ("ten keys reach the page within, median (ms)", lambda r: _med(r["key_spans"])),
+        ("pick requests in the browser, median (ms)", lambda r: _med(r["fetches"])),
+        ("pick requests in the browser, p95 (ms)", lambda r: _p95(r["fetches"])),
+        ("pick requests in the server, median (ms)",
+         lambda r: _med(r["server_pick"], fmt="{:.1f}")),
+        ("pick requests in the server, p95 (ms)", lambda r: _p95(r["server_pick"])),
+        ("pick requests", lambda r: str(len(r["server_pick"]))),
+        ("refits: median (s)", lambda r: _med(r["refits"], fmt="{:.2f}")),
+        ("refits finished: each (s)",
+         lambda r: " ".join(f"{t:.1f}" for t in r["refits"]) or "-"),
+        ("wait after Enter: median (s)", lambda r: _med(r["waits"], fmt="{:.1f}")),
+        ("wait after Enter: each (s)",
+         lambda r: " ".join(f"{w:.1f}" for w in r["waits"])),
+        ("answers per hour (scripted)", lambda r: f"{r['per_hour']:.0f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, cell in rows:
+        print(f"{name:<{width}}  " + "  ".join(f"{cell(r):>14}" for r in runs))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""``skpeal label`` with timers, for ``bench_label_page.py``: run as a script.
+
+Usage::
+
+    SKPEAL_BENCH_TIMES=times.txt python benchmarks/label_page_server.py VARIANT label ...
+
+``VARIANT`` is ``default`` or comma-separated settings applied before the server starts:
+``switch=SECONDS`` (:func:`sys.setswitchinterval`), ``threads=N``
+(:func:`torch.set_num_threads`), ``refit=off`` (every refit returns at once, nothing
+trained). The rest of the command line goes to ``skpeal``. Appended to the file named by
+``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST /api/pick`` (from its
+arrival in the app to its last byte sent) and ``refit S`` for every refit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+SETTINGS = ("switch", "threads", "refit")
+
+
+def parse_variant(variant):
+    """``"switch=0.001,refit=off"`` -> ``{"switch": "0.001", "refit": "off"}``."""
+    if variant == "default":
+        return {}
+    settings = {}
+    for item in variant.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in SETTINGS:
+            raise ValueError(f"server variant {variant!r}: expected 'default' or "
+                             f"comma-separated {'=, '.join(SETTINGS)}=..., got {item!r}")
+        settings[key] = value
+    if settings.get("refit", "off") != "off":
+        raise ValueError(f"refit= takes only 'off', got {settings['refit']!r}")
+    return settings
+
+
+def apply_settings(settings):
+    """Set the switch interval and torch's thread count that ``settings`` name."""
+    if "switch" in settings:
+        sys.setswitchinterval(float(settings["switch"]))
+    if "threads" in settings:
+        import torch  # only this setting needs it
+
+        torch.set_num_threads(int(settings["threads"]))
+
+
+class PickTimer:
+    """ASGI wrapper: writes ``pick MS`` for every ``POST /api/pick`` to ``out``."""
+
+    def __init__(self, app, out):
+        self.app, self.out = app, out
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/api/pick":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+
+        async def timed_send(message):
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.out.write(f"pick {1000 * (time.perf_counter() - t0):.3f}\n")
+
+        await self.app(scope, receive, timed_send)
+
+
+def install(settings, out):
+    """Patch the app factory (pick timer) and the session's refit (timer, or off)."""
+    from skpeal.labeling import app as web
+    from skpeal.labeling.session import LabelingSession
+
+    create_app, refit = web.create_app, LabelingSession.refit
+
+    def timed_app(*args, **kwargs):
+        app = create_app(*args, **kwargs)
+        app.add_middleware(PickTimer, out=out)
+        return app
+
+    def timed_refit(self, *args, **kwargs):
+        if settings.get("refit") == "off":
+            return None
+        t0 = time.perf_counter()
+        try:
+            return refit(self, *args, **kwargs)
+        finally:
+            out.write(f"refit {time.perf_counter() - t0:.3f}\n")
+
+    web.create_app = timed_app
+    LabelingSession.refit = timed_refit
+
+
+def main(argv):
+    settings = parse_variant(argv[0])
+    apply_settings(settings)
+    out = open(os.environ["SKPEAL_BENCH_TIMES"], "a", buffering=1)  # noqa: SIM115
+    install(settings, out)
+    from skpeal.cli import main as skpeal
+
+    return skpeal(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.exit(main(sys.argv[1:]))
