@@ -90,8 +90,8 @@ def uherding_uncertainty(proba, *, measure="margin", temperature=1.0):
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         proba /= proba.sum(axis=1, keepdims=True)
-    if measure == "entropy":
-        return -np.sum(proba * np.log(proba + 1e-8), axis=1)
+    if measure == "entropy":  # the authors' formula; its 1e-8 can dip below 0 at p = 1
+        return np.maximum(-np.sum(proba * np.log(proba + 1e-8), axis=1), 0.0)
     top = -np.sort(-proba, axis=1)
     if measure == "conf" or proba.shape[1] < 2:
         return 1.0 - top[:, 0]
