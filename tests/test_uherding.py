@@ -249,3 +249,33 @@ def test_uherding_runs_in_skpeal_run(tmp_path):
     assert df.n_labels.max() == 20
     loop = make_loop(cfg, Bunch(classnames=[str(i) for i in range(10)]), "uherding", 0)
     assert loop.query_function() is uherding_sampling  # never PCB-wrapped
+
+
+def test_labelling_loop_runs_uherding_in_one_feature_pass():
+    from skpeal.labeling.loop import ActiveLearningLoop
+
+    class WithFeatures:  # a fitted stand-in: given probabilities and features, passes counted
+        def __init__(self, proba, feats):
+            self.proba, self.feats = proba, feats
+            self.classes_ = np.arange(proba.shape[1])
+            self.calls = 0
+
+        def predict_proba(self, X):
+            raise AssertionError("uherding takes probabilities and features in one pass")
+
+        def predict_proba_embed(self, X):
+            self.calls += 1
+            rows = np.asarray(X, dtype=int).ravel()
+            return self.proba[rows], self.feats[rows]
+
+    rng = np.random.default_rng(1)
+    model = WithFeatures(rng.dirichlet(np.ones(3), size=60), rng.normal(size=(60, 5)))
+    loop = ActiveLearningLoop(None, strategy=get_strategy("uherding").query)  # pcb: not wrapped
+    assert loop.query_function() is uherding_sampling
+    rows = loop.query(1, 4, np.arange(10, 60), model=model, X_pool=np.arange(60),
+                      labelled=np.arange(10), y_labelled=np.arange(10) % 3)
+    assert len(set(rows)) == 4 and set(rows) <= set(range(10, 60))
+    u = uherding_uncertainty(model.proba[10:])
+    want, _ = uherding_select(model.feats[10:], model.feats[:10], 4, uncertainty=u,
+                              random_state=0)
+    assert set(rows) == set(want + 10)
