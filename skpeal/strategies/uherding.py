@@ -16,7 +16,7 @@ L2-normalised. Each pick is the pool row with the largest gain
 ``mean_j u_j max(k(x, x_j) - m_j, 0)``, ``m_j`` the best kernel value between row ``j``
 and the labelled or already picked rows. With uniform ``u`` this is MaxHerding
 (:func:`~skpeal.strategies.lowbudget.maxherding_select`, Bae et al., ECCV 2024); as the
-kernel narrows it becomes uncertainty sampling.
+kernel narrows it tends to uncertainty sampling (the paper's argument).
 
 The authors' defaults (their README's command ``-a uherding_margin -s true -p true``) are
 followed:
@@ -32,8 +32,8 @@ Deviations, documented here and in the user guide:
 * **Temperature.** The authors fit a temperature on 30% of the labelled set with a copy
   of the model retrained on the other 70%, every round. skpeal's strategies never retrain
   the model; ``temperature`` is a number (default 1.0: the classifier's own
-  probabilities, which skpeal's calibration loss already calibrates; the
-  ``calibrated-uherding`` variant of ``skpeal run`` trains with it).
+  probabilities). ``skpeal run``'s ``calibrated-uherding`` trains the model with skpeal's
+  calibration loss instead, a different route to calibrated weights (not measured here).
 * **Candidates.** The authors draw a random subset of at most 35,000 unlabelled rows as
   candidates; here every pool row is a candidate (exact, deterministic up to ties).
 """
