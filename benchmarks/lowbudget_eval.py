@@ -55,7 +55,7 @@ from skpeal.metrics import area_under_learning_curve
 from skpeal.stopping import accuracy_interval
 
 STRATEGIES = ["random", "auto", "calibrated-entropy", "classguided", "typiclust", "margin",
-              "entropy", "probcover", "maxherding", "dropquery"]
+              "entropy", "probcover", "maxherding", "dropquery", "uherding"]
 SETS = {"fashion-mnist": dict(pool_size=600, test_size=300),
         "digits": dict(pool_size=600, test_size=300),
         "twemoji": dict(pool_size=600, test_size=300),

@@ -91,7 +91,7 @@ class ExperimentConfig:
         featdist) go through :func:`skpeal.strategies.class_balanced` (PCB).
         ``"random"`` is never balanced (it would follow the model's pseudo-labels, unlike
         random sampling in the authors' code), nor are the low-budget strategies
-        (``typiclust``, ``probcover``, ``maxherding``, ``dropquery``, ``classguided``,
+        (``typiclust``, ``probcover``, ``maxherding``, ``uherding``, ``dropquery``, ``classguided``,
         ``auto``: see :mod:`skpeal.strategies.lowbudget`), which cover or balance by themselves.
         A strategy and its ``"calibrated-"`` form use the same query seed in a round, so
         their draws and tie-breaks are paired.

@@ -13,7 +13,8 @@ Three layers, kept apart as in modAL:
 
 The low-budget strategies (TypiClust, ProbCover, MaxHerding, DropQuery, the class-guided
 cold start and ``auto``) and their selectors on feature arrays live in
-:mod:`skpeal.strategies.lowbudget`; their query functions are exported here too.
+:mod:`skpeal.strategies.lowbudget`, Uncertainty Herding in
+:mod:`skpeal.strategies.uherding`; their query functions are exported here too.
 
 How a strategy finds what it needs
 ----------------------------------
@@ -82,6 +83,8 @@ from .lowbudget import (
     probcover_sampling,
     typiclust_sampling,
 )
+from . import uherding  # noqa: F401 (registers "uherding")
+from .uherding import uherding_sampling
 # isort: on
 
 # modAL 0.4.2.1 passes force_all_finite= to scikit-learn's check_X_y, which scikit-learn
@@ -108,6 +111,7 @@ __all__ = [
     "dropquery_sampling",
     "classguided_sampling",
     "auto_sampling",
+    "uherding_sampling",
     "class_balanced",
     "ClassBalanced",
     "Strategy",

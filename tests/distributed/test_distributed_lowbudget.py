@@ -8,6 +8,7 @@ ray = pytest.importorskip("ray")
 from skpeal import CLIPAdapterClassifier  # noqa: E402
 from skpeal.distributed import RayPoolScorer  # noqa: E402
 from skpeal.strategies import lowbudget as lb  # noqa: E402
+from skpeal.strategies.uherding import uherding_sampling  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
 
@@ -27,7 +28,8 @@ def test_low_budget_strategies_on_ray_are_exact(local_ray, digits):
     pool = X[40:200]
     scorer = RayPoolScorer(block_size=64)
     for query in (lb.typiclust_sampling, lb.probcover_sampling, lb.maxherding_sampling,
-                  lb.dropquery_sampling, lb.classguided_sampling, lb.auto_sampling):
+                  lb.dropquery_sampling, lb.classguided_sampling, lb.auto_sampling,
+                  uherding_sampling):
         got = scorer.query(query, clf, pool, 6, random_state=3, X_labeled=X[:40],
                            y_labeled=y[:40])
         want = query(clf, pool, 6, random_state=3, X_labeled=X[:40], y_labeled=y[:40])
