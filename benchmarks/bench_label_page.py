@@ -161,7 +161,8 @@ def run_once(args, variant):
     events = [(float(t), what) for k, v in lines if k == "event"
               for t, what in [v.split(maxsplit=1)]]
     timeline = [(t - wall0, what) for t, what in sorted(events + marks)]
-    return {"timeline": timeline,"variant": variant, "load": (load0, os.getloadavg()[0]), "other": other.share,
+    return {"timeline": timeline, "variant": variant, "load": (load0, os.getloadavg()[0]),
+            "other": other.share,
             "first": first, "encoded": encoded, "saves": saves, "waits": np.array(waits),
             "per_hour": 3600 * n_answers / total, "fetches": np.array(bench["fetches"]),
             # from each batch's first number key to its last

@@ -264,6 +264,12 @@ class StartingSession(BatchMixin):
     label = _session_only("label")
     skip = _session_only("skip")
 
+    def pick_ahead(self, **kwargs) -> bool:
+        """The session's :meth:`~skpeal.labeling.LabelingSession.pick_ahead`; while
+        loading nothing (no model yet): False."""
+        live = self._live()
+        return False if live is None else live.pick_ahead(**kwargs)
+
     def undo(self, *, client=None, annotator=None):
         """The session's ``undo``; while loading, a pick is undone from the store alone
         (the undo of a submitted answer waits for the session)."""

@@ -175,7 +175,13 @@ class RefitWorker:
 
 class _PickAhead:
     """A thread that computes the next pick (:meth:`LabelingSession.pick_ahead`) when a
-    batch is served while no refit runs; it ends with ``worker`` (the refit worker)."""
+    batch is served; it ends with ``worker`` (the refit worker).
+
+    A pick asked for while the worker is busy waits until it is idle (never beside a
+    refit: on two cores it would slow the refit down, and the refit picks a batch
+    itself; after the preparation it picks over every image), except while the pool is
+    still being encoded: the pick is then among the images encoded so far, and stored.
+    """
 
     def __init__(self, session, worker):
         self.session, self.worker = session, worker
@@ -195,9 +201,10 @@ class _PickAhead:
         while not getattr(self.worker, "_stop", True):
             if not self._want.wait(0.5):
                 continue
-            self._want.clear()
-            if self.worker.busy:  # never slow a refit down (2 cores): it picks a batch too
+            if self.worker.busy and not self.session.streaming:
+                time.sleep(0.1)  # asked for again once the worker is idle
                 continue
+            self._want.clear()
             try:
                 ran = self.session.pick_ahead()
             except Exception:  # the pick itself (after the submit) reports it

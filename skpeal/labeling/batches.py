@@ -43,6 +43,12 @@ class BatchMixin:
         labels = self.store.labelled()
         return (remaining, n, [self._row[i] for i in labels], list(labels.values()), keep)
 
+    def _items(self, rows):
+        """Pending rows ``(image_id, suggestion, probability)`` of pool ``rows``."""
+        cls = self._classes_sorted()
+        return [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
+                 float(self._proba[r].max())) for r in rows]
+
     def _refill(self, reset=False, need=None):
         """Query the current model for ``need`` more images (a full batch by default)."""
         remaining, n, rows_l, y_l, _ = self._query_args(reset, need)
@@ -51,9 +57,7 @@ class BatchMixin:
             rows = self.loop.query(self._round, n, remaining, scores=self._scores,
                                    labelled=rows_l, y_labelled=y_l, k=self._n_queries)
             self._n_queries += 1
-            cls = self._classes_sorted()
-            items = [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
-                      float(self._proba[r].max())) for r in rows]
+            items = self._items(rows)
         if reset:
             self.store.set_pending(items, self._round)
         else:
@@ -70,6 +74,12 @@ class BatchMixin:
         pick with other inputs (another model, other images on screen) computes its own.
         Only strategies that keep their picks this way are run ahead (DropQuery and
         ``auto`` while it runs DropQuery); for others this does nothing.
+
+        While the pool is still being encoded (``streaming``) the pick, among the images
+        encoded so far, is stored as the next batch (pending, held by no client): the
+        images encoded later do not change it, so a submit gets it at once, even when the
+        encoding has ended meanwhile (a refit's model replaces it unless it is handed out
+        first).
 
         Parameters
         ----------
@@ -94,12 +104,30 @@ class BatchMixin:
                 return False  # the next batch is picked already
             remaining, n, rows_l, y_l, _ = self._query_args(reset)
             fresh = scores is not None
+            stored = self.streaming and not fresh
             scores = self._scores if scores is None else scores
             rnd, k = (round, 0) if fresh else (self._round, self._n_queries)
         if n == 0 or scores is None:
             return False
-        self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l, y_labelled=y_l, k=k)
+        rows = self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l,
+                               y_labelled=y_l, k=k)
+        if stored:
+            return self._store_ahead(rows, rnd, k)
         return True
+
+    def _store_ahead(self, rows, rnd, k) -> bool:
+        """Store a pick made ahead (pool ``rows`` of query ``k`` of round ``rnd``) as the
+        next batch, unless the session moved on meanwhile (then nothing)."""
+        with self._lock:
+            taken = {r["image_id"] for r in self.store.in_force()} | {
+                p["image_id"] for p in self.store.pending()} | {
+                r["image_id"] for r in self.store.reopened()}
+            if (self._round, self._n_queries) != (rnd, k) or self.has_unleased() \
+                    or taken & {int(self._ids[r]) for r in rows}:
+                return False
+            self._n_queries += 1
+            self.store.add_pending(self._items(rows), rnd)
+            return True
 
     def next_batch(self, client="api"):
         """The images to label next (the same ones until they are answered).

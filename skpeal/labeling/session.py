@@ -374,9 +374,11 @@ class LabelingSession(BatchMixin):
         so far (a seeded random sample of :data:`FIRST_ENCODED`), then the rest.
 
         The first batch is installed and stored as soon as the sample is scored (the
-        session is ``ready``); the other images are encoded in chunks (the features are
-        written to the project every few chunks, so a restart resumes) and the full
-        scores replace the partial ones. The pending batch is kept throughout.
+        session is ``ready``); the other images are encoded in chunks of at most
+        :data:`FIRST_ENCODED` (the progress shown; the features are written to the
+        project every few thousand images, so a restart resumes), and each chunk joins
+        the images the next batches are picked among. The full scores then replace the
+        partial ones. The pending batch is kept throughout.
         """
         n = len(self._paths)
         order = np.random.default_rng(derive_seed("first-encoded", self.random_state)
@@ -406,20 +408,29 @@ class LabelingSession(BatchMixin):
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
             self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-            self._scores = PoolScores(est.classes_, proba.copy(),
-                                      None if feats is None else feats.copy())
+            # the arrays the encoding fills: a pick reads only the rows marked encoded,
+            # which never change again
+            self._scores = PoolScores(est.classes_, proba, feats)
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
-        step = max(1, len(rest)) if self._ray else ENCODE_CHUNK  # Ray: one call
-        for k, start in enumerate(range(0, len(rest), step)):
+        # Ray: one call; here chunks small enough for the progress shown and for the
+        # next batches to come from every image encoded so far
+        step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)
+        saved = len(first)
+        for start in range(0, len(rest), step):
             rows = rest[start:start + step]
-            proba[rows], f = encode(rows, bool(self._ray))
-            if feats is not None:
-                feats[rows] = f
-            self.state.update(done=len(first) + start + len(rows))
-            if k % 8 == 7:  # a restart (kill -9 while encoding) resumes from here
+            p, f = encode(rows, bool(self._ray))
+            with self._lock:
+                proba[rows] = p
+                if feats is not None:
+                    feats[rows] = f
+                encoded[rows] = True
+            done = len(first) + start + len(rows)
+            self.state.update(done=done)
+            if done - saved >= 8 * ENCODE_CHUNK:  # a restart (kill -9) resumes from here
                 self._features.save(est, self._paths)
+                saved = done
         with self._lock:
             self._encoded = None
         return PoolScores(est.classes_, proba, feats)
