@@ -89,7 +89,10 @@ class BatchMixin:
         round : int, optional
             The round of ``scores``.
         reset : bool, default=False
-            As the refit's pick (the unheld, unpicked pending images are replaced).
+            As the refit's pick (the unheld, unpicked pending images are replaced). With
+            ``scores``, the pick is made again (up to three times) when a batch was handed
+            out or answers came while it was computed: the refit's pick, made under the
+            session's lock right after, then finds it and holds the lock for no query.
 
         Returns
         -------
@@ -109,8 +112,16 @@ class BatchMixin:
             rnd, k = (round, 0) if fresh else (self._round, self._n_queries)
         if n == 0 or scores is None:
             return False
-        rows = self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l,
-                               y_labelled=y_l, k=k)
+        for _ in range(3):
+            rows = self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l,
+                                   y_labelled=y_l, k=k)
+            if not fresh:
+                break
+            with self._lock:  # a refit's pick: again if a batch was handed out meanwhile,
+                now = self._query_args(reset)  # so that the refit's own pick is this one
+            if now[1:4] == (n, rows_l, y_l) and np.array_equal(now[0], remaining):
+                break
+            remaining, n, rows_l, y_l, _ = now
         if stored:
             return self._store_ahead(rows, rnd, k)
         return True

@@ -374,11 +374,10 @@ class LabelingSession(BatchMixin):
         so far (a seeded random sample of :data:`FIRST_ENCODED`), then the rest.
 
         The first batch is installed and stored as soon as the sample is scored (the
-        session is ``ready``); the other images are encoded in chunks of at most
-        :data:`FIRST_ENCODED` (the progress shown; the features are written to the
-        project every few thousand images, so a restart resumes), and each chunk joins
-        the images the next batches are picked among. The full scores then replace the
-        partial ones. The pending batch is kept throughout.
+        session is ``ready``); the rest in chunks of :data:`FIRST_ENCODED`, each joining
+        the images the next batches are picked among (features written to the project
+        every 4,096, so a restart resumes); the full scores then replace the partial
+        ones. The pending batch is kept throughout.
         """
         n = len(self._paths)
         order = np.random.default_rng(derive_seed("first-encoded", self.random_state)
@@ -408,29 +407,21 @@ class LabelingSession(BatchMixin):
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
             self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-            # the arrays the encoding fills: a pick reads only the rows marked encoded,
-            # which never change again
-            self._scores = PoolScores(est.classes_, proba, feats)
+            self._scores = PoolScores(est.classes_, proba, feats)  # rows filled below
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
-        # Ray: one call; here chunks small enough for the progress shown and for the
-        # next batches to come from every image encoded so far
-        step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)
-        saved = len(first)
+        step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)  # Ray: 1
         for start in range(0, len(rest), step):
             rows = rest[start:start + step]
             p, f = encode(rows, bool(self._ray))
-            with self._lock:
-                proba[rows] = p
+            with self._lock:  # picks read only the rows marked encoded (final)
+                proba[rows], encoded[rows] = p, True
                 if feats is not None:
                     feats[rows] = f
-                encoded[rows] = True
-            done = len(first) + start + len(rows)
-            self.state.update(done=done)
-            if done - saved >= 8 * ENCODE_CHUNK:  # a restart (kill -9) resumes from here
+            self.state.update(done=len(first) + start + len(rows))
+            if (start + len(rows)) // 4096 > start // 4096:  # a restart (kill -9) resumes
                 self._features.save(est, self._paths)
-                saved = done
         with self._lock:
             self._encoded = None
         return PoolScores(est.classes_, proba, feats)
