@@ -181,11 +181,16 @@ class _PickAhead:
     refit: on two cores it would slow the refit down, and the refit picks a batch
     itself; after the preparation it picks over every image), except while the pool is
     still being encoded: the pick is then among the images encoded so far, and stored.
+    The worker asks for a pick too when it has prepared or refitted (the batch after the
+    one it stored, made while nothing runs).
     """
 
-    def __init__(self, session, worker):
-        self.session, self.worker = session, worker
+    def __init__(self, session):
+        self.session, self.worker = session, None
         self._want, self._ready = threading.Event(), threading.Event()
+
+    def start(self, worker):
+        self.worker = worker
         threading.Thread(target=self._loop, name="skpeal-pick-ahead", daemon=True).start()
 
     def request(self):
@@ -266,6 +271,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     -------
     app : fastapi.FastAPI
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
+        ``app.state.ahead.ready``: whether the pick after the batch last served is made.
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
     guard(app)  # 431 for oversized headers, 507 on a full disk
@@ -280,9 +286,16 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             if path is not None and served_path(path) is not None:
                 thumbs.get(p["image_id"], path, _PAGE_SIZE)
 
-    worker = worker or RefitWorker(session, on_batch=warm_thumbnails).start()
+    ahead = _PickAhead(session)
+
+    def new_batch():
+        warm_thumbnails()
+        ahead.request()  # the batch after the stored one, while nothing runs
+
+    worker = worker or RefitWorker(session, on_batch=new_batch).start()
     app.state.worker = worker
-    ahead = _PickAhead(session, worker)
+    ahead.start(worker)
+    app.state.ahead = ahead
     app.state.session = session
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))

@@ -66,9 +66,11 @@ class BatchMixin:
     def pick_ahead(self, *, scores=None, round=None, reset=False) -> bool:
         """Compute the batch the next pick will choose, ahead and outside the session lock.
 
-        The labelling server calls this as soon as a batch is served, so that the pick
-        after the person's submit (the current model, the images not answered nor on
-        screen) is ready when it is asked for: the wait after Enter is then ~0 instead of
+        The labelling server calls this as soon as a batch is served, and once a refit
+        (or the preparation) has ended, so that the pick after the person's submit (the
+        current model, the images not answered nor pending) is ready when it is asked
+        for, also when a batch is stored already (the pick after it, asked for when a
+        submit comes during the next refit): the wait after Enter is then ~0 instead of
         a DropQuery pick (seconds at 10,000 images). The pick itself is unchanged: the
         strategy keeps its result for the same model, rows, size and seed, and a later
         pick with other inputs (another model, other images on screen) computes its own.
@@ -103,11 +105,11 @@ class BatchMixin:
                 or not _keeps_picks(self.loop.query_function()):
             return False
         with self._lock:
-            if not reset and self.has_unleased():
-                return False  # the next batch is picked already
-            remaining, n, rows_l, y_l, _ = self._query_args(reset)
             fresh = scores is not None
             stored = self.streaming and not fresh
+            if stored and self.has_unleased():
+                return False  # the next batch is stored already
+            remaining, n, rows_l, y_l, _ = self._query_args(reset)
             scores = self._scores if scores is None else scores
             rnd, k = (round, 0) if fresh else (self._round, self._n_queries)
         if n == 0 or scores is None:

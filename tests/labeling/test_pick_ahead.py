@@ -26,6 +26,15 @@ def _until(cond, timeout=60):
         time.sleep(0.02)
 
 
+def _settle(calls, quiet=1.0):
+    """Wait until no DropQuery started for ``quiet`` seconds (the picks ahead are made)."""
+    n, t = len(calls), time.time()
+    while time.time() - t < quiet:
+        time.sleep(0.05)
+        if len(calls) != n:
+            n, t = len(calls), time.time()
+
+
 def _ids(items):
     return [it["image_id"] for it in items]
 
@@ -113,8 +122,64 @@ def test_a_pick_ahead_asked_for_while_the_worker_is_busy_runs_once_it_is_idle(
             _until(lambda: calls == [1])  # picked ahead once the worker is idle
             client.post("/api/answers", json={"client": "a", "answers": [
                 {"image_id": i, "label": "red"} for i in _ids(first)]})
+            worker.busy = True  # the refit after the submit
             nxt = client.get("/api/batch", params={"client": "a"}).json()["items"]
             assert len(nxt) == 5 and calls == [1]  # the pick made ahead: no DropQuery now
             assert not set(_ids(nxt)) & set(_ids(first))
     finally:
         worker.stop()
+
+
+def test_a_submit_during_a_refit_gets_the_batch_picked_while_nothing_ran(session_factory,
+                                                                         monkeypatch):
+    """A refit that ends while the person holds a batch stores the next one; the batch
+    after that is picked then, while nothing runs: a submit that comes during the next
+    refit gets it without a DropQuery beside that refit (before: picked in the request,
+    beside it)."""
+    from skpeal.labeling.loop import ActiveLearningLoop
+
+    s = session_factory(strategy="dropquery").prepare()
+    gate = threading.Event()
+    fit = ActiveLearningLoop.fit
+
+    def slow_fit(self, *a, **k):
+        assert gate.wait(60)
+        return fit(self, *a, **k)
+
+    monkeypatch.setattr(ActiveLearningLoop, "fit", slow_fit)
+    calls = []
+    select = lb.dropquery_select
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    app = create_app(s)
+
+    def submit(items, label):
+        r = client.post("/api/answers", json={"client": "a", "answers": [
+            {"image_id": i, "label": label} for i in _ids(items)]})
+        assert r.json()["refit"] is True
+
+    try:
+        with TestClient(app) as client:
+            wait_idle(client)
+            b = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            submit(b, "red")  # the first refit waits at the gate ...
+            c = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            gate.set()  # ... and ends while the person holds c: it stores the next batch
+            wait_idle(client)
+            assert s.has_unleased()
+            _settle(calls)
+            gate.clear()  # the next refit runs until told otherwise
+            submit(c, "green")
+            d = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            submit(d, "blue")  # during that refit
+            assert client.get("/api/status").json()["busy"]
+            n = len(calls)
+            e = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            assert len(calls) == n  # picked ahead: no DropQuery beside the refit
+            assert len(e) == 5 and {it["round"] for it in e} == {1}
+            shown = [set(_ids(x)) for x in (b, c, d, e)]
+            assert len(set().union(*shown)) == 20
+            gate.set()
+            wait_idle(client)
+    finally:
+        gate.set()
+        app.state.worker.stop(timeout=5)
