@@ -270,6 +270,11 @@ class StartingSession(BatchMixin):
         live = self._live()
         return False if live is None else live.pick_ahead(**kwargs)
 
+    def picked_ahead(self) -> bool:
+        """The session's ``picked_ahead``; while loading False."""
+        live = self._live()
+        return False if live is None else live.picked_ahead()
+
     def undo(self, *, client=None, annotator=None):
         """The session's ``undo``; while loading, a pick is undone from the store alone
         (the undo of a submitted answer waits for the session)."""

@@ -187,20 +187,19 @@ class _PickAhead:
 
     def __init__(self, session):
         self.session, self.worker = session, None
-        self._want, self._ready = threading.Event(), threading.Event()
+        self._want = threading.Event()
 
     def start(self, worker):
         self.worker = worker
         threading.Thread(target=self._loop, name="skpeal-pick-ahead", daemon=True).start()
 
     def request(self):
-        self._ready.clear()
         self._want.set()
 
     @property
     def ready(self) -> bool:
-        """Whether the pick after the served batch is computed (asking for it is instant)."""
-        return self._ready.is_set()
+        """Whether the next pick is computed (asking for it is instant)."""
+        return self.session.picked_ahead()
 
     def _loop(self):
         while not getattr(self.worker, "_stop", True):
@@ -211,11 +210,9 @@ class _PickAhead:
                 continue
             self._want.clear()
             try:
-                ran = self.session.pick_ahead()
+                self.session.pick_ahead()
             except Exception:  # the pick itself (after the submit) reports it
-                ran = False
-            if ran and not self._want.is_set():
-                self._ready.set()
+                pass
 
 
 def _static_dir():
@@ -271,7 +268,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     -------
     app : fastapi.FastAPI
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
-        ``app.state.ahead.ready``: whether the pick after the batch last served is made.
+        ``app.state.ahead.ready``: whether the next pick is made already (then a batch
+        asked for during a refit is given at once, without ``fresh_wait``).
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
     guard(app)  # 431 for oversized headers, 507 on a full disk

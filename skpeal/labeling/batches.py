@@ -126,7 +126,24 @@ class BatchMixin:
             remaining, n, rows_l, y_l, _ = now
         if stored:
             return self._store_ahead(rows, rnd, k)
+        if not fresh and not reset:
+            self._picked = (scores, rnd, k, remaining.tobytes(), n)
         return True
+
+    def picked_ahead(self) -> bool:
+        """Whether :meth:`pick_ahead` has computed the next pick (asking for it is instant).
+
+        Returns
+        -------
+        picked : bool
+            The current model, the images left and the query number are those of the
+            last pick made ahead.
+        """
+        with self._lock:
+            remaining, n, _, _, _ = self._query_args()
+            return getattr(self, "_picked", None) is not None and self._picked[0] is \
+                self._scores and self._picked[1:] == (self._round, self._n_queries,
+                                                      remaining.tobytes(), n)
 
     def _store_ahead(self, rows, rnd, k) -> bool:
         """Store a pick made ahead (pool ``rows`` of query ``k`` of round ``rnd``) as the

@@ -172,9 +172,12 @@ def test_a_submit_during_a_refit_gets_the_batch_picked_while_nothing_ran(session
             d = client.get("/api/batch", params={"client": "a"}).json()["items"]
             submit(d, "blue")  # during that refit
             assert client.get("/api/status").json()["busy"]
-            n = len(calls)
+            n, waits = len(calls), []
+            wait_idle_ = app.state.worker.wait_idle
+            app.state.worker.wait_idle = lambda t: waits.append(t) or wait_idle_(t)
             e = client.get("/api/batch", params={"client": "a"}).json()["items"]
-            assert len(calls) == n  # picked ahead: no DropQuery beside the refit
+            assert len(calls) == n  # picked ahead: no DropQuery beside the refit ...
+            assert waits == []  # ... and no wait for the refit's own pick either
             assert len(e) == 5 and {it["round"] for it in e} == {1}
             shown = [set(_ids(x)) for x in (b, c, d, e)]
             assert len(set().union(*shown)) == 20
