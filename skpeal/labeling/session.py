@@ -357,6 +357,7 @@ class LabelingSession(BatchMixin):
                                      self._estimate(scores.proba, rows), 0.0)
             with self._lock:
                 self._install(est, rnd, scores)
+                self._encoded = None  # with the full scores, never before them
                 if not self.store.pending():
                     self._refill(reset=True)
             self.state.update(phase="ready")
@@ -398,16 +399,20 @@ class LabelingSession(BatchMixin):
         self.state.update(phase="encoding", done=0, total=n)
         proba = np.full((n, len(self.classes)), np.nan)
         proba[first], f = encode(first)
-        feats = None if f is None else np.full((n, f.shape[1]), np.nan, dtype=f.dtype)
+        # np.zeros, not a NaN fill or a copy: its pages are taken from the system as rows
+        # are written (the features of 100,000 images are 1 GB: filled, then copied for
+        # the first batch's scores, they took seconds before the first batch)
+        feats = None if f is None else np.zeros((n, f.shape[1]), dtype=f.dtype)
+        first_feats = None if f is None else np.zeros_like(feats)
         if feats is not None:
-            feats[first] = f
+            feats[first] = first_feats[first] = f
         self.state.update(done=len(first))
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
             self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-            self._scores = PoolScores(est.classes_, proba.copy(),
-                                      None if feats is None else feats.copy())
+            # only the encoded rows are ever queried (see _query_args)
+            self._scores = PoolScores(est.classes_, proba.copy(), first_feats)
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
@@ -420,9 +425,7 @@ class LabelingSession(BatchMixin):
             self.state.update(done=len(first) + start + len(rows))
             if k % 8 == 7:  # a restart (kill -9 while encoding) resumes from here
                 self._features.save(est, self._paths)
-        with self._lock:
-            self._encoded = None
-        return PoolScores(est.classes_, proba, feats)
+        return PoolScores(est.classes_, proba, feats)  # streaming until prepare installs it
 
     def _save_adapter(self, est, rnd):
         with atomic_path(round_adapter_path(self.project, rnd)) as tmp:
