@@ -69,15 +69,18 @@ print(json.dumps({{"imports": t1 - t0, "first_batch": t2 - t1, "n": len(batch)}}
 """
 
 
-def label_server(images, project, code=ROOT, until_ready=True, timeout=1800):
-    """Start ``skpeal label`` (a new process, the code under ``code``); seconds from its
-    start to the page, to the first batch with images and (``until_ready``) to the model
-    ready with every image scored (None: not reached)."""
+def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, threads=None):
+    """Start ``skpeal label`` (a new process, the code under ``code``, ``threads`` torch
+    threads: ``OMP_NUM_THREADS``); seconds from its start to the page, to the first batch
+    with images and (``until_ready``) to the model ready with every image scored (None:
+    not reached)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.fspath(code)}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "skpeal.cli", "label", os.fspath(images), "--project",
            os.fspath(project), "--port", str(port)]
     if not (Path(project) / "labels.sqlite").exists():
@@ -108,7 +111,7 @@ def label_server(images, project, code=ROOT, until_ready=True, timeout=1800):
                         break
             except OSError:  # not listening yet
                 pass
-            time.sleep(0.02 if first is None else 0.25)
+            time.sleep(0.1 if first is None else 0.25)  # a page asks every 0.5 s
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -161,12 +164,15 @@ def main(argv=None):
     p.add_argument("--first-only", action="store_true",
                    help="time the page and the first batch only (not every image encoded, "
                         "nor the restarts)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of skpeal label (OMP_NUM_THREADS; default: torch's "
+                        "own, one per core)")
     p.add_argument("--code", type=_code, action="append", default=None, metavar="NAME=PATH",
                    help="time the skpeal of this checkout (repeatable; default: this one)")
     args = p.parse_args(argv)
     codes = args.code or [("", ROOT)]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-          f"{date()}", flush=True)
+          f"torch threads: {args.threads or 'one per core'}; {date()}", flush=True)
     for n in args.pool:
         with tempfile.TemporaryDirectory() as tmp:
             images = Path(tmp) / "images"
@@ -180,7 +186,8 @@ def main(argv=None):
                 project = Path(tmp) / f"project-{name}"
                 load0 = os.getloadavg()[0]
                 page, first, ready = label_server(images, project, code,
-                                                  until_ready=not args.first_only)
+                                                  until_ready=not args.first_only,
+                                                  threads=args.threads)
                 print(f"{tag}: new project: page {_secs(page)} s, first batch {_secs(first)} s,"
                       f" all encoded {_secs(ready)} s from the process start | load average "
                       f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
@@ -188,14 +195,15 @@ def main(argv=None):
                     shutil.rmtree(project, ignore_errors=True)
                     continue
                 load0 = os.getloadavg()[0]
-                _, served, ready = label_server(images, project, code)
+                _, served, ready = label_server(images, project, code, threads=args.threads)
                 print(f"{tag}: skpeal label restart: first batch served {_secs(served)} s, "
                       f"model ready {_secs(ready)} s from the process start | load average "
                       f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
                 load0 = os.getloadavg()[0]
                 out = subprocess.run([sys.executable, "-c", RESTART.format(
                     root=os.fspath(code), project=os.fspath(project))], capture_output=True,
-                    text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                    text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(
+                        {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})})
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"{tag}: restart (LabelingSession): first batch "
                       f"{r['imports'] + r['first_batch']:5.1f} s from the process start "

@@ -399,13 +399,11 @@ class LabelingSession(BatchMixin):
         self.state.update(phase="encoding", done=0, total=n)
         proba = np.full((n, len(self.classes)), np.nan)
         proba[first], f = encode(first)
-        # np.zeros, not a NaN fill or a copy: its pages are taken from the system as rows
-        # are written (the features of 100,000 images are 1 GB: filled, then copied for
-        # the first batch's scores, they took seconds before the first batch)
-        feats = None if f is None else np.zeros((n, f.shape[1]), dtype=f.dtype)
-        first_feats = None if f is None else np.zeros_like(feats)
-        if feats is not None:
-            feats[first] = first_feats[first] = f
+        # np.zeros: pages come from the system as rows are written (a NaN fill and a copy
+        # of the 1 GB features of 100,000 images took seconds before the first batch)
+        first_feats = None if f is None else np.zeros((n, f.shape[1]), dtype=f.dtype)
+        if f is not None:
+            first_feats[first] = f
         self.state.update(done=len(first))
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
@@ -416,6 +414,9 @@ class LabelingSession(BatchMixin):
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
+        feats = None if f is None else np.zeros(first_feats.shape, dtype=f.dtype)
+        if f is not None:
+            feats[first] = f
         step = max(1, len(rest)) if self._ray else ENCODE_CHUNK  # Ray: one call
         for k, start in enumerate(range(0, len(rest), step)):
             rows = rest[start:start + step]
