@@ -10,10 +10,8 @@ their defaults, help and checks are the configs'.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -122,12 +120,11 @@ def _label(args) -> int:
     new = not os.path.exists(os.path.join(project, "labels.sqlite"))
     session = None
     if new and config.ml_backend_port is None and config.ray is None:
-        # a new project: the page at once, the session (the folder listed, the model
-        # loaded, the first images encoded) built behind it; the classes and the folder
-        # are checked first
+        # a new project: the page at once, the session (torch imported, the folder listed,
+        # the model loaded, the first images encoded) built behind it by the web app's
+        # worker thread; the classes and the folder are checked first
         session = StartingSession.new_project(project, lambda: _label_session(project, config),
                                               images=config.images, classes=config.classes)
-        _import_behind("skpeal.labeling.session")  # torch & co. while the web stack loads
     try:
         from .labeling.app import check_ports, serve
     except ImportError as exc:
@@ -159,17 +156,6 @@ def _label(args) -> int:
     if getattr(session, "build_error", None) is not None:  # a session that could not open
         raise session.build_error
     return 0
-
-
-def _import_behind(module):
-    """Import ``module`` in a background thread (its errors: where it is imported again)."""
-    def run():
-        try:
-            importlib.import_module(module)
-        except Exception:  # the session's build imports it again and reports the error
-            pass
-
-    threading.Thread(target=run, name="skpeal-import", daemon=True).start()
 
 
 def _label_session(project, config: LabelConfig):
