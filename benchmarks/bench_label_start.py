@@ -7,8 +7,10 @@ of a new process (``python -m skpeal.cli label ...``), as a person starting the 
 waits: the imports (torch, open_clip, the web stack) included. Printed:
 
 * ``new project``: ``skpeal label`` on a new project folder: the page (the first answer
-  of ``/api/batch``), the first ``/api/batch`` that gives images, and every image encoded
-  (``/api/status``: ready, phase ``ready``, not busy; not with ``--first-only``);
+  of ``/api/batch``), the first ``/api/batch`` that gives images (and the CPU time the
+  process used until then, every thread: less sensitive to other processes than the
+  wall time), and every image encoded (``/api/status``: ready, phase ``ready``, not
+  busy; not with ``--first-only``);
 * ``skpeal label restart``: ``skpeal label`` started again on that project: the first
   ``/api/batch`` that gives the pending batch (served from the store while the model
   loads), and the model ready;
@@ -93,7 +95,7 @@ def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, thr
         with urllib.request.urlopen(base + path, timeout=60) as r:
             return json.loads(r.read())
 
-    page = first = ready = None
+    page = first = ready = cpu = None
     try:
         while time.perf_counter() - t0 < timeout and proc.poll() is None:
             try:
@@ -102,6 +104,7 @@ def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, thr
                     page = page or time.perf_counter() - t0
                     if items:
                         first = time.perf_counter() - t0
+                        cpu = cpu_seconds(proc.pid)
                         if not until_ready:
                             break
                 else:
@@ -123,7 +126,17 @@ def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, thr
         proc.stderr.close()
     if first is None:
         raise RuntimeError(f"skpeal label gave no batch: {err[-2000:]}")
-    return page, first, ready
+    return page, first, ready, cpu
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system, every thread) process ``pid`` used so far (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_tiles(folder, n, seed=0, distinct=None):
@@ -185,17 +198,18 @@ def main(argv=None):
                 tag = f"pool {n:>7,}" + (f" [{name}]" if name else "")
                 project = Path(tmp) / f"project-{name}"
                 load0 = os.getloadavg()[0]
-                page, first, ready = label_server(images, project, code,
-                                                  until_ready=not args.first_only,
-                                                  threads=args.threads)
-                print(f"{tag}: new project: page {_secs(page)} s, first batch {_secs(first)} s,"
-                      f" all encoded {_secs(ready)} s from the process start | load average "
-                      f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
+                page, first, ready, cpu = label_server(images, project, code,
+                                                       until_ready=not args.first_only,
+                                                       threads=args.threads)
+                print(f"{tag}: new project: page {_secs(page)} s, first batch {_secs(first)} s"
+                      f" ({_secs(cpu)} s of CPU), all encoded {_secs(ready)} s from the process "
+                      f"start | load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after",
+                      flush=True)
                 if args.first_only:
                     shutil.rmtree(project, ignore_errors=True)
                     continue
                 load0 = os.getloadavg()[0]
-                _, served, ready = label_server(images, project, code, threads=args.threads)
+                _, served, ready, _ = label_server(images, project, code, threads=args.threads)
                 print(f"{tag}: skpeal label restart: first batch served {_secs(served)} s, "
                       f"model ready {_secs(ready)} s from the process start | load average "
                       f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
