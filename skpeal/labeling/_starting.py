@@ -114,7 +114,6 @@ class StartingSession(BatchMixin):
         self.project = Path(project)
         if not (self.project / "labels.sqlite").exists():
             raise ValueError(f"{self.project} is not a labelling project (no labels.sqlite)")
-        self._own_store = self.session = None
         self._own_store = LabelStore(self.project)
         classes = self.store.get_meta("classes")
         rows = self.store.images()
