@@ -1,8 +1,10 @@
-"""The page while a restarted server still loads its model (Debian's chromium, Playwright).
+"""The page while the server still loads its model (Debian's chromium, Playwright).
 
 The server is the web app in this process over a :class:`StartingSession` whose model load
-is held by the test: picks and the undo of a pick work at once; a submit says the model is
-still loading (not an error) and goes through by itself once the model is there.
+is held by the test. A restart: picks and the undo of a pick work at once; a submit says
+the model is still loading (not an error) and goes through by itself once the model is
+there. A new project: the page says the model is loading, and its first batch shows by
+itself once the session gives it.
 """
 
 import os
@@ -39,6 +41,25 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _serve(app):
+    """Run ``app`` in a thread; returns (url, stop)."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.time()
+    while not server.started and time.time() - t0 < 30:
+        time.sleep(0.05)
+    assert server.started
+
+    def stop():
+        server.should_exit = True
+        thread.join(30)
+
+    return f"http://127.0.0.1:{port}/", stop
+
+
 @pytest.fixture(params=[False])
 def loading_server(request, session_factory):
     """(url, project, ids of the pending batch, go, starting): a restart whose model loads
@@ -64,21 +85,12 @@ def loading_server(request, session_factory):
 
     starting = StartingSession(project, build)
     app = create_app(starting, model_wait=0.3)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    t0 = time.time()
-    while not server.started and time.time() - t0 < 30:
-        time.sleep(0.05)
-    assert server.started
+    url, stop = _serve(app)
     try:
-        yield f"http://127.0.0.1:{port}/", project, ids, go, starting
+        yield url, project, ids, go, starting
     finally:
         go.set()
-        server.should_exit = True
-        thread.join(30)
+        stop()
         app.state.worker.stop(timeout=30)
         starting.close()
 
@@ -151,3 +163,39 @@ def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(browser
         page.wait_for_function("document.querySelectorAll('.card').length == 6")
     finally:
         page.close()
+
+
+def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
+        browser, session_factory, image_folder):
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import create_app
+
+    from .conftest import CLASSES
+
+    go = threading.Event()
+
+    def build():  # the imports, the folder listed, the model loaded: held by the test
+        assert go.wait(120)
+        return session_factory()
+
+    project = image_folder[0].parent / "project"  # session_factory's
+    starting = StartingSession.new_project(project, build, images=image_folder[0],
+                                           classes=CLASSES)
+    app = create_app(starting)
+    url, stop = _serve(app)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(url)
+        page.wait_for_selector("#busy-text:has-text('Loading the model')")
+        assert page.eval_on_selector_all(".card", "els => els.length") == 0
+        assert page.is_hidden("#error")
+        go.set()  # no reload: the page shows the first batch when the session gives it
+        page.wait_for_function("document.querySelectorAll('.card').length == 5",
+                               timeout=120000)
+        assert page.is_hidden("#error")
+    finally:
+        page.close()
+        go.set()
+        stop()
+        app.state.worker.stop(timeout=30)
+        starting.close()
