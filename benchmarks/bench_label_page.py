@@ -23,12 +23,18 @@ every card says "saved". Printed:
 runs side by side; a variant is ``default`` or comma-separated settings:
 ``switch=SECONDS`` (:func:`sys.setswitchinterval` in the server), ``threads=N``
 (:func:`torch.set_num_threads` in the server), ``refit=off`` (every refit returns at once
-without training: the floor, nothing runs behind the person).
+without training: the floor, nothing runs behind the person), ``code=PATH`` (the server
+and page of another checkout, e.g. ``code=../main``: before and after in one run).
+
+``--keys page`` fires a batch's number keys inside the page, all in one go (they reach it
+within a millisecond): the page and the server alone, without Playwright, which sends one
+key at a time and waits for the browser to take each (``--keys playwright``, the default).
 
 Usage::
 
     python benchmarks/bench_label_page.py --pool 300 --batches 5
     python benchmarks/bench_label_page.py --after-encoded --server default switch=0.0005
+    python benchmarks/bench_label_page.py --after-encoded --keys page --server code=../main default
 
 Needs the ``label``, ``browser`` and ``offline`` extras and Debian's chromium.
 """
@@ -75,6 +81,10 @@ document.addEventListener("keydown", (e) => {
   if (/^[0-9]$/.test(e.key)) window.skpealBench.keys.push(performance.now());
 }, true);
 """
+
+# --keys page: every number key of a batch, fired inside the page in one go.
+FIRE_KEYS = """keys => { for (const key of keys)
+  document.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true})); }"""
 
 
 def free_port():
@@ -131,8 +141,11 @@ def run_once(args, variant):
                 t_start = time.perf_counter()
                 for _ in range(args.batches):
                     ids = page.eval_on_selector_all(".card", "e => e.map(x => x.dataset.imageId)")
-                    for _ in ids:
-                        page.keyboard.press(str(rng.integers(1, len(CLASSES) + 1)))
+                    keys = [str(rng.integers(1, len(CLASSES) + 1)) for _ in ids]
+                    if args.keys == "page":
+                        page.evaluate(FIRE_KEYS, keys)
+                    for key in keys if args.keys == "playwright" else []:
+                        page.keyboard.press(key)
                         time.sleep(args.key_interval)
                     page.wait_for_function(
                         f"document.querySelectorAll('.card .state.saved').length == {len(ids)}")
@@ -181,15 +194,20 @@ def main(argv=None):
                         "starts a refit behind the person)")
     p.add_argument("--key-interval", type=float, default=0.0,
                    help="seconds between two keys (0: as fast as the browser takes them)")
+    p.add_argument("--keys", choices=["playwright", "page"], default="playwright",
+                   help="how the number keys reach the page: Playwright's key presses, one "
+                        "at a time, or all of a batch fired in the page at once")
     p.add_argument("--server", nargs="+", default=["default"],
                    help="server variants, one run each, printed side by side: 'default' "
                         "or e.g. 'switch=0.0005', 'threads=1', 'refit=off' (comma-separated)")
     args = p.parse_args(argv)
+    if args.keys == "page" and args.key_interval:
+        p.error("--keys page fires a batch's keys at once: no --key-interval")
     for v in args.server:  # a typo fails here, not after a first run
         parse_variant(v)
     runs = [run_once(args, v) for v in args.server]
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
-          f"keys {args.key_interval * 1000:.0f} ms apart; {os.cpu_count()} CPUs")
+          f"keys {args.key_interval * 1000:.0f} ms apart ({args.keys}); {os.cpu_count()} CPUs")
     rows = [
         ("server", lambda r: r["variant"]),
         ("load average before/after", lambda r: "{:.1f}/{:.1f}".format(*r["load"])),

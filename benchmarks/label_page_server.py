@@ -7,9 +7,11 @@ Usage::
 ``VARIANT`` is ``default`` or comma-separated settings applied before the server starts:
 ``switch=SECONDS`` (:func:`sys.setswitchinterval`), ``threads=N``
 (:func:`torch.set_num_threads`), ``refit=off`` (every refit returns at once, nothing
-trained). The rest of the command line goes to ``skpeal``. Appended to the file named by
-``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST /api/pick`` (from its
-arrival in the app to its last byte sent) and ``refit S`` for every refit.
+trained), ``code=PATH`` (the skpeal of another checkout, e.g. ``code=../main``: its
+server and its page, to compare two versions in one run). The rest of the command line
+goes to ``skpeal``. Appended to the file named by ``SKPEAL_BENCH_TIMES``, one line each:
+``pick MS`` for every ``POST /api/pick`` (from its arrival in the app to its last byte
+sent) and ``refit S`` for every refit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import sys
 import time
 
-SETTINGS = ("switch", "threads", "refit")
+SETTINGS = ("switch", "threads", "refit", "code")
 
 
 def parse_variant(variant):
@@ -34,11 +36,15 @@ def parse_variant(variant):
         settings[key] = value
     if settings.get("refit", "off") != "off":
         raise ValueError(f"refit= takes only 'off', got {settings['refit']!r}")
+    if "code" in settings and not os.path.isdir(os.path.join(settings["code"], "skpeal")):
+        raise ValueError(f"code= names a checkout of skpeal, got {settings['code']!r}")
     return settings
 
 
 def apply_settings(settings):
-    """Set the switch interval and torch's thread count that ``settings`` name."""
+    """Set the switch interval, torch's thread count and the skpeal that ``settings`` name."""
+    if "code" in settings:  # before anything imports skpeal
+        sys.path.insert(0, os.path.abspath(settings["code"]))
     if "switch" in settings:
         sys.setswitchinterval(float(settings["switch"]))
     if "threads" in settings:

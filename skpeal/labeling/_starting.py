@@ -264,13 +264,13 @@ class StartingSession(BatchMixin):
     label = _session_only("label")
     skip = _session_only("skip")
 
-    def undo(self, *, client=None, annotator=None):
+    def undo(self, *, client=None, annotator=None, seq=None):
         """The session's ``undo``; while loading, a pick is undone from the store alone
         (the undo of a submitted answer waits for the session)."""
         live = self._live()
         if live is None:
-            undone = self.undo_pick(client=client)
+            undone = self.undo_pick(client=client, seq=seq)
             if undone is not None:
                 return undone
             live = self._wait_or_raise()
-        return live.undo(client=client, annotator=annotator)
+        return live.undo(client=client, annotator=annotator, seq=seq)
