@@ -267,12 +267,13 @@ def test_picks_typed_while_away_or_while_a_submit_waits_are_kept_latest_wins(bro
         _pump(page, lambda: not starting.loading, timeout=120)
         hold[0] = False
         held[0].continue_()
-        page.wait_for_selector("#message:has-text('Saved 5 answers. 1 changed after Enter')",
-                               timeout=120000)
-        assert page.is_hidden("#error")
+        page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")  # the next
         assert _labels_in_force(project) == {ids[0]: classes[2], ids[1]: classes[1],
                                              ids[2]: classes[0], ids[3]: classes[1],
                                              ids[4]: classes[1]}
+        assert "1 changed after Enter: saved too" in page.inner_text("#message")
+        assert page.is_hidden("#error")
     finally:
         page.close()
 
