@@ -203,7 +203,7 @@ def test_picks_go_side_by_side_and_the_latest_of_an_image_wins_in_any_order(brow
             page.keyboard.press(k)
         # three requests on their way at once: none waits for the reply to another
         _pump(page, lambda: len(held) == 3)
-        sent = [r.request.post_data_json for r in held]
+        sent = [p for r in held for p in r.request.post_data_json["picks"]]
         assert [(b["image_id"], b["label"]) for b in sent] == [
             (ids[0], classes[0]), (ids[0], classes[1]), (ids[1], classes[2])]
         assert sent[0]["seq"] < sent[1]["seq"] < sent[2]["seq"]
@@ -214,7 +214,7 @@ def test_picks_go_side_by_side_and_the_latest_of_an_image_wins_in_any_order(brow
         assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
         with page.expect_response("**/api/pick") as reply:
             held[0].continue_()  # the earlier pick arrives last: not stored
-        assert reply.value.json()["pick_id"] is None
+        assert reply.value.json()["pick_ids"] == [None]
         assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
         held[2].continue_()
         page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")

@@ -22,6 +22,7 @@ let items = [];            // the batch shown, as the server gave it (with its s
 const local = {};
 const inFlight = new Set(); // pick requests on their way (promises)
 let holding = false;       // a submit on its way: the picks made meanwhile wait here
+let sendSoon = false;      // picks made in this turn of the event loop go in one request
 let focus = 0;
 let status = null;
 let serverId = null;
@@ -116,47 +117,51 @@ function pick(it, label) {
   confirmSubmit = false;
   local[it.image_id] = { label, seq: nextSeq(), state: "saving", t0: performance.now() };
   renderBatch();
-  sendPick(it.image_id);
+  if (!sendSoon) { sendSoon = true; queueMicrotask(() => { sendSoon = false; send(); }); }
 }
 
-// One request per pick, sent at once: the browser carries several side by side, so a
-// fast typist waits for one round trip, not for the picks before. While a submit is on
-// its way the picks wait here (submit sends them after its reply).
-function sendPick(id) {
-  const p = local[id];
-  if (!p || p.sending || holding) return;
-  p.sending = true;
-  p.state = "saving";
-  const req = api("api/pick", { client, image_id: Number(id), label: p.label, seq: p.seq })
-    .then(() => {
-      if (local[id] !== p) return;  // a later pick of this image is on its way
+// Each pick is sent at once, side by side with the requests still on their way (the
+// browser carries several at a time): a fast typist waits for one round trip, not for the
+// picks before. Picks made in one go (a script firing keys) share a request. While a
+// submit is on its way the picks wait here (submit sends them after its reply).
+function send(only) {
+  if (holding) return;
+  const group = (only || Object.keys(local)).map((id) => [id, local[id]])
+    .filter(([, p]) => p && !p.sending);
+  if (!group.length) return;
+  for (const [, p] of group) { p.sending = true; p.state = "saving"; }
+  const picks = group.map(([id, p]) => ({ image_id: Number(id), label: p.label, seq: p.seq }));
+  const req = api("api/pick", { client, picks }).then(() => {
+    for (const [id, p] of group) {
+      if (local[id] !== p) continue;  // a later pick of this image is on its way
       const it = items.find((x) => x.image_id === Number(id));
       if (it) { it.picked = true; it.pick = p.label; }
       window.skpealSaveTimes.push(performance.now() - p.t0);
       delete local[id];
-    }, (e) => {
-      p.sending = false;
-      if (local[id] !== p) return;
-      if (e.status === undefined) {  // the server is away: kept, sent again when it is back
-        p.state = "unsent";
-        online = false;
-        renderOnline();
-      } else if (e.status >= 500) {  // e.g. 507, a full disk: nothing stored; sent again
-        p.state = "unsent";
-        showError("pick not saved yet: " + e.message + " (kept here; sent again in 2 s)");
-        setTimeout(flush, 2000);
-      } else {
-        delete local[id];
-        showError("pick not saved: " + e.message);
-      }
-    })
-    .finally(() => { inFlight.delete(req); renderBatch(); });
+    }
+  }, (e) => {
+    const mine = group.filter(([id, p]) => { p.sending = false; return local[id] === p; });
+    if (e.status === undefined) {  // the server is away: kept, sent again when it is back
+      for (const [, p] of mine) p.state = "unsent";
+      online = false;
+      renderOnline();
+    } else if (e.status >= 500) {  // e.g. 507, a full disk: nothing stored; sent again
+      for (const [, p] of mine) p.state = "unsent";
+      showError("pick not saved yet: " + e.message + " (kept here; sent again in 2 s)");
+      setTimeout(flush, 2000);
+    } else if (mine.length > 1) {  // one refused pick refuses its group: keep the others
+      for (const [id] of mine) send([id]);
+    } else {
+      for (const [id] of mine) delete local[id];
+      showError("pick not saved: " + e.message);
+    }
+  }).finally(() => { inFlight.delete(req); renderBatch(); });
   inFlight.add(req);
 }
 
 // Send the picks not stored yet (again) and wait until every pick request has its reply.
 async function flush() {
-  for (const id of Object.keys(local)) sendPick(id);
+  send();
   while (inFlight.size) await Promise.allSettled([...inFlight]);
 }
 
@@ -259,19 +264,21 @@ function applyCardSize() {
   $("card-size").value = px;
 }
 
-// The parts of a card that change with a pick, the focus or the card size.
+// The parts of a card that change with a pick, the focus or the card size (only what
+// changed is written: a pick touches one card, not the images of all of them).
 function updateCard(card, it, i, px) {
   const a = answerOf(it);
-  card.className = "card" + (i === focus ? " focus" : "") +
-    (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "");
-  card.dataset.label = a ? (a.label === null ? "" : a.label) : "";
-  card.dataset.answered = a ? "1" : "0";
-  card.querySelector("img").sizes = px + "px";
-  card.querySelector("select").value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
-  const state = card.querySelector(".state");
   const [text, cls] = stateText(it);
-  state.className = "state " + cls;
-  state.textContent = text;
+  const state = card.querySelector(".state"), img = card.querySelector("img");
+  const sel = card.querySelector("select");
+  const value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
+  const props = [[card, "className", "card" + (i === focus ? " focus" : "") +
+                  (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "")],
+                 [card.dataset, "label", a ? (a.label === null ? "" : a.label) : ""],
+                 [card.dataset, "answered", a ? "1" : "0"], [img, "sizes", px + "px"],
+                 [sel, "value", value], [state, "className", "state " + cls],
+                 [state, "textContent", text]];
+  for (const [el, key, v] of props) if (el[key] !== v) el[key] = v;
 }
 
 function buildCard(it, i) {
@@ -324,6 +331,7 @@ function buildCard(it, i) {
 
 // Cards are built once per batch and updated in place afterwards (a pick redraws no image).
 let shownItems = null;
+const scrolled = { card: null, px: 0 };  // the card last scrolled into view, at what size
 function renderBatch() {
   const grid = $("grid");
   const px = cardSize();
@@ -345,7 +353,11 @@ function renderBatch() {
   items.forEach((it, i) => updateCard(grid.children[i], it, i, px));
   $("submit").disabled = !items.length || submitting;
   const focused = grid.querySelector(".card.focus");
-  if (focused) focused.scrollIntoView({ block: "nearest" });
+  if (focused && (focused !== scrolled.card || px !== scrolled.px)) {  // a layout: only then
+    focused.scrollIntoView({ block: "nearest" });
+    scrolled.card = focused;
+    scrolled.px = px;
+  }
   if (viewer.open) renderViewer();
 }
 
