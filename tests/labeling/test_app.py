@@ -516,6 +516,44 @@ def test_serve_prints_a_token_url_for_a_non_loopback_host(session_factory, monke
         socks[0].close()
 
 
+def test_served_connections_send_small_replies_at_once(session_factory, monkeypatch):
+    # the socket serve() listens on makes asyncio (uvicorn) turn Nagle's algorithm off on
+    # each connection: a reply's body is not held back until its headers are ACKed (the
+    # browser delays that ACK by up to 40 ms)
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from skpeal.labeling.app import serve
+
+    ran = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.append(sockets))
+    serve(session_factory(), host="127.0.0.1", port=0, open_message=lambda line: None,
+          ml_backend_port=0)
+    assert len(ran) == 2  # the page's server and the ML backend's
+
+    async def nodelay_of_an_accepted_connection(listening):
+        accepted = asyncio.get_running_loop().create_future()
+
+        async def handle(reader, writer):
+            accepted.set_result(writer.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    for (listening,) in ran:
+        assert asyncio.run(nodelay_of_an_accepted_connection(listening)) == 1
+        listening.close()
+
+
 def test_an_unreadable_image_gets_a_message_not_a_crash(app_client):
     image_id, path = app_client.session.store.images()[0]
     with open(path, "wb") as f:
