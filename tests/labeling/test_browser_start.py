@@ -228,6 +228,34 @@ def test_picks_go_side_by_side_and_the_latest_of_an_image_wins_in_any_order(brow
         page.close()
 
 
+def test_a_batch_read_before_a_pick_was_confirmed_does_not_hide_the_pick(browser,
+                                                                          loading_server):
+    url, project, ids, go, starting = loading_server
+    classes = starting.classes
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    down, hold, held = [False], [False], []
+    page.route("**/api/status", lambda r: r.abort("connectionrefused") if down[0]
+               else r.continue_())
+    page.route("**/api/batch*", lambda r: held.append(r) if hold[0] else r.continue_())
+    try:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        hold[0] = down[0] = True  # the server seems away, then back: the page reloads
+        page.wait_for_selector("#offline", state="visible")  # its batch
+        down[0] = False
+        _pump(page, lambda: held)
+        stale = held[0].fetch()  # the server's batch now, before the pick below
+        page.keyboard.press("1")
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+        assert _picks_in_db(project) == {ids[0]: classes[0]}
+        with page.expect_response("**/api/batch*"):
+            held[0].fulfill(response=stale)  # arrives after the pick's confirmation
+        page.wait_for_function("!loading")
+        assert _saved(page) == {0: classes[0]}
+    finally:
+        page.close()
+
+
 def test_picks_typed_while_away_or_while_a_submit_waits_are_kept_latest_wins(browser,
                                                                             loading_server):
     url, project, ids, go, starting = loading_server

@@ -23,6 +23,10 @@ const local = {};
 const inFlight = new Set(); // pick requests on their way (promises)
 let holding = false;       // a submit on its way: the picks made meanwhile wait here
 let sendSoon = false;      // picks made in this turn of the event loop go in one request
+// the last pick the server confirmed per image, numbered: a batch asked for before a
+// confirmation may not show that pick yet (loadBatch puts it back)
+const confirmed = new Map();
+let nConfirmed = 0;
 let focus = 0;
 let status = null;
 let serverId = null;
@@ -136,6 +140,7 @@ function send(only) {
       if (local[id] !== p) continue;  // a later pick of this image is on its way
       const it = items.find((x) => x.image_id === Number(id));
       if (it) { it.picked = true; it.pick = p.label; }
+      confirmed.set(Number(id), { n: ++nConfirmed, label: p.label });
       window.skpealSaveTimes.push(performance.now() - p.t0);
       delete local[id];
     }
@@ -365,9 +370,14 @@ async function loadBatch(force) {
   if (loading) return;
   loading = true;
   try {
+    const since = nConfirmed;
     const data = await api("api/batch?client=" + encodeURIComponent(client));
     const focusedId = items[focus] ? items[focus].image_id : null;
     const fresh = data.items || [];
+    for (const it of fresh) {  // picks confirmed while this batch was on its way
+      const c = confirmed.get(it.image_id);
+      if (c && c.n > since) { it.picked = true; it.pick = c.label; }
+    }
     if (force || fresh.map((x) => x.image_id).join(",") !== items.map((x) => x.image_id).join(",")
         || !items.length) {
       items = fresh;
