@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS picks (
     seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS picks_open ON picks(state, image_id);
+CREATE INDEX IF NOT EXISTS picks_image ON picks(image_id);
 CREATE TABLE IF NOT EXISTS reopened (
     image_id INTEGER PRIMARY KEY REFERENCES images(id),
     client TEXT,
