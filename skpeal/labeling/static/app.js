@@ -126,12 +126,15 @@ function pick(it, label) {
 
 // Each pick is sent at once, side by side with the requests still on their way (the
 // browser carries several at a time): a fast typist waits for one round trip, not for the
-// picks before. Picks made in one go (a script firing keys) share a request. While a
-// submit is on its way the picks wait here (submit sends them after its reply).
-function send(only) {
-  if (holding) return;
+// picks before. Picks made in one go (a script firing keys) share a request, and so do
+// those made while MAX_PICK_REQUESTS are on their way (the browser's six connections to
+// the server are shared with the batch's images). While a submit is on its way the
+// picks wait here (submit sends them after its reply).
+const MAX_PICK_REQUESTS = 3;
+function send(only, again) {  // again: the picks not saved yet (the server was away) too
+  if (holding || (!only && !again && inFlight.size >= MAX_PICK_REQUESTS)) return;
   const group = (only || Object.keys(local)).map((id) => [id, local[id]])
-    .filter(([, p]) => p && !p.sending);
+    .filter(([, p]) => p && !p.sending && (again || p.state !== "unsent"));
   if (!group.length) return;
   for (const [, p] of group) { p.sending = true; p.state = "saving"; }
   const picks = group.map(([id, p]) => ({ image_id: Number(id), label: p.label, seq: p.seq }));
@@ -160,13 +163,13 @@ function send(only) {
       for (const [id] of mine) delete local[id];
       showError("pick not saved: " + e.message);
     }
-  }).finally(() => { inFlight.delete(req); renderBatch(); });
+  }).finally(() => { inFlight.delete(req); send(); renderBatch(); });
   inFlight.add(req);
 }
 
 // Send the picks not stored yet (again) and wait until every pick request has its reply.
 async function flush() {
-  send();
+  send(undefined, true);
   while (inFlight.size) await Promise.allSettled([...inFlight]);
 }
 
