@@ -7,9 +7,14 @@ Usage::
 ``VARIANT`` is ``default`` or comma-separated settings applied before the server starts:
 ``switch=SECONDS`` (:func:`sys.setswitchinterval`), ``threads=N``
 (:func:`torch.set_num_threads`), ``refit=off`` (every refit returns at once, nothing
-trained). The rest of the command line goes to ``skpeal``. Appended to the file named by
-``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST /api/pick`` (from its
-arrival in the app to its last byte sent) and ``refit S`` for every refit.
+trained), ``ahead=off`` (no batch is picked ahead while the person answers),
+``nagle=on`` (the server's connections keep Nagle's algorithm, as before 2026-12-06:
+each reply's body then waits for the ACK of its headers), ``code=PATH`` (the skpeal of
+another checkout, e.g. ``code=../main``: its server and its page, to compare two
+versions in one run). The rest of the command line goes to ``skpeal``. Appended to the
+file named by ``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST
+/api/pick`` (from its arrival in the app to its last byte sent) and ``refit S`` for
+every refit.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import sys
 import time
 
-SETTINGS = ("switch", "threads", "refit")
+SETTINGS = ("switch", "threads", "refit", "ahead", "nagle", "code")
 
 
 def parse_variant(variant):
@@ -32,13 +37,18 @@ def parse_variant(variant):
             raise ValueError(f"server variant {variant!r}: expected 'default' or "
                              f"comma-separated {'=, '.join(SETTINGS)}=..., got {item!r}")
         settings[key] = value
-    if settings.get("refit", "off") != "off":
-        raise ValueError(f"refit= takes only 'off', got {settings['refit']!r}")
+    for key, only in (("refit", "off"), ("ahead", "off"), ("nagle", "on")):
+        if settings.get(key, only) != only:
+            raise ValueError(f"{key}= takes only {only!r}, got {settings[key]!r}")
+    if "code" in settings and not os.path.isdir(os.path.join(settings["code"], "skpeal")):
+        raise ValueError(f"code= names a checkout of skpeal, got {settings['code']!r}")
     return settings
 
 
 def apply_settings(settings):
-    """Set the switch interval and torch's thread count that ``settings`` name."""
+    """Set the switch interval, torch's thread count and the skpeal that ``settings`` name."""
+    if "code" in settings:  # before anything imports skpeal
+        sys.path.insert(0, os.path.abspath(settings["code"]))
     if "switch" in settings:
         sys.setswitchinterval(float(settings["switch"]))
     if "threads" in settings:
@@ -67,7 +77,8 @@ class PickTimer:
 
 
 def install(settings, out):
-    """Patch the app factory (pick timer) and the session's refit (timer, or off)."""
+    """Patch the app factory (pick timer), the session's refit (timer, or off), its pick
+    ahead (off) and the listening socket (Nagle on)."""
     from skpeal.labeling import app as web
     from skpeal.labeling.session import LabelingSession
 
@@ -89,6 +100,19 @@ def install(settings, out):
 
     web.create_app = timed_app
     LabelingSession.refit = timed_refit
+    if settings.get("ahead") == "off":
+        LabelingSession.pick_ahead = lambda self, *args, **kwargs: False
+    if settings.get("nagle") == "on":
+        import socket
+
+        def listen(host, port):  # proto 0: asyncio leaves TCP_NODELAY off
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            return sock
+
+        web._listen = listen
 
 
 def main(argv):

@@ -14,8 +14,12 @@ from the SQLite store alone (no torch):
 
 * an undo of a pick (the store alone: the pick before it is in force again).
 
-Everything else (answers, the undo of a submitted answer, refits, exports, suggestions of
-a new batch) waits for the session (:meth:`StartingSession.wait`) and is then the
+* answers, labels and skips given with an ``annotator`` (Label Studio's webhook: stored at
+  once with the last stored round; the refit after the session is up trains on them).
+  The page's submit still waits for the model (its refit and next batch need it).
+
+Everything else (the undo of a submitted answer, refits, exports, suggestions of a new
+batch) waits for the session (:meth:`StartingSession.wait`) and is then the
 session's. Every call goes to the session as soon as it is ``ready`` (it can give
 batches), not when it is fully prepared: a project restarted while its pool was being
 encoded is served by the session from its first encoded images on, while the rest of the
@@ -53,24 +57,13 @@ def _store_or_session(name):
         if live is not None:
             return getattr(live, name)(*args, **kwargs)
         if self.store is None:  # a new project, before its session made the store
-            if name in ("pick", "pick_many"):
+            if name in ("pick", "pick_many", "answer", "label", "skip"):
                 return getattr(self._wait_or_raise(), name)(*args, **kwargs)
             return _NOTHING_YET.get(name)  # release, leave: nothing held; no image yet
         return from_store(self, *args, **kwargs)
 
     method.__name__ = name
     method.__doc__ = from_store.__doc__
-    return method
-
-
-def _session_only(name):
-    """A :class:`BatchMixin` method that needs the model: waits for the session."""
-
-    def method(self, *args, **kwargs):
-        return getattr(self._wait_or_raise(), name)(*args, **kwargs)
-
-    method.__name__ = name
-    method.__doc__ = getattr(BatchMixin, name).__doc__
     return method
 
 
@@ -335,17 +328,28 @@ class StartingSession(BatchMixin):
     pick = _store_or_session("pick")
     pick_many = _store_or_session("pick_many")
     undo_pick = _store_or_session("undo_pick")
-    answer = _session_only("answer")
-    label = _session_only("label")
-    skip = _session_only("skip")
+    # without an annotator they wait for the session (whose default annotator they take)
+    answer = _store_or_session("answer")
+    label = _store_or_session("label")
+    skip = _store_or_session("skip")
 
-    def undo(self, *, client=None, annotator=None):
+    @property
+    def _round(self):  # the model an answer stored while loading records (BatchMixin.answer)
+        rounds = self.store.rounds()
+        return rounds[-1]["round"] if rounds else -1
+
+    @property
+    def _version(self):
+        rounds = self.store.rounds()
+        return rounds[-1]["model_version"] if rounds else None
+
+    def undo(self, *, client=None, annotator=None, seq=None):
         """The session's ``undo``; while loading, a pick is undone from the store alone
         (the undo of a submitted answer waits for the session)."""
         live = self._live()
         if live is None:
-            undone = self.undo_pick(client=client)
+            undone = self.undo_pick(client=client, seq=seq)
             if undone is not None:
                 return undone
             live = self._wait_or_raise()
-        return live.undo(client=client, annotator=annotator)
+        return live.undo(client=client, annotator=annotator, seq=seq)
