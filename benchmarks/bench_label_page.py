@@ -16,8 +16,10 @@ every card says "saved". Printed:
   it to its last byte sent (so the rest of keypress-to-saved is the browser, the socket
   and the server's wait to be scheduled), and each refit's duration (the server runs
   under ``benchmarks/label_page_server.py``, which adds these timers);
-* measured in the page: each pick request from ``fetch`` to its reply's body, and how
-  long a batch's number keys take to reach the page (Playwright sends one at a time);
+* measured in the page: each pick request from ``fetch`` to its reply's body (and its
+  phases, from the browser's resource timing: waiting to be sent, sent to the reply's
+  first byte, first to last byte), and how long a batch's number keys take to reach the
+  page (Playwright sends one at a time);
 * with ``--timeline``: the server's events (see ``label_page_server.py``: encoding end,
   refits, picks ahead, picks made in a request, batches served) beside each ``Enter``
   and each batch on screen, in seconds from the server's start.
@@ -26,12 +28,20 @@ every card says "saved". Printed:
 runs side by side; a variant is ``default`` or comma-separated settings:
 ``switch=SECONDS`` (:func:`sys.setswitchinterval` in the server), ``threads=N``
 (:func:`torch.set_num_threads` in the server), ``refit=off`` (every refit returns at once
-without training: the floor, nothing runs behind the person).
+without training: the floor, nothing runs behind the person), ``code=PATH`` (the server
+and page of another checkout, e.g. ``code=../main``: before and after in one run),
+``ahead=off`` (no batch picked ahead while the person answers), ``nagle=on`` (the
+server's connections keep Nagle's algorithm, as before 2026-12-06).
+
+``--keys page`` fires a batch's number keys inside the page, all in one go (they reach it
+within a millisecond): the page and the server alone, without Playwright, which sends one
+key at a time and waits for the browser to take each (``--keys playwright``, the default).
 
 Usage::
 
     python benchmarks/bench_label_page.py --pool 300 --batches 5
     python benchmarks/bench_label_page.py --after-encoded --server default switch=0.0005
+    python benchmarks/bench_label_page.py --after-encoded --keys page --server code=../main default
 
 Needs the ``label``, ``browser`` and ``offline`` extras and Debian's chromium.
 """
@@ -63,6 +73,7 @@ CLASSES = ["plain", "local defect", "global defect"]
 # In the page: the round trip of every pick request as the browser sees it (fetch to
 # reply) and the time of every number key the page receives.
 PAGE_TIMER = """
+performance.setResourceTimingBufferSize(100000);
 window.skpealBench = {fetches: [], keys: []};
 const fetch0 = window.fetch;
 window.fetch = async (...a) => {
@@ -78,6 +89,16 @@ document.addEventListener("keydown", (e) => {
   if (/^[0-9]$/.test(e.key)) window.skpealBench.keys.push(performance.now());
 }, true);
 """
+
+# Each pick request's phases as the browser's resource timing has them: waiting to be
+# sent, request sent to the reply's first byte, first to last byte.
+PICK_PHASES = """performance.getEntriesByType("resource").filter(
+  (e) => e.name.includes("api/pick")).map((e) => [e.requestStart - e.startTime,
+  e.responseStart - e.requestStart, e.responseEnd - e.responseStart])"""
+
+# --keys page: every number key of a batch, fired inside the page in one go.
+FIRE_KEYS = """keys => { for (const key of keys)
+  document.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true})); }"""
 
 
 def free_port():
@@ -135,8 +156,11 @@ def run_once(args, variant):
                 t_start = time.perf_counter()
                 for _ in range(args.batches):
                     ids = page.eval_on_selector_all(".card", "e => e.map(x => x.dataset.imageId)")
-                    for _ in ids:
-                        page.keyboard.press(str(rng.integers(1, len(CLASSES) + 1)))
+                    keys = [str(rng.integers(1, len(CLASSES) + 1)) for _ in ids]
+                    if args.keys == "page":
+                        page.evaluate(FIRE_KEYS, keys)
+                    for key in keys if args.keys == "playwright" else []:
+                        page.keyboard.press(key)
                         time.sleep(args.key_interval)
                     page.wait_for_function(
                         f"document.querySelectorAll('.card .state.saved').length == {len(ids)}")
@@ -153,6 +177,7 @@ def run_once(args, variant):
                 total = time.perf_counter() - t_start
                 saves = np.array(page.evaluate("window.skpealSaveTimes"))
                 bench = page.evaluate("window.skpealBench")
+                phases = np.array(page.evaluate(PICK_PHASES)).reshape(-1, 3)
                 browser.close()
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -165,6 +190,7 @@ def run_once(args, variant):
             "other": other.share,
             "first": first, "encoded": encoded, "saves": saves, "waits": np.array(waits),
             "per_hour": 3600 * n_answers / total, "fetches": np.array(bench["fetches"]),
+            "phases": phases,
             # from each batch's first number key to its last
             "key_spans": np.array([b[-1] - b[0] for b in np.array_split(
                 np.array(bench["keys"]), args.batches)]),
@@ -194,10 +220,16 @@ def main(argv=None):
     p.add_argument("--timeline", action="store_true",
                    help="also print the server's events beside each Enter (seconds from "
                         "the server's start)")
+    p.add_argument("--keys", choices=["playwright", "page"], default="playwright",
+                   help="how the number keys reach the page: Playwright's key presses, one "
+                        "at a time, or all of a batch fired in the page at once")
     p.add_argument("--server", nargs="+", default=["default"],
                    help="server variants, one run each, printed side by side: 'default' "
-                        "or e.g. 'switch=0.0005', 'threads=1', 'refit=off' (comma-separated)")
+                        "or e.g. 'switch=0.0005', 'threads=1', 'refit=off', 'ahead=off', "
+                        "'nagle=on', 'code=../main' (comma-separated)")
     args = p.parse_args(argv)
+    if args.keys == "page" and args.key_interval:
+        p.error("--keys page fires a batch's keys at once: no --key-interval")
     for v in args.server:  # a typo fails here, not after a first run
         parse_variant(v)
     runs = [run_once(args, v) for v in args.server]
@@ -206,7 +238,7 @@ def main(argv=None):
         for t, what in r["timeline"]:
             print(f"  {t:8.2f}  {what}")
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
-          f"keys {args.key_interval * 1000:.0f} ms apart; {os.cpu_count()} CPUs")
+          f"keys {args.key_interval * 1000:.0f} ms apart ({args.keys}); {os.cpu_count()} CPUs")
     rows = [
         ("server", lambda r: r["variant"]),
         ("load average before/after", lambda r: "{:.1f}/{:.1f}".format(*r["load"])),
@@ -220,6 +252,9 @@ def main(argv=None):
         ("ten keys reach the page within, median (ms)", lambda r: _med(r["key_spans"])),
         ("pick requests in the browser, median (ms)", lambda r: _med(r["fetches"])),
         ("pick requests in the browser, p95 (ms)", lambda r: _p95(r["fetches"])),
+        ("  waiting to be sent, median (ms)", lambda r: _med(r["phases"][:, 0])),
+        ("  sent to first byte of the reply, median (ms)", lambda r: _med(r["phases"][:, 1])),
+        ("  first to last byte of the reply, median (ms)", lambda r: _med(r["phases"][:, 2])),
         ("pick requests in the server, median (ms)",
          lambda r: _med(r["server_pick"], fmt="{:.1f}")),
         ("pick requests in the server, p95 (ms)", lambda r: _p95(r["server_pick"])),

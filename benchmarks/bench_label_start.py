@@ -1,50 +1,57 @@
 """Benchmark: how long ``skpeal label`` takes to show a batch, new and restarted.
 
 A pool of ``--pool`` photo tiles (crops of scikit-learn's two sample photos, 96x96 JPEG),
-three classes, the offline backbone ``effnet-lite0-minilm`` with the ``skpeal label``
-defaults (prompt adapter, n_ctx 4). Printed:
+three classes, the offline backbone ``effnet-lite0-minilm`` (not a CLIP model) with the
+``skpeal label`` defaults (prompt adapter, n_ctx 4). Every time is counted from the start
+of a new process (``python -m skpeal.cli label ...``), as a person starting the command
+waits: the imports (torch, open_clip, the web stack) included. Printed:
 
-* ``new project``: from opening the session to its first batch (the pool is encoded
-  first), and the time at which every image is encoded;
-* ``restart``: a new process (``python -c``) opening the same project folder: from the
-  start of the process, and from the end of its imports, to the first batch. The image
-  features are read from the project folder (``<project>/features``), not encoded again.
-* ``skpeal label restart``: ``skpeal label`` started again on the project (a new
-  process): from its start to the first ``/api/batch`` that gives the pending batch (served
-  from the store while the model loads), and to the model ready (``/api/status`` ready,
-  no longer loading or busy).
+* ``new project``: ``skpeal label`` on a new project folder: the page (the first answer
+  of ``/api/batch``), the first ``/api/batch`` that gives images (and the CPU time the
+  process used until then, every thread: less sensitive to other processes than the
+  wall time), and every image encoded (``/api/status``: ready, phase ``ready``, not
+  busy; not with ``--first-only``);
+* ``skpeal label restart``: ``skpeal label`` started again on that project: the first
+  ``/api/batch`` that gives the pending batch (served from the store while the model
+  loads), and the model ready;
+* ``restart (LabelingSession)``: a new process (``python -c``) opening the same project
+  through :class:`~skpeal.labeling.LabelingSession`: from the start of the process, and
+  from the end of its imports, to the first batch. The image features are read from the
+  project folder (``<project>/features``), not encoded again.
+
+``--code NAME=PATH`` times the code of another checkout (e.g. an older commit unpacked
+with ``git archive``) on the same pool, one after the other: ``--code before=/tmp/old
+--code after=.``.
 
 Usage::
 
     python benchmarks/bench_label_start.py --pool 1000
-    python benchmarks/bench_label_start.py --pool 10000
-    python benchmarks/bench_label_start.py --pool 100000 --distinct 3000 --first-only
+    python benchmarks/bench_label_start.py --pool 1000 10000 100000 --distinct 3000 --first-only
 
-Prints the machine, the CPU share other processes used meanwhile, and one line per size.
+Prints the machine and one line per size (and code), with the load average before and
+after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_label_wait import OtherCPU  # noqa: E402
 
 CLASSES = ["plain", "local defect", "global defect"]
 
@@ -64,50 +71,72 @@ print(json.dumps({{"imports": t1 - t0, "first_batch": t2 - t1, "n": len(batch)}}
 """
 
 
-def restart_server(project, images):
-    """Start ``skpeal label`` on ``project``; seconds to the first batch and to the model."""
-    import json
-    import signal
-    import socket
-    import urllib.request
-
+def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, threads=None):
+    """Start ``skpeal label`` (a new process, the code under ``code``, ``threads`` torch
+    threads: ``OMP_NUM_THREADS``); seconds from its start to the page, to the first batch
+    with images and (``until_ready``) to the model ready with every image scored (None:
+    not reached)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.fspath(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.fspath(code)}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "skpeal.cli", "label", os.fspath(images), "--project",
+           os.fspath(project), "--port", str(port)]
+    if not (Path(project) / "labels.sqlite").exists():
+        cmd += ["--classes", *CLASSES]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "skpeal.cli", "label", os.fspath(images),
-                             "--project", os.fspath(project), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            cwd=tempfile.gettempdir())
 
     def get(path):
-        with urllib.request.urlopen(base + path, timeout=30) as r:
+        with urllib.request.urlopen(base + path, timeout=60) as r:
             return json.loads(r.read())
 
+    page = first = ready = cpu = None
     try:
-        first = model = None
-        while time.perf_counter() - t0 < 600 and proc.poll() is None:
+        while time.perf_counter() - t0 < timeout and proc.poll() is None:
             try:
                 if first is None:
-                    if get("/api/batch?client=bench")["items"]:
+                    items = get("/api/batch?client=bench")["items"]
+                    page = page or time.perf_counter() - t0
+                    if items:
                         first = time.perf_counter() - t0
+                        cpu = cpu_seconds(proc.pid)
+                        if not until_ready:
+                            break
                 else:
                     st = get("/api/status")
-                    if st["ready"] and not st["busy"] and st["state"]["phase"] != "loading":
-                        model = time.perf_counter() - t0
+                    if st["ready"] and not st["busy"] and st["state"]["phase"] == "ready":
+                        ready = time.perf_counter() - t0
                         break
             except OSError:  # not listening yet
                 pass
-            time.sleep(0.02)
+            time.sleep(0.1 if first is None else 0.25)  # a page asks every 0.5 s
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return first, model
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+    if first is None:
+        raise RuntimeError(f"skpeal label gave no batch: {err[-2000:]}")
+    return page, first, ready, cpu
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system, every thread) process ``pid`` used so far (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_tiles(folder, n, seed=0, distinct=None):
@@ -127,6 +156,18 @@ def write_tiles(folder, n, seed=0, distinct=None):
         os.link(Path(folder) / f"t{i % n_files:06d}.jpg", Path(folder) / f"t{i:06d}.jpg")
 
 
+def _secs(t):
+    return "  -  " if t is None else f"{t:5.1f}"
+
+
+def _code(value):
+    name, sep, path = value.partition("=")
+    if not sep or not name or not Path(path, "skpeal").is_dir():
+        raise argparse.ArgumentTypeError(f"--code NAME=PATH, PATH a checkout with skpeal/: "
+                                         f"got {value!r}")
+    return name, Path(path).resolve()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pool", type=int, nargs="+", default=[1000])
@@ -134,13 +175,17 @@ def main(argv=None):
                    help="write this many tiles and hard-link the rest (e.g. 3000 for a "
                         "pool of 100000)")
     p.add_argument("--first-only", action="store_true",
-                   help="time the first batch only, and exit without waiting for the "
-                        "rest of the pool to be encoded (nor the restart)")
+                   help="time the page and the first batch only (not every image encoded, "
+                        "nor the restarts)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of skpeal label (OMP_NUM_THREADS; default: torch's "
+                        "own, one per core)")
+    p.add_argument("--code", type=_code, action="append", default=None, metavar="NAME=PATH",
+                   help="time the skpeal of this checkout (repeatable; default: this one)")
     args = p.parse_args(argv)
-    from skpeal import CLIPAdapterClassifier
-    from skpeal.labeling import LabelingSession
-
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    codes = args.code or [("", ROOT)]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"torch threads: {args.threads or 'one per core'}; {date()}", flush=True)
     for n in args.pool:
         with tempfile.TemporaryDirectory() as tmp:
             images = Path(tmp) / "images"
@@ -148,43 +193,41 @@ def main(argv=None):
             t_write = time.perf_counter()
             write_tiles(images, n, distinct=args.distinct)
             t_write = time.perf_counter() - t_write
-            project = Path(tmp) / "project"
-            with OtherCPU() as other:
-                t0 = time.perf_counter()
-                s = LabelingSession(project, images=images, classes=CLASSES,
-                                    estimator=CLIPAdapterClassifier(
-                                        model="effnet-lite0-minilm", max_epochs=10, n_ctx=4,
-                                        optimizer="adamw", lr=0.01))
-                worker = threading.Thread(target=s.prepare)  # as the server runs it
-                worker.start()
-                while not s.ready and worker.is_alive():
-                    time.sleep(0.01)
-                s.next_batch(client="bench")  # shown while the rest is still encoded
-                first = time.perf_counter() - t0
-                if args.first_only:
-                    print(f"pool {n:>7,} ({t_write:.0f} s to write it): new project: first "
-                          f"batch {first:6.1f} s; load average {os.getloadavg()[0]:.1f}",
-                          flush=True)
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    os._exit(0)  # the encoding thread would run on for the whole pool
-                worker.join()
-                encoded = time.perf_counter() - t0
-                s.close()
-                out = subprocess.run([sys.executable, "-c", RESTART.format(
-                    root=os.fspath(ROOT), project=os.fspath(project))], capture_output=True,
-                    text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-                import json
-
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"pool {n:>7,}: written in {t_write:.0f} s", flush=True)
+            for name, code in codes:
+                tag = f"pool {n:>7,}" + (f" [{name}]" if name else "")
+                project = Path(tmp) / f"project-{name}"
                 load0 = os.getloadavg()[0]
-                served, model = restart_server(project, images)
-            print(f"pool {n:>7,}: skpeal label restart: first batch served {served:5.1f} s "
-                  f"from process start, model ready {model:5.1f} s | load average "
-                  f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after")
-            print(f"pool {n:>7,}: new project: first batch {first:6.1f} s, all encoded "
-                  f"{encoded:6.1f} s | restart: first batch {r['imports'] + r['first_batch']:5.1f}"
-                  f" s from process start ({r['first_batch']:.1f} s after imports) | other "
-                  f"processes used {100 * other.share:.0f}% of the CPU")
+                page, first, ready, cpu = label_server(images, project, code,
+                                                       until_ready=not args.first_only,
+                                                       threads=args.threads)
+                print(f"{tag}: new project: page {_secs(page)} s, first batch {_secs(first)} s"
+                      f" ({_secs(cpu)} s of CPU), all encoded {_secs(ready)} s from the process "
+                      f"start | load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after",
+                      flush=True)
+                if args.first_only:
+                    shutil.rmtree(project, ignore_errors=True)
+                    continue
+                load0 = os.getloadavg()[0]
+                _, served, ready, _ = label_server(images, project, code, threads=args.threads)
+                print(f"{tag}: skpeal label restart: first batch served {_secs(served)} s, "
+                      f"model ready {_secs(ready)} s from the process start | load average "
+                      f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
+                load0 = os.getloadavg()[0]
+                out = subprocess.run([sys.executable, "-c", RESTART.format(
+                    root=os.fspath(code), project=os.fspath(project))], capture_output=True,
+                    text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(
+                        {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})})
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"{tag}: restart (LabelingSession): first batch "
+                      f"{r['imports'] + r['first_batch']:5.1f} s from the process start "
+                      f"({r['first_batch']:.1f} s after the imports) | load average "
+                      f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
+                shutil.rmtree(project, ignore_errors=True)
+
+
+def date():
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
 if __name__ == "__main__":

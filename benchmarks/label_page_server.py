@@ -7,13 +7,17 @@ Usage::
 ``VARIANT`` is ``default`` or comma-separated settings applied before the server starts:
 ``switch=SECONDS`` (:func:`sys.setswitchinterval`), ``threads=N``
 (:func:`torch.set_num_threads`), ``refit=off`` (every refit returns at once, nothing
-trained). The rest of the command line goes to ``skpeal``. Appended to the file named by
-``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST /api/pick`` (from its
-arrival in the app to its last byte sent), ``refit S`` for every refit, and ``event T
-WHAT`` (``T``: :func:`time.time`) for the timeline of the server: each ``POST
-/api/answers`` received (``answers``), each ``GET /api/batch`` answered (``batch N``, N
-images), the start and end of each refit, of each pick ahead and of each pick made in
-a request or a refit (``refill``), and the end of the encoding (``encoded``).
+trained), ``ahead=off`` (no batch is picked ahead while the person answers),
+``nagle=on`` (the server's connections keep Nagle's algorithm, as before 2026-12-06:
+each reply's body then waits for the ACK of its headers), ``code=PATH`` (the skpeal of
+another checkout, e.g. ``code=../main``: its server and its page, to compare two
+versions in one run). The rest of the command line goes to ``skpeal``. Appended to the
+file named by ``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST
+/api/pick`` (from its arrival in the app to its last byte sent), ``refit S`` for every
+refit, and ``event T WHAT`` (``T``: :func:`time.time`) for the timeline of the server:
+each ``POST /api/answers`` received (``answers``), each ``GET /api/batch`` answered
+(``batch N``, N images), the start and end of each refit, of each pick ahead, of each
+pick made in a request or a refit (``refill``), of the encoding and of the preparation.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 import sys
 import time
 
-SETTINGS = ("switch", "threads", "refit")
+SETTINGS = ("switch", "threads", "refit", "ahead", "nagle", "code")
 
 
 def parse_variant(variant):
@@ -36,13 +40,18 @@ def parse_variant(variant):
             raise ValueError(f"server variant {variant!r}: expected 'default' or "
                              f"comma-separated {'=, '.join(SETTINGS)}=..., got {item!r}")
         settings[key] = value
-    if settings.get("refit", "off") != "off":
-        raise ValueError(f"refit= takes only 'off', got {settings['refit']!r}")
+    for key, only in (("refit", "off"), ("ahead", "off"), ("nagle", "on")):
+        if settings.get(key, only) != only:
+            raise ValueError(f"{key}= takes only {only!r}, got {settings[key]!r}")
+    if "code" in settings and not os.path.isdir(os.path.join(settings["code"], "skpeal")):
+        raise ValueError(f"code= names a checkout of skpeal, got {settings['code']!r}")
     return settings
 
 
 def apply_settings(settings):
-    """Set the switch interval and torch's thread count that ``settings`` name."""
+    """Set the switch interval, torch's thread count and the skpeal that ``settings`` name."""
+    if "code" in settings:  # before anything imports skpeal
+        sys.path.insert(0, os.path.abspath(settings["code"]))
     if "switch" in settings:
         sys.setswitchinterval(float(settings["switch"]))
     if "threads" in settings:
@@ -114,8 +123,8 @@ class PickTimer:
 
 
 def install(settings, out):
-    """Patch the app factory (pick timer) and the session's refit (timer, or off); log
-    the timeline's events."""
+    """Patch the app factory (pick timer), the session's refit (timer, or off), its pick
+    ahead (off) and the listening socket (Nagle on); log the timeline's events."""
     from skpeal.labeling import app as web
     from skpeal.labeling.session import LabelingSession
 
@@ -123,7 +132,8 @@ def install(settings, out):
     event = _Events(out)
     for name, what in (("pick_ahead", "pick-ahead"), ("_refill", "refill"),
                        ("_score_streamed", "encoding"), ("prepare", "prepare")):
-        event.around(LabelingSession, name, what)
+        if hasattr(LabelingSession, name):  # code=PATH: an older checkout may lack one
+            event.around(LabelingSession, name, what)
 
     def timed_app(*args, **kwargs):
         app = create_app(*args, **kwargs)
@@ -143,6 +153,19 @@ def install(settings, out):
 
     web.create_app = timed_app
     LabelingSession.refit = timed_refit
+    if settings.get("ahead") == "off":
+        LabelingSession.pick_ahead = lambda self, *args, **kwargs: False
+    if settings.get("nagle") == "on":
+        import socket
+
+        def listen(host, port):  # proto 0: asyncio leaves TCP_NODELAY off
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            return sock
+
+        web._listen = listen
 
 
 def main(argv):

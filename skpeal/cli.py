@@ -115,6 +115,16 @@ def _add_label_parser(sub):
 
 
 def _label(args) -> int:
+    config = from_args(LabelConfig, args).validate(flags=True)
+    project = config.project or os.path.join(config.images, ".skpeal")
+    new = not os.path.exists(os.path.join(project, "labels.sqlite"))
+    session = None
+    if new and config.ml_backend_port is None and config.ray is None:
+        # a new project: the page at once, the session (torch imported, the folder listed,
+        # the model loaded, the first images encoded) built behind it by the web app's
+        # worker thread; the classes and the folder are checked first
+        session = StartingSession.new_project(project, lambda: _label_session(project, config),
+                                              images=config.images, classes=config.classes)
     try:
         from .labeling.app import check_ports, serve
     except ImportError as exc:
@@ -122,12 +132,8 @@ def _label(args) -> int:
             f"skpeal label needs the web stack ({exc.name} is missing): "
             "pip install 'skpeal[label]'"
         ) from None
-    config = from_args(LabelConfig, args).validate(flags=True)
     check_ports(config.port, config.ml_backend_port)  # before the project folder is made
-
-    project = config.project or os.path.join(config.images, ".skpeal")
-    session = None
-    if os.path.exists(os.path.join(project, "labels.sqlite")):
+    if not new:
         # a restart: the pending batch is served from the store while the model loads
         # (and Label Studio's ML backend answers /health at once, /predict 503 until then)
         session = StartingSession(project, lambda: _label_session(project, config))
@@ -136,14 +142,18 @@ def _label(args) -> int:
             session = None
     if session is None:
         session = _label_session(project, config)
-    print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
-          f"project {project}")
+    if new and getattr(session, "starting", False):
+        print(f"skpeal label: new project {project}, classes {session.classes}; the images "
+              "are listed and the model loaded behind the page")
+    else:
+        print(f"skpeal label: {session.n_images} images, classes {session.classes}, "
+              f"project {project}")
     try:
         serve(session, host=config.host, port=config.port,
               ml_backend_port=config.ml_backend_port)
     finally:
         session.close()
-    if getattr(session, "build_error", None) is not None:  # a restart that could not open
+    if getattr(session, "build_error", None) is not None:  # a session that could not open
         raise session.build_error
     return 0
 

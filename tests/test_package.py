@@ -218,6 +218,9 @@ EXCEPTIONS = {
     ("skpeal.cli", "skpeal.labeling.session"),
     ("skpeal.cli", "skpeal.labeling._project"),
     ("skpeal.labeling.config", "skpeal.strategies"),
+    # the web app imports the session's checks: scikit-learn (a second of imports) only
+    # when an estimator is checked, so a new project's page comes before it
+    ("skpeal.labeling._checks", "sklearn.base"),
 }
 
 

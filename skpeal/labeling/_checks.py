@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from sklearn.base import is_classifier
+__all__ = ["NEW_PROJECT_CLASSES", "check_classes", "check_out_parent", "check_session_params"]
 
-__all__ = ["check_out_parent", "check_session_params"]
+#: The error of a new project opened without class names.
+NEW_PROJECT_CLASSES = "classes: a new project needs its class names"
 
 
 def check_session_params(estimator, lease_seconds) -> None:
     """The estimator must be a probabilistic classifier; leases must last a while."""
+    # scikit-learn takes a second to import: not at the top, as the web app imports this
+    # module and a new ``skpeal label`` serves its page before the model is loaded
+    from sklearn.base import is_classifier
+
     if estimator is not None and not (is_classifier(estimator)
                                       and hasattr(estimator, "predict_proba")):
         raise ValueError(f"estimator must be a classifier with predict_proba (e.g. "
@@ -30,3 +35,20 @@ def check_out_parent(path, what) -> Path:
         raise ValueError(f"{what}: the folder {parent} does not exist; create it first or "
                          "give another path")
     return path
+
+
+def check_classes(classes) -> list[str]:
+    """``classes`` as a list of at least two distinct, non-empty class names."""
+    if isinstance(classes, str) or classes is None:
+        raise ValueError(f"classes must be a list of class names, got {classes!r}")
+    classes = [c for c in classes]
+    if len(classes) < 2:
+        raise ValueError(f"classes: give at least two class names, got {classes!r}")
+    for c in classes:
+        if not isinstance(c, str) or not c.strip():
+            raise ValueError(f"classes: every class name must be a non-empty string, got {c!r}")
+        if "\x00" in c:
+            raise ValueError(f"classes: {c!r} holds a NUL character")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes: a class name is listed twice in {classes!r}")
+    return classes

@@ -108,22 +108,6 @@ def _walk_images(root, exclude):
                 yield real
 
 
-def _check_classes(classes) -> list[str]:
-    if isinstance(classes, str) or classes is None:
-        raise ValueError(f"classes must be a list of class names, got {classes!r}")
-    classes = [c for c in classes]
-    if len(classes) < 2:
-        raise ValueError(f"classes: give at least two class names, got {classes!r}")
-    for c in classes:
-        if not isinstance(c, str) or not c.strip():
-            raise ValueError(f"classes: every class name must be a non-empty string, got {c!r}")
-        if "\x00" in c:
-            raise ValueError(f"classes: {c!r} holds a NUL character")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes: a class name is listed twice in {classes!r}")
-    return classes
-
-
 #: Settings a project remembers (the session's parameters), with their defaults (the one
 #: place they are written: :class:`~skpeal.labeling.config.ProjectSettings`).
 SETTINGS = dataclasses.asdict(ProjectSettings())

@@ -1,10 +1,12 @@
-"""A restarted labelling session that is still loading: its pending batch, from the store.
+"""A labelling session that is still loading: the page at once, a restart's pending batch.
 
-Importing torch, open_clip and the estimator takes seconds; a restarted ``skpeal label``
-does not make the person wait for them. :class:`StartingSession` stands in for the
+Importing torch, open_clip and the estimator takes seconds; ``skpeal label`` does not
+make the person wait for them to see the page. :class:`StartingSession` stands in for the
 :class:`~skpeal.labeling.LabelingSession` while a background thread builds and prepares
-it (:meth:`StartingSession.start`, run by the web app's refit worker). Until then it
-serves, from the SQLite store alone (no torch):
+it (:meth:`StartingSession.start`, run by the web app's refit worker). A new project
+(:meth:`StartingSession.new_project`) has nothing to show until its session gives the
+first batch: the page says the model is loading. A restarted project serves meanwhile,
+from the SQLite store alone (no torch):
 
 * the pending batch (same images, same order, their stored suggestions and picks);
 * picks (``pick`` / ``pick_many``: committed to the store as usual, so the session sees
@@ -12,8 +14,12 @@ serves, from the SQLite store alone (no torch):
 
 * an undo of a pick (the store alone: the pick before it is in force again).
 
-Everything else (answers, the undo of a submitted answer, refits, exports, suggestions of
-a new batch) waits for the session (:meth:`StartingSession.wait`) and is then the
+* answers, labels and skips given with an ``annotator`` (Label Studio's webhook: stored at
+  once with the last stored round; the refit after the session is up trains on them).
+  The page's submit still waits for the model (its refit and next batch need it).
+
+Everything else (the undo of a submitted answer, refits, exports, suggestions of a new
+batch) waits for the session (:meth:`StartingSession.wait`) and is then the
 session's. Every call goes to the session as soon as it is ``ready`` (it can give
 batches), not when it is fully prepared: a project restarted while its pool was being
 encoded is served by the session from its first encoded images on, while the rest of the
@@ -22,10 +28,12 @@ pool is encoded behind (as a new project is).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 
+from ._checks import NEW_PROJECT_CLASSES, check_classes
 from .batches import BatchMixin
 from .store import LabelStore
 
@@ -36,6 +44,10 @@ WAIT_SECONDS = 120.0
 _POLL_SECONDS = 0.05  # how often :meth:`StartingSession.wait` looks whether it serves
 
 
+#: What a :class:`BatchMixin` method gives while a new project has no store yet.
+_NOTHING_YET = {"next_batch": [], "holds": False, "has_unleased": False, "has_labels": False}
+
+
 def _store_or_session(name):
     """A :class:`BatchMixin` method: from the store while starting, then the session's."""
     from_store = getattr(BatchMixin, name)
@@ -44,21 +56,14 @@ def _store_or_session(name):
         live = self._live()
         if live is not None:
             return getattr(live, name)(*args, **kwargs)
+        if self.store is None:  # a new project, before its session made the store
+            if name in ("pick", "pick_many", "answer", "label", "skip"):
+                return getattr(self._wait_or_raise(), name)(*args, **kwargs)
+            return _NOTHING_YET.get(name)  # release, leave: nothing held; no image yet
         return from_store(self, *args, **kwargs)
 
     method.__name__ = name
     method.__doc__ = from_store.__doc__
-    return method
-
-
-def _session_only(name):
-    """A :class:`BatchMixin` method that needs the model: waits for the session."""
-
-    def method(self, *args, **kwargs):
-        return getattr(self._wait_or_raise(), name)(*args, **kwargs)
-
-    method.__name__ = name
-    method.__doc__ = getattr(BatchMixin, name).__doc__
     return method
 
 
@@ -68,7 +73,8 @@ class StartingSession(BatchMixin):
     Parameters
     ----------
     project : str or path-like
-        An existing project folder (with ``labels.sqlite``).
+        An existing project folder (with ``labels.sqlite``); for a new one, see
+        :meth:`new_project`.
     build : callable
         Returns the :class:`~skpeal.labeling.LabelingSession` of the project (called once,
         by :meth:`start`, in a background thread: it may import torch).
@@ -77,6 +83,8 @@ class StartingSession(BatchMixin):
 
     Attributes
     ----------
+    store : LabelStore or None
+        The project's label store (a new project's: its session's, once built).
     session : LabelingSession or None
         The session, once built.
     error : str or None
@@ -99,7 +107,7 @@ class StartingSession(BatchMixin):
         self.project = Path(project)
         if not (self.project / "labels.sqlite").exists():
             raise ValueError(f"{self.project} is not a labelling project (no labels.sqlite)")
-        self.store = LabelStore(self.project)
+        self._own_store = LabelStore(self.project)
         classes = self.store.get_meta("classes")
         rows = self.store.images()
         if classes is None or not rows:
@@ -107,9 +115,12 @@ class StartingSession(BatchMixin):
             raise ValueError(f"{self.project} has no classes or no images yet: open it with "
                              "LabelingSession(project, images=..., classes=...)")
         settings = self.store.get_meta("settings") or {}
-        self.classes = list(classes)
         self.batch_size = int(settings.get("batch_size", 10))
         self.preselect_threshold = float(settings.get("preselect_threshold", 0.8))
+        self._setup(build, classes, rows, lease_seconds)
+
+    def _setup(self, build, classes, rows, lease_seconds):
+        self.classes = list(classes)
         self.lease_seconds = float(lease_seconds)
         self._ids = [int(r[0]) for r in rows]
         self._paths = [r[1] for r in rows]
@@ -122,6 +133,59 @@ class StartingSession(BatchMixin):
         self.build_error = None
         self.on_build_error = None
         self._started = threading.Event()
+
+    @classmethod
+    def new_project(cls, project, build, *, images, classes, lease_seconds=600.0):
+        """A new project's session being built: nothing to serve until its first batch.
+
+        ``build`` (run by :meth:`start`) lists the images, makes the project folder and
+        loads the model; until its session gives the first batch, the page says the
+        model is loading. What can be checked without that is checked here, before
+        anything is made.
+
+        Parameters
+        ----------
+        project : str or path-like
+            The project folder (without ``labels.sqlite``: it is made by ``build``).
+        build : callable
+            Returns the new :class:`~skpeal.labeling.LabelingSession`.
+        images : str or path-like
+            The folder of images ``build`` lists.
+        classes : list of str
+            The class names.
+        lease_seconds : float, default=600
+            As for the session.
+
+        Returns
+        -------
+        starting : StartingSession
+            Without a store until ``build`` has made it.
+
+        Raises
+        ------
+        ValueError
+            Bad class names, ``images`` not a folder, or ``project`` is a project already.
+        """
+        if classes is None:
+            raise ValueError(NEW_PROJECT_CLASSES)
+        classes = check_classes(classes)
+        if not Path(images).is_dir():
+            raise ValueError(f"images: {os.fspath(images)!r} is not a folder")
+        if (Path(project) / "labels.sqlite").exists():
+            raise ValueError(f"{os.fspath(project)} is a project already: open it with "
+                             "StartingSession(project, build)")
+        self = cls.__new__(cls)
+        self.project = Path(project)
+        self._own_store = None
+        self._setup(build, classes, [], lease_seconds)
+        return self
+
+    @property
+    def store(self):
+        own = self._own_store
+        if own is not None:
+            return own
+        return None if self.session is None else self.session.store
 
     # ------------------------------------------------------------------ start-up
     def start(self):
@@ -185,7 +249,7 @@ class StartingSession(BatchMixin):
         """Whether a batch can be given: the pending batch while loading, then the session's."""
         if self._live() is not None:
             return True
-        if self._started.is_set():
+        if self._started.is_set() or self.store is None:
             return False
         return bool(self.store.pending())
 
@@ -204,7 +268,7 @@ class StartingSession(BatchMixin):
         """The current model's round (while loading: the last stored round's)."""
         if self.session is not None:
             return self.session.round
-        rounds = self.store.rounds()
+        rounds = self.store.rounds() if self.store is not None else []
         return rounds[-1]["round"] if rounds else -1
 
     @property
@@ -220,34 +284,37 @@ class StartingSession(BatchMixin):
         live = self._live()
         if live is not None:
             return live.status()
+        store = self.store
         counts = {c: 0 for c in self.classes}
         n_skipped = 0
-        for r in self.store.in_force():
+        for r in store.in_force() if store is not None else []:
             if r["kind"] == "label":
                 counts[r["label"]] = counts.get(r["label"], 0) + 1
             else:
                 n_skipped += 1
-        rounds = self.store.rounds()
-        return {"n_images": len(self._ids), "n_labelled": sum(counts.values()),
+        rounds = store.rounds() if store is not None else []
+        return {"n_images": self.n_images, "n_labelled": sum(counts.values()),
                 "n_skipped": n_skipped, "counts": counts, "classes": list(self.classes),
                 "round": rounds[-1]["round"] if rounds else -1,
                 "model_version": None,
                 "estimated_accuracy": rounds[-1]["estimated_accuracy"] if rounds else None,
                 "rounds": [{k: r[k] for k in ("round", "n_labels", "estimated_accuracy",
                                               "fit_seconds")} for r in rounds],
-                "n_pending": len(self.store.pending()), "state": dict(self.state),
+                "n_pending": len(store.pending()) if store is not None else 0,
+                "state": dict(self.state),
                 "stop_suggestion": None}
 
     def __getattr__(self, name):
         # everything else is the session's (refit, exports, stale, ...): wait for it
-        if name.startswith("_") or name in ("session", "error", "store", "build_error",
+        if name.startswith("_") or name in ("session", "error", "build_error",
                                             "on_build_error"):
             raise AttributeError(name)
         return getattr(self._wait_or_raise(), name)
 
     def close(self):
         """Close the store, and the session when built."""
-        self.store.close()
+        if self._own_store is not None:
+            self._own_store.close()
         if self.session is not None:
             self.session.close()
 
@@ -260,9 +327,11 @@ class StartingSession(BatchMixin):
     has_labels = _store_or_session("has_labels")
     pick = _store_or_session("pick")
     pick_many = _store_or_session("pick_many")
-    answer = _session_only("answer")
-    label = _session_only("label")
-    skip = _session_only("skip")
+    undo_pick = _store_or_session("undo_pick")
+    # without an annotator they wait for the session (whose default annotator they take)
+    answer = _store_or_session("answer")
+    label = _store_or_session("label")
+    skip = _store_or_session("skip")
 
     def pick_ahead(self, **kwargs) -> bool:
         """The session's :meth:`~skpeal.labeling.LabelingSession.pick_ahead`; while
@@ -275,13 +344,23 @@ class StartingSession(BatchMixin):
         live = self._live()
         return False if live is None else live.picked_ahead()
 
-    def undo(self, *, client=None, annotator=None):
+    @property
+    def _round(self):  # the model an answer stored while loading records (BatchMixin.answer)
+        rounds = self.store.rounds()
+        return rounds[-1]["round"] if rounds else -1
+
+    @property
+    def _version(self):
+        rounds = self.store.rounds()
+        return rounds[-1]["model_version"] if rounds else None
+
+    def undo(self, *, client=None, annotator=None, seq=None):
         """The session's ``undo``; while loading, a pick is undone from the store alone
         (the undo of a submitted answer waits for the session)."""
         live = self._live()
         if live is None:
-            undone = self.undo_pick(client=client)
+            undone = self.undo_pick(client=client, seq=seq)
             if undone is not None:
                 return undone
             live = self._wait_or_raise()
-        return live.undo(client=client, annotator=annotator)
+        return live.undo(client=client, annotator=annotator, seq=seq)

@@ -11,19 +11,23 @@ nothing)::
     GET  /api/batch?client=ID   {"ready", "busy", "items": [{image_id, file, suggestion,
                                 probability, round, picked, pick, preselect, reopened}]}:
                                 this client's batch, with the picks stored so far
-    POST /api/pick              {"client": ID, "image_id": 3, "label": "cat" or null}
-                                -> {"saved": true, "pick_id": n}: committed before it answers;
-                                or {"client": ID, "picks": [{"image_id", "label"}, ...]}
-                                -> {"saved": true, "pick_ids": [...]} (one transaction, in
-                                order: the page sends the picks made while its previous
-                                request was on the way together)
+    POST /api/pick              {"client": ID, "image_id": 3, "label": "cat" or null,
+                                "seq": 7} -> {"saved": true, "pick_id": n}: committed before
+                                it answers; ``seq`` (optional) is the page's count of its
+                                picks (each pick goes in its own request, side by side): a
+                                pick that arrives after a later pick of its image is not
+                                stored (``pick_id`` null: the later one is in force); or
+                                {"client": ID, "picks": [{"image_id", "label", "seq"}, ...]}
+                                -> {"saved": true, "pick_ids": [...]} (one transaction)
     POST /api/answers           {"client": ID, "answers": [{"image_id": 3, "label": "cat"},
                                 {"image_id": 4, "label": null}], "release_rest": false}
                                 (null = skip) -> {"saved": n, "row_ids": [...], "refit":
                                 bool}; a refit starts in the background when the client's
                                 batch is done (``release_rest``: give its unanswered images
                                 back, so the batch is done)
-    POST /api/undo              {"client": ID} -> {"undone": LabelingSession.undo() or null}
+    POST /api/undo              {"client": ID, "seq": 8} -> {"undone": LabelingSession.undo()
+                                or null}; ``seq`` (optional): the client's picks from it on
+                                came after the undo, which leaves them alone
     POST /api/refit             start a refit now
     GET  /api/image/{id}        the thumbnail (?size=192|384|768; ?full=1: the original
                                 file), by id only
@@ -235,6 +239,16 @@ def _client_of(value):
     return value
 
 
+def _seq_of(body, where=""):
+    """The optional ``seq`` of a pick or undo: the page's count of its picks."""
+    seq = body.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)
+                            or not 0 <= seq < 2 ** 53):
+        shown = "a larger integer" if isinstance(seq, int) else repr(seq)[:40]
+        _bad(422, f"{where}seq must be an integer from 0 to 2**53 - 1, got {shown}")
+    return seq
+
+
 def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
                fresh_wait=0.3, model_wait=2.0):
     """The FastAPI application over ``session``.
@@ -375,11 +389,12 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         body = await read_json(request, max_body)
         single = isinstance(body, dict) and "picks" not in body
         if not isinstance(body, dict) or set(body) - (
-                {"client", "image_id", "label"} if single else {"client", "picks"}) \
+                {"client", "image_id", "label", "seq"} if single else {"client", "picks"}) \
                 or (single and "image_id" not in body):
             _bad(422, "the body must be a JSON object {\"client\": ..., \"image_id\": int, "
-                      "\"label\": str or null} or {\"client\": ..., \"picks\": [{\"image_id\": "
-                      "int, \"label\": str or null}, ...]}")
+                      "\"label\": str or null, \"seq\": int} or {\"client\": ..., "
+                      "\"picks\": [{\"image_id\": int, \"label\": str or null, \"seq\": int}, "
+                      "...]} (seq is optional)")
         client = _client_of(body.get("client"))
         given = [body] if single else body["picks"]
         if not isinstance(given, list) or not given:
@@ -388,10 +403,10 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         parsed = []
         for k, a in enumerate(given):
             where = "" if single else f"picks[{k}]: "
-            if not single and (not isinstance(a, dict) or set(a) - {"image_id", "label"}
+            if not single and (not isinstance(a, dict) or set(a) - {"image_id", "label", "seq"}
                                or "image_id" not in a):
                 _bad(422, f"{where}must be an object with image_id and label, got {a!r}")
-            image_id, label = a["image_id"], a.get("label")
+            image_id, label, seq = a["image_id"], a.get("label"), _seq_of(a, where)
             if isinstance(image_id, bool) or not isinstance(image_id, int):
                 _bad(422, f"{where}image_id must be an integer, got {image_id!r}")
             if session.image_path(image_id) is None:
@@ -399,7 +414,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             if label is not None and label not in session.classes:
                 _bad(422, f"{where}label {label!r} is not one of the classes "
                           f"{session.classes}")
-            parsed.append((image_id, label))
+            parsed.append((image_id, label, seq))
         try:
             pick_ids = session.pick_many(parsed, client=client)  # committed
         except ValueError as exc:
@@ -458,13 +473,13 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         body = await read_json(request, max_body)
         if not isinstance(body, dict):
             _bad(422, "the body must be a JSON object {\"client\": ...}")
-        client = _client_of(body.get("client"))
+        client, seq = _client_of(body.get("client")), _seq_of(body)
         if getattr(session, "loading", False):  # a restart: a pick is undone from the store
-            undone = session.undo_pick(client=client)
+            undone = session.undo_pick(client=client, seq=seq)
             if undone is not None:
                 return {"undone": undone}
         await wait_for_model()
-        return {"undone": session.undo(client=client)}
+        return {"undone": session.undo(client=client, seq=seq)}
 
     @app.post("/api/refit")
     def refit():
@@ -564,7 +579,10 @@ def ml_backend_for_session(session, *, token=None, allowed_hosts=None):
 
 
 def _listen(host, port):
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP, not 0: asyncio then turns Nagle's algorithm off on every connection
+    # (TCP_NODELAY); without it a reply's body waited ~40 ms for the ACK of its headers
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts them

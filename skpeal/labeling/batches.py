@@ -298,21 +298,23 @@ class BatchMixin:
     def pick_many(self, picks, *, client=None) -> list[int]:
         """Store several picks in one transaction, in order (committed when this returns).
 
-        What :meth:`pick` does for one pick; the page sends the picks made while its
-        previous request was on the way in one call. Every pick is checked before
-        anything is written: one bad pick writes none.
+        What :meth:`pick` does for one pick. Every pick is checked before anything is
+        written: one bad pick writes none.
 
         Parameters
         ----------
-        picks : list of (image_id, label or None)
-            Oldest first.
+        picks : list of (image_id, label or None) or (image_id, label or None, seq)
+            Oldest first. ``seq`` (int) is the client's own count of its picks (the page
+            sends each pick in its own request, side by side): a pick is not stored when
+            the client's pick of the same image with a ``seq`` as large or larger is.
         client : str, optional
             Who picks (a browser tab).
 
         Returns
         -------
-        pick_ids : list of int
-            The stored picks, in the order of ``picks``.
+        pick_ids : list of int or None
+            The stored picks, in the order of ``picks``; None for a pick not stored (a
+            later pick of the image came first).
 
         Raises
         ------
@@ -324,14 +326,14 @@ class BatchMixin:
         checked = []
         shown = {p["image_id"] for p in self.store.pending()} | {
             r["image_id"] for r in self.store.reopened()}
-        for image_id, label in picks:
+        for image_id, label, *seq in picks:
             image_id = self._check_image(image_id)
             if label is not None and label not in self.classes:
                 raise ValueError(f"label {label!r} is not one of the classes {self.classes}")
             if image_id not in shown:
                 raise ValueError(f"image {image_id} is not in the pending batch (answered "
                                  "already?): reload the batch")
-            checked.append((image_id, label))
+            checked.append((image_id, label, *seq))
         return self.store.add_picks(checked, client=client)
 
     def _check_image(self, image_id):
@@ -417,7 +419,7 @@ class BatchMixin:
         """
         return self.answer([(image_id, None)], client=client, annotator=annotator)[0]
 
-    def undo(self, *, client=None, annotator=None):
+    def undo(self, *, client=None, annotator=None, seq=None):
         """Undo the person's last action.
 
         The latest pick on the images on screen (``client``'s pending and reopened
@@ -434,6 +436,9 @@ class BatchMixin:
             Whose action (None: anyone's).
         annotator : str, optional
             Stored on an undo row (default: the session's ``annotator``).
+        seq : int, optional
+            The undo's place in ``client``'s count of picks (see :meth:`pick_many`): the
+            client's picks from ``seq`` on came after the undo, which leaves them alone.
 
         Returns
         -------
@@ -444,7 +449,7 @@ class BatchMixin:
             changed, so that a refit follows the next submit). None: nothing to undo.
         """
         with self._lock:
-            undone = self.undo_pick(client=client)
+            undone = self.undo_pick(client=client, seq=seq)
             if undone is not None:
                 return undone
             row = self.store.undo_last(client=client, annotator=annotator or self.annotator)
@@ -454,7 +459,7 @@ class BatchMixin:
                     "kind": row["kind"], "pick": row["label"], "refit": row["kind"] == "label",
                     "round": row["round"]}
 
-    def undo_pick(self, *, client=None):
+    def undo_pick(self, *, client=None, seq=None):
         """Undo the latest pick on the images on screen only (the store alone: no model).
 
         The first step of :meth:`undo`; it works while a restarted session's model is
@@ -464,6 +469,8 @@ class BatchMixin:
         ----------
         client : str, optional
             Whose pending and reopened images (None: anyone's).
+        seq : int, optional
+            As for :meth:`undo`.
 
         Returns
         -------
@@ -475,7 +482,7 @@ class BatchMixin:
             pending = self.store.pending()
             shown = [p["image_id"] for p in pending if client is None or p["client"] == client]
             shown += [r["image_id"] for r in self.store.reopened(client)]
-            row = self.store.undo_last_pick(shown)
+            row = self.store.undo_last_pick(shown, client=client, before=seq)
             if row is None:
                 return None
             now = self.store.picks([row["image_id"]]).get(row["image_id"])

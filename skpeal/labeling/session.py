@@ -47,9 +47,8 @@ from .._io import atomic_path
 from .._validation import derive_seed
 from ..estimator import CLIPAdapterClassifier
 from . import export, labelstudio
-from ._checks import check_session_params
+from ._checks import NEW_PROJECT_CLASSES, check_classes, check_session_params
 from ._project import (
-    _check_classes,
     check_estimator,
     collect_images,
     estimator_params,
@@ -147,9 +146,9 @@ class LabelingSession(BatchMixin):
         The round logic (built from ``estimator``, ``strategy``, ``balance``, ``gamma``,
         ``init``, ``train_batch`` and ``random_state``).
     state : dict
-        What the session is doing: ``phase`` (``"new"``, ``"encoding"``, ``"ready"``,
-        ``"training"``, ``"scoring"``), ``done`` and ``total`` (progress of the phase),
-        ``error`` (the last failed refit's message, or None).
+        What the session is doing: ``phase`` (``"new"``, ``"loading"`` (the backbone),
+        ``"encoding"``, ``"ready"``, ``"training"``, ``"scoring"``), ``done`` and
+        ``total`` (progress of the phase), ``error`` (the last failed refit's message, or None).
     """
 
     def __init__(self, project, images=None, classes=None, *, classnames=None, estimator=None,
@@ -184,17 +183,17 @@ class LabelingSession(BatchMixin):
         new_paths = None if images is None else collect_images(images, exclude=self.project)
         self._ray = RayScoring(ray, self.project)  # falsy without an address
         if classes is not None:
-            classes = _check_classes(classes)
+            classes = check_classes(classes)
         elif not (self.project / "labels.sqlite").exists():
-            raise ValueError("classes: a new project needs its class names")
+            raise ValueError(NEW_PROJECT_CLASSES)
         self.project.mkdir(parents=True, exist_ok=True)
         self.store = LabelStore(self.project)
         stored = self.store.get_meta("classes")
         if classes is None:
             if stored is None:
-                raise ValueError("classes: a new project needs its class names")
+                raise ValueError(NEW_PROJECT_CLASSES)
             classes = stored
-        classes = _check_classes(classes)
+        classes = check_classes(classes)
         if stored is not None and stored != classes:
             raise ValueError(
                 f"{self.project} is a project with classes {stored}; got {classes}. Use "
@@ -323,6 +322,7 @@ class LabelingSession(BatchMixin):
             Ready: :meth:`next_batch` gives images.
         """
         with self._fit_lock:
+            self.state.update(phase="loading", done=0, total=0)
             self._features.load()  # encoded before: not encoded again
             rounds = self.store.rounds()
             est = None
@@ -357,6 +357,7 @@ class LabelingSession(BatchMixin):
                                      self._estimate(scores.proba, rows), 0.0)
             with self._lock:
                 self._install(est, rnd, scores)
+                self._encoded = None  # with the full scores, never before them
                 if not self.store.pending():
                     self._refill(reset=True)
             self.state.update(phase="ready")
@@ -399,15 +400,18 @@ class LabelingSession(BatchMixin):
         self.state.update(phase="encoding", done=0, total=n)
         proba = np.full((n, len(self.classes)), np.nan)
         proba[first], f = encode(first)
-        feats = None if f is None else np.full((n, f.shape[1]), np.nan, dtype=f.dtype)
-        if feats is not None:
+        # np.zeros: pages come from the system as rows are written (a NaN fill and a copy
+        # of the 1 GB features of 100,000 images took seconds before the first batch)
+        feats = None if f is None else np.zeros((n, f.shape[1]), dtype=f.dtype)
+        if f is not None:
             feats[first] = f
         self.state.update(done=len(first))
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
             self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-            self._scores = PoolScores(est.classes_, proba, feats)  # rows filled below
+            # the arrays filled below: only the rows marked encoded are queried (final)
+            self._scores = PoolScores(est.classes_, proba, feats)
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
@@ -422,9 +426,7 @@ class LabelingSession(BatchMixin):
             self.state.update(done=len(first) + start + len(rows))
             if (start + len(rows)) // 4096 > start // 4096:  # a restart (kill -9) resumes
                 self._features.save(est, self._paths)
-        with self._lock:
-            self._encoded = None
-        return PoolScores(est.classes_, proba, feats)
+        return PoolScores(est.classes_, proba, feats)  # streaming until prepare installs it
 
     def _save_adapter(self, est, rnd):
         with atomic_path(round_adapter_path(self.project, rnd)) as tmp:

@@ -30,9 +30,12 @@ client, leased_at)``
     The batch picked by the current model and not answered yet, in query order. An item
     handed to a client (a browser tab) is leased to it (``client``, ``leased_at``) so two
     clients never receive the same image at the same time.
-``picks(id INTEGER PRIMARY KEY AUTOINCREMENT, image_id, label, client, created_at, state)``
+``picks(id INTEGER PRIMARY KEY AUTOINCREMENT, image_id, label, client, created_at, state,
+seq)``
     Every keypress of a person on an image of the pending batch (or a reopened one),
     committed before the page shows it as saved. ``label`` NULL is a "not sure" pick.
+    ``seq`` is the page's own count of its picks: a pick that reaches the server after a
+    later pick of the same image and client (requests travel side by side) is not stored.
     ``state`` is ``"open"`` (the pick in force is the latest open row of the image),
     ``"undone"`` (cancelled by undo) or ``"submitted"`` (turned into a ``labels`` row).
 ``reopened(image_id INTEGER PRIMARY KEY, client, label, kind, created_at, round,
@@ -105,9 +108,11 @@ CREATE TABLE IF NOT EXISTS picks (
     label TEXT,
     client TEXT,
     created_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'undone', 'submitted'))
+    state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'undone', 'submitted')),
+    seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS picks_open ON picks(state, image_id);
+CREATE INDEX IF NOT EXISTS picks_image ON picks(image_id);
 CREATE TABLE IF NOT EXISTS reopened (
     image_id INTEGER PRIMARY KEY REFERENCES images(id),
     client TEXT,
@@ -160,6 +165,8 @@ class LabelStore:
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 self._db.execute(stmt)
+        if "seq" not in {r["name"] for r in self._db.execute("PRAGMA table_info(picks)")}:
+            self._db.execute("ALTER TABLE picks ADD COLUMN seq INTEGER")  # a 0.x project
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", SCHEMA_VERSION)
@@ -416,45 +423,35 @@ class LabelStore:
             (client,))]
 
     # ------------------------------------------------------------------ picks
-    def add_pick(self, image_id, label, *, client=None) -> int:
-        """Store one pick (committed on return).
-
-        Parameters
-        ----------
-        image_id : int
-            The image.
-        label : str or None
-            The class picked, None for "not sure".
-        client : str, optional
-            Who picked.
-
-        Returns
-        -------
-        pick_id : int
-            The new ``picks`` row.
-        """
-        return self.add_picks([(image_id, label)], client=client)[0]
-
-    def add_picks(self, picks, *, client=None) -> list[int]:
+    def add_picks(self, picks, *, client=None) -> list[int | None]:
         """Store several picks in one transaction, in the order given (committed on return).
 
         Parameters
         ----------
-        picks : list of (image_id, label or None)
+        picks : list of (image_id, label or None) or (image_id, label or None, seq)
             The picks, oldest first (a later pick of an image is the one in force).
+            ``seq`` (int or None) is the client's own count of its picks: a pick is not
+            stored when ``client`` has a pick of the image with a ``seq`` as large or
+            larger (it arrived after a later one).
         client : str, optional
             Who picked.
 
         Returns
         -------
-        pick_ids : list of int
-            The new ``picks`` rows, in the order of ``picks``.
+        pick_ids : list of int or None
+            The new ``picks`` rows, in the order of ``picks``; None for a pick not stored.
         """
-        now = time.time()
+        now, ids = time.time(), []
         with self._tx() as db:
-            return [db.execute("INSERT INTO picks(image_id, label, client, created_at) "
-                               "VALUES (?, ?, ?, ?)", (int(i), label, client, now)).lastrowid
-                    for i, label in picks]
+            for image_id, label, *seq in picks:
+                seq = seq[0] if seq else None
+                cur = db.execute(
+                    "INSERT INTO picks(image_id, label, client, created_at, seq) SELECT ?, ?, ?, "
+                    "?, ? WHERE ? IS NULL OR NOT EXISTS (SELECT 1 FROM picks WHERE image_id = ? "
+                    "AND client IS ? AND seq >= ?)",
+                    (int(image_id), label, client, now, seq, seq, int(image_id), client, seq))
+                ids.append(cur.lastrowid if cur.rowcount == 1 else None)
+        return ids
 
     def picks(self, image_ids) -> dict[int, dict]:
         """The pick in force of each image (its latest open pick).
@@ -479,13 +476,18 @@ class LabelStore:
             f"ON p.id = last.id", ids)
         return {r["image_id"]: dict(r) for r in rows}
 
-    def undo_last_pick(self, image_ids):
+    def undo_last_pick(self, image_ids, *, client=None, before=None):
         """Cancel the latest open pick among ``image_ids``.
 
         Parameters
         ----------
         image_ids : iterable of int
             The images of the batch on screen.
+        client : str, optional
+            Whose undo (with ``before``).
+        before : int, optional
+            The undo's place in ``client``'s count of picks: its picks with a ``seq`` as
+            large or larger came after the undo and are not cancelled.
 
         Returns
         -------
@@ -498,7 +500,9 @@ class LabelStore:
         marks = ",".join("?" * len(ids))
         with self._tx() as db:
             row = db.execute(f"SELECT * FROM picks WHERE state = 'open' AND image_id IN "
-                             f"({marks}) ORDER BY id DESC LIMIT 1", ids).fetchone()
+                             f"({marks}) AND NOT (? IS NOT NULL AND client IS ? AND seq >= ?) "
+                             f"ORDER BY id DESC LIMIT 1", [*ids, before, client, before]
+                             ).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE picks SET state = 'undone' WHERE id = ?", (row["id"],))

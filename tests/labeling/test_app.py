@@ -227,6 +227,52 @@ def test_picks_sent_together_are_stored_in_order_in_one_transaction(app_client):
     assert r.status_code == 422
 
 
+def test_a_pick_that_arrives_after_a_later_pick_of_its_image_is_not_stored(app_client):
+    # the page sends each pick in its own request, side by side, with its own count of
+    # picks (seq): whatever order they arrive in, the latest pick of an image is in force
+    s = app_client.session
+    ids = [it["image_id"] for it in
+           app_client.get("/api/batch", params={"client": "a"}).json()["items"]]
+
+    def pick(image_id, label, seq, client="a"):
+        r = app_client.post("/api/pick", json={"client": client, "image_id": image_id,
+                                               "label": label, "seq": seq})
+        assert r.status_code == 200 and r.json()["saved"] is True, r.json()
+        return r.json()["pick_id"]
+
+    def in_force():
+        return {i: p["label"] for i, p in s.store.picks(ids).items()}
+
+    assert isinstance(pick(ids[0], "blue", 2), int)
+    assert pick(ids[0], "red", 1) is None  # older, arrived later: not stored
+    assert pick(ids[0], "blue", 2) is None  # the same pick sent again (a lost reply)
+    assert in_force() == {ids[0]: "blue"}
+    assert pick(ids[1], "green", 5) is not None
+    # an undo pressed before the pick of seq 5 (it arrives after it) leaves that pick alone
+    u = app_client.post("/api/undo", json={"client": "a", "seq": 4}).json()["undone"]
+    assert u["action"] == "pick" and u["image_id"] == ids[0] and u["pick"] is None
+    assert in_force() == {ids[1]: "green"}
+    assert pick(ids[0], "red", 1) is None  # an undone later pick still outranks it
+    assert in_force() == {ids[1]: "green"}
+    # another tab counts its own picks: its pick is stored in arrival order
+    assert pick(ids[1], "red", 1, client="b") is not None
+    assert in_force() == {ids[1]: "red"}
+    # picks sent together, the older one last; and without seq, arrival order (as before)
+    r = app_client.post("/api/pick", json={"client": "a", "picks": [
+        {"image_id": ids[2], "label": "red", "seq": 7},
+        {"image_id": ids[2], "label": "blue", "seq": 6}]}).json()
+    assert r["pick_ids"][0] is not None and r["pick_ids"][1] is None
+    assert pick(ids[3], "red", None) is not None and pick(ids[3], "blue", None) is not None
+    assert in_force() == {ids[1]: "red", ids[2]: "red", ids[3]: "blue"}
+    for bad in ("7", -1, True, 2**53, 1.5):
+        r = app_client.post("/api/pick", json={"client": "a", "image_id": ids[0],
+                                               "label": "red", "seq": bad})
+        assert r.status_code == 422 and "seq must be an integer" in r.json()["detail"]
+        r = app_client.post("/api/undo", json={"client": "a", "seq": bad})
+        assert r.status_code == 422 and "seq must be an integer" in r.json()["detail"]
+    assert in_force() == {ids[1]: "red", ids[2]: "red", ids[3]: "blue"}
+
+
 class _BusyWorker:
     """A refit worker that is always refitting (a long refit behind the person)."""
 
@@ -468,6 +514,44 @@ def test_serve_prints_a_token_url_for_a_non_loopback_host(session_factory, monke
     assert "token" not in url and url.startswith("http://127.0.0.1:")
     for socks in ran:
         socks[0].close()
+
+
+def test_served_connections_send_small_replies_at_once(session_factory, monkeypatch):
+    # the socket serve() listens on makes asyncio (uvicorn) turn Nagle's algorithm off on
+    # each connection: a reply's body is not held back until its headers are ACKed (the
+    # browser delays that ACK by up to 40 ms)
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from skpeal.labeling.app import serve
+
+    ran = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.append(sockets))
+    serve(session_factory(), host="127.0.0.1", port=0, open_message=lambda line: None,
+          ml_backend_port=0)
+    assert len(ran) == 2  # the page's server and the ML backend's
+
+    async def nodelay_of_an_accepted_connection(listening):
+        accepted = asyncio.get_running_loop().create_future()
+
+        async def handle(reader, writer):
+            accepted.set_result(writer.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    for (listening,) in ran:
+        assert asyncio.run(nodelay_of_an_accepted_connection(listening)) == 1
+        listening.close()
 
 
 def test_an_unreadable_image_gets_a_message_not_a_crash(app_client):

@@ -394,7 +394,8 @@ def test_a_pick_refused_for_a_full_disk_is_kept_and_sent_again(browser, setup):
         page.wait_for_selector(".card .state.unsent")  # not shown as saved, not dropped
         assert "disk is full" in page.inner_text("#error")
         wait_saved(page, 1)  # sent again by itself, then committed
-        assert refused and refused[0]["picks"] == [{"image_id": first[0], "label": classes[1]}]
+        assert refused and [(p["image_id"], p["label"]) for p in refused[0]["picks"]] == [
+            (first[0], classes[1])]
         assert picks_in_db(project) == [(first[0], classes[1])]
         page.close()
     finally:

@@ -1,8 +1,12 @@
-"""The page while a restarted server still loads its model (Debian's chromium, Playwright).
+"""The page while the server still loads its model (Debian's chromium, Playwright).
 
 The server is the web app in this process over a :class:`StartingSession` whose model load
-is held by the test: picks and the undo of a pick work at once; a submit says the model is
-still loading (not an error) and goes through by itself once the model is there.
+is held by the test. A restart: picks and the undo of a pick work at once; a submit says
+the model is still loading (not an error) and goes through by itself once the model is
+there. Picks typed meanwhile, or while the server is away, are neither lost nor
+reordered; the page sends each pick in its own request, and the latest pick of an image
+wins whatever order the requests arrive in. A new project: the page says the model is
+loading, and its first batch shows by itself once the session gives it.
 """
 
 import os
@@ -39,6 +43,25 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _serve(app):
+    """Run ``app`` in a thread; returns (url, stop)."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.time()
+    while not server.started and time.time() - t0 < 30:
+        time.sleep(0.05)
+    assert server.started
+
+    def stop():
+        server.should_exit = True
+        thread.join(30)
+
+    return f"http://127.0.0.1:{port}/", stop
+
+
 @pytest.fixture(params=[False])
 def loading_server(request, session_factory):
     """(url, project, ids of the pending batch, go, starting): a restart whose model loads
@@ -64,21 +87,12 @@ def loading_server(request, session_factory):
 
     starting = StartingSession(project, build)
     app = create_app(starting, model_wait=0.3)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    t0 = time.time()
-    while not server.started and time.time() - t0 < 30:
-        time.sleep(0.05)
-    assert server.started
+    url, stop = _serve(app)
     try:
-        yield f"http://127.0.0.1:{port}/", project, ids, go, starting
+        yield url, project, ids, go, starting
     finally:
         go.set()
-        server.should_exit = True
-        thread.join(30)
+        stop()
         app.state.worker.stop(timeout=30)
         starting.close()
 
@@ -149,5 +163,217 @@ def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(browser
         page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
         assert page.is_hidden("#error")
         page.wait_for_function("document.querySelectorAll('.card').length == 6")
+    finally:
+        page.close()
+
+
+def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
+        browser, session_factory, image_folder):
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import create_app
+
+    from .conftest import CLASSES
+
+    go = threading.Event()
+
+    def build():  # the imports, the folder listed, the model loaded: held by the test
+        assert go.wait(120)
+        return session_factory()
+
+    project = image_folder[0].parent / "project"  # session_factory's
+    starting = StartingSession.new_project(project, build, images=image_folder[0],
+                                           classes=CLASSES)
+    app = create_app(starting)
+    url, stop = _serve(app)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(url)
+        page.wait_for_selector("#busy-text:has-text('Loading the model')")
+        assert page.eval_on_selector_all(".card", "els => els.length") == 0
+        assert page.is_hidden("#error")
+        go.set()  # no reload: the page shows the first batch when the session gives it
+        page.wait_for_function("document.querySelectorAll('.card').length == 5",
+                               timeout=120000)
+        assert page.is_hidden("#error")
+    finally:
+        page.close()
+        go.set()
+        stop()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+
+
+def _saved(page):
+    """{card index: label} of the cards that say "saved" ('' = not sure)."""
+    return {i: lab for i, lab, state in page.eval_on_selector_all(".card", """els => els.map(
+        (e, i) => [i, e.dataset.label, e.querySelector('.state').className])""")
+            if "saved" in state.split()}
+
+
+def _picks_in_db(project):
+    db = sqlite3.connect(project / "labels.sqlite")
+    try:
+        return dict(db.execute("SELECT image_id, label FROM picks WHERE state = 'open' "
+                               "ORDER BY id").fetchall())
+    finally:
+        db.close()
+
+
+def _labels_in_force(project):
+    db = sqlite3.connect(project / "labels.sqlite")
+    try:
+        return dict(db.execute("SELECT image_id, label FROM labels WHERE kind = 'label' "
+                               "ORDER BY id").fetchall())
+    finally:
+        db.close()
+
+
+def _pump(page, until, timeout=30):
+    """Let Playwright run its route handlers until ``until()`` holds."""
+    t0 = time.time()
+    while not until():
+        assert time.time() - t0 < timeout, "timed out"
+        page.wait_for_timeout(20)
+
+
+def test_picks_go_side_by_side_and_the_latest_of_an_image_wins_in_any_order(browser,
+                                                                           loading_server):
+    url, project, ids, go, starting = loading_server
+    classes = starting.classes
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    held = []
+    page.route("**/api/pick", lambda r: held.append(r))  # each waits here for the test
+    try:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        for k in ["1", "ArrowLeft", "2", "3"]:  # card 0: red then green; card 1: blue
+            page.keyboard.press(k)
+        # three requests on their way at once: none waits for the reply to another
+        _pump(page, lambda: len(held) == 3)
+        sent = [p for r in held for p in r.request.post_data_json["picks"]]
+        assert [(b["image_id"], b["label"]) for b in sent] == [
+            (ids[0], classes[0]), (ids[0], classes[1]), (ids[1], classes[2])]
+        assert sent[0]["seq"] < sent[1]["seq"] < sent[2]["seq"]
+        # nothing is shown as saved before the server committed it
+        assert _saved(page) == {} and _picks_in_db(project) == {}
+        held[1].continue_()  # the later pick of card 0 arrives first
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+        assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
+        with page.expect_response("**/api/pick") as reply:
+            held[0].continue_()  # the earlier pick arrives last: not stored
+        assert reply.value.json()["pick_ids"] == [None]
+        assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
+        held[2].continue_()
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
+        assert _saved(page) == {0: classes[1], 1: classes[2]}
+        assert _picks_in_db(project) == {ids[0]: classes[1], ids[1]: classes[2]}
+        page.reload()  # what the server gives back is what the page showed
+        page.unroute("**/api/pick")
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
+        assert _saved(page) == {0: classes[1], 1: classes[2]}
+    finally:
+        page.close()
+
+
+def test_a_batch_read_before_a_pick_was_confirmed_does_not_hide_the_pick(browser,
+                                                                          loading_server):
+    url, project, ids, go, starting = loading_server
+    classes = starting.classes
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    down, hold, held = [False], [False], []
+    page.route("**/api/status", lambda r: r.abort("connectionrefused") if down[0]
+               else r.continue_())
+    page.route("**/api/batch*", lambda r: held.append(r) if hold[0] else r.continue_())
+    try:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        hold[0] = down[0] = True  # the server seems away, then back: the page reloads
+        page.wait_for_selector("#offline", state="visible")  # its batch
+        down[0] = False
+        _pump(page, lambda: held)
+        stale = held[0].fetch()  # the server's batch now, before the pick below
+        page.keyboard.press("1")
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+        assert _picks_in_db(project) == {ids[0]: classes[0]}
+        with page.expect_response("**/api/batch*"):
+            held[0].fulfill(response=stale)  # arrives after the pick's confirmation
+        page.wait_for_function("!loading")
+        assert _saved(page) == {0: classes[0]}
+    finally:
+        page.close()
+
+
+def test_picks_typed_while_away_or_while_a_submit_waits_are_kept_latest_wins(browser,
+                                                                            loading_server):
+    url, project, ids, go, starting = loading_server
+    classes = starting.classes
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    away = [True]
+    page.route("**/api/pick", lambda r: r.abort("connectionrefused") if away[0]
+               else r.continue_())
+    held, hold = [], [False]
+    page.route("**/api/answers", lambda r: held.append(r) if hold[0] else r.continue_())
+    try:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        # the server is away: card 0 red then blue, card 1 green; kept, none shown saved
+        for k in ["1", "ArrowLeft", "3", "2"]:
+            page.keyboard.press(k)
+        page.wait_for_function("document.querySelectorAll('.card .state.unsent').length == 2")
+        assert _picks_in_db(project) == {} and page.is_visible("#offline")
+        away[0] = False  # back: the page sends what waited, the latest pick of each image
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
+        assert _picks_in_db(project) == {ids[0]: classes[2], ids[1]: classes[1]}
+        for k in ["1", "2", "3"]:
+            page.keyboard.press(k)
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+        # Enter before the model: 503, sent again by itself; card 4 changes meanwhile
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#message:has-text('The model is still loading')")
+        page.keyboard.press("1")  # focus stays on the last card
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+        assert _picks_in_db(project)[ids[4]] == classes[0]
+        # a resend on its way (held here) while card 4 changes again: kept in the page
+        hold[0] = True
+        _pump(page, lambda: held)
+        page.keyboard.press("2")
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 4")
+        go.set()  # the model is there: the held resend goes through with the answers it has
+        _pump(page, lambda: not starting.loading, timeout=120)
+        hold[0] = False
+        held[0].continue_()
+        page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")  # the next
+        assert _labels_in_force(project) == {ids[0]: classes[2], ids[1]: classes[1],
+                                             ids[2]: classes[0], ids[3]: classes[1],
+                                             ids[4]: classes[1]}
+        assert "1 changed after Enter: saved too" in page.inner_text("#message")
+        assert page.is_hidden("#error")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("loading_server", [True], indirect=True)
+def test_a_pick_typed_while_an_undo_waits_for_the_model_is_not_what_it_undoes(browser,
+                                                                             loading_server):
+    url, project, ids, go, starting = loading_server
+    classes = starting.classes
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.add_init_script("sessionStorage.setItem('skpeal-client', 'before')")
+    try:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        page.wait_for_selector("#busy-text:has-text('Loading the model')")
+        page.keyboard.press("u")  # no pick on screen: it undoes the submitted answer
+        page.wait_for_selector("#message:has-text('The undo is sent by itself')")
+        page.keyboard.press("2")  # typed while the undo waits
+        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+        time.sleep(1.5)  # the undo is sent again at least once: the pick stays
+        assert _picks_in_db(project) == {ids[0]: classes[1]}
+        go.set()
+        page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
+        page.wait_for_function("document.querySelectorAll('.card').length == 6")
+        assert _picks_in_db(project) == {ids[0]: classes[1]}
+        assert _labels_in_db(project) == 2  # the answer, and the undo row that cancels it
     finally:
         page.close()

@@ -31,6 +31,17 @@ def test_missing_image_folder(tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
 
 
+def test_a_new_project_with_no_image_stops_with_one_line_and_makes_nothing(tmp_path, capsys):
+    """A new project's page comes first; an empty folder, found behind it, stops it."""
+    pytest.importorskip("fastapi")
+    (tmp_path / "empty").mkdir()
+    assert main(["label", str(tmp_path / "empty"), "--classes", "a", "b", "--port", "0",
+                 "--project", str(tmp_path / "p"), "--model", "skpeal-tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no image files" in err[0], err
+    assert not (tmp_path / "p").exists()
+
+
 def test_label_ml_backend_port_argument():
     args = _parser().parse_args(["label", "photos", "--ml-backend-port", "9090"])
     assert args.ml_backend_port == 9090

@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import os
+import time
 from base64 import b64encode
 from pathlib import Path
 
@@ -351,6 +352,21 @@ def test_ml_backend_of_a_restart_answers_health_at_once_and_predict_after_loadin
         r = client.post("/predict", json=_recorded("predict", ids))
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
         assert "model is still loading" in r.json()["detail"]
+        # an annotation is stored at once (Label Studio sends a webhook once, and waits
+        # for it about a second); training waits for the model: 503, at once
+        threading.Timer(20, go.set).start()  # the old code waited for the model here
+        t0 = time.monotonic()
+        hook = _recorded("webhook", ids)
+        r = client.post("/webhook", json=hook)
+        assert r.status_code == 201, r.text
+        r = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "model is still loading" in r.json()["detail"]
+        assert time.monotonic() - t0 < 10
+        label = hook["annotation"]["result"][0]["value"]["choices"][0]
+        assert starting.store.labelled() == {ids[0]: label}
+        (row,) = starting.store.history()
+        assert (row["annotator"], row["round"]) == ("label-studio", 0)
         assert starting.session is None  # all of it before the model was built
         go.set()
         loader.join(120)
@@ -360,6 +376,7 @@ def test_ml_backend_of_a_restart_answers_health_at_once_and_predict_after_loadin
         task = _recorded("predict", ids)["tasks"][0]
         assert r.json()["results"][0]["result"][0]["value"] == {
             "choices": [by_id[task["data"]["skpeal_id"]]["suggestion"]]}
+        assert starting.session.store.labelled() == {ids[0]: label}  # the session has it
     finally:
         go.set()
         loader.join(60)

@@ -499,3 +499,29 @@ def test_batches_while_encoding_come_from_every_image_encoded_so_far(session_fac
         gate.set()
         worker.join(60)
     assert not s.streaming and len(s.next_batch()) == 5
+
+
+def test_batches_stay_among_encoded_images_until_the_full_scores_are_in(session_factory,
+                                                                        monkeypatch):
+    """Between the end of the encoding and the full scores (the features being written to
+    the project), a new batch comes from the encoded images, never from unscored ones."""
+    from skpeal.labeling import session as session_module
+    from skpeal.labeling.project_features import ProjectFeatures
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    s = session_factory(strategy="entropy")
+    seen = {}
+    original = ProjectFeatures.save
+
+    def save(self, est, paths):
+        if s.ready and "b" not in seen:  # prepare's save, after the last image is encoded
+            seen["a"] = s.next_batch(client="a")
+            seen["b"] = s.next_batch(client="b")  # a new batch, picked now
+        return original(self, est, paths)
+
+    monkeypatch.setattr(ProjectFeatures, "save", save)
+    s.prepare()
+    first = {b["image_id"] for b in seen["a"]}
+    assert len(seen["a"]) == 5 and len(seen["b"]) == 5
+    assert not first & {b["image_id"] for b in seen["b"]}
+    assert all(np.isfinite(b["probability"]) for b in seen["a"] + seen["b"])

@@ -1,7 +1,9 @@
-"""A restarted ``skpeal label`` serves its pending batch before the model is loaded."""
+"""``skpeal label`` serves its page before the model is loaded: a restart its pending
+batch, a new project a page that says the model is loading."""
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -9,7 +11,7 @@ import pytest
 @pytest.mark.parametrize("module", ["skpeal.labeling", "skpeal.labeling.store",
                                     "skpeal.labeling.app"])
 def test_store_and_web_app_import_without_torch(module):
-    code = (f"import sys, {module}; bad = [m for m in ('torch', 'open_clip') "
+    code = (f"import sys, {module}; bad = [m for m in ('torch', 'open_clip', 'sklearn') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -265,6 +267,125 @@ def test_skpeal_label_restart_with_another_backbone_stops_with_the_error(session
         out = _stop(proc)
     assert proc.returncode == 2, out
     assert "skpeal: error:" in out and "skpeal-tiny" in out, out
+
+
+# --------------------------------------------------------------------------- a new project
+def test_a_new_project_serves_the_page_while_its_session_is_built(tmp_path, image_folder,
+                                                                  session_factory):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from skpeal.labeling._starting import StartingSession
+    from skpeal.labeling.app import create_app
+
+    from .conftest import CLASSES
+
+    with pytest.raises(ValueError, match="needs its class names"):
+        StartingSession.new_project(tmp_path / "p", None, images=image_folder[0], classes=None)
+    with pytest.raises(ValueError, match="listed twice"):
+        StartingSession.new_project(tmp_path / "p", None, images=image_folder[0],
+                                    classes=["a", "a"])
+    with pytest.raises(ValueError, match="is not a folder"):
+        StartingSession.new_project(tmp_path / "p", None, images=tmp_path / "nope",
+                                    classes=CLASSES)
+    go = threading.Event()
+
+    def build():  # the imports, the folder listed, the project made: held by the test
+        assert go.wait(120)
+        return session_factory()
+
+    project = tmp_path / "project"  # session_factory's
+    starting = StartingSession.new_project(project, build, images=image_folder[0],
+                                           classes=CLASSES)
+    assert not starting.ready and starting.store is None
+    app = create_app(starting, model_wait=0.1)
+    try:
+        with TestClient(app) as client:
+            st = client.get("/api/status").json()
+            assert not st["ready"] and st["busy"] and st["state"]["phase"] == "loading"
+            assert st["classes"] == CLASSES
+            assert client.get("/api/batch", params={"client": "b"}).json() == {
+                "ready": False, "busy": True, "items": []}
+            r = client.post("/api/pick", json={"client": "b", "image_id": 1, "label": "red"})
+            assert r.status_code == 404
+            r = client.post("/api/undo", json={"client": "b"})
+            assert r.status_code == 503 and r.headers["X-Skpeal-Loading"] == "1"
+            assert client.post("/api/leave", json={"client": "b"}).status_code == 200
+            assert not project.exists()  # nothing made before the session
+            go.set()
+            t0, items = time.time(), []
+            while not items and time.time() - t0 < 120:
+                items = client.get("/api/batch", params={"client": "b"}).json()["items"]
+                time.sleep(0.05)
+            app.state.worker.wait_idle(120)
+            assert starting.session.ready and starting.store is starting.session.store
+    finally:
+        go.set()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+    # the same first batch as the session opened directly (same seed)
+    import shutil
+
+    shutil.rmtree(project)
+    direct = session_factory()
+    direct.prepare()
+    assert [it["image_id"] for it in items] == [
+        it["image_id"] for it in direct.next_batch(client="b")]
+
+
+def test_skpeal_label_new_project_answers_before_its_session_is_built(image_folder, tmp_path):
+    """The command line's new project: the page answers while the session is held back."""
+    import json
+    import os
+    import urllib.request
+    from pathlib import Path
+
+    gate, project = tmp_path / "gate", tmp_path / "project"
+    port = _free_port()
+    root = Path(__file__).resolve().parents[2]
+    code = f"""
+import os, sys, time
+import skpeal.cli as cli
+build = cli._label_session
+def held(*args):
+    while not os.path.exists({str(gate)!r}):
+        time.sleep(0.05)
+    return build(*args)
+cli._label_session = held
+sys.exit(cli.main(["label", {str(image_folder[0])!r}, "--classes", "red", "green", "blue",
+                   "--project", {str(project)!r}, "--port", "{port}",
+                   "--model", "skpeal-tiny", "--pretrained", "none"]))
+"""
+    env = {**os.environ, "PYTHONPATH": os.fspath(root), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path):
+        with urllib.request.urlopen(base + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    try:
+        t0, st = time.time(), None
+        while st is None and time.time() - t0 < 120:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                st = get("/api/status")
+            except OSError:
+                time.sleep(0.05)
+        assert not st["ready"] and st["state"]["phase"] == "loading"
+        assert not get("/api/batch?client=t")["items"] and not project.exists()
+        gate.touch()
+        items = []
+        while not items and time.time() - t0 < 240:
+            assert proc.poll() is None, proc.stdout.read()
+            items = get("/api/batch?client=t")["items"]
+            time.sleep(0.1)
+        assert len(items) == 10 and (project / "labels.sqlite").exists()
+    finally:
+        out = _stop(proc)
+    assert "new project" in out, out
 
 
 # ------------------------------------------------- undo and answers while the model loads

@@ -120,7 +120,8 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
       label to the predictor (201 ``{"status": "ok", ...}``); cancelled annotations and
       other actions are acknowledged and ignored (200). ``ANNOTATION(S)_DELETED`` hands
       the deleted annotations' ids to ``remove_annotations(ids)``. ``START_TRAINING``
-      calls the predictor's ``train()`` when it has one.
+      calls the predictor's ``train()`` when it has one (503 with ``Retry-After`` when
+      it raises :class:`PredictorNotReady`).
 
     ``/predict`` takes any number of tasks (Label Studio's "Retrieve Predictions" sends a
     whole selection at once) and hands them to the predictor ``max_tasks`` at a time. A
@@ -278,7 +279,11 @@ def ml_backend_router(predictor, *, max_tasks=1000, max_body=_MAX_BODY):
             if train is None:
                 return JSONResponse({"status": "ignored", "reason": "the model trains "
                                      "from its own label store"}, status_code=200)
-            result = await run_in_threadpool(train)
+            try:
+                result = await run_in_threadpool(train)
+            except PredictorNotReady as exc:  # no model yet: answered at once
+                return JSONResponse({"detail": str(exc)}, status_code=503,
+                                    headers={"Retry-After": "5"})
             return JSONResponse({"status": "ok", "result": result}, status_code=201)
         if action in _DELETE_EVENTS:
             if remove is None:

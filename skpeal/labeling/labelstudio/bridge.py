@@ -375,5 +375,11 @@ class SessionBackend:
         -------
         info : dict
             What :meth:`LabelingSession.refit` returns.
+
+        Raises
+        ------
+        PredictorNotReady
+            No model yet (a restart still loading it, or a pool still being encoded):
+            answered at once with 503 and ``Retry-After``.
         """
-        return self.session.refit()
+        return self._with_model().refit()

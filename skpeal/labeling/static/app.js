@@ -1,8 +1,11 @@
 // skpeal label: the page. Plain JavaScript, no dependency, served by skpeal itself.
 //
-// Every pick (a number key, s, a click in the list) is sent to the server at once and
-// stored there (SQLite) before its card says "saved"; a reload or a restarted server
-// gives the picks back. Enter turns the batch's answers into labels.
+// Every pick (a number key, s, a click in the list) is sent to the server at once, in a
+// request of its own (side by side with the picks still on their way), and stored there
+// (SQLite) before its card says "saved"; a reload or a restarted server gives the picks
+// back. Each pick and undo carries this tab's count of them ("seq"): the server keeps,
+// per image, the latest pick whatever order the requests arrive in. Enter turns the
+// batch's answers into labels.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -15,17 +18,30 @@ if (!client) {
 
 let classes = [];
 let items = [];            // the batch shown, as the server gave it (with its stored picks)
-const local = {};          // image_id -> {label, state: "saving" | "unsent"}: not stored yet
-const queue = [];          // picks waiting to be sent, in keypress order
+// image_id -> the latest pick not stored yet: {label, seq, t0, state: "saving" | "unsent"}
+const local = {};
+const inFlight = new Set(); // pick requests on their way (promises)
+let holding = false;       // a submit on its way: the picks made meanwhile wait here
+let sendSoon = false;      // picks made in this turn of the event loop go in one request
+// the last pick the server confirmed per image, numbered: a batch asked for before a
+// confirmation may not show that pick yet (loadBatch puts it back)
+const confirmed = new Map();
+let nConfirmed = 0;
 let focus = 0;
 let status = null;
 let serverId = null;
 let online = true;
 let loading = false;
 let submitting = false;
-let sending = false;
 let confirmSubmit = false; // Enter pressed once with unanswered images
-let undoWaiting = false;   // an undo sent before the model loaded, to be sent again
+let undoWaiting = null;    // the seq of an undo sent before the model loaded (sent again)
+// this tab's count of its picks and undos (kept over a reload, as the tab's client id is)
+let seq = Number(sessionStorage.getItem("skpeal-seq") || 0);
+function nextSeq() {
+  seq += 1;
+  sessionStorage.setItem("skpeal-seq", String(seq));
+  return seq;
+}
 const RESEND_MS = 1000;    // an answer or undo sent before the model loaded: sent again
 const LOADING_TEXT = "The model is still loading; your picks are saved. ";
 const viewer = { open: false, scale: 1, x: 0, y: 0 };
@@ -103,64 +119,58 @@ function stateText(it) {
 
 function pick(it, label) {
   confirmSubmit = false;
-  local[it.image_id] = { label, state: "saving", t0: performance.now() };
-  queue.push({ image_id: it.image_id, label });
+  local[it.image_id] = { label, seq: nextSeq(), state: "saving", t0: performance.now() };
   renderBatch();
-  flush();
+  if (!sendSoon) { sendSoon = true; queueMicrotask(() => { sendSoon = false; send(); }); }
 }
 
-// One request at a time; the picks made while it is on the way go together in the next
-// one (one transaction on the server, in key order), so a fast typist never queues up
-// round trips.
-async function flush() {
-  if (sending) return;
-  sending = true;
-  let oneByOne = 0;  // after a refused group: send its picks alone, to keep the good ones
-  try {
-    while (queue.length) {
-      const sent = oneByOne > 0 ? queue.slice(0, 1) : queue.slice();
-      oneByOne -= 1;
-      try {
-        await api("api/pick", { client, picks: sent.map((p) => ({ image_id: p.image_id,
-                                                                  label: p.label })) });
-      } catch (e) {
-        if (e.status === undefined) {  // the server is away: keep them, send them later
-          for (const p of sent) if (local[p.image_id]) local[p.image_id].state = "unsent";
-          online = false;
-          renderOnline();
-          renderBatch();
-          return;
-        }
-        if (e.status >= 500) {  // e.g. 507, a full disk: nothing stored; keep, retry later
-          for (const p of sent) if (local[p.image_id]) local[p.image_id].state = "unsent";
-          showError("pick not saved yet: " + e.message + " (kept here; sent again in 2 s)");
-          renderBatch();
-          setTimeout(flush, 2000);
-          return;
-        }
-        if (sent.length > 1) { oneByOne = sent.length; continue; }
-        queue.splice(0, 1);
-        delete local[sent[0].image_id];
-        showError("pick not saved: " + e.message);
-        renderBatch();
-        continue;
-      }
-      queue.splice(0, sent.length);
-      const now = performance.now();
-      for (const p of sent) {
-        const it = items.find((x) => x.image_id === p.image_id);
-        if (it) { it.picked = true; it.pick = p.label; }
-        const l = local[p.image_id];
-        if (l && !queue.some((q) => q.image_id === p.image_id)) {
-          if (l.t0) window.skpealSaveTimes.push(now - l.t0);
-          delete local[p.image_id];
-        }
-      }
-      renderBatch();
+// Each pick is sent at once, side by side with the requests still on their way (the
+// browser carries several at a time): a fast typist waits for one round trip, not for the
+// picks before. Picks made in one go (a script firing keys) share a request, and so do
+// those made while MAX_PICK_REQUESTS are on their way (the browser's six connections to
+// the server are shared with the batch's images). While a submit is on its way the
+// picks wait here (submit sends them after its reply).
+const MAX_PICK_REQUESTS = 3;
+function send(only, again) {  // again: the picks not saved yet (the server was away) too
+  if (holding || (!only && !again && inFlight.size >= MAX_PICK_REQUESTS)) return;
+  const group = (only || Object.keys(local)).map((id) => [id, local[id]])
+    .filter(([, p]) => p && !p.sending && (again || p.state !== "unsent"));
+  if (!group.length) return;
+  for (const [, p] of group) { p.sending = true; p.state = "saving"; }
+  const picks = group.map(([id, p]) => ({ image_id: Number(id), label: p.label, seq: p.seq }));
+  const req = api("api/pick", { client, picks }).then(() => {
+    for (const [id, p] of group) {
+      if (local[id] !== p) continue;  // a later pick of this image is on its way
+      const it = items.find((x) => x.image_id === Number(id));
+      if (it) { it.picked = true; it.pick = p.label; }
+      confirmed.set(Number(id), { n: ++nConfirmed, label: p.label });
+      window.skpealSaveTimes.push(performance.now() - p.t0);
+      delete local[id];
     }
-  } finally {
-    sending = false;
-  }
+  }, (e) => {
+    const mine = group.filter(([id, p]) => { p.sending = false; return local[id] === p; });
+    if (e.status === undefined) {  // the server is away: kept, sent again when it is back
+      for (const [, p] of mine) p.state = "unsent";
+      online = false;
+      renderOnline();
+    } else if (e.status >= 500) {  // e.g. 507, a full disk: nothing stored; sent again
+      for (const [, p] of mine) p.state = "unsent";
+      showError("pick not saved yet: " + e.message + " (kept here; sent again in 2 s)");
+      setTimeout(flush, 2000);
+    } else if (mine.length > 1) {  // one refused pick refuses its group: keep the others
+      for (const [id] of mine) send([id]);
+    } else {
+      for (const [id] of mine) delete local[id];
+      showError("pick not saved: " + e.message);
+    }
+  }).finally(() => { inFlight.delete(req); send(); renderBatch(); });
+  inFlight.add(req);
+}
+
+// Send the picks not stored yet (again) and wait until every pick request has its reply.
+async function flush() {
+  send(undefined, true);
+  while (inFlight.size) await Promise.allSettled([...inFlight]);
 }
 
 // ------------------------------------------------------------------ status
@@ -262,19 +272,21 @@ function applyCardSize() {
   $("card-size").value = px;
 }
 
-// The parts of a card that change with a pick, the focus or the card size.
+// The parts of a card that change with a pick, the focus or the card size (only what
+// changed is written: a pick touches one card, not the images of all of them).
 function updateCard(card, it, i, px) {
   const a = answerOf(it);
-  card.className = "card" + (i === focus ? " focus" : "") +
-    (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "");
-  card.dataset.label = a ? (a.label === null ? "" : a.label) : "";
-  card.dataset.answered = a ? "1" : "0";
-  card.querySelector("img").sizes = px + "px";
-  card.querySelector("select").value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
-  const state = card.querySelector(".state");
   const [text, cls] = stateText(it);
-  state.className = "state " + cls;
-  state.textContent = text;
+  const state = card.querySelector(".state"), img = card.querySelector("img");
+  const sel = card.querySelector("select");
+  const value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
+  const props = [[card, "className", "card" + (i === focus ? " focus" : "") +
+                  (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "")],
+                 [card.dataset, "label", a ? (a.label === null ? "" : a.label) : ""],
+                 [card.dataset, "answered", a ? "1" : "0"], [img, "sizes", px + "px"],
+                 [sel, "value", value], [state, "className", "state " + cls],
+                 [state, "textContent", text]];
+  for (const [el, key, v] of props) if (el[key] !== v) el[key] = v;
 }
 
 function buildCard(it, i) {
@@ -327,6 +339,7 @@ function buildCard(it, i) {
 
 // Cards are built once per batch and updated in place afterwards (a pick redraws no image).
 let shownItems = null;
+const scrolled = { card: null, px: 0 };  // the card last scrolled into view, at what size
 function renderBatch() {
   const grid = $("grid");
   const px = cardSize();
@@ -348,7 +361,11 @@ function renderBatch() {
   items.forEach((it, i) => updateCard(grid.children[i], it, i, px));
   $("submit").disabled = !items.length || submitting;
   const focused = grid.querySelector(".card.focus");
-  if (focused) focused.scrollIntoView({ block: "nearest" });
+  if (focused && (focused !== scrolled.card || px !== scrolled.px)) {  // a layout: only then
+    focused.scrollIntoView({ block: "nearest" });
+    scrolled.card = focused;
+    scrolled.px = px;
+  }
   if (viewer.open) renderViewer();
 }
 
@@ -356,9 +373,14 @@ async function loadBatch(force) {
   if (loading) return;
   loading = true;
   try {
+    const since = nConfirmed;
     const data = await api("api/batch?client=" + encodeURIComponent(client));
     const focusedId = items[focus] ? items[focus].image_id : null;
     const fresh = data.items || [];
+    for (const it of fresh) {  // picks confirmed while this batch was on its way
+      const c = confirmed.get(it.image_id);
+      if (c && c.n > since) { it.picked = true; it.pick = c.label; }
+    }
     if (force || fresh.map((x) => x.image_id).join(",") !== items.map((x) => x.image_id).join(",")
         || !items.length) {
       items = fresh;
@@ -399,32 +421,55 @@ async function refresh() {
 async function submit(again) {
   if (again) submitting = false;  // the resend of a submit that waited for the model
   if (!items.length || submitting) return;
-  await flush();
-  if (queue.length) { say("Some picks are not saved yet (the server is away): wait."); return; }
-  const answered = items.filter((it) => answerOf(it));
-  const open = items.length - answered.length;
-  if (!answered.length) { say("Nothing answered yet: pick a class with the number keys."); return; }
-  if (open && !confirmSubmit && !again) {
-    confirmSubmit = true;
-    say(open + " image" + (open > 1 ? "s have" : " has") + " no answer yet. Enter again " +
-        "submits only the " + answered.length + " answered (the others go back to the " +
-        "pool, unlabelled); Esc keeps answering.");
-    return;
-  }
-  confirmSubmit = false;
   submitting = true;
-  $("submit").disabled = true;
-  const answers = answered.map((it) => ({ image_id: it.image_id, label: answerOf(it).label }));
   let waiting = false;  // the model is loading: sent again by itself, the button stays off
   try {
-    const r = await api("api/answers", { client, answers, release_rest: open > 0 });
-    say("Saved " + r.saved + " answers." + (r.refit ? " The model is learning from them." : ""));
+    await flush();
+    if (Object.values(local).some((p) => p.state === "unsent")) {
+      say("Some picks are not saved yet (the server is away): wait.");
+      return;
+    }
+    const answered = items.filter((it) => answerOf(it));
+    const open = items.length - answered.length;
+    if (!answered.length) { say("Nothing answered yet: pick a class with the number keys."); return; }
+    if (open && !confirmSubmit && !again) {
+      confirmSubmit = true;
+      say(open + " image" + (open > 1 ? "s have" : " has") + " no answer yet. Enter again " +
+          "submits only the " + answered.length + " answered (the others go back to the " +
+          "pool, unlabelled); Esc keeps answering.");
+      return;
+    }
+    confirmSubmit = false;
+    $("submit").disabled = true;
+    const batch = items;
+    const answers = answered.map((it) => ({ image_id: it.image_id, label: answerOf(it).label }));
+    const sent = Object.fromEntries(answers.map((a) => [a.image_id, a.label]));
+    let r;
+    holding = true;
+    try {
+      r = await api("api/answers", { client, answers, release_rest: open > 0 });
+    } finally {
+      holding = false;
+    }
+    // picks made while the answers were on their way: the latest of each image is its
+    // answer, sent as a correction (the server keeps the latest answer of an image)
+    const later = batch.filter((it) => it.image_id in local && local[it.image_id].label !==
+                               sent[it.image_id])
+      .map((it) => ({ image_id: it.image_id, label: local[it.image_id].label }));
+    for (const it of batch) delete local[it.image_id];
+    if (later.length) {
+      await api("api/answers", { client, answers: later }).catch((e) => showError(
+        later.length + " picks made after Enter not saved: " + e.message));
+    }
+    say("Saved " + r.saved + " answers." + (later.length ? " " + later.length + " changed " +
+        "after Enter: saved too." : "") + (r.refit ? " The model is learning from them." : ""));
     items = [];
     renderBatch();
     status = await api("api/status");
     renderStatus();
     await loadBatch(true);
   } catch (e) {
+    flush();  // picks held while the answers were on their way: the batch is still there
     if (e.loading) {
       waiting = true;
       say(LOADING_TEXT + "Your answers are submitted by themselves when it is ready.");
@@ -436,12 +481,15 @@ async function submit(again) {
   }
 }
 
+// The undo takes its place in the tab's count of picks when the key is pressed: picks made
+// after it (while it waits for the model, say) are never what it undoes.
 async function undo(again) {
-  if (undoWaiting && !again) return;  // one undo waits for the model: it is sent again
+  if (undoWaiting !== null && !again) return;  // one undo waits for the model: sent again
+  const mine = again ? undoWaiting : nextSeq();
   await flush();
-  let waiting = false;
+  let waiting = null;
   try {
-    const r = await api("api/undo", { client });
+    const r = await api("api/undo", { client, seq: mine });
     const u = r.undone;
     if (!u) { say("Nothing to undo."); return; }
     await loadBatch(true);
@@ -460,7 +508,7 @@ async function undo(again) {
     renderBatch();
   } catch (e) {
     if (e.loading) {
-      waiting = true;
+      waiting = mine;
       say(LOADING_TEXT + "The undo is sent by itself when it is ready.");
       setTimeout(() => undo(true), RESEND_MS);
     } else showError(e.message);
