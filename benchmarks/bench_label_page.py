@@ -19,7 +19,10 @@ every card says "saved". Printed:
 * measured in the page: each pick request from ``fetch`` to its reply's body (and its
   phases, from the browser's resource timing: waiting to be sent, sent to the reply's
   first byte, first to last byte), and how long a batch's number keys take to reach the
-  page (Playwright sends one at a time).
+  page (Playwright sends one at a time);
+* with ``--timeline``: the server's events (see ``label_page_server.py``: encoding end,
+  refits, picks ahead, picks made in a request, batches served) beside each ``Enter``
+  and each batch on screen, in seconds from the server's start.
 
 ``--server V1 V2 ...`` runs the whole benchmark once per server variant and prints the
 runs side by side; a variant is ``default`` or comma-separated settings:
@@ -116,7 +119,8 @@ def run_once(args, variant):
         times = Path(tmp) / "times.txt"
         env = {**os.environ, "PYTHONPATH": os.fspath(ROOT), "HF_HUB_OFFLINE": "1",
                "SKPEAL_BENCH_TIMES": os.fspath(times)}
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
+        marks = []  # (wall time, what) of the scripted person
         proc = subprocess.Popen(
             [sys.executable, os.fspath(ROOT / "benchmarks" / "label_page_server.py"), variant,
              "label", os.fspath(images), "--classes", *CLASSES, "--project",
@@ -162,12 +166,14 @@ def run_once(args, variant):
                         f"document.querySelectorAll('.card .state.saved').length == {len(ids)}")
                     n_answers += len(ids)
                     t_enter = time.perf_counter()
+                    marks.append((time.time(), "ENTER"))
                     page.keyboard.press("Enter")
                     page.wait_for_function(
                         "([old, n]) => { const c = [...document.querySelectorAll('.card')]; "
                         "return c.length == n && c.every(e => !old.includes(e.dataset.imageId)"
                         "); }", arg=[ids, args.batch_size], timeout=3_600_000)
                     waits.append(time.perf_counter() - t_enter)
+                    marks.append((time.time(), f"ON SCREEN (waited {waits[-1]:.2f} s)"))
                 total = time.perf_counter() - t_start
                 saves = np.array(page.evaluate("window.skpealSaveTimes"))
                 bench = page.evaluate("window.skpealBench")
@@ -176,8 +182,12 @@ def run_once(args, variant):
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        lines = [line.split() for line in times.read_text().splitlines()]
-    return {"variant": variant, "load": (load0, os.getloadavg()[0]), "other": other.share,
+        lines = [line.split(maxsplit=1) for line in times.read_text().splitlines()]
+    events = [(float(t), what) for k, v in lines if k == "event"
+              for t, what in [v.split(maxsplit=1)]]
+    timeline = [(t - wall0, what) for t, what in sorted(events + marks)]
+    return {"timeline": timeline, "variant": variant, "load": (load0, os.getloadavg()[0]),
+            "other": other.share,
             "first": first, "encoded": encoded, "saves": saves, "waits": np.array(waits),
             "per_hour": 3600 * n_answers / total, "fetches": np.array(bench["fetches"]),
             "phases": phases,
@@ -207,6 +217,9 @@ def main(argv=None):
                         "starts a refit behind the person)")
     p.add_argument("--key-interval", type=float, default=0.0,
                    help="seconds between two keys (0: as fast as the browser takes them)")
+    p.add_argument("--timeline", action="store_true",
+                   help="also print the server's events beside each Enter (seconds from "
+                        "the server's start)")
     p.add_argument("--keys", choices=["playwright", "page"], default="playwright",
                    help="how the number keys reach the page: Playwright's key presses, one "
                         "at a time, or all of a batch fired in the page at once")
@@ -220,6 +233,10 @@ def main(argv=None):
     for v in args.server:  # a typo fails here, not after a first run
         parse_variant(v)
     runs = [run_once(args, v) for v in args.server]
+    for r in runs if args.timeline else ():
+        print(f"timeline of server {r['variant']} (s from its start):")
+        for t, what in r["timeline"]:
+            print(f"  {t:8.2f}  {what}")
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
           f"keys {args.key_interval * 1000:.0f} ms apart ({args.keys}); {os.cpu_count()} CPUs")
     rows = [

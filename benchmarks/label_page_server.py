@@ -13,8 +13,11 @@ each reply's body then waits for the ACK of its headers), ``code=PATH`` (the skp
 another checkout, e.g. ``code=../main``: its server and its page, to compare two
 versions in one run). The rest of the command line goes to ``skpeal``. Appended to the
 file named by ``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST
-/api/pick`` (from its arrival in the app to its last byte sent) and ``refit S`` for
-every refit.
+/api/pick`` (from its arrival in the app to its last byte sent), ``refit S`` for every
+refit, and ``event T WHAT`` (``T``: :func:`time.time`) for the timeline of the server:
+each ``POST /api/answers`` received (``answers``), each ``GET /api/batch`` answered
+(``batch N``, N images), the start and end of each refit, of each pick ahead, of each
+pick made in a request or a refit (``refill``), of the encoding and of the preparation.
 """
 
 from __future__ import annotations
@@ -57,13 +60,44 @@ def apply_settings(settings):
         torch.set_num_threads(int(settings["threads"]))
 
 
+class _Events:
+    """Writes ``event T WHAT`` lines to ``out`` (``T``: :func:`time.time`)."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def __call__(self, what):
+        self.out.write(f"event {time.time():.4f} {what}\n")
+
+    def around(self, cls, name, what=None):
+        """Wrap ``cls.name`` with ``WHAT-start`` and ``WHAT-end`` events."""
+        fn = getattr(cls, name)
+        what = what or name
+
+        def timed(*args, **kwargs):
+            self(f"{what}-start")
+            result = "error"
+            try:
+                result = fn(*args, **kwargs)
+                return result
+            finally:
+                self(f"{what}-end{f' {result}' if isinstance(result, bool) else ''}")
+
+        setattr(cls, name, timed)
+
+
 class PickTimer:
     """ASGI wrapper: writes ``pick MS`` for every ``POST /api/pick`` to ``out``."""
 
     def __init__(self, app, out):
         self.app, self.out = app, out
+        self.event = _Events(out)
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/api/answers":
+            self.event("answers")
+        if scope["type"] == "http" and scope["path"] == "/api/batch":
+            return await self._batch(scope, receive, send)
         if scope["type"] != "http" or scope["path"] != "/api/pick":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
@@ -75,14 +109,31 @@ class PickTimer:
 
         await self.app(scope, receive, timed_send)
 
+    async def _batch(self, scope, receive, send):
+        body = []
+
+        async def logged_send(message):
+            await send(message)
+            if message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    self.event(f"batch {b''.join(body).count(b'image_id')}")
+
+        await self.app(scope, receive, logged_send)
+
 
 def install(settings, out):
     """Patch the app factory (pick timer), the session's refit (timer, or off), its pick
-    ahead (off) and the listening socket (Nagle on)."""
+    ahead (off) and the listening socket (Nagle on); log the timeline's events."""
     from skpeal.labeling import app as web
     from skpeal.labeling.session import LabelingSession
 
     create_app, refit = web.create_app, LabelingSession.refit
+    event = _Events(out)
+    for name, what in (("pick_ahead", "pick-ahead"), ("_refill", "refill"),
+                       ("_score_streamed", "encoding"), ("prepare", "prepare")):
+        if hasattr(LabelingSession, name):  # code=PATH: an older checkout may lack one
+            event.around(LabelingSession, name, what)
 
     def timed_app(*args, **kwargs):
         app = create_app(*args, **kwargs)
@@ -93,10 +144,12 @@ def install(settings, out):
         if settings.get("refit") == "off":
             return None
         t0 = time.perf_counter()
+        event("refit-start")
         try:
             return refit(self, *args, **kwargs)
         finally:
             out.write(f"refit {time.perf_counter() - t0:.3f}\n")
+            event("refit-end")
 
     web.create_app = timed_app
     LabelingSession.refit = timed_refit

@@ -2,6 +2,7 @@
 
 import io
 import sys
+import time
 
 import pytest
 
@@ -66,9 +67,39 @@ def test_install_times_refits_or_turns_them_off(monkeypatch):
     calls = []
     monkeypatch.setattr(LabelingSession, "refit", lambda self, **kw: calls.append(kw) or 7)
     monkeypatch.setattr(web, "create_app", web.create_app)
+    for name in ("pick_ahead", "_refill", "_score_streamed", "prepare"):  # the timeline's
+        monkeypatch.setattr(LabelingSession, name, getattr(LabelingSession, name))
+    monkeypatch.setattr(LabelingSession, "pick_ahead", lambda self: True)
     out = io.StringIO()
     lps.install({}, out)
     assert LabelingSession.refit(object(), keep_batch=True) == 7
-    assert calls == [{"keep_batch": True}] and out.getvalue().startswith("refit ")
+    assert LabelingSession.pick_ahead(object()) is True
+    lines = [line.split() for line in out.getvalue().splitlines()]
+    assert calls == [{"keep_batch": True}]
+    assert [line[0] for line in lines] == ["event", "refit", "event", "event", "event"]
+    assert [line[2:] for line in lines if line[0] == "event"] == [
+        ["refit-start"], ["refit-end"], ["pick-ahead-start"], ["pick-ahead-end", "True"]]
+    assert float(lines[0][1]) == pytest.approx(time.time(), abs=60)
     lps.install({"refit": "off"}, out)
     assert LabelingSession.refit(object()) is None and len(calls) == 1
+
+
+def test_the_timeline_logs_answers_and_batches_served():
+    app = FastAPI()
+
+    @app.post("/api/answers")
+    def answers():
+        return {"saved": 1}
+
+    @app.get("/api/batch")
+    def batch():
+        return {"items": [{"image_id": 1}, {"image_id": 2}]}
+
+    out = io.StringIO()
+    app.add_middleware(lps.PickTimer, out=out)
+    with TestClient(app) as client:
+        client.post("/api/answers")
+        client.get("/api/batch")
+    assert [line.split()[::2] for line in out.getvalue().splitlines()] == [
+        ["event", "answers"], ["event", "batch"]]
+    assert out.getvalue().split()[-1] == "2"

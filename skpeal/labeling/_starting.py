@@ -333,6 +333,17 @@ class StartingSession(BatchMixin):
     label = _store_or_session("label")
     skip = _store_or_session("skip")
 
+    def pick_ahead(self, **kwargs) -> bool:
+        """The session's :meth:`~skpeal.labeling.LabelingSession.pick_ahead`; while
+        loading nothing (no model yet): False."""
+        live = self._live()
+        return False if live is None else live.pick_ahead(**kwargs)
+
+    def picked_ahead(self) -> bool:
+        """The session's ``picked_ahead``; while loading False."""
+        live = self._live()
+        return False if live is None else live.picked_ahead()
+
     @property
     def _round(self):  # the model an answer stored while loading records (BatchMixin.answer)
         rounds = self.store.rounds()

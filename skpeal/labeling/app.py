@@ -179,35 +179,44 @@ class RefitWorker:
 
 class _PickAhead:
     """A thread that computes the next pick (:meth:`LabelingSession.pick_ahead`) when a
-    batch is served while no refit runs; it ends with ``worker`` (the refit worker)."""
+    batch is served; it ends with ``worker`` (the refit worker).
 
-    def __init__(self, session, worker):
-        self.session, self.worker = session, worker
-        self._want, self._ready = threading.Event(), threading.Event()
+    A pick asked for while the worker is busy waits until it is idle (never beside a
+    refit: on two cores it would slow the refit down, and the refit picks a batch
+    itself; after the preparation it picks over every image), except while the pool is
+    still being encoded: the pick is then among the images encoded so far, and stored.
+    The worker asks for a pick too when it has prepared or refitted (the batch after the
+    one it stored, made while nothing runs).
+    """
+
+    def __init__(self, session):
+        self.session, self.worker = session, None
+        self._want = threading.Event()
+
+    def start(self, worker):
+        self.worker = worker
         threading.Thread(target=self._loop, name="skpeal-pick-ahead", daemon=True).start()
 
     def request(self):
-        self._ready.clear()
         self._want.set()
 
     @property
     def ready(self) -> bool:
-        """Whether the pick after the served batch is computed (asking for it is instant)."""
-        return self._ready.is_set()
+        """Whether the next pick is computed (asking for it is instant)."""
+        return self.session.picked_ahead()
 
     def _loop(self):
         while not getattr(self.worker, "_stop", True):
             if not self._want.wait(0.5):
                 continue
-            self._want.clear()
-            if self.worker.busy:  # never slow a refit down (2 cores): it picks a batch too
+            if self.worker.busy and not self.session.streaming:
+                time.sleep(0.1)  # asked for again once the worker is idle
                 continue
+            self._want.clear()
             try:
-                ran = self.session.pick_ahead()
+                self.session.pick_ahead()
             except Exception:  # the pick itself (after the submit) reports it
-                ran = False
-            if ran and not self._want.is_set():
-                self._ready.set()
+                pass
 
 
 def _static_dir():
@@ -273,6 +282,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     -------
     app : fastapi.FastAPI
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
+        ``app.state.ahead.ready``: whether the next pick is made already (then a batch
+        asked for during a refit is given at once, without ``fresh_wait``).
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
     guard(app)  # 431 for oversized headers, 507 on a full disk
@@ -287,9 +298,16 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             if path is not None and served_path(path) is not None:
                 thumbs.get(p["image_id"], path, _PAGE_SIZE)
 
-    worker = worker or RefitWorker(session, on_batch=warm_thumbnails).start()
+    ahead = _PickAhead(session)
+
+    def new_batch():
+        warm_thumbnails()
+        ahead.request()  # the batch after the stored one, while nothing runs
+
+    worker = worker or RefitWorker(session, on_batch=new_batch).start()
     app.state.worker = worker
-    ahead = _PickAhead(session, worker)
+    ahead.start(worker)
+    app.state.ahead = ahead
     app.state.session = session
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))

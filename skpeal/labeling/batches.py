@@ -43,6 +43,12 @@ class BatchMixin:
         labels = self.store.labelled()
         return (remaining, n, [self._row[i] for i in labels], list(labels.values()), keep)
 
+    def _items(self, rows):
+        """Pending rows ``(image_id, suggestion, probability)`` of pool ``rows``."""
+        cls = self._classes_sorted()
+        return [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
+                 float(self._proba[r].max())) for r in rows]
+
     def _refill(self, reset=False, need=None):
         """Query the current model for ``need`` more images (a full batch by default)."""
         remaining, n, rows_l, y_l, _ = self._query_args(reset, need)
@@ -51,9 +57,7 @@ class BatchMixin:
             rows = self.loop.query(self._round, n, remaining, scores=self._scores,
                                    labelled=rows_l, y_labelled=y_l, k=self._n_queries)
             self._n_queries += 1
-            cls = self._classes_sorted()
-            items = [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
-                      float(self._proba[r].max())) for r in rows]
+            items = self._items(rows)
         if reset:
             self.store.set_pending(items, self._round)
         else:
@@ -62,14 +66,22 @@ class BatchMixin:
     def pick_ahead(self, *, scores=None, round=None, reset=False) -> bool:
         """Compute the batch the next pick will choose, ahead and outside the session lock.
 
-        The labelling server calls this as soon as a batch is served, so that the pick
-        after the person's submit (the current model, the images not answered nor on
-        screen) is ready when it is asked for: the wait after Enter is then ~0 instead of
+        The labelling server calls this as soon as a batch is served, and once a refit
+        (or the preparation) has ended, so that the pick after the person's submit (the
+        current model, the images not answered nor pending) is ready when it is asked
+        for, also when a batch is stored already (the pick after it, asked for when a
+        submit comes during the next refit): the wait after Enter is then ~0 instead of
         a DropQuery pick (seconds at 10,000 images). The pick itself is unchanged: the
         strategy keeps its result for the same model, rows, size and seed, and a later
         pick with other inputs (another model, other images on screen) computes its own.
         Only strategies that keep their picks this way are run ahead (DropQuery and
         ``auto`` while it runs DropQuery); for others this does nothing.
+
+        While the pool is still being encoded (``streaming``) the pick, among the images
+        encoded so far, is stored as the next batch (pending, held by no client): the
+        images encoded later do not change it, so a submit gets it at once, even when the
+        encoding has ended meanwhile (a refit's model replaces it unless it is handed out
+        first).
 
         Parameters
         ----------
@@ -79,7 +91,10 @@ class BatchMixin:
         round : int, optional
             The round of ``scores``.
         reset : bool, default=False
-            As the refit's pick (the unheld, unpicked pending images are replaced).
+            As the refit's pick (the unheld, unpicked pending images are replaced). With
+            ``scores``, the pick is made again (up to three times) when a batch was handed
+            out or answers came while it was computed: the refit's pick, made under the
+            session's lock right after, then finds it and holds the lock for no query.
 
         Returns
         -------
@@ -90,16 +105,59 @@ class BatchMixin:
                 or not _keeps_picks(self.loop.query_function()):
             return False
         with self._lock:
-            if not reset and self.has_unleased():
-                return False  # the next batch is picked already
-            remaining, n, rows_l, y_l, _ = self._query_args(reset)
             fresh = scores is not None
+            stored = self.streaming and not fresh
+            if stored and self.has_unleased():
+                return False  # the next batch is stored already
+            remaining, n, rows_l, y_l, _ = self._query_args(reset)
             scores = self._scores if scores is None else scores
             rnd, k = (round, 0) if fresh else (self._round, self._n_queries)
         if n == 0 or scores is None:
             return False
-        self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l, y_labelled=y_l, k=k)
+        for _ in range(3):
+            rows = self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l,
+                                   y_labelled=y_l, k=k)
+            if not fresh:
+                break
+            with self._lock:  # a refit's pick: again if a batch was handed out meanwhile,
+                now = self._query_args(reset)  # so that the refit's own pick is this one
+            if now[1:4] == (n, rows_l, y_l) and np.array_equal(now[0], remaining):
+                break
+            remaining, n, rows_l, y_l, _ = now
+        if stored:
+            return self._store_ahead(rows, rnd, k)
+        if not fresh and not reset:
+            self._picked = (scores, rnd, k, remaining.tobytes(), n)
         return True
+
+    def picked_ahead(self) -> bool:
+        """Whether :meth:`pick_ahead` has computed the next pick (asking for it is instant).
+
+        Returns
+        -------
+        picked : bool
+            The current model, the images left and the query number are those of the
+            last pick made ahead.
+        """
+        with self._lock:
+            remaining, n, _, _, _ = self._query_args()
+            return getattr(self, "_picked", None) is not None and self._picked[0] is \
+                self._scores and self._picked[1:] == (self._round, self._n_queries,
+                                                      remaining.tobytes(), n)
+
+    def _store_ahead(self, rows, rnd, k) -> bool:
+        """Store a pick made ahead (pool ``rows`` of query ``k`` of round ``rnd``) as the
+        next batch, unless the session moved on meanwhile (then nothing)."""
+        with self._lock:
+            taken = {r["image_id"] for r in self.store.in_force()} | {
+                p["image_id"] for p in self.store.pending()} | {
+                r["image_id"] for r in self.store.reopened()}
+            if (self._round, self._n_queries) != (rnd, k) or self.has_unleased() \
+                    or taken & {int(self._ids[r]) for r in rows}:
+                return False
+            self._n_queries += 1
+            self.store.add_pending(self._items(rows), rnd)
+            return True
 
     def next_batch(self, client="api"):
         """The images to label next (the same ones until they are answered).

@@ -375,9 +375,10 @@ class LabelingSession(BatchMixin):
         so far (a seeded random sample of :data:`FIRST_ENCODED`), then the rest.
 
         The first batch is installed and stored as soon as the sample is scored (the
-        session is ``ready``); the other images are encoded in chunks (the features are
-        written to the project every few chunks, so a restart resumes) and the full
-        scores replace the partial ones. The pending batch is kept throughout.
+        session is ``ready``); the rest in chunks of :data:`FIRST_ENCODED`, each joining
+        the images the next batches are picked among (features written to the project
+        every 4,096, so a restart resumes); the full scores then replace the partial
+        ones. The pending batch is kept throughout.
         """
         n = len(self._paths)
         order = np.random.default_rng(derive_seed("first-encoded", self.random_state)
@@ -401,30 +402,29 @@ class LabelingSession(BatchMixin):
         proba[first], f = encode(first)
         # np.zeros: pages come from the system as rows are written (a NaN fill and a copy
         # of the 1 GB features of 100,000 images took seconds before the first batch)
-        first_feats = None if f is None else np.zeros((n, f.shape[1]), dtype=f.dtype)
+        feats = None if f is None else np.zeros((n, f.shape[1]), dtype=f.dtype)
         if f is not None:
-            first_feats[first] = f
+            feats[first] = f
         self.state.update(done=len(first))
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
             self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-            # only the encoded rows are ever queried (see _query_args)
-            self._scores = PoolScores(est.classes_, proba.copy(), first_feats)
+            # the arrays filled below: only the rows marked encoded are queried (final)
+            self._scores = PoolScores(est.classes_, proba, feats)
             self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
-        feats = None if f is None else np.zeros(first_feats.shape, dtype=f.dtype)
-        if f is not None:
-            feats[first] = f
-        step = max(1, len(rest)) if self._ray else ENCODE_CHUNK  # Ray: one call
-        for k, start in enumerate(range(0, len(rest), step)):
+        step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)  # Ray: 1
+        for start in range(0, len(rest), step):
             rows = rest[start:start + step]
-            proba[rows], f = encode(rows, bool(self._ray))
-            if feats is not None:
-                feats[rows] = f
+            p, f = encode(rows, bool(self._ray))
+            with self._lock:  # picks read only the rows marked encoded (final)
+                proba[rows], encoded[rows] = p, True
+                if feats is not None:
+                    feats[rows] = f
             self.state.update(done=len(first) + start + len(rows))
-            if k % 8 == 7:  # a restart (kill -9 while encoding) resumes from here
+            if (start + len(rows)) // 4096 > start // 4096:  # a restart (kill -9) resumes
                 self._features.save(est, self._paths)
         return PoolScores(est.classes_, proba, feats)  # streaming until prepare installs it
 

@@ -456,6 +456,51 @@ def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypat
     assert sum(calls) == 45  # every image scored once
 
 
+def test_batches_while_encoding_come_from_every_image_encoded_so_far(session_factory,
+                                                                    monkeypatch):
+    """Not only from the first sample: once it is answered the next batch comes from the
+    chunks encoded since, and the progress moves with each chunk (issue 23 item 5)."""
+    import threading
+
+    from skpeal import CLIPAdapterClassifier
+    from skpeal.labeling import session as session_module
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    monkeypatch.setattr(session_module, "ENCODE_CHUNK", 512)  # chunks of FIRST_ENCODED
+    calls, gate = [], threading.Event()
+    original = CLIPAdapterClassifier.predict_proba_embed
+
+    def slow(self, X):
+        calls.append(len(X))
+        if len(calls) == 3:  # the sample and one chunk encoded: hold the encoding here
+            assert gate.wait(60)
+        return original(self, X)
+
+    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba_embed", slow)
+    s = session_factory(strategy="auto")
+    worker = threading.Thread(target=s.prepare)
+    worker.start()
+    try:
+        t0 = time.time()
+        while len(calls) < 3 and time.time() - t0 < 60:
+            time.sleep(0.02)
+        assert calls == [10, 10, 10] and s.streaming
+        assert s.state["done"] == 20 and s.state["total"] == 45
+        seen = set()
+        for _ in range(4):  # 20 images encoded: four batches of 5
+            batch = s.next_batch()
+            assert len(batch) == 5
+            seen |= {b["image_id"] for b in batch}
+            s.answer([(b["image_id"], "red") for b in batch])
+        encoded = {int(s._ids[k]) for k in np.flatnonzero(~np.isnan(s._proba[:, 0]))}
+        assert seen == encoded and len(seen) == 20
+        assert s.next_batch() == []  # nothing else encoded yet
+    finally:
+        gate.set()
+        worker.join(60)
+    assert not s.streaming and len(s.next_batch()) == 5
+
+
 def test_batches_stay_among_encoded_images_until_the_full_scores_are_in(session_factory,
                                                                         monkeypatch):
     """Between the end of the encoding and the full scores (the features being written to

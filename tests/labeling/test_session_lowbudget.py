@@ -143,3 +143,47 @@ def test_pick_ahead_does_nothing_for_strategies_that_keep_no_pick(session_factor
     s.prepare()
     s.next_batch()
     assert not s.pick_ahead()
+
+
+def test_a_refit_holds_the_session_lock_for_no_pick(session_factory, image_folder,
+                                                   monkeypatch):
+    """A batch handed out while the refit picks (a submit on the page) changes the images
+    left: the refit picks again outside the lock, never under it, so that the page's
+    requests do not wait for its query (before: a DropQuery under the lock)."""
+    import threading
+
+    _, truth = image_folder
+    s = session_factory(strategy="dropquery")
+    s.prepare()
+    _answer_batch(s, truth)
+
+    def lock_is_held():
+        got = []
+
+        def probe():
+            got.append(s._lock.acquire(blocking=False))
+            if got[0]:
+                s._lock.release()
+
+        t = threading.Thread(target=probe)
+        t.start()
+        t.join()
+        return not got[0]
+
+    held, served = [], []
+    select = lb.dropquery_select
+
+    def spy(*a, **k):
+        if threading.current_thread() is threading.main_thread():  # the refit's picks
+            held.append(lock_is_held())
+            if not served:  # a second tab asks for a batch meanwhile
+                t = threading.Thread(target=lambda: served.append(s.next_batch(client="b")))
+                t.start()
+                t.join()
+        return select(*a, **k)
+
+    monkeypatch.setattr(lb, "dropquery_select", spy)
+    s.refit()
+    assert len(served[0]) == 5 and held and not any(held)
+    fresh = [p["image_id"] for p in s.store.pending() if p["client"] is None]
+    assert len(fresh) == 5 and not set(fresh) & {b["image_id"] for b in served[0]}

@@ -1,0 +1,188 @@
+"""The batch after Enter is ready when the person asks for it (issue 23 item 11): the
+web app's pick ahead while the pool is encoded and while the worker is busy."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the web app needs the 'label' extra (fastapi)")
+pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from skpeal.labeling.app import create_app  # noqa: E402
+from skpeal.strategies import lowbudget as lb  # noqa: E402
+
+from .test_app import wait_idle  # noqa: E402
+
+
+def _until(cond, timeout=60):
+    t0 = time.time()
+    while not cond():
+        if time.time() - t0 > timeout:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def _settle(calls, quiet=1.0):
+    """Wait until no DropQuery started for ``quiet`` seconds (the picks ahead are made)."""
+    n, t = len(calls), time.time()
+    while time.time() - t < quiet:
+        time.sleep(0.05)
+        if len(calls) != n:
+            n, t = len(calls), time.time()
+
+
+def _ids(items):
+    return [it["image_id"] for it in items]
+
+
+def test_the_batch_after_enter_is_picked_and_stored_while_the_pool_is_encoded(
+        session_factory, monkeypatch):
+    """Picked among the images encoded so far while the person answers the first batch,
+    stored, and given at once after Enter, also once the encoding has ended (before: the
+    pick ahead was dropped while the pool was encoded, and the batch after Enter was a
+    DropQuery over the whole pool in the request, beside the first refit)."""
+    from skpeal import CLIPAdapterClassifier
+    from skpeal.labeling import session as session_module
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    calls, gate = [], threading.Event()
+    original = CLIPAdapterClassifier.predict_proba_embed
+
+    def slow(self, X):
+        calls.append(len(X))
+        if len(calls) == 3:  # the sample and one chunk encoded: hold the encoding here
+            assert gate.wait(60)
+        return original(self, X)
+
+    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba_embed", slow)
+    s = session_factory(strategy="auto")
+    app = create_app(s)
+    try:
+        with TestClient(app) as client:
+            _until(lambda: s.ready)
+            first = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            assert len(first) == 5 and s.streaming
+            _until(s.has_unleased)  # the next batch, picked ahead and stored
+            ahead = [p["image_id"] for p in s.store.pending() if p["client"] is None]
+            encoded = {int(s._ids[k]) for k in np.flatnonzero(~np.isnan(s._proba[:, 0]))}
+            assert len(ahead) == 5 and set(ahead) <= encoded and not set(ahead) & set(_ids(first))
+            gate.set()
+            _until(lambda: not s.streaming)
+            wait_idle(client)
+            r = client.post("/api/answers", json={"client": "a", "answers": [
+                {"image_id": i, "label": "red"} for i in _ids(first)]})
+            assert r.json()["refit"] is True
+            nxt = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            assert _ids(nxt) == ahead and {it["round"] for it in nxt} == {0}
+            wait_idle(client)
+            assert not set(_ids(client.get("/api/batch", params={"client": "a"}).json()[
+                "items"])) & set(s.store.labelled())
+    finally:
+        gate.set()
+        app.state.worker.stop(timeout=5)
+
+
+class _Worker:
+    """A refit worker that is busy until told otherwise."""
+
+    error = None
+
+    def __init__(self):
+        self.busy, self._stop = True, False
+
+    def wait_idle(self, timeout):
+        return not self.busy
+
+    def request(self):
+        pass
+
+    def stop(self, timeout=None):
+        self._stop = True
+
+
+def test_a_pick_ahead_asked_for_while_the_worker_is_busy_runs_once_it_is_idle(
+        session_factory, monkeypatch):
+    """Not beside a refit (it would slow it down), and not dropped either (before, a batch
+    served while the worker was busy, e.g. preparing, had no pick ahead)."""
+    s = session_factory(strategy="dropquery").prepare()
+    calls = []
+    select = lb.dropquery_select
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    worker = _Worker()
+    try:
+        with TestClient(create_app(s, worker=worker, fresh_wait=0.0)) as client:
+            first = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            time.sleep(1.0)
+            assert calls == []  # the worker is busy: no pick beside it
+            worker.busy = False
+            _until(lambda: calls == [1])  # picked ahead once the worker is idle
+            client.post("/api/answers", json={"client": "a", "answers": [
+                {"image_id": i, "label": "red"} for i in _ids(first)]})
+            worker.busy = True  # the refit after the submit
+            nxt = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            assert len(nxt) == 5 and calls == [1]  # the pick made ahead: no DropQuery now
+            assert not set(_ids(nxt)) & set(_ids(first))
+    finally:
+        worker.stop()
+
+
+def test_a_submit_during_a_refit_gets_the_batch_picked_while_nothing_ran(session_factory,
+                                                                         monkeypatch):
+    """A refit that ends while the person holds a batch stores the next one; the batch
+    after that is picked then, while nothing runs: a submit that comes during the next
+    refit gets it without a DropQuery beside that refit (before: picked in the request,
+    beside it)."""
+    from skpeal.labeling.loop import ActiveLearningLoop
+
+    s = session_factory(strategy="dropquery").prepare()
+    gate = threading.Event()
+    fit = ActiveLearningLoop.fit
+
+    def slow_fit(self, *a, **k):
+        assert gate.wait(60)
+        return fit(self, *a, **k)
+
+    monkeypatch.setattr(ActiveLearningLoop, "fit", slow_fit)
+    calls = []
+    select = lb.dropquery_select
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    app = create_app(s)
+
+    def submit(items, label):
+        r = client.post("/api/answers", json={"client": "a", "answers": [
+            {"image_id": i, "label": label} for i in _ids(items)]})
+        assert r.json()["refit"] is True
+
+    try:
+        with TestClient(app) as client:
+            wait_idle(client)
+            b = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            submit(b, "red")  # the first refit waits at the gate ...
+            c = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            gate.set()  # ... and ends while the person holds c: it stores the next batch
+            wait_idle(client)
+            assert s.has_unleased()
+            _settle(calls)
+            gate.clear()  # the next refit runs until told otherwise
+            submit(c, "green")
+            d = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            submit(d, "blue")  # during that refit
+            assert client.get("/api/status").json()["busy"]
+            n, waits = len(calls), []
+            wait_idle_ = app.state.worker.wait_idle
+            app.state.worker.wait_idle = lambda t: waits.append(t) or wait_idle_(t)
+            e = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            assert len(calls) == n  # picked ahead: no DropQuery beside the refit ...
+            assert waits == []  # ... and no wait for the refit's own pick either
+            assert len(e) == 5 and {it["round"] for it in e} == {1}
+            shown = [set(_ids(x)) for x in (b, c, d, e)]
+            assert len(set().union(*shown)) == 20
+            gate.set()
+            wait_idle(client)
+    finally:
+        gate.set()
+        app.state.worker.stop(timeout=5)
