@@ -190,6 +190,7 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         page.goto(url)
         page.wait_for_selector("#busy-text:has-text('Loading the model')")
         assert page.eval_on_selector_all(".card", "els => els.length") == 0
+        assert "images" not in page.inner_text("#progress-text")  # not "/ 0 images"
         assert page.is_hidden("#error")
         go.set()  # no reload: the page shows the first batch when the session gives it
         page.wait_for_function("document.querySelectorAll('.card').length == 5",

@@ -184,7 +184,7 @@ function renderStatus() {
   const n = status.n_images || 0, done = (status.n_labelled || 0) + (status.n_skipped || 0);
   $("progress-bar").style.width = (n ? (100 * done / n) : 0) + "%";
   $("progress-text").textContent = (status.n_labelled || 0) + " labelled, " +
-    (status.n_skipped || 0) + " skipped / " + n + " images";
+    (status.n_skipped || 0) + " skipped" + (n ? " / " + n + " images" : "");  // 0: not listed yet
   $("model-info").textContent = status.ready
     ? "model round " + status.round + " · estimated accuracy " + pct(status.estimated_accuracy)
     : "";
