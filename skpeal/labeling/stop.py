@@ -233,7 +233,8 @@ class SessionStopping:
 
 
 def _plain(crit) -> str:
-    """One criterion's state in plain words (the criteria's own messages are technical)."""
+    """One criterion's state in plain words, no figures but the estimate and its interval
+    (the criteria's own messages, with their figures, are the page's details)."""
     if not crit.n_updates_:
         return ""
     if isinstance(crit, EstimatedAccuracy):
@@ -241,9 +242,9 @@ def _plain(crit) -> str:
         low, high = crit.intervals_[-1] if getattr(crit, "intervals_", None) else (None, None)
         if low is not None and low == low:
             text += f" (likely between {low:.0%} and {high:.0%})"
-        gain = crit.gains_[-1]
-        if gain == gain:  # not NaN: enough rounds to judge the gain
-            text += f" ({100 * gain:+.1f} points over the last {crit.window} rounds)"
+        gain = crit.gains_[-1]  # in points behind the details toggle, not here
+        if gain == gain and gain > 0 and not crit.should_stop:
+            text += ", still rising"
         if crit.should_stop:
             reached = crit.target is not None and crit.estimates_[-1] >= crit.target
             text += ", its target" if reached else ", and it has stopped rising"
@@ -252,8 +253,7 @@ def _plain(crit) -> str:
         mean = crit.signal
         if mean != mean:  # NaN: too few rounds
             return "too few rounds yet to see whether the predictions settle"
-        if crit.should_stop:
-            return f"the predictions have settled between rounds (agreement {mean:.2f})"
-        return (f"the predictions still change between rounds (agreement {mean:.2f}; "
-                f"settled from {crit.threshold:.2f})")
+        if crit.should_stop:  # the agreement and its threshold: behind the details toggle
+            return "the predictions have settled between rounds"
+        return "the predictions still change from one round to the next"
     return crit.message

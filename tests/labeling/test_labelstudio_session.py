@@ -248,6 +248,9 @@ def test_status_carries_the_stopping_suggestion(session_factory, image_folder):
         s.refit()
     sug = s.status()["stop_suggestion"]
     assert all(c["n_updates"] == 3 for c in sug["criteria"])
+    # three rounds: the gain and the agreement are measured, and stay in the details
+    assert "points" not in sug["message"] and "agreement" not in sug["message"]
+    assert "the predictions" in sug["message"]
 
     # the criteria saw exactly the rounds' estimates and the stop-set predictions
     acc = EstimatedAccuracy()
@@ -309,9 +312,11 @@ def test_stopping_suggestion_says_stop_when_the_criteria_agree(session_factory):
     # the criterion that says stop first, then the estimate with its interval, once
     acc = sug["accuracy"]
     assert sug["message"].startswith("You could stop labelling: the predictions have settled "
-                                      "between rounds (agreement 1.00); the model estimates "
+                                      "between rounds; the model estimates "
                                       f"its accuracy at {acc['estimate']:.0%} (likely between "
                                       f"{acc['low']:.0%} and {acc['high']:.0%})")
+    # plain words: the agreement and the threshold are the details' (kappa's own message)
+    assert "agreement" not in sug["message"] and "1.00" in kappa["message"]
     assert sug["message"].count("likely between") == 1
     assert sug["message"].count("estimates its accuracy") == 1
     assert np.isclose(kappa["signal"], 1.0)
