@@ -45,19 +45,26 @@ from sklearn.metrics import pairwise_distances
 
 from .. import _pool, _validation
 from ._registry import register_strategy
+from ._uncertainty import entropy_scores, least_confidence_scores, margin_scores
 from .lowbudget import _argmax, _check_X, _impl, _kmeans_seed, _pool_and_labeled, _unit
 
 __all__ = ["uherding_uncertainty", "uherding_delta", "uherding_select", "uherding_sampling"]
 
-_MEASURES = ("margin", "entropy", "conf")
+#: The authors' uncertainty measures: the strategies' own score functions.
+_MEASURES = {"margin": margin_scores, "entropy": entropy_scores,
+             "conf": least_confidence_scores}
 
 
 def uherding_uncertainty(proba, *, measure="margin", temperature=1.0):
     """The uncertainty weights of Uncertainty Herding, higher = more uncertain.
 
     The probabilities are temperature-scaled (``softmax(log p / T)``, the same as dividing
-    the logits by ``T``), then measured as in the authors' code: ``margin`` is
-    ``1 - (p_1 - p_2)``, ``entropy`` is ``-sum p log(p + 1e-8)``, ``conf`` is ``1 - p_1``.
+    the logits by ``T``), then measured as in the authors' code, with the strategies' own
+    score functions: ``margin`` is ``1 - (p_1 - p_2)``
+    (:func:`~skpeal.strategies.margin_scores`), ``entropy`` is ``-sum p log p``
+    (:func:`~skpeal.strategies.entropy_scores`; the authors add 1e-8 inside the log, which
+    changes each class's term by at most 1e-8) and ``conf`` is ``1 - p_1``
+    (:func:`~skpeal.strategies.least_confidence_scores`).
 
     Parameters
     ----------
@@ -82,7 +89,7 @@ def uherding_uncertainty(proba, *, measure="margin", temperature=1.0):
     [1.0, 0.2]
     """
     proba = _validation.check_proba(proba)
-    measure = _validation.check_choice("measure", measure, _MEASURES)
+    measure = _validation.check_choice("measure", measure, tuple(_MEASURES))
     temperature = _validation.check_real("temperature", temperature, 0.0, np.inf,
                                          closed="neither")
     if temperature != 1.0:
@@ -90,12 +97,7 @@ def uherding_uncertainty(proba, *, measure="margin", temperature=1.0):
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         proba /= proba.sum(axis=1, keepdims=True)
-    if measure == "entropy":  # the authors' formula; its 1e-8 can dip below 0 at p = 1
-        return np.maximum(-np.sum(proba * np.log(proba + 1e-8), axis=1), 0.0)
-    top = -np.sort(-proba, axis=1)
-    if measure == "conf" or proba.shape[1] < 2:
-        return 1.0 - top[:, 0]
-    return 1.0 - (top[:, 0] - top[:, 1])
+    return _MEASURES[measure](proba)
 
 
 def uherding_delta(X_labeled):

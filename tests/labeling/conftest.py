@@ -1,6 +1,8 @@
 """Fixtures of the labelling tests: a folder of coloured PNG images and a tiny session."""
 
 import os
+import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -9,6 +11,9 @@ import pytest
 from PIL import Image
 
 CLASSES = ["red", "green", "blue"]
+#: Debian's chromium, which the browser tests drive through Playwright (never a download).
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
+    "/usr/bin/chromium") else None)
 TINY_EST = dict(model="skpeal-tiny", pretrained=None, n_ctx=4, max_epochs=2, random_state=0)
 
 
@@ -63,3 +68,23 @@ def session_factory(tmp_path, image_folder):
 
 
 PYTHON = sys.executable
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1 (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium through Playwright, one per test module."""
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="the browser tests need the 'browser' extra (playwright)")
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield b
+        b.close()

@@ -6,9 +6,7 @@ the tiny model; one test kills it with SIGKILL mid-session and restarts it.
 
 import os
 import re
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
-    "/usr/bin/chromium") else None)
+from .conftest import CHROMIUM, free_port
+
 pytest.importorskip("fastapi", reason="the web app needs the 'label' extra (fastapi)")
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need the 'browser' extra (playwright)")
@@ -84,12 +82,6 @@ def photo_tiles(folder, n=60, seed=0):
     return names
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``skpeal label`` in a subprocess."""
 
@@ -121,14 +113,6 @@ class Server:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -9,16 +9,14 @@ wins whatever order the requests arrive in. A new project: the page says the mod
 loading, and its first batch shows by itself once the session gives it.
 """
 
-import os
-import shutil
 import sqlite3
 import threading
 import time
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
-    "/usr/bin/chromium") else None)
+from .conftest import CHROMIUM, free_port
+
 pytest.importorskip("fastapi", reason="the web app needs the 'label' extra (fastapi)")
 uvicorn = pytest.importorskip("uvicorn", reason="the web app needs the 'label' extra")
 playwright_api = pytest.importorskip(
@@ -27,25 +25,9 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh installs it)")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield b
-        b.close()
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(app):
     """Run ``app`` in a thread; returns (url, stop)."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

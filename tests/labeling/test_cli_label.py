@@ -4,6 +4,8 @@ import pytest
 
 from skpeal.cli import _parser, main
 
+from .conftest import free_port
+
 
 def test_label_arguments_and_defaults():
     args = _parser().parse_args(["label", "photos", "--classes", "cat", "dog"])
@@ -54,7 +56,6 @@ def test_label_serves_the_ml_backend_beside_the_page(tmp_path, image_folder):
     import os
     import re
     import signal
-    import socket
     import subprocess
     import sys
     import time
@@ -63,11 +64,6 @@ def test_label_serves_the_ml_backend_beside_the_page(tmp_path, image_folder):
 
     pytest.importorskip("fastapi")
     folder, _ = image_folder
-
-    def free_port():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
 
     port, ml_port = free_port(), free_port()
     root = Path(__file__).resolve().parents[2]

@@ -23,7 +23,6 @@ reach the session and their deletion takes the label back.
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -39,7 +38,7 @@ from skpeal.labeling.labelstudio import (
 )
 
 from .conftest import CLASSES as SESSION_CLASSES
-from .conftest import make_images, tiny_estimator
+from .conftest import free_port, make_images, tiny_estimator
 
 pytestmark = pytest.mark.slow
 
@@ -87,12 +86,6 @@ CLASSES = ["T-shirt/top", "Trouser", "Bag"]
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Recorder:
     classes = CLASSES
     model_version = "skpeal-e2e-1"
@@ -111,7 +104,7 @@ class Recorder:
 @pytest.fixture(scope="module")
 def backend():
     rec = Recorder()
-    port = _free_port()
+    port = free_port()
     app = ml_backend_app(rec)
 
     @app.middleware("http")
@@ -144,7 +137,7 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory, files):
     data = tmp_path_factory.mktemp("label-studio")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ,
                # as docs/user_guide/label_studio_and_stopping.rst says, word for word
@@ -296,7 +289,7 @@ def test_a_session_through_label_studio_as_the_docs_say(label_studio, files, tmp
     assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the backend behind basic auth (as beyond the loopback), served by uvicorn
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(
         ml_backend_for_session(session, token="e2e-secret"), host="127.0.0.1", port=port,
         log_level="warning"))

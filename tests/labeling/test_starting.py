@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from .conftest import free_port
+
 
 @pytest.mark.parametrize("module", ["skpeal.labeling", "skpeal.labeling.store",
                                     "skpeal.labeling.app"])
@@ -176,21 +178,13 @@ print(json.dumps({{"ids": [it["image_id"] for it in items], "bad": bad}}))
     assert got == {"ids": ids, "bad": []}
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_label(project, folder, *extra):
     import os
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.fspath(root), "HF_HUB_OFFLINE": "1"}
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "skpeal.cli", "label", os.fspath(folder), "--project",
          os.fspath(project), "--port", str(port), *extra],
@@ -342,7 +336,7 @@ def test_skpeal_label_new_project_answers_before_its_session_is_built(image_fold
     from pathlib import Path
 
     gate, project = tmp_path / "gate", tmp_path / "project"
-    port = _free_port()
+    port = free_port()
     root = Path(__file__).resolve().parents[2]
     code = f"""
 import os, sys, time
@@ -526,7 +520,7 @@ def test_skpeal_label_restart_with_the_ml_backend_serves_from_the_store(session_
     from .conftest import CLASSES
 
     project, ids, picked = _project_with_a_pending_batch(session_factory)
-    ml_port = _free_port()
+    ml_port = free_port()
     proc, base = _start_label(project, image_folder[0], "--ml-backend-port", str(ml_port))
     ml = f"http://127.0.0.1:{ml_port}"
     choices = "".join(f'<Choice value="{c}"/>' for c in CLASSES)
