@@ -10,6 +10,7 @@ loading, and its first batch shows by itself once the session gives it; with a r
 first batch (``--init random``) the batch shows at once, before the model.
 """
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -45,12 +46,28 @@ def _serve(app):
     return f"http://127.0.0.1:{port}/", stop
 
 
+@contextlib.contextmanager
+def _serving(starting, go, **app_kw):
+    """The web app over ``starting`` in a thread: yields its URL; at the end the model load
+    held on ``go`` is let go, and the server, its worker and the session are closed."""
+    from skpeal.labeling.app import create_app
+
+    app = create_app(starting, **app_kw)
+    url, stop = _serve(app)
+    try:
+        yield url
+    finally:
+        go.set()
+        stop()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+
+
 @pytest.fixture(params=[False])
 def loading_server(request, session_factory):
     """(url, project, ids of the pending batch, go, starting): a restart whose model loads
     on ``go``; with ``request.param`` the batch before it was submitted (one answer)."""
     from skpeal.labeling._starting import StartingSession
-    from skpeal.labeling.app import create_app
 
     s = session_factory()
     s.prepare()
@@ -69,15 +86,8 @@ def loading_server(request, session_factory):
         return session_factory(images=None, classes=None)
 
     starting = StartingSession(project, build)
-    app = create_app(starting, model_wait=0.3)
-    url, stop = _serve(app)
-    try:
+    with _serving(starting, go, model_wait=0.3) as url:
         yield url, project, ids, go, starting
-    finally:
-        go.set()
-        stop()
-        app.state.worker.stop(timeout=30)
-        starting.close()
 
 
 def _labels_in_db(project):
@@ -153,7 +163,6 @@ def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(browser
 def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         browser, session_factory, image_folder):
     from skpeal.labeling._starting import StartingSession
-    from skpeal.labeling.app import create_app
 
     from .conftest import CLASSES
 
@@ -166,10 +175,8 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
     project = image_folder[0].parent / "project"  # session_factory's
     starting = StartingSession.new_project(project, build, images=image_folder[0],
                                            classes=CLASSES)
-    app = create_app(starting)
-    url, stop = _serve(app)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    try:
+    with _serving(starting, go) as url, contextlib.closing(
+            browser.new_page(viewport={"width": 1280, "height": 800})) as page:
         page.goto(url)
         page.wait_for_selector("#busy-text:has-text('Loading the model')")
         assert page.eval_on_selector_all(".card", "els => els.length") == 0
@@ -179,12 +186,6 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         page.wait_for_function("document.querySelectorAll('.card').length == 5",
                                timeout=120000)
         assert page.is_hidden("#error")
-    finally:
-        page.close()
-        go.set()
-        stop()
-        app.state.worker.stop(timeout=30)
-        starting.close()
 
 
 def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, session_factory,
@@ -194,7 +195,6 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, sessi
     stays the same once the model is there."""
     from skpeal.labeling._project import start_random_project
     from skpeal.labeling._starting import StartingSession
-    from skpeal.labeling.app import create_app
 
     from .conftest import CLASSES
 
@@ -207,10 +207,8 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, sessi
     project = image_folder[0].parent / "project"  # session_factory's
     start_random_project(project, image_folder[0], CLASSES, {"batch_size": 5})
     starting = StartingSession(project, build)
-    app = create_app(starting, model_wait=0.3)
-    url, stop = _serve(app)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    try:
+    with _serving(starting, go, model_wait=0.3) as url, contextlib.closing(
+            browser.new_page(viewport={"width": 1280, "height": 800})) as page:
         page.goto(url)
         page.wait_for_function("document.querySelectorAll('.card').length == 5")
         assert starting.loading  # shown before the model is there
@@ -229,12 +227,6 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, sessi
             ".card .file", "els => els.map(e => e.textContent)") == files  # the same batch
         assert len(_picks_in_db(project)) == 1
         assert page.is_hidden("#error")
-    finally:
-        page.close()
-        go.set()
-        stop()
-        app.state.worker.stop(timeout=30)
-        starting.close()
 
 
 def _saved(page):
