@@ -237,6 +237,9 @@ def random_first_rows(remaining, n, random_state):
     return np.sort(rng.choice(np.asarray(remaining, dtype=np.intp), size=n, replace=False))
 
 
+_NEW_PREFIX = ".new-project-"  # the temporary folder of a project being made
+
+
 def start_random_project(project, images, classes, settings=None) -> int:
     """Make a new project whose first batch is drawn at random, before any model.
 
@@ -283,7 +286,9 @@ def start_random_project(project, images, classes, settings=None) -> int:
     settings = resolve_settings(project, {}, {**given, "init": "random"})
     paths = collect_images(images, exclude=project)
     project.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".new-project-", dir=project))
+    for stale in project.glob(_NEW_PREFIX + "*"):  # a start killed half-way: never used
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=project))
     try:
         store = LabelStore(tmp)
         try:

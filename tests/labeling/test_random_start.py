@@ -78,12 +78,14 @@ def test_a_failure_half_way_leaves_no_project(tmp_path, image_folder, monkeypatc
         with pytest.raises(KeyboardInterrupt):
             start_random_project(project, folder, CLASSES)
     assert list(project.iterdir()) == []  # no labels.sqlite, no temporary folder
+    (project / ".new-project-killed").mkdir()  # as a kill -9 half-way would leave it
     start_random_project(project, folder, CLASSES)  # a new start makes it whole
     store = LabelStore(project)
     try:
         assert len(store.pending()) == 10 and store.get_meta("classes") == CLASSES
     finally:
         store.close()
+    assert [p.name for p in project.iterdir()] == ["labels.sqlite"]  # the leftover is gone
 
 
 @pytest.mark.parametrize("classes, settings, match", [
