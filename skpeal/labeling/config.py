@@ -15,7 +15,7 @@ from functools import partial
 from .._fields import LiveNames, check_fields, option
 from .._validation import check_choice, check_int, check_real
 
-__all__ = ["DEFAULT_STRATEGY", "INIT", "NEW_PROJECT_ESTIMATOR", "LabelConfig",
+__all__ = ["BALANCE", "DEFAULT_STRATEGY", "INIT", "NEW_PROJECT_ESTIMATOR", "LabelConfig",
            "ProjectSettings"]
 
 #: The strategy of a project that never chose one.
@@ -23,6 +23,9 @@ DEFAULT_STRATEGY = "auto"
 
 #: How the first batch may be picked (``init``): by the zero-shot model, or at random.
 INIT = ("zero-shot", "random")
+
+#: Class balancing of the queries (``balance``): PCB, or none.
+BALANCE = ("pcb", "none")
 
 #: The estimator of a new project of ``skpeal label`` (the offline backbone, a short
 #: prompt, AdamW): what ``--model``, ``--pretrained``, ``--epochs`` and ``--device``

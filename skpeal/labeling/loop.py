@@ -45,11 +45,10 @@ from .._pool import PoolScores
 from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
 from ..adapters import adapter_names, frozen_towers
 from ._project import random_first_rows
-from .config import INIT
+from .config import BALANCE, INIT
 
 __all__ = ["ActiveLearningLoop", "PoolScores"]
 
-BALANCE = ("pcb", "none")
 TRAIN_BATCH = ("estimator", "labels")
 
 # Images per scoring call, the unit of progress reports: small while images are encoded
