@@ -185,9 +185,9 @@ function renderStatus() {
   $("progress-bar").style.width = (n ? (100 * done / n) : 0) + "%";
   $("progress-text").textContent = (status.n_labelled || 0) + " labelled, " +
     (status.n_skipped || 0) + " skipped" + (n ? " / " + n + " images" : "");  // 0: not listed yet
-  $("model-info").textContent = status.ready
-    ? "model round " + status.round + " · estimated accuracy " + pct(status.estimated_accuracy)
-    : "";
+  // round -1: a batch served before any model (a restart's, a random first batch)
+  $("model-info").textContent = !status.ready ? "" : status.round < 0 ? "no model yet"
+    : "model round " + status.round + " · estimated accuracy " + pct(status.estimated_accuracy);
   const st = status.state || {};
   const busy = $("busy");
   if (!status.ready || status.busy) {
