@@ -19,6 +19,9 @@ waits: the imports (torch, open_clip, the web stack) included. Printed:
   from the end of its imports, to the first batch. The image features are read from the
   project folder (``<project>/features``), not encoded again.
 
+``--init zero-shot random`` times a new project with each first batch, one after the
+other: ``random`` is drawn and shown before torch and the model are loaded.
+
 ``--code NAME=PATH`` times the code of another checkout (e.g. an older commit unpacked
 with ``git archive``) on the same pool, one after the other: ``--code before=/tmp/old
 --code after=.``.
@@ -27,6 +30,8 @@ Usage::
 
     python benchmarks/bench_label_start.py --pool 1000
     python benchmarks/bench_label_start.py --pool 1000 10000 100000 --distinct 3000 --first-only
+    python benchmarks/bench_label_start.py --pool 1000 10000 100000 --distinct 3000 \
+        --first-only --init zero-shot random
 
 Prints the machine and one line per size (and code), with the load average before and
 after it.
@@ -71,11 +76,12 @@ print(json.dumps({{"imports": t1 - t0, "first_batch": t2 - t1, "n": len(batch)}}
 """
 
 
-def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, threads=None):
+def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, threads=None,
+                 init=None):
     """Start ``skpeal label`` (a new process, the code under ``code``, ``threads`` torch
     threads: ``OMP_NUM_THREADS``); seconds from its start to the page, to the first batch
     with images and (``until_ready``) to the model ready with every image scored (None:
-    not reached)."""
+    not reached); ``init``: ``--init`` of a new project."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -86,7 +92,7 @@ def label_server(images, project, code=ROOT, until_ready=True, timeout=1800, thr
     cmd = [sys.executable, "-m", "skpeal.cli", "label", os.fspath(images), "--project",
            os.fspath(project), "--port", str(port)]
     if not (Path(project) / "labels.sqlite").exists():
-        cmd += ["--classes", *CLASSES]
+        cmd += ["--classes", *CLASSES] + (["--init", init] if init else [])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                             cwd=tempfile.gettempdir())
@@ -180,6 +186,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of skpeal label (OMP_NUM_THREADS; default: torch's "
                         "own, one per core)")
+    p.add_argument("--init", nargs="+", default=[None], choices=["zero-shot", "random"],
+                   help="--init of the new project: each given is timed, one after the "
+                        "other (default: skpeal label's default)")
     p.add_argument("--code", type=_code, action="append", default=None, metavar="NAME=PATH",
                    help="time the skpeal of this checkout (repeatable; default: this one)")
     args = p.parse_args(argv)
@@ -194,13 +203,14 @@ def main(argv=None):
             write_tiles(images, n, distinct=args.distinct)
             t_write = time.perf_counter() - t_write
             print(f"pool {n:>7,}: written in {t_write:.0f} s", flush=True)
-            for name, code in codes:
-                tag = f"pool {n:>7,}" + (f" [{name}]" if name else "")
+            for (name, code), init in [(c, i) for c in codes for i in args.init]:
+                tag = f"pool {n:>7,}" + (f" [{name}]" if name else "") + (
+                    f" --init {init}" if init else "")
                 project = Path(tmp) / f"project-{name}"
                 load0 = os.getloadavg()[0]
                 page, first, ready, cpu = label_server(images, project, code,
                                                        until_ready=not args.first_only,
-                                                       threads=args.threads)
+                                                       threads=args.threads, init=init)
                 print(f"{tag}: new project: page {_secs(page)} s, first batch {_secs(first)} s"
                       f" ({_secs(cpu)} s of CPU), all encoded {_secs(ready)} s from the process "
                       f"start | load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after",

@@ -119,7 +119,9 @@ def _label(args) -> int:
     project = config.project or os.path.join(config.images, ".skpeal")
     new = not os.path.exists(os.path.join(project, "labels.sqlite"))
     session = None
-    if new and config.ml_backend_port is None and config.ray is None:
+    quick = new and config.ml_backend_port is None and config.ray is None
+    drawn = quick and config.init == "random"  # a first batch that needs no model
+    if quick and not drawn:
         # a new project: the page at once, the session (torch imported, the folder listed,
         # the model loaded, the first images encoded) built behind it by the web app's
         # worker thread; the classes and the folder are checked first
@@ -133,7 +135,15 @@ def _label(args) -> int:
             "pip install 'skpeal[label]'"
         ) from None
     check_ports(config.port, config.ml_backend_port)  # before the project folder is made
-    if not new:
+    if drawn:
+        # the project is made (the folder listed, the batch drawn) and served as a
+        # restarted one while the model loads
+        from .labeling._project import SETTINGS, start_random_project
+
+        start_random_project(project, config.images, config.classes,
+                             {k: v for k, v in config.session_kwargs().items()
+                              if k in SETTINGS})
+    if not new or drawn:
         # a restart: the pending batch is served from the store while the model loads
         # (and Label Studio's ML backend answers /health at once, /predict 503 until then)
         session = StartingSession(project, lambda: _label_session(project, config))
@@ -142,7 +152,7 @@ def _label(args) -> int:
             session = None
     if session is None:
         session = _label_session(project, config)
-    if new and getattr(session, "starting", False):
+    if new and getattr(session, "starting", False) and session.store is None:
         print(f"skpeal label: new project {project}, classes {session.classes}; the images "
               "are listed and the model loaded behind the page")
     else:

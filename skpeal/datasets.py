@@ -33,6 +33,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
 
+from . import _files
 from ._validation import check_int, check_real
 
 __all__ = [
@@ -57,10 +58,10 @@ FASHION_MNIST_CLASSNAMES = (
     "Ankle boot",
 )
 
-#: File extensions (lower case) that :func:`load_image_folder` treats as images.
-IMAGE_EXTENSIONS = frozenset(
-    {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
-)
+
+#: File extensions (lower case) that :func:`load_image_folder` treats as images (the
+#: labelling session's folder listing reads the same table).
+IMAGE_EXTENSIONS = _files.IMAGE_EXTENSIONS
 
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

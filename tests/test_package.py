@@ -26,7 +26,7 @@ LAYERS = [
     ["skpeal.nn", "skpeal.adapters", "skpeal.losses", "skpeal.features", "skpeal.metrics",
      "skpeal.datasets"],
     ["skpeal.images", "skpeal.backbones"],
-    ["skpeal._spec", "skpeal._fields", "skpeal._pool", "skpeal._validation",
+    ["skpeal._spec", "skpeal._fields", "skpeal._files", "skpeal._pool", "skpeal._validation",
      "skpeal._runtime", "skpeal._io", "skpeal._version", "skpeal.compat"],
 ]
 
@@ -218,6 +218,8 @@ EXCEPTIONS = {
     ("skpeal.cli", "skpeal.labeling.session"),
     ("skpeal.cli", "skpeal.labeling._project"),
     ("skpeal.labeling.config", "skpeal.strategies"),
+    # a new project with a random first batch is made (the folder listed) before torch
+    ("skpeal.labeling._project", "skpeal.strategies"),
     # the web app imports the session's checks: scikit-learn (a second of imports) only
     # when an estimator is checked, so a new project's page comes before it
     ("skpeal.labeling._checks", "sklearn.base"),

@@ -12,6 +12,7 @@ from .._fields import LiveNames, check_fields, option
 from .._validation import InvalidParameterError, check_choice, check_int, check_real
 from ..adapters import adapter_names
 from ..estimator import CLIPAdapterClassifier
+from ..labeling.config import BALANCE, INIT
 from ..losses import CALIBRATION_MODES
 
 __all__ = ["STRATEGIES", "ExperimentConfig"]
@@ -23,8 +24,6 @@ __all__ = ["STRATEGIES", "ExperimentConfig"]
 #: sampling (see :mod:`skpeal.experiment.baselines`).
 STRATEGIES = _st.QueryTable()
 LINEAR_PROBE = "linear-probe"
-BALANCE = ("pcb", "none")
-INIT = ("random", "zero-shot")
 
 
 def _known_strategies():

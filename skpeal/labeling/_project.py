@@ -1,19 +1,30 @@
-"""What a project folder holds before any model: its image files and its class names."""
+"""What a project folder holds before any model: its image files, its class names, its
+settings, and with ``init="random"`` its first batch (:func:`start_random_project`).
+
+Nothing here imports torch or scikit-learn at import time: a new ``skpeal label`` project
+with a random first batch is made and served before they are loaded.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import warnings
 from pathlib import Path
 
-from .. import strategies
-from ..datasets import IMAGE_EXTENSIONS
-from .config import DEFAULT_STRATEGY, ProjectSettings
+import numpy as np
 
-__all__ = ["collect_images"]
+from .._files import IMAGE_EXTENSIONS
+from .._validation import derive_seed
+from ._checks import NEW_PROJECT_CLASSES, check_classes
+from .config import DEFAULT_STRATEGY, ProjectSettings
+from .store import LabelStore
+
+__all__ = ["collect_images", "random_first_rows", "start_random_project"]
 
 
 def collect_images(source, *, exclude=None) -> list[str]:
@@ -185,6 +196,8 @@ def check_estimator(project, stored: dict, est) -> None:
 
 def resolve_strategy(strategy, stored):
     """``(query function, name to remember or None)`` of the session's ``strategy``."""
+    from .. import strategies  # torch: only once a session is opened
+
     if strategy is None:
         if stored is not None and stored not in strategies.strategy_names():
             warnings.warn(f"the project last used the strategy {stored!r}, which is not "
@@ -197,3 +210,98 @@ def resolve_strategy(strategy, stored):
         return record.query, record.name
     record = strategies.get_strategy(strategy, None)
     return strategy, None if record is None else record.name
+
+
+def random_first_rows(remaining, n, random_state):
+    """The pool rows of a random first batch (``init="random"``): ``n`` of ``remaining``.
+
+    The one draw of it, for :meth:`~skpeal.labeling.ActiveLearningLoop.query` (``skpeal
+    run`` and the session) and :func:`start_random_project` (a new ``skpeal label``
+    project, before any model): the same rows for the same ``remaining`` and seed.
+
+    Parameters
+    ----------
+    remaining : array-like of int
+        Pool rows not answered yet.
+    n : int
+        Rows to draw, at most ``len(remaining)``.
+    random_state : int
+        The session's (or run's) seed.
+
+    Returns
+    -------
+    rows : ndarray of int
+        Sorted.
+    """
+    rng = np.random.default_rng(derive_seed("init", random_state))
+    return np.sort(rng.choice(np.asarray(remaining, dtype=np.intp), size=n, replace=False))
+
+
+_NEW_PREFIX = ".new-project-"  # the temporary folder of a project being made
+
+
+def start_random_project(project, images, classes, settings=None) -> int:
+    """Make a new project whose first batch is drawn at random, before any model.
+
+    Lists ``images``, stores the classes, the settings (with ``init="random"``) and the
+    images, and stores the first batch as pending (no suggestion: there is no model yet),
+    drawn from every image as :func:`random_first_rows` draws it. The project is then
+    opened like a restarted one: ``skpeal label --init random`` shows this batch while
+    torch and the model load (:class:`~skpeal.labeling._starting.StartingSession`).
+
+    The label store is written in a temporary folder inside ``project`` and moved into
+    place whole, so a kill at any moment leaves either no project or a complete one.
+
+    Parameters
+    ----------
+    project : str or path-like
+        The project folder (without ``labels.sqlite``).
+    images : str or path-like
+        The folder of images (searched recursively, as by :func:`collect_images`).
+    classes : list of str
+        The class names.
+    settings : dict, optional
+        :class:`~skpeal.labeling.config.ProjectSettings` fields given (None: the default).
+
+    Returns
+    -------
+    n_images : int
+        The number of images of the project.
+
+    Raises
+    ------
+    ValueError
+        ``project`` is a project already, bad class names or settings, or no image.
+    """
+    project = Path(project)
+    db = project / "labels.sqlite"
+    if db.exists():
+        raise ValueError(f"{os.fspath(project)} is a project already")
+    if classes is None:
+        raise ValueError(NEW_PROJECT_CLASSES)
+    classes = check_classes(classes)
+    given = {k: v for k, v in (settings or {}).items() if v is not None}
+    if given.get("init", "random") != "random":
+        raise ValueError(f"start_random_project: init must be 'random', got {given['init']!r}")
+    settings = resolve_settings(project, {}, {**given, "init": "random"})
+    paths = collect_images(images, exclude=project)
+    project.mkdir(parents=True, exist_ok=True)
+    for stale in project.glob(_NEW_PREFIX + "*"):  # a start killed half-way: never used
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=project))
+    try:
+        store = LabelStore(tmp)
+        try:
+            store.set_meta("classes", classes)
+            store.set_meta("settings", settings)
+            store.add_images(paths)
+            ids = [i for i, _ in store.images()]
+            rows = random_first_rows(np.arange(len(ids)), min(settings["batch_size"], len(ids)),
+                                     settings["random_state"])
+            store.set_pending([(ids[r], None, None) for r in rows], 0)
+        finally:
+            store.close()  # the last connection: SQLite folds its WAL into the file
+        os.replace(tmp / "labels.sqlite", db)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return len(paths)

@@ -49,6 +49,11 @@ class BatchMixin:
         return [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
                  float(self._proba[r].max())) for r in rows]
 
+    def _queries_of(self, rnd) -> int:
+        """The queries of round ``rnd`` the pending batch already is: 1 when it is that
+        round's (a restart's, or the random first batch drawn before the model), else 0."""
+        return int(any(p["round"] == rnd for p in self.store.pending()))
+
     def _refill(self, reset=False, need=None):
         """Query the current model for ``need`` more images (a full batch by default)."""
         remaining, n, rows_l, y_l, _ = self._query_args(reset, need)

@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from functools import partial
 
 from .._fields import LiveNames, check_fields, option
-from .._validation import check_int, check_real
+from .._validation import check_choice, check_int, check_real
 
-__all__ = ["DEFAULT_STRATEGY", "NEW_PROJECT_ESTIMATOR", "LabelConfig", "ProjectSettings"]
+__all__ = ["BALANCE", "DEFAULT_STRATEGY", "INIT", "NEW_PROJECT_ESTIMATOR", "LabelConfig",
+           "ProjectSettings"]
 
 #: The strategy of a project that never chose one.
 DEFAULT_STRATEGY = "auto"
+
+#: How the first batch may be picked (``init``): by the zero-shot model, or at random.
+INIT = ("zero-shot", "random")
+
+#: Class balancing of the queries (``balance``): PCB, or none.
+BALANCE = ("pcb", "none")
 
 #: The estimator of a new project of ``skpeal label`` (the offline backbone, a short
 #: prompt, AdamW): what ``--model``, ``--pretrained``, ``--epochs`` and ``--device``
@@ -40,7 +47,8 @@ class ProjectSettings:
     gamma : float, default=0.1
         PCB candidate fraction.
     init : {"zero-shot", "random"}, default="zero-shot"
-        How the first batch is picked.
+        How the first batch is picked: by the zero-shot model from the class names, or
+        at random (``skpeal label`` then shows it before the model is loaded).
     train_batch : {"labels", "estimator"}, default="labels"
         The training batch of every refit.
     random_state : int, default=0
@@ -119,6 +127,9 @@ class LabelConfig:
         Training epochs per refit (the project's, else ``NEW_PROJECT_ESTIMATOR``'s).
     strategy : str or None, default=None
         A registered strategy (the project's, else :data:`DEFAULT_STRATEGY`).
+    init : {"zero-shot", "random"} or None, default=None
+        How a new project's first batch is picked (the project's, else
+        :attr:`ProjectSettings.init`); ``"random"`` shows it before the model is loaded.
     annotator : str or None, default=None
         Name stored with every label (None: the login name).
     preselect_threshold : float or None, default=None
@@ -156,6 +167,12 @@ class LabelConfig:
         "then margin with PCB; NAME: one of %(choices)s)", None,
         choices=LiveNames(_strategy_names), metavar="NAME",
         fallback=f"the project's, else {DEFAULT_STRATEGY}")
+    init: str | None = option(
+        "how a new project's first batch is picked: zero-shot (by the model from the class "
+        "names, once it is loaded and the first images are encoded) or random (drawn from "
+        "every image and shown at once, before the model loads; in our measurements it "
+        "costs accuracy in the first rounds: see the docs)", None, choices=INIT,
+        check=partial(check_choice, options=INIT), fallback=_project_or("init"))
     annotator: str | None = option("name stored with every label", None, check=_text,
                                    fallback="the login name")
     preselect_threshold: float | None = option(
@@ -220,9 +237,9 @@ class LabelConfig:
         Returns
         -------
         kwargs : dict
-            ``classes``, ``batch_size``, ``annotator``, ``preselect_threshold``,
+            ``classes``, ``batch_size``, ``init``, ``annotator``, ``preselect_threshold``,
             ``strategy`` (None: the project's, else the defaults) and ``ray``.
         """
-        return dict(classes=self.classes, batch_size=self.batch_size,
+        return dict(classes=self.classes, batch_size=self.batch_size, init=self.init,
                     annotator=self.annotator, preselect_threshold=self.preselect_threshold,
                     strategy=self.strategy, ray=self.ray)

@@ -24,7 +24,8 @@ Both give the same images and the same models for the same pool, estimator, stra
 * the ``k``-th query of round ``m`` (``k > 0`` only when a session refills its batch
   after skips): ``derive_seed("query", random_state, m)`` or
   ``derive_seed("query", random_state, m, k)``;
-* a random first batch: ``derive_seed("init", random_state)``.
+* a random first batch: ``derive_seed("init", random_state)``
+  (:func:`~skpeal.labeling._project.random_first_rows`).
 
 A strategy and its calibrated form (same query function, another estimator) therefore
 draw the same PCB picks and tie-breaks in a round, and every strategy of a seed starts
@@ -43,11 +44,11 @@ from .. import strategies
 from .._pool import PoolScores
 from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
 from ..adapters import adapter_names, frozen_towers
+from ._project import random_first_rows
+from .config import BALANCE, INIT
 
 __all__ = ["ActiveLearningLoop", "PoolScores"]
 
-INIT = ("zero-shot", "random")
-BALANCE = ("pcb", "none")
 TRAIN_BATCH = ("estimator", "labels")
 
 # Images per scoring call, the unit of progress reports: small while images are encoded
@@ -326,8 +327,7 @@ class ActiveLearningLoop:
         if n == 0:
             return remaining[:0]
         if m == 0 and k == 0 and self.init == "random":
-            rng = np.random.default_rng(derive_seed("init", self.random_state))
-            return np.sort(rng.choice(remaining, size=n, replace=False))
+            return random_first_rows(remaining, n, self.random_state)
         parts = ("query", self.random_state, m) + ((k,) if k else ())
         seed = derive_seed(*parts)
         labelled = np.asarray(labelled, dtype=np.intp)

@@ -413,6 +413,7 @@ class LabelingSession(BatchMixin):
             # the arrays filled below: only the rows marked encoded are queried (final)
             self._scores = PoolScores(est.classes_, proba, feats)
             self._encoded = encoded
+            self._n_queries = self._queries_of(rnd)
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
         step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)  # Ray: 1
@@ -435,7 +436,7 @@ class LabelingSession(BatchMixin):
     def _install(self, est, rnd, scores):
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
         self._scores = scores
-        self._n_queries = 0
+        self._n_queries = self._queries_of(rnd)
         self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
 
     def refit(self, *, keep_batch=False):

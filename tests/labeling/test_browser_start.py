@@ -6,9 +6,11 @@ the model is still loading (not an error) and goes through by itself once the mo
 there. Picks typed meanwhile, or while the server is away, are neither lost nor
 reordered; the page sends each pick in its own request, and the latest pick of an image
 wins whatever order the requests arrive in. A new project: the page says the model is
-loading, and its first batch shows by itself once the session gives it.
+loading, and its first batch shows by itself once the session gives it; with a random
+first batch (``--init random``) the batch shows at once, before the model.
 """
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -44,12 +46,28 @@ def _serve(app):
     return f"http://127.0.0.1:{port}/", stop
 
 
+@contextlib.contextmanager
+def _serving(starting, go, **app_kw):
+    """The web app over ``starting`` in a thread: yields its URL; at the end the model load
+    held on ``go`` is let go, and the server, its worker and the session are closed."""
+    from skpeal.labeling.app import create_app
+
+    app = create_app(starting, **app_kw)
+    url, stop = _serve(app)
+    try:
+        yield url
+    finally:
+        go.set()
+        stop()
+        app.state.worker.stop(timeout=30)
+        starting.close()
+
+
 @pytest.fixture(params=[False])
 def loading_server(request, session_factory):
     """(url, project, ids of the pending batch, go, starting): a restart whose model loads
     on ``go``; with ``request.param`` the batch before it was submitted (one answer)."""
     from skpeal.labeling._starting import StartingSession
-    from skpeal.labeling.app import create_app
 
     s = session_factory()
     s.prepare()
@@ -68,15 +86,8 @@ def loading_server(request, session_factory):
         return session_factory(images=None, classes=None)
 
     starting = StartingSession(project, build)
-    app = create_app(starting, model_wait=0.3)
-    url, stop = _serve(app)
-    try:
+    with _serving(starting, go, model_wait=0.3) as url:
         yield url, project, ids, go, starting
-    finally:
-        go.set()
-        stop()
-        app.state.worker.stop(timeout=30)
-        starting.close()
 
 
 def _labels_in_db(project):
@@ -152,7 +163,6 @@ def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(browser
 def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         browser, session_factory, image_folder):
     from skpeal.labeling._starting import StartingSession
-    from skpeal.labeling.app import create_app
 
     from .conftest import CLASSES
 
@@ -165,10 +175,8 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
     project = image_folder[0].parent / "project"  # session_factory's
     starting = StartingSession.new_project(project, build, images=image_folder[0],
                                            classes=CLASSES)
-    app = create_app(starting)
-    url, stop = _serve(app)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    try:
+    with _serving(starting, go) as url, contextlib.closing(
+            browser.new_page(viewport={"width": 1280, "height": 800})) as page:
         page.goto(url)
         page.wait_for_selector("#busy-text:has-text('Loading the model')")
         assert page.eval_on_selector_all(".card", "els => els.length") == 0
@@ -178,12 +186,48 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         page.wait_for_function("document.querySelectorAll('.card').length == 5",
                                timeout=120000)
         assert page.is_hidden("#error")
-    finally:
-        page.close()
+
+
+def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, session_factory,
+                                                                   image_folder):
+    """``skpeal label --init random``: the project is made and its batch drawn before the
+    model; the page shows it at once (no suggestion), picks are saved, and the batch
+    stays the same once the model is there."""
+    from skpeal.labeling._project import start_random_project
+    from skpeal.labeling._starting import StartingSession
+
+    from .conftest import CLASSES
+
+    go = threading.Event()
+
+    def build():  # the imports and the model: held by the test
+        assert go.wait(120)
+        return session_factory(images=None, classes=None)
+
+    project = image_folder[0].parent / "project"  # session_factory's
+    start_random_project(project, image_folder[0], CLASSES, {"batch_size": 5})
+    starting = StartingSession(project, build)
+    with _serving(starting, go, model_wait=0.3) as url, contextlib.closing(
+            browser.new_page(viewport={"width": 1280, "height": 800})) as page:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        assert starting.loading  # shown before the model is there
+        files = page.eval_on_selector_all(".card .file", "els => els.map(e => e.textContent)")
+        says = page.eval_on_selector_all(".card .suggest", "els => els.map(e => e.textContent)")
+        assert says == ["drawn at random, before the model was loaded"] * 5, says
+        assert page.inner_text("#model-info") == "no model yet"  # not "model round -1"
+        assert page.eval_on_selector_all(".card", "els => els.filter(e => e.dataset.label)"
+                                         ".length") == 0  # nothing pre-selected
+        page.keyboard.press("1")
+        _pump(page, lambda: len(_picks_in_db(project)) == 1)
         go.set()
-        stop()
-        app.state.worker.stop(timeout=30)
-        starting.close()
+        assert starting.wait(120) and starting.session is not None
+        page.reload()
+        page.wait_for_function("document.querySelectorAll('.card').length == 5")
+        assert page.eval_on_selector_all(
+            ".card .file", "els => els.map(e => e.textContent)") == files  # the same batch
+        assert len(_picks_in_db(project)) == 1
+        assert page.is_hidden("#error")
 
 
 def _saved(page):

@@ -12,12 +12,16 @@ def test_label_arguments_and_defaults():
     assert args.command == "label" and args.images == "photos"
     assert args.classes == ["cat", "dog"] and args.host == "127.0.0.1" and args.port == 8000
     assert args.project is None and args.batch_size is None  # the project's, else 10
+    assert args.init is None  # the project's, else zero-shot
+    assert _parser().parse_args(["label", "p", "--init", "random"]).init == "random"
 
 
 @pytest.mark.parametrize("extra, match", [
     ([], "a new project needs its class names"),
     (["--classes", "cat"], "at least two class names"),
     (["--classes", "cat", "cat"], "listed twice"),
+    (["--init", "random"], "a new project needs its class names"),
+    (["--init", "random", "--classes", "cat", "cat"], "listed twice"),
 ])
 def test_bad_label_arguments_give_one_clear_line(tmp_path, capsys, image_folder, extra, match):
     folder, _ = image_folder
@@ -33,12 +37,15 @@ def test_missing_image_folder(tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
 
 
-def test_a_new_project_with_no_image_stops_with_one_line_and_makes_nothing(tmp_path, capsys):
-    """A new project's page comes first; an empty folder, found behind it, stops it."""
+@pytest.mark.parametrize("init", [[], ["--init", "random"]])
+def test_a_new_project_with_no_image_stops_with_one_line_and_makes_nothing(tmp_path, capsys,
+                                                                         init):
+    """A new project's page comes first; an empty folder, found behind it, stops it (with a
+    random first batch, before the page: the folder is listed to draw it)."""
     pytest.importorskip("fastapi")
     (tmp_path / "empty").mkdir()
     assert main(["label", str(tmp_path / "empty"), "--classes", "a", "b", "--port", "0",
-                 "--project", str(tmp_path / "p"), "--model", "skpeal-tiny"]) == 2
+                 "--project", str(tmp_path / "p"), "--model", "skpeal-tiny", *init]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no image files" in err[0], err
     assert not (tmp_path / "p").exists()

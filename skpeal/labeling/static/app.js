@@ -185,9 +185,9 @@ function renderStatus() {
   $("progress-bar").style.width = (n ? (100 * done / n) : 0) + "%";
   $("progress-text").textContent = (status.n_labelled || 0) + " labelled, " +
     (status.n_skipped || 0) + " skipped" + (n ? " / " + n + " images" : "");  // 0: not listed yet
-  $("model-info").textContent = status.ready
-    ? "model round " + status.round + " · estimated accuracy " + pct(status.estimated_accuracy)
-    : "";
+  // round -1: a batch served before any model (a restart's, a random first batch)
+  $("model-info").textContent = !status.ready ? "" : status.round < 0 ? "no model yet"
+    : "model round " + status.round + " · estimated accuracy " + pct(status.estimated_accuracy);
   const st = status.state || {};
   const busy = $("busy");
   if (!status.ready || status.busy) {
@@ -219,6 +219,13 @@ function renderStatus() {
   });
   renderCurve(status.rounds || []);
   renderStopSuggestion(status.stop_suggestion);
+}
+
+// What the model says of an image: its suggestion, or why there is none (a random first
+// batch is drawn before the model is loaded).
+function modelSays(it) {
+  if (it.suggestion == null) return "drawn at random, before the model was loaded";
+  return "model: " + it.suggestion + " (" + pct(it.probability) + ")";
 }
 
 // The stopping criteria's suggestion (skpeal.labeling.stop): plain words on the page, the
@@ -305,7 +312,7 @@ function buildCard(it, i) {
   file.textContent = (it.reopened ? "reopened · " : "") + it.file;
   const sug = document.createElement("div");
   sug.className = "suggest";
-  sug.textContent = "model: " + it.suggestion + " (" + pct(it.probability) + ")";
+  sug.textContent = modelSays(it);
   const sel = document.createElement("select");
   sel.setAttribute("aria-label", "class of " + it.file);
   const none = document.createElement("option");
@@ -545,7 +552,7 @@ function renderViewer() {
     viewer.scale + ")";
   const [text] = stateText(it);
   $("viewer-caption").textContent = (focus + 1) + "/" + items.length + " · " + it.file +
-    " · model: " + it.suggestion + " (" + pct(it.probability) + ") · " + text + " · zoom " +
+    " · " + modelSays(it) + " · " + text + " · zoom " +
     Math.round(viewer.scale * Number(img.dataset.fit || 1) * 100) +
     "% of full resolution (+/−, wheel; drag or arrows pan; f fits; Esc closes)";
 }

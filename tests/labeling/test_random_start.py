@@ -1,0 +1,106 @@
+"""A new project whose first batch is drawn at random, before any model.
+
+``skpeal label --init random`` makes the project (:func:`start_random_project`: the folder
+listed, the batch drawn, without torch or scikit-learn) and serves it as a restarted one
+while the model loads. The batch is the one the session would draw itself, and the batch
+after it is the model's, as in a session that drew it.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from skpeal.labeling import LabelingSession
+from skpeal.labeling._project import start_random_project
+from skpeal.labeling.store import LabelStore
+
+from .conftest import CLASSES, tiny_estimator
+
+
+def _paths(batch):
+    return [it["path"] for it in batch]
+
+
+def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
+        tmp_path, image_folder, session_factory):
+    folder, _ = image_folder
+    ref = LabelingSession(tmp_path / "ref", images=folder, classes=CLASSES,
+                          estimator=tiny_estimator(), batch_size=5, init="random")
+    try:
+        ref.prepare()
+        first, second = _paths(ref.next_batch(client="a")), _paths(ref.next_batch(client="b"))
+    finally:
+        ref.close()
+
+    project = tmp_path / "project"  # session_factory's
+    assert start_random_project(project, folder, CLASSES, {"batch_size": 5}) == 45
+    assert [p.name for p in project.iterdir()] == ["labels.sqlite"]  # no temporary left
+    store = LabelStore(project)
+    try:
+        assert store.get_meta("settings")["init"] == "random"
+        paths = dict(store.images())
+        pending = store.pending()
+        assert [paths[it["image_id"]] for it in pending] == first
+        assert all(it["suggestion"] is None and it["probability"] is None for it in pending)
+    finally:
+        store.close()
+
+    s = session_factory(init="random")
+    s.prepare()
+    batch = s.next_batch(client="a")
+    assert _paths(batch) == first  # kept: not drawn again, not replaced by the model's
+    assert all(it["suggestion"] is None and not it["preselect"] for it in batch)
+    assert _paths(s.next_batch(client="b")) == second  # the model's pick, not a 2nd draw
+
+
+def test_no_torch_and_no_scikit_learn_are_imported(tmp_path, image_folder):
+    folder, _ = image_folder
+    code = ("import sys\n"
+            "from skpeal.labeling._project import start_random_project\n"
+            f"n = start_random_project({str(tmp_path / 'p')!r}, {str(folder)!r}, {CLASSES!r})\n"
+            "heavy = [m for m in ('torch', 'sklearn', 'open_clip') if m in sys.modules]\n"
+            "assert n == 45 and not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def test_a_failure_half_way_leaves_no_project(tmp_path, image_folder, monkeypatch):
+    folder, _ = image_folder
+    project = tmp_path / "p"
+
+    def killed(self, items, round):
+        raise KeyboardInterrupt  # as a kill would, after the images are stored
+
+    with monkeypatch.context() as m:
+        m.setattr(LabelStore, "set_pending", killed)
+        with pytest.raises(KeyboardInterrupt):
+            start_random_project(project, folder, CLASSES)
+    assert list(project.iterdir()) == []  # no labels.sqlite, no temporary folder
+    (project / ".new-project-killed").mkdir()  # as a kill -9 half-way would leave it
+    start_random_project(project, folder, CLASSES)  # a new start makes it whole
+    store = LabelStore(project)
+    try:
+        assert len(store.pending()) == 10 and store.get_meta("classes") == CLASSES
+    finally:
+        store.close()
+    assert [p.name for p in project.iterdir()] == ["labels.sqlite"]  # the leftover is gone
+
+
+@pytest.mark.parametrize("classes, settings, match", [
+    (None, None, "a new project needs its class names"),
+    (["a"], None, "at least two class names"),
+    (CLASSES, {"init": "zero-shot"}, "init must be 'random'"),
+])
+def test_bad_input_is_refused_before_anything_is_made(tmp_path, image_folder, classes,
+                                                      settings, match):
+    with pytest.raises(ValueError, match=match):
+        start_random_project(tmp_path / "p", image_folder[0], classes, settings)
+    assert not (tmp_path / "p").exists()
+
+
+def test_an_existing_project_is_refused(tmp_path, image_folder):
+    start_random_project(tmp_path / "p", image_folder[0], CLASSES)
+    with pytest.raises(ValueError, match="is a project already"):
+        start_random_project(tmp_path / "p", image_folder[0], CLASSES)
