@@ -120,8 +120,12 @@ function stateText(it) {
 function pick(it, label) {
   confirmSubmit = false;
   local[it.image_id] = { label, seq: nextSeq(), state: "saving", t0: performance.now() };
-  renderBatch();
-  if (!sendSoon) { sendSoon = true; queueMicrotask(() => { sendSoon = false; send(); }); }
+  // sent before the cards are drawn again (both before the next paint): the request does
+  // not wait for the layout, and picks made in one go are drawn once
+  if (!sendSoon) {
+    sendSoon = true;
+    queueMicrotask(() => { sendSoon = false; send(); renderBatch(); });
+  }
 }
 
 // Each pick is sent at once, side by side with the requests still on their way (the
