@@ -57,7 +57,7 @@ def _store_or_session(name):
         if live is not None:
             return getattr(live, name)(*args, **kwargs)
         if self.store is None:  # a new project, before its session made the store
-            if name in ("pick", "pick_many", "pick_groups", "answer", "label", "skip"):
+            if name in ("pick", "pick_many", "answer", "label", "skip"):
                 return getattr(self._wait_or_raise(), name)(*args, **kwargs)
             return _NOTHING_YET.get(name)  # release, leave: nothing held; no image yet
         return from_store(self, *args, **kwargs)
@@ -327,7 +327,6 @@ class StartingSession(BatchMixin):
     has_labels = _store_or_session("has_labels")
     pick = _store_or_session("pick")
     pick_many = _store_or_session("pick_many")
-    pick_groups = _store_or_session("pick_groups")
     undo_pick = _store_or_session("undo_pick")
     # without an annotator they wait for the session (whose default annotator they take)
     answer = _store_or_session("answer")

@@ -52,7 +52,6 @@ that are not JSON 400 or 415, bad fields 422, unknown ids 404.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -220,49 +219,6 @@ class _PickAhead:
                 pass
 
 
-class _GroupCommit:
-    """Stores pick requests in a thread, those that arrive during a commit in the next one.
-
-    The commit (SQLite, ``synchronous=FULL``: an fsync, 2-40 ms on a busy disk) ran in the
-    event loop, which meanwhile read no other request; here it runs in the threadpool,
-    and every pick request that arrives while it runs waits for the next commit, shared
-    by all of them (:meth:`LabelingSession.pick_groups`): a burst of picks pays one fsync
-    per commit, not one per request. Each request still gets its reply only after its
-    picks are committed, and a bad pick refuses its own request only.
-    """
-
-    def __init__(self, session):
-        self.session = session
-        self._waiting = []  # (picks, client, future), in the order they arrived
-        self._task = None
-
-    async def pick_many(self, picks, client):
-        """:meth:`LabelingSession.pick_many`, committed with the requests beside it."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((picks, client, future))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._commit())
-        result = await future
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    async def _commit(self):
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                try:
-                    results = await run_in_threadpool(
-                        self.session.pick_groups, [(picks, client) for picks, client, _ in group])
-                except Exception as exc:  # e.g. a full disk: nothing of this commit stored
-                    results = [exc] * len(group)
-                for (_, _, future), result in zip(group, results):
-                    if not future.done():  # done: its request was cancelled (client gone)
-                        future.set_result(result)
-        finally:
-            self._task = None
-
-
 def _static_dir():
     return resources.files("skpeal.labeling") / "static"
 
@@ -343,7 +299,6 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
                 thumbs.get(p["image_id"], path, _PAGE_SIZE)
 
     ahead = _PickAhead(session)
-    commits = _GroupCommit(session)
 
     def new_batch():
         warm_thumbnails()
@@ -461,7 +416,11 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
                           f"{session.classes}")
             parsed.append((image_id, label, seq))
         try:
-            pick_ids = await commits.pick_many(parsed, client)  # committed
+            # committed here, in the event loop: in the threadpool (with the picks that
+            # arrived meanwhile in one commit) a pick took longer on the loaded 2-core
+            # machine (the hop to a thread and back costs more than the fsync it spares
+            # the loop: benchmarks/README.md, bench_label_page)
+            pick_ids = session.pick_many(parsed, client=client)  # committed
         except ValueError as exc:
             _bad(409, str(exc))
         if single:

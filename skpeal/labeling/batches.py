@@ -323,44 +323,9 @@ class BatchMixin:
         ValueError
             A label outside the class list, or an image that is not on screen.
         """
-        result = self.pick_groups([(picks, client)])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def pick_groups(self, groups) -> list:
-        """Store the picks of several clients' requests in one transaction (one commit).
-
-        What :meth:`pick_many` does for each group, with one commit for all of them: the
-        web app commits together the pick requests that arrive while a commit runs. A bad
-        pick refuses its own group only.
-
-        Parameters
-        ----------
-        groups : list of (picks, client)
-            ``picks`` and ``client`` as for :meth:`pick_many`, in the order they arrived.
-
-        Returns
-        -------
-        results : list
-            Per group, its pick ids (what :meth:`pick_many` returns), or the
-            :class:`KeyError` or :class:`ValueError` that refused it (none of its picks
-            stored; the other groups' are).
-        """
+        checked = []
         shown = {p["image_id"] for p in self.store.pending()} | {
             r["image_id"] for r in self.store.reopened()}
-        results, checked = [], []
-        for picks, client in groups:
-            try:
-                checked.append((self._checked_picks(picks, shown), client))
-                results.append(None)
-            except (KeyError, ValueError) as exc:
-                results.append(exc)
-        stored = iter(self.store.add_pick_groups(checked) if checked else ())
-        return [next(stored) if r is None else r for r in results]
-
-    def _checked_picks(self, picks, shown):
-        checked = []
         for image_id, label, *seq in picks:
             image_id = self._check_image(image_id)
             if label is not None and label not in self.classes:
@@ -369,7 +334,7 @@ class BatchMixin:
                 raise ValueError(f"image {image_id} is not in the pending batch (answered "
                                  "already?): reload the batch")
             checked.append((image_id, label, *seq))
-        return checked
+        return self.store.add_picks(checked, client=client)
 
     def _check_image(self, image_id):
         if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)) \

@@ -441,36 +441,17 @@ class LabelStore:
         pick_ids : list of int or None
             The new ``picks`` rows, in the order of ``picks``; None for a pick not stored.
         """
-        return self.add_pick_groups([(picks, client)])[0]
-
-    def add_pick_groups(self, groups) -> list[list[int | None]]:
-        """Store the picks of several clients in one transaction (one commit for all).
-
-        Parameters
-        ----------
-        groups : list of (picks, client)
-            Each as for :meth:`add_picks`, in the order they arrived.
-
-        Returns
-        -------
-        pick_ids : list of list of int or None
-            Per group, what :meth:`add_picks` returns.
-        """
-        now, out = time.time(), []
+        now, ids = time.time(), []
         with self._tx() as db:
-            for picks, client in groups:
-                ids = []
-                for image_id, label, *seq in picks:
-                    seq = seq[0] if seq else None
-                    cur = db.execute(
-                        "INSERT INTO picks(image_id, label, client, created_at, seq) SELECT ?, "
-                        "?, ?, ?, ? WHERE ? IS NULL OR NOT EXISTS (SELECT 1 FROM picks WHERE "
-                        "image_id = ? AND client IS ? AND seq >= ?)",
-                        (int(image_id), label, client, now, seq, seq, int(image_id), client,
-                         seq))
-                    ids.append(cur.lastrowid if cur.rowcount == 1 else None)
-                out.append(ids)
-        return out
+            for image_id, label, *seq in picks:
+                seq = seq[0] if seq else None
+                cur = db.execute(
+                    "INSERT INTO picks(image_id, label, client, created_at, seq) SELECT ?, ?, ?, "
+                    "?, ? WHERE ? IS NULL OR NOT EXISTS (SELECT 1 FROM picks WHERE image_id = ? "
+                    "AND client IS ? AND seq >= ?)",
+                    (int(image_id), label, client, now, seq, seq, int(image_id), client, seq))
+                ids.append(cur.lastrowid if cur.rowcount == 1 else None)
+        return ids
 
     def picks(self, image_ids) -> dict[int, dict]:
         """The pick in force of each image (its latest open pick).

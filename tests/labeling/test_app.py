@@ -2,7 +2,6 @@
 
 import csv
 import io
-import threading
 import time
 
 import pytest
@@ -226,53 +225,6 @@ def test_picks_sent_together_are_stored_in_order_in_one_transaction(app_client):
     assert s.store.picks(ids) == before
     r = app_client.post("/api/pick", json={"client": "a", "picks": [], "image_id": ids[0]})
     assert r.status_code == 422
-
-
-def test_pick_requests_arriving_during_a_commit_share_the_next_one(app_client):
-    # a commit (an fsync) runs outside the event loop: the server reads other requests
-    # meanwhile, answers none of the waiting picks before they are committed, and stores
-    # the picks that arrived during a commit together, in the next one
-    s = app_client.session
-    ids = [it["image_id"] for it in app_client.get("/api/batch",
-                                                   params={"client": "a"}).json()["items"]]
-    other = next(i for i, _ in s.store.images() if i not in ids)
-    replies = {}
-
-    def post(name, body):
-        replies[name] = app_client.post("/api/pick", json=body)
-
-    def pick(name, image_id, label, seq, client="a"):
-        body = {"client": client, "image_id": image_id, "label": label, "seq": seq}
-        t = threading.Thread(target=post, args=(name, body), daemon=True)
-        t.start()
-        return t
-
-    with s.store._lock:  # what a commit that takes long looks like to the requests
-        threads = [pick("first", ids[0], "red", 1)]
-        time.sleep(0.3)
-        threads += [pick("second", ids[1], "red", 2), pick("third", ids[0], "blue", 3),
-                    pick("other tab", ids[2], None, 1, client="b"),
-                    pick("not shown", other, "red", 4)]
-        page = threading.Thread(target=lambda: replies.setdefault(
-            "page", app_client.get("/")), daemon=True)
-        page.start()
-        page.join(timeout=5)
-        served_meanwhile = not page.is_alive()
-        time.sleep(0.3)
-        answered_before_commit = sorted(replies.keys() - {"page"})
-    for t in threads:
-        t.join(timeout=30)
-    assert served_meanwhile, "the event loop waited for a commit"
-    assert answered_before_commit == []
-    assert {k: r.status_code for k, r in replies.items()} == {
-        "first": 200, "second": 200, "third": 200, "other tab": 200, "not shown": 409,
-        "page": 200}  # a bad pick refuses its own request only
-    assert {i: p["label"] for i, p in s.store.picks(ids).items()} == {
-        ids[0]: "blue", ids[1]: "red", ids[2]: None}
-    # one commit for the first pick, one for the four requests that waited for it
-    db = s.store._db
-    stamps = [r[0] for r in db.execute("SELECT created_at FROM picks ORDER BY id")]
-    assert len(stamps) == 4 and len(set(stamps)) == 2
 
 
 def test_a_pick_that_arrives_after_a_later_pick_of_its_image_is_not_stored(app_client):

@@ -398,12 +398,16 @@ def test_a_batch_loads_three_images_at_a_time_and_picks_go_out_meanwhile(browser
         page.route("**/api/image/**", lambda route: held.append(route))  # waits here
         page.goto(server.url)
         first = wait_batch(page, n=10)
-        page.wait_for_timeout(500)
-        assert len(held) == 3
+        t0 = time.time()
+        while len(held) < 3 and time.time() - t0 < 30:
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(500)  # time for more to start, were there no limit
+        assert len(held) == 3, [r.request.url for r in held]
         assert [int(re.search(r"image/(\d+)", r.request.url).group(1)) for r in held] == \
             first[:3]
         label_with_keys(page, ["2"])
         wait_saved(page, 1)  # while the images are on their way
+        assert len(held) == 3
         assert picks_in_db(project) == [(first[0], classes[1])]
         released, t0 = 0, time.time()
         while released < 10 and time.time() - t0 < 30:

@@ -156,30 +156,6 @@ def test_corrections_and_undos_add_rows_latest_in_force(session_factory):
     assert s.undo(client="nobody") is None
 
 
-def test_pick_groups_commit_several_clients_picks_at_once(session_factory):
-    # the web app's group commit: the picks of several requests in one transaction; a bad
-    # pick refuses its own group only, and the latest pick of an image (seq) still wins
-    s = session_factory(batch_size=4).prepare()
-    ids = [it["image_id"] for it in s.next_batch()]
-    off_screen = next(i for i, _ in s.store.images() if i not in ids)
-    results = s.pick_groups([
-        ([(ids[0], "red", 2)], "a"),
-        ([(ids[1], "red", 1), (off_screen, "red", 2)], "b"),  # refused: not on screen
-        ([(ids[0], "blue", 1), (ids[2], None, 3)], "a"),  # seq 1 arrived after seq 2
-        ([(ids[3], "purple")], "c"),  # refused: not a class
-    ])
-    assert len(results[0]) == 1 and results[0][0] is not None
-    assert isinstance(results[1], ValueError) and "not in the pending batch" in str(results[1])
-    assert results[2][0] is None and results[2][1] is not None
-    assert isinstance(results[3], ValueError) and "not one of the classes" in str(results[3])
-    assert {i: p["label"] for i, p in s.store.picks(ids).items()} == {ids[0]: "red",
-                                                                      ids[2]: None}
-    stamps = {r[0] for r in s.store._db.execute("SELECT created_at FROM picks")}
-    assert len(stamps) == 1  # one transaction
-    with pytest.raises(ValueError, match="not in the pending batch"):
-        s.pick_many([(off_screen, "red")], client="a")
-
-
 def test_two_clients_never_get_the_same_image(session_factory):
     s = session_factory(batch_size=4).prepare()
     a = {b["image_id"] for b in s.next_batch(client="tab-a")}
