@@ -132,8 +132,8 @@ function pick(it, label) {
 // browser carries several at a time): a fast typist waits for one round trip, not for the
 // picks before. Picks made in one go (a script firing keys) share a request, and so do
 // those made while MAX_PICK_REQUESTS are on their way (the browser's six connections to
-// the server are shared with the batch's images). While a submit is on its way the
-// picks wait here (submit sends them after its reply).
+// the server: the other three are the batch's images', MAX_IMAGE_REQUESTS). While a
+// submit is on its way the picks wait here (submit sends them after its reply).
 const MAX_PICK_REQUESTS = 3;
 function send(only, again) {  // again: the picks not saved yet (the server was away) too
   if (holding || (!only && !again && inFlight.size >= MAX_PICK_REQUESTS)) return;
@@ -295,30 +295,30 @@ function updateCard(card, it, i, px) {
 
 // A batch's images load at most MAX_IMAGE_REQUESTS at a time, in card order: the browser
 // has six connections to the server, and the ten images of a new batch took all six, so
-// the picks typed meanwhile waited for one (27-29 ms of a pick's ~55 ms, measured); the
-// other three connections are the picks' (MAX_PICK_REQUESTS).
+// the picks typed meanwhile waited for one (20-74 ms median with ten keys fired at once,
+// measured); the other three connections are the picks' (MAX_PICK_REQUESTS). The images
+// of a batch that is replaced while they load are cancelled (their connections freed).
 const MAX_IMAGE_REQUESTS = 3;
-const images = { queue: [], loading: 0, batch: 0 };  // batch: the cards' generation
+const images = { queue: [], loading: new Set() };  // loading: the <img>s on their way
 function queueImage(img, id) {
-  images.queue.push([img, id, images.batch]);
+  images.queue.push([img, id]);
   queueMicrotask(nextImage);
 }
 function nextImage() {
-  while (images.loading < MAX_IMAGE_REQUESTS && images.queue.length) {
-    const [img, id, batch] = images.queue.shift();
-    if (batch !== images.batch) continue;  // its card is gone
-    images.loading += 1;
-    let done = false;
-    const release = () => {
-      if (done) return;
-      done = true;
-      if (batch === images.batch) { images.loading -= 1; nextImage(); }
-    };
+  while (images.loading.size < MAX_IMAGE_REQUESTS && images.queue.length) {
+    const [img, id] = images.queue.shift();
+    images.loading.add(img);
+    const release = () => { if (images.loading.delete(img)) nextImage(); };
     img.addEventListener("load", release, { once: true });
     img.addEventListener("error", release, { once: true });
     img.srcset = [192, 384, 768].map((s) => imageUrl(id, s) + " " + s + "w").join(", ");
     img.src = imageUrl(id, 384);
   }
+}
+function dropImages() {  // the cards are rebuilt: their images still to load are not needed
+  images.queue = [];
+  for (const img of images.loading) { img.removeAttribute("srcset"); img.removeAttribute("src"); }
+  images.loading.clear();
 }
 
 function buildCard(it, i) {
@@ -377,9 +377,7 @@ function renderBatch() {
   if (shownItems !== items || grid.children.length !== items.length || !items.length) {
     shownItems = items;
     grid.innerHTML = "";
-    images.queue = [];  // the old cards' images: those still loading no longer count
-    images.loading = 0;
-    images.batch += 1;
+    dropImages();
     if (!items.length) {
       const div = document.createElement("div");
       div.className = "empty";
