@@ -295,7 +295,7 @@ function updateCard(card, it, i, px) {
 
 // A batch's images load at most MAX_IMAGE_REQUESTS at a time, in card order: the browser
 // has six connections to the server, and the ten images of a new batch took all six, so
-// the picks typed meanwhile waited for one (20-74 ms median with ten keys fired at once,
+// the picks typed meanwhile waited for one (3-74 ms median with ten keys fired at once,
 // measured); the other three connections are the picks' (MAX_PICK_REQUESTS). The images
 // of a batch that is replaced while they load are cancelled (their connections freed).
 const MAX_IMAGE_REQUESTS = 3;
