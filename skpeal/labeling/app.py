@@ -416,6 +416,10 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
                           f"{session.classes}")
             parsed.append((image_id, label, seq))
         try:
+            # committed here, in the event loop: in the threadpool (with the picks that
+            # arrived meanwhile in one commit) a pick took longer on the loaded 2-core
+            # machine (the hop to a thread and back costs more than the fsync it spares
+            # the loop: benchmarks/README.md, bench_label_page)
             pick_ids = session.pick_many(parsed, client=client)  # committed
         except ValueError as exc:
             _bad(409, str(exc))

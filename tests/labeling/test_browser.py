@@ -384,3 +384,43 @@ def test_a_pick_refused_for_a_full_disk_is_kept_and_sent_again(browser, setup):
         page.close()
     finally:
         server.kill()
+
+
+def test_a_batch_loads_three_images_at_a_time_and_picks_go_out_meanwhile(browser, setup):
+    # the browser has six connections to the server: ten images at once took all of them
+    # and a pick typed meanwhile waited for one; now three images load at a time, in card
+    # order, and every image still loads
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port(), batch_size=10)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        held = []
+        page.route("**/api/image/**", lambda route: held.append(route))  # waits here
+        page.goto(server.url)
+        first = wait_batch(page, n=10)
+        t0 = time.time()
+        while len(held) < 3 and time.time() - t0 < 30:
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(500)  # time for more to start, were there no limit
+        assert len(held) == 3, [r.request.url for r in held]
+        assert [int(re.search(r"image/(\d+)", r.request.url).group(1)) for r in held] == \
+            first[:3]
+        label_with_keys(page, ["2"])
+        wait_saved(page, 1)  # while the images are on their way
+        assert len(held) == 3
+        assert picks_in_db(project) == [(first[0], classes[1])]
+        loaded = ("[...document.querySelectorAll('.card img')].every("
+                  "(i) => i.complete && i.naturalWidth > 0)")
+        released, t0 = 0, time.time()
+        while not page.evaluate(loaded) and time.time() - t0 < 30:
+            assert len(held) - released <= 3
+            for route in held[released:]:
+                route.continue_()
+            released = len(held)
+            page.wait_for_timeout(100)
+        assert page.evaluate(loaded), (len(held), page.evaluate(
+            "[...document.querySelectorAll('.card img')].map((i) => [i.currentSrc, i.complete])"))
+        assert len(held) >= 10
+        page.close()
+    finally:
+        server.kill()
