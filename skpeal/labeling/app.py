@@ -178,15 +178,15 @@ class RefitWorker:
 
 
 class _PickAhead:
-    """A thread that computes the next pick (:meth:`LabelingSession.pick_ahead`) when a
-    batch is served; it ends with ``worker`` (the refit worker).
+    """A thread that picks and stores the next batch (:meth:`LabelingSession.pick_ahead`)
+    when a batch is served; it ends with ``worker`` (the refit worker).
 
-    A pick asked for while the worker is busy waits until it is idle (never beside a
-    refit: on two cores it would slow the refit down, and the refit picks a batch
-    itself; after the preparation it picks over every image), except while the pool is
-    still being encoded: the pick is then among the images encoded so far, and stored.
+    It runs at once, also while the worker refits: the person answers the batch on
+    screen meanwhile, and the batch after Enter is then stored when it is asked for
+    (handed out without a pick in the request, nor a wait for the refit). A refit that
+    ends later replaces it with its new model's pick, unless it was handed out first.
     The worker asks for a pick too when it has prepared or refitted (the batch after the
-    one it stored, made while nothing runs).
+    one it stored, once that one is served).
     """
 
     def __init__(self, session):
@@ -202,15 +202,12 @@ class _PickAhead:
 
     @property
     def ready(self) -> bool:
-        """Whether the next pick is computed (asking for it is instant)."""
+        """Whether the next batch is stored (asking for it is instant)."""
         return self.session.picked_ahead()
 
     def _loop(self):
         while not getattr(self.worker, "_stop", True):
             if not self._want.wait(0.5):
-                continue
-            if self.worker.busy and not self.session.streaming:
-                time.sleep(0.1)  # asked for again once the worker is idle
                 continue
             self._want.clear()
             try:

@@ -15,12 +15,21 @@ __all__ = ["BatchMixin"]
 _KEEPS_PICKS = ("dropquery_sampling", "auto_sampling")
 
 
+#: Batches :meth:`BatchMixin.pick_ahead` keeps stored ahead (held by no client) when the
+#: picks do not depend on the answers to come: the batch after the next one is picked
+#: while the person answers, so that a pick that outlasts one batch of answers (DropQuery
+#: over 10,000 images beside a refit, on a loaded machine) is still ready in time.
+AHEAD = 2
+
+
 def _keeps_picks(fn) -> bool:
     # skpeal.strategies imports modAL and with it torch: imported here, not at the top, so
     # that a restarted server serves its pending batch before torch is loaded
     from .. import strategies
 
     return any(fn is getattr(strategies, name) for name in _KEEPS_PICKS)
+
+
 
 
 class BatchMixin:
@@ -63,31 +72,57 @@ class BatchMixin:
         else:
             self.store.add_pending(items, self._round)
 
+    def _ignores_answers(self) -> bool:
+        """Whether the next pick is the same whatever the person answers to the images
+        pending or reopened now: DropQuery's picks do not look at the labels, nor
+        ``auto``'s while it runs DropQuery (fewer than ``k_per_class`` labels per class,
+        even if every image on screen or stored ahead gets a label)."""
+        from .. import strategies
+
+        fn = self.loop.query_function()
+        if fn is strategies.dropquery_sampling:
+            return True
+        if fn is not strategies.auto_sampling:
+            return False
+        switch = strategies.auto_sampling.__kwdefaults__["k_per_class"] * len(self.classes)
+        open_ = len(self.store.pending()) + len(self.store.reopened())
+        return len(self.store.labelled()) + open_ < switch
+
     def pick_ahead(self, *, scores=None, round=None, reset=False) -> bool:
-        """Compute the batch the next pick will choose, ahead and outside the session lock.
+        """Pick the next batches ahead, outside the session lock, and store them (pending).
 
-        The labelling server calls this as soon as a batch is served, and once a refit
-        (or the preparation) has ended, so that the pick after the person's submit (the
-        current model, the images not answered nor pending) is ready when it is asked
-        for, also when a batch is stored already (the pick after it, asked for when a
-        submit comes during the next refit): the wait after Enter is then ~0 instead of
-        a DropQuery pick (seconds at 10,000 images). The pick itself is unchanged: the
-        strategy keeps its result for the same model, rows, size and seed, and a later
-        pick with other inputs (another model, other images on screen) computes its own.
-        Only strategies that keep their picks this way are run ahead (DropQuery and
-        ``auto`` while it runs DropQuery); for others this does nothing.
+        The labelling server calls this as soon as a batch is served (also while a refit
+        runs), and once a refit (or the preparation) has ended, so that the batch after
+        the person's submit is ready when it is asked for: the request after Enter then
+        only hands it out (no pick in the request, no wait for the refit) instead of a
+        DropQuery pick over the pool (seconds at 10,000 images, more beside a refit on a
+        loaded machine). The picks themselves are unchanged: the current model's, among
+        the images not answered nor pending, with the query number and seed the pick
+        after the submit would have.
 
-        While the pool is still being encoded (``streaming``) the pick, among the images
-        encoded so far, is stored as the next batch (pending, held by no client): the
-        images encoded later do not change it, so a submit gets it at once, even when the
-        encoding has ended meanwhile (a refit's model replaces it unless it is handed out
-        first).
+        When the pick does not depend on the answers to come (DropQuery, and ``auto``
+        while it runs DropQuery even if every image pending gets a label), it is stored
+        as the next batch (pending, held by no client), and then the batch after it, up
+        to :data:`AHEAD` batches: a pick that outlasts one batch of answers is still
+        ready in time. A batch is stored only when the session has not moved on
+        meanwhile (another model installed, another query made, one of its images
+        taken); a refit that ends later replaces the stored batches with its new model's
+        pick (images a client holds or a person picked are never replaced). Otherwise
+        (``auto`` near or past its switch to margin sampling) the pick is only computed
+        and kept by the strategy: the pick after the submit looks at the new answers
+        and finds it when they did not change it. Only strategies that keep their picks
+        for the same model, rows, size and seed are run ahead (DropQuery and ``auto``);
+        for others this does nothing.
+
+        While the pool is still being encoded (``streaming``) one batch is stored, picked
+        among the images encoded so far: the images encoded later do not change it.
 
         Parameters
         ----------
         scores : PoolScores, optional
             Pick with these scores (a refit's new model before it is installed, with
-            ``round``); default: the current model's.
+            ``round``): computed only (kept by the strategy), never stored; default: the
+            current model's.
         round : int, optional
             The round of ``scores``.
         reset : bool, default=False
@@ -99,16 +134,19 @@ class BatchMixin:
         Returns
         -------
         ran : bool
-            Whether a pick was computed (or found computed).
+            Whether a pick was computed or stored (or found computed or stored).
         """
         if not self.ready or self.loop.scorer is not None \
                 or not _keeps_picks(self.loop.query_function()):
             return False
         with self._lock:
             fresh = scores is not None
-            stored = self.streaming and not fresh
-            if stored and self.has_unleased():
-                return False  # the next batch is stored already
+            # stored: while encoding (one batch), and picks that ignore the answers to come
+            # (up to AHEAD batches); else computed only (kept by the strategy)
+            stored = not fresh and (self.streaming or self._ignores_answers())
+            ahead = 1 if self.streaming else AHEAD
+            if stored and self._n_unleased() >= ahead * self.batch_size:
+                return True  # the next batches are stored already
             remaining, n, rows_l, y_l, _ = self._query_args(reset)
             scores = self._scores if scores is None else scores
             rnd, k = (round, 0) if fresh else (self._round, self._n_queries)
@@ -124,35 +162,43 @@ class BatchMixin:
             if now[1:4] == (n, rows_l, y_l) and np.array_equal(now[0], remaining):
                 break
             remaining, n, rows_l, y_l, _ = now
-        if stored:
-            return self._store_ahead(rows, rnd, k)
+        if stored:  # and the batch after it, up to `ahead` batches
+            done = self._store_ahead(rows, rnd, k, ahead)
+            return self.pick_ahead() if done and ahead > 1 else done
         if not fresh and not reset:
             self._picked = (scores, rnd, k, remaining.tobytes(), n)
         return True
 
     def picked_ahead(self) -> bool:
-        """Whether :meth:`pick_ahead` has computed the next pick (asking for it is instant).
+        """Whether the next batch is stored, or its pick computed (asking for it is instant).
 
         Returns
         -------
         picked : bool
-            The current model, the images left and the query number are those of the
-            last pick made ahead.
+            Pending images are held by no client, or the current model, the images left
+            and the query number are those of the last pick made ahead.
         """
         with self._lock:
+            if self.has_unleased():
+                return True
             remaining, n, _, _, _ = self._query_args()
             return getattr(self, "_picked", None) is not None and self._picked[0] is \
                 self._scores and self._picked[1:] == (self._round, self._n_queries,
                                                       remaining.tobytes(), n)
 
-    def _store_ahead(self, rows, rnd, k) -> bool:
+    def _n_unleased(self) -> int:
+        return sum(p["client"] is None for p in self.store.pending())
+
+    def _store_ahead(self, rows, rnd, k, ahead=1) -> bool:
         """Store a pick made ahead (pool ``rows`` of query ``k`` of round ``rnd``) as the
-        next batch, unless the session moved on meanwhile (then nothing)."""
+        next batch, unless the session moved on meanwhile (then nothing), or ``ahead``
+        batches are stored already."""
         with self._lock:
             taken = {r["image_id"] for r in self.store.in_force()} | {
                 p["image_id"] for p in self.store.pending()} | {
                 r["image_id"] for r in self.store.reopened()}
-            if (self._round, self._n_queries) != (rnd, k) or self.has_unleased() \
+            if (self._round, self._n_queries) != (rnd, k) \
+                    or self._n_unleased() >= ahead * self.batch_size \
                     or taken & {int(self._ids[r]) for r in rows}:
                 return False
             self._n_queries += 1

@@ -104,38 +104,72 @@ class _Worker:
         self._stop = True
 
 
-def test_a_pick_ahead_asked_for_while_the_worker_is_busy_runs_once_it_is_idle(
-        session_factory, monkeypatch):
-    """Not beside a refit (it would slow it down), and not dropped either (before, a batch
-    served while the worker was busy, e.g. preparing, had no pick ahead)."""
+def test_the_batch_after_enter_is_picked_and_stored_while_a_refit_runs(session_factory,
+                                                                       monkeypatch):
+    """A refit that outlasts a batch of answers (seconds under load): the batch after
+    Enter is picked ahead beside it, stored, and handed out at once, without a pick in the
+    request nor a wait for the refit (before: the pick ahead waited for the refit's end,
+    and the request waited ``fresh_wait`` seconds, then picked under the session lock)."""
     s = session_factory(strategy="dropquery").prepare()
     calls = []
     select = lb.dropquery_select
     monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
-    worker = _Worker()
+    worker = _Worker()  # a refit that runs until told otherwise
     try:
-        with TestClient(create_app(s, worker=worker, fresh_wait=0.0)) as client:
+        with TestClient(create_app(s, worker=worker, fresh_wait=30.0)) as client:
+            waits = []
+            worker.wait_idle = lambda t: waits.append(t) or False
+            def unleased():
+                return [p["image_id"] for p in s.store.pending() if p["client"] is None]
+
             first = client.get("/api/batch", params={"client": "a"}).json()["items"]
-            time.sleep(1.0)
-            assert calls == []  # the worker is busy: no pick beside it
-            worker.busy = False
-            _until(lambda: calls == [1])  # picked ahead once the worker is idle
+            # picked beside the refit and stored: the next batch and the one after it
+            _until(lambda: len(unleased()) == 10, timeout=30)
+            assert calls == [1, 1]
+            ahead = unleased()
+            assert not set(ahead) & set(_ids(first))
             client.post("/api/answers", json={"client": "a", "answers": [
                 {"image_id": i, "label": "red"} for i in _ids(first)]})
-            worker.busy = True  # the refit after the submit
             nxt = client.get("/api/batch", params={"client": "a"}).json()["items"]
-            assert len(nxt) == 5 and calls == [1]  # the pick made ahead: no DropQuery now
-            assert not set(_ids(nxt)) & set(_ids(first))
+            assert _ids(nxt) == ahead[:5] and {it["round"] for it in nxt} == {0}
+            assert waits == []  # no wait for the refit in the request
+            _until(lambda: len(unleased()) == 10, timeout=30)  # one more picked ahead
+            assert calls == [1, 1, 1] and unleased()[:5] == ahead[5:]
     finally:
         worker.stop()
 
 
-def test_a_submit_during_a_refit_gets_the_batch_picked_while_nothing_ran(session_factory,
-                                                                         monkeypatch):
+def test_a_stored_pick_ahead_is_the_batch_a_session_without_it_gives(tmp_path, image_folder):
+    """Storing the pick ahead changes no pick: the same batches, in the same order."""
+    from skpeal.labeling import LabelingSession
+
+    from .conftest import CLASSES, tiny_estimator
+
+    folder, truth = image_folder
+    batches = {}
+    for ahead in (True, False):
+        s = LabelingSession(tmp_path / f"project-{ahead}", folder, CLASSES,
+                            estimator=tiny_estimator(), batch_size=5, strategy="dropquery")
+        try:
+            s.prepare()
+            got = []
+            for _ in range(3):
+                batch = s.next_batch()
+                if ahead:
+                    assert s.pick_ahead() and s.has_unleased()
+                got.append(_ids(batch))
+                s.answer([(b["image_id"], truth[b["path"]]) for b in batch])
+            batches[ahead] = got
+        finally:
+            s.close()
+    assert batches[True] == batches[False]
+
+
+def test_a_submit_during_a_refit_gets_the_batch_picked_ahead(session_factory, monkeypatch):
     """A refit that ends while the person holds a batch stores the next one; the batch
-    after that is picked then, while nothing runs: a submit that comes during the next
-    refit gets it without a DropQuery beside that refit (before: picked in the request,
-    beside it)."""
+    after that is picked when that one is served (beside the next refit): a submit that
+    comes during the next refit gets it without a DropQuery in the request, nor a wait
+    (before 2026-12-05: picked in the request, beside the refit)."""
     from skpeal.labeling.loop import ActiveLearningLoop
 
     s = session_factory(strategy="dropquery").prepare()
@@ -147,9 +181,10 @@ def test_a_submit_during_a_refit_gets_the_batch_picked_while_nothing_ran(session
         return fit(self, *a, **k)
 
     monkeypatch.setattr(ActiveLearningLoop, "fit", slow_fit)
-    calls = []
+    calls = []  # the thread of each DropQuery
     select = lb.dropquery_select
-    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
+    monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(
+        threading.current_thread().name) or select(*a, **k))
     app = create_app(s)
 
     def submit(items, label):
@@ -172,11 +207,12 @@ def test_a_submit_during_a_refit_gets_the_batch_picked_while_nothing_ran(session
             d = client.get("/api/batch", params={"client": "a"}).json()["items"]
             submit(d, "blue")  # during that refit
             assert client.get("/api/status").json()["busy"]
-            n, waits = len(calls), []
+            _until(s.has_unleased)  # picked ahead when d was served
+            waits = []
             wait_idle_ = app.state.worker.wait_idle
             app.state.worker.wait_idle = lambda t: waits.append(t) or wait_idle_(t)
             e = client.get("/api/batch", params={"client": "a"}).json()["items"]
-            assert len(calls) == n  # picked ahead: no DropQuery beside the refit ...
+            assert set(calls) <= {"skpeal-pick-ahead", "skpeal-refit"}  # none in a request
             assert waits == []  # ... and no wait for the refit's own pick either
             assert len(e) == 5 and {it["round"] for it in e} == {1}
             shown = [set(_ids(x)) for x in (b, c, d, e)]
