@@ -263,12 +263,12 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         Started here when not given (it prepares the session in the background, and
         makes the thumbnails of every new batch before the page asks for them).
     fresh_wait : float, default=0.3
-        When no batch is picked ahead (each refit picks the next batch beside the one on
-        screen), the seconds a request for the next batch waits for a running refit:
-        when the refit ends sooner, its model picks the batch; else the current model
-        does at once (the refit's model picks the one after). No wait when that pick
-        was computed ahead, while the person answered the batch on screen (see
-        :meth:`LabelingSession.pick_ahead`).
+        When no batch is stored ahead nor its pick computed (see
+        :meth:`LabelingSession.pick_ahead`: the next batch is picked in the background as
+        soon as a batch is served, also while a refit runs), the seconds a request for
+        the next batch waits for a running refit: when the refit ends sooner, its model
+        picks the batch; else the current model does at once (the refit's model picks
+        the one after).
     model_wait : float, default=2.0
         The seconds an answer or undo sent while the model is still loading (a restart)
         or the session still preparing waits for it; then the answer is 503 with the
@@ -279,8 +279,9 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     -------
     app : fastapi.FastAPI
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
-        ``app.state.ahead.ready``: whether the next pick is made already (then a batch
-        asked for during a refit is given at once, without ``fresh_wait``).
+        ``app.state.ahead.ready``: whether the next batch is stored or its pick made
+        already (then a batch asked for during a refit is given at once, without
+        ``fresh_wait``).
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
     guard(app)  # 431 for oversized headers, 507 on a full disk

@@ -222,3 +222,32 @@ def test_a_submit_during_a_refit_gets_the_batch_picked_ahead(session_factory, mo
     finally:
         gate.set()
         app.state.worker.stop(timeout=5)
+
+
+def test_a_refit_holds_the_session_lock_for_no_stopping_statistics(session_factory,
+                                                                  image_folder, monkeypatch):
+    """A new model's stopping statistics (over the whole pool, and the store's history) are
+    computed before the refit takes the session's lock: a batch asked for meanwhile does
+    not wait for them (before: computed under the lock, like the preparation's)."""
+    from skpeal.labeling.stop import SessionStopping
+
+    _, truth = image_folder
+    s = session_factory(strategy="dropquery")
+    free, observe = [], SessionStopping.observe
+
+    def observed(self, *args, **kwargs):
+        def take():  # another thread (a request) takes the session's lock meanwhile
+            free.append(s._lock.acquire(timeout=5))
+            if free[-1]:
+                s._lock.release()
+
+        t = threading.Thread(target=take)
+        t.start()
+        t.join()
+        return observe(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStopping, "observe", observed)
+    s.prepare()
+    s.answer([(b["image_id"], truth[b["path"]]) for b in s.next_batch()])
+    s.refit()
+    assert free == [True, True]  # the preparation's, the refit's
