@@ -189,9 +189,10 @@ class _PickAhead:
     one it stored, once that one is served).
     """
 
-    def __init__(self, session):
-        self.session, self.worker = session, None
+    def __init__(self, session, on_stored=None):
+        self.session, self.worker, self.on_stored = session, None, on_stored
         self._want = threading.Event()
+        self._running = False
 
     def start(self, worker):
         self.worker = worker
@@ -202,18 +203,27 @@ class _PickAhead:
 
     @property
     def ready(self) -> bool:
-        """Whether the next batch is stored (asking for it is instant)."""
+        """Whether the next batch is stored or its pick made (asking for it is instant)."""
         return self.session.picked_ahead()
+
+    @property
+    def idle(self) -> bool:
+        """Whether no pick ahead is asked for nor running."""
+        return not self._want.is_set() and not self._running
 
     def _loop(self):
         while not getattr(self.worker, "_stop", True):
             if not self._want.wait(0.5):
                 continue
+            self._running = True
             self._want.clear()
             try:
-                self.session.pick_ahead()
+                if self.session.pick_ahead() and self.on_stored is not None:
+                    self.on_stored()  # e.g. the thumbnails of the batches stored ahead
             except Exception:  # the pick itself (after the submit) reports it
                 pass
+            finally:
+                self._running = False
 
 
 def _static_dir():
@@ -247,7 +257,7 @@ def _seq_of(body, where=""):
 
 
 def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
-               fresh_wait=0.3, model_wait=2.0):
+               fresh_wait=0.0, model_wait=2.0):
     """The FastAPI application over ``session``.
 
     Parameters
@@ -262,13 +272,14 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     worker : RefitWorker, optional
         Started here when not given (it prepares the session in the background, and
         makes the thumbnails of every new batch before the page asks for them).
-    fresh_wait : float, default=0.3
+    fresh_wait : float, default=0.0
         When no batch is stored ahead nor its pick computed (see
         :meth:`LabelingSession.pick_ahead`: the next batch is picked in the background as
         soon as a batch is served, also while a refit runs), the seconds a request for
         the next batch waits for a running refit: when the refit ends sooner, its model
-        picks the batch; else the current model does at once (the refit's model picks
-        the one after).
+        picks the batch; else the current model does (the refit's model picks the one
+        after, and replaces the batches stored ahead). 0 (the default since 2026-12-07;
+        0.3 before): the person never waits for a refit.
     model_wait : float, default=2.0
         The seconds an answer or undo sent while the model is still loading (a restart)
         or the session still preparing waits for it; then the answer is 503 with the
@@ -296,7 +307,7 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             if path is not None and served_path(path) is not None:
                 thumbs.get(p["image_id"], path, _PAGE_SIZE)
 
-    ahead = _PickAhead(session)
+    ahead = _PickAhead(session, on_stored=warm_thumbnails)
 
     def new_batch():
         warm_thumbnails()

@@ -72,21 +72,26 @@ class BatchMixin:
         else:
             self.store.add_pending(items, self._round)
 
-    def _ignores_answers(self) -> bool:
-        """Whether the next pick is the same whatever the person answers to the images
-        pending or reopened now: DropQuery's picks do not look at the labels, nor
-        ``auto``'s while it runs DropQuery (fewer than ``k_per_class`` labels per class,
-        even if every image on screen or stored ahead gets a label)."""
+    def _ahead_mode(self) -> str:
+        """How the next pick is made ahead: ``"store"`` (it is the same whatever the person
+        answers to the images pending or reopened now: DropQuery, and ``auto`` while it
+        runs DropQuery even if every one of them gets a label), ``"skip"`` (``auto`` may
+        switch to margin sampling with those labels: a DropQuery made now would likely be
+        thrown away, and the margin pick after the submit is quick) or ``"compute"``
+        (computed and kept by the strategy; the pick after the submit uses it when the
+        answers did not change it)."""
         from .. import strategies
 
         fn = self.loop.query_function()
         if fn is strategies.dropquery_sampling:
-            return True
+            return "store"
         if fn is not strategies.auto_sampling:
-            return False
+            return "compute"
         switch = strategies.auto_sampling.__kwdefaults__["k_per_class"] * len(self.classes)
-        open_ = len(self.store.pending()) + len(self.store.reopened())
-        return len(self.store.labelled()) + open_ < switch
+        n = len(self.store.labelled())
+        if n + len(self.store.pending()) + len(self.store.reopened()) < switch:
+            return "store"
+        return "skip" if n < switch else "compute"
 
     def pick_ahead(self, *, scores=None, round=None, reset=False) -> bool:
         """Pick the next batches ahead, outside the session lock, and store them (pending).
@@ -107,15 +112,17 @@ class BatchMixin:
         ready in time. A batch is stored only when the session has not moved on
         meanwhile (another model installed, another query made, one of its images
         taken); a refit that ends later replaces the stored batches with its new model's
-        pick (images a client holds or a person picked are never replaced). Otherwise
-        (``auto`` near or past its switch to margin sampling) the pick is only computed
-        and kept by the strategy: the pick after the submit looks at the new answers
-        and finds it when they did not change it. Only strategies that keep their picks
+        pick (images a client holds or a person picked are never replaced). ``auto``
+        about to switch to margin sampling picks nothing ahead (the margin pick after
+        the submit is quick; a DropQuery now would be thrown away). Otherwise (``auto``
+        past its switch) the pick is only computed and kept by the strategy: the pick
+        after the submit looks at the new answers. Only strategies that keep their picks
         for the same model, rows, size and seed are run ahead (DropQuery and ``auto``);
         for others this does nothing.
 
-        While the pool is still being encoded (``streaming``) one batch is stored, picked
-        among the images encoded so far: the images encoded later do not change it.
+        While the pool is still being encoded (``streaming``) the batches are stored
+        (one when the pick depends on the answers to come), picked among the images
+        encoded so far: the images encoded later do not change them.
 
         Parameters
         ----------
@@ -141,10 +148,13 @@ class BatchMixin:
             return False
         with self._lock:
             fresh = scores is not None
-            # stored: while encoding (one batch), and picks that ignore the answers to come
-            # (up to AHEAD batches); else computed only (kept by the strategy)
-            stored = not fresh and (self.streaming or self._ignores_answers())
-            ahead = 1 if self.streaming else AHEAD
+            mode = None if fresh else self._ahead_mode()
+            if mode == "skip" and not self.streaming:
+                return False
+            # stored: while encoding, and picks that ignore the answers to come (up to
+            # AHEAD batches); else computed only (kept by the strategy)
+            stored = not fresh and (self.streaming or mode == "store")
+            ahead = AHEAD if mode == "store" else 1
             if stored and self._n_unleased() >= ahead * self.batch_size:
                 return True  # the next batches are stored already
             remaining, n, rows_l, y_l, _ = self._query_args(reset)
