@@ -120,9 +120,9 @@ class BatchMixin:
         for the same model, rows, size and seed are run ahead (DropQuery and ``auto``);
         for others this does nothing.
 
-        While the pool is still being encoded (``streaming``) the batches are stored
-        (one when the pick depends on the answers to come), picked among the images
-        encoded so far: the images encoded later do not change them.
+        While the pool is still being encoded (``streaming``) one batch is stored, picked
+        among the images encoded so far: the images encoded later do not change it (the
+        batch after it is picked over every image encoded by then).
 
         Parameters
         ----------
@@ -154,7 +154,7 @@ class BatchMixin:
             # stored: while encoding, and picks that ignore the answers to come (up to
             # AHEAD batches); else computed only (kept by the strategy)
             stored = not fresh and (self.streaming or mode == "store")
-            ahead = AHEAD if mode == "store" else 1
+            ahead = AHEAD if mode == "store" and not self.streaming else 1
             if stored and self._n_unleased() >= ahead * self.batch_size:
                 return True  # the next batches are stored already
             remaining, n, rows_l, y_l, _ = self._query_args(reset)
