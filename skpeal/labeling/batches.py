@@ -174,7 +174,9 @@ class BatchMixin:
             remaining, n, rows_l, y_l, _ = now
         if stored:  # and the batch after it, up to `ahead` batches
             done = self._store_ahead(rows, rnd, k, ahead)
-            return self.pick_ahead() if done and ahead > 1 else done
+            if done and ahead > 1:
+                self.pick_ahead()
+            return done
         if not fresh and not reset:
             self._picked = (scores, rnd, k, remaining.tobytes(), n)
         return True
