@@ -91,9 +91,10 @@ class RefitWorker:
     session's ``state``), never raised into the web server.
     """
 
-    def __init__(self, session, *, on_batch=None):
+    def __init__(self, session, *, on_batch=None, before_refit=None):
         self.session = session
         self.on_batch = on_batch
+        self.before_refit = before_refit  # e.g. wait for the batch being picked ahead
         self.error = None
         self._want = threading.Event()
         self._keep_batch = False
@@ -165,6 +166,8 @@ class RefitWorker:
             self._busy.set()
             self._want.clear()
             try:
+                if self.before_refit is not None:
+                    self.before_refit()
                 keep, self._keep_batch = self._keep_batch, False
                 if self.session.has_labels():
                     self.session.refit(keep_batch=keep)
@@ -177,6 +180,10 @@ class RefitWorker:
                 self._new_batch()
 
 
+#: The longest a refit waits for a pick ahead that runs when it is due (seconds).
+REFIT_WAITS_FOR_PICK = 10.0
+
+
 class _PickAhead:
     """A thread that picks and stores the next batch (:meth:`LabelingSession.pick_ahead`)
     when a batch is served; it ends with ``worker`` (the refit worker).
@@ -186,7 +193,8 @@ class _PickAhead:
     (handed out without a pick in the request, nor a wait for the refit). A refit that
     ends later replaces it with its new model's pick, unless it was handed out first.
     The worker asks for a pick too when it has prepared or refitted (the batch after the
-    one it stored, once that one is served).
+    one it stored, once that one is served), and a refit that is due while a pick runs
+    waits for it (:meth:`wait_running`, at most :data:`REFIT_WAITS_FOR_PICK` seconds).
     """
 
     def __init__(self, session, on_stored=None):
@@ -210,6 +218,18 @@ class _PickAhead:
     def idle(self) -> bool:
         """Whether no pick ahead is asked for nor running."""
         return not self._want.is_set() and not self._running
+
+    def wait_running(self, timeout=REFIT_WAITS_FOR_PICK):
+        """Wait up to ``timeout`` seconds for a pick ahead that runs now to end.
+
+        The refit worker calls this before it trains: the batch being picked is one the
+        person will ask for (e.g. the DropQuery over the whole pool when the encoding
+        has ended), and on two cores a refit beside it slowed it down past the person's
+        next Enter; the refit only improves later batches.
+        """
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _loop(self):
         while not getattr(self.worker, "_stop", True):
@@ -313,7 +333,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
         warm_thumbnails()
         ahead.request()  # the batch after the stored one, while nothing runs
 
-    worker = worker or RefitWorker(session, on_batch=new_batch).start()
+    worker = worker or RefitWorker(session, on_batch=new_batch,
+                                   before_refit=ahead.wait_running).start()
     app.state.worker = worker
     ahead.start(worker)
     app.state.ahead = ahead

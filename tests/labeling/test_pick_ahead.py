@@ -267,3 +267,48 @@ def test_auto_about_to_switch_to_margin_sampling_picks_nothing_ahead(session_fac
     select = lb.dropquery_select
     monkeypatch.setattr(lb, "dropquery_select", lambda *a, **k: calls.append(1) or select(*a, **k))
     assert s.pick_ahead() is False and calls == [] and not s.has_unleased()
+
+
+def test_a_refit_due_while_a_batch_is_picked_ahead_waits_for_that_pick(session_factory,
+                                                                      monkeypatch):
+    """The DropQuery over the whole pool made ahead when the encoding ends is a batch the
+    person asks for two Enters later; the first refit beside it on two cores slowed it
+    past that Enter (1.5 s wait at 10,000 images under load). The refit now starts once
+    that pick has ended (before: at once, beside it)."""
+    from skpeal.labeling.loop import ActiveLearningLoop
+
+    s = session_factory(strategy="dropquery").prepare()
+    order, gate, picking = [], threading.Event(), threading.Event()
+    select, fit = lb.dropquery_select, ActiveLearningLoop.fit
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name == "skpeal-pick-ahead" and not gate.is_set():
+            picking.set()
+            assert gate.wait(60)
+            order.append("pick")
+        return select(*args, **kwargs)
+
+    def fitted(self, *args, **kwargs):
+        order.append("fit")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(lb, "dropquery_select", held)
+    monkeypatch.setattr(ActiveLearningLoop, "fit", fitted)
+    app = create_app(s)
+    try:
+        with TestClient(app) as client:
+            first = client.get("/api/batch", params={"client": "a"}).json()["items"]
+            _until(picking.is_set)  # the batch after the next one, being picked ahead
+            r = client.post("/api/answers", json={"client": "a", "answers": [
+                {"image_id": i, "label": "red"} for i in _ids(first)]})
+            assert r.json()["refit"] is True
+            try:  # the old code's refit starts at once, beside the pick
+                _until(lambda: "fit" in order, timeout=3)
+            except AssertionError:
+                pass
+            gate.set()
+            wait_idle(client)
+            assert order[:2] == ["pick", "fit"]
+    finally:
+        gate.set()
+        app.state.worker.stop(timeout=5)
