@@ -156,9 +156,9 @@ class RefitWorker:
                 self._want.set()
         except Exception as exc:  # shown on the page; the server keeps running
             self._failed("preparing the session", exc)
-        finally:
+        finally:  # busy until the next batches are asked for (thumbnails, pick ahead)
+            self._new_batch()
             self._busy.clear()
-        self._new_batch()
         while True:
             self._want.wait()
             if self._stop:
@@ -175,9 +175,9 @@ class RefitWorker:
             except Exception as exc:
                 self._failed(f"the refit of round {self.session.round + 1}", exc)
             finally:
+                if not self._want.is_set():
+                    self._new_batch()
                 self._busy.clear()
-            if not self._want.is_set():
-                self._new_batch()
 
 
 #: The longest a refit waits for a pick ahead that runs when it is due (seconds).
