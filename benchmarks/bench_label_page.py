@@ -234,9 +234,13 @@ def main(argv=None):
         parse_variant(v)
     runs = [run_once(args, v) for v in args.server]
     for r in runs if args.timeline else ():
-        print(f"timeline of server {r['variant']} (s from its start):")
+        print(f"timeline of server {r['variant']} (s from its start; the page's status polls "
+              "only from an Enter to its batch on screen):")
+        enter = None
         for t, what in r["timeline"]:
-            print(f"  {t:8.2f}  {what}")
+            enter = t if what == "ENTER" else None if what.startswith("ON SCREEN") else enter
+            if not what.startswith("status-end") or enter is not None:
+                print(f"  {t:8.2f}  {what}")
     print(f"pool {args.pool}, {args.batches} batches of {args.batch_size}, model {args.model}; "
           f"keys {args.key_interval * 1000:.0f} ms apart ({args.keys}); {os.cpu_count()} CPUs")
     rows = [

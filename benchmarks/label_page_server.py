@@ -15,9 +15,13 @@ versions in one run). The rest of the command line goes to ``skpeal``. Appended 
 file named by ``SKPEAL_BENCH_TIMES``, one line each: ``pick MS`` for every ``POST
 /api/pick`` (from its arrival in the app to its last byte sent), ``refit S`` for every
 refit, and ``event T WHAT`` (``T``: :func:`time.time`) for the timeline of the server:
-each ``POST /api/answers`` received (``answers``), each ``GET /api/batch`` answered
-(``batch N``, N images), the start and end of each refit, of each pick ahead, of each
-pick made in a request or a refit (``refill``), of the encoding and of the preparation.
+each ``POST /api/answers`` received (``answers``) and answered (``answers-end MS``, its
+time in the server), each ``GET /api/batch`` received (``batch-asked``) and answered
+(``batch N``, N images), each ``GET /api/status`` answered (``status-end MS``), the start
+and end of each refit, of each pick ahead, of each pick made in a request or a refit
+(``refill``), of the encoding, of the preparation, of each model's installation
+(``install``), of its stopping statistics (``observe``) and of each write of the pool's
+features (``features-save``).
 """
 
 from __future__ import annotations
@@ -94,8 +98,8 @@ class PickTimer:
         self.event = _Events(out)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] == "/api/answers":
-            self.event("answers")
+        if scope["type"] == "http" and scope["path"] in ("/api/answers", "/api/status"):
+            return await self._logged(scope, receive, send, scope["path"][5:])
         if scope["type"] == "http" and scope["path"] == "/api/batch":
             return await self._batch(scope, receive, send)
         if scope["type"] != "http" or scope["path"] != "/api/pick":
@@ -109,8 +113,22 @@ class PickTimer:
 
         await self.app(scope, receive, timed_send)
 
+    async def _logged(self, scope, receive, send, what):
+        """``WHAT`` when the request arrives, ``WHAT-end MS`` at its last byte sent."""
+        t0 = time.perf_counter()
+        if what != "status":  # polled every 0.5 s: only its end, with its time
+            self.event(what)
+
+        async def logged_send(message):
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.event(f"{what}-end {1000 * (time.perf_counter() - t0):.0f} ms")
+
+        await self.app(scope, receive, logged_send)
+
     async def _batch(self, scope, receive, send):
         body = []
+        self.event("batch-asked")
 
         async def logged_send(message):
             await send(message)
@@ -130,10 +148,16 @@ def install(settings, out):
 
     create_app, refit = web.create_app, LabelingSession.refit
     event = _Events(out)
-    for name, what in (("pick_ahead", "pick-ahead"), ("_refill", "refill"),
-                       ("_score_streamed", "encoding"), ("prepare", "prepare")):
-        if hasattr(LabelingSession, name):  # code=PATH: an older checkout may lack one
-            event.around(LabelingSession, name, what)
+    from skpeal.labeling.project_features import ProjectFeatures
+    from skpeal.labeling.stop import SessionStopping
+
+    for cls, name, what in (
+            (LabelingSession, "pick_ahead", "pick-ahead"), (LabelingSession, "_refill", "refill"),
+            (LabelingSession, "_score_streamed", "encoding"),
+            (LabelingSession, "prepare", "prepare"), (LabelingSession, "_install", "install"),
+            (ProjectFeatures, "save", "features-save"), (SessionStopping, "observe", "observe")):
+        if hasattr(cls, name):  # code=PATH: an older checkout may lack one
+            event.around(cls, name, what)
 
     def timed_app(*args, **kwargs):
         app = create_app(*args, **kwargs)

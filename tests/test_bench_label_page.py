@@ -53,8 +53,11 @@ def test_pick_timer_times_only_pick_requests():
         assert client.post("/api/pick").json() == {"saved": True}
         client.get("/api/status")
         client.post("/api/pick")
-    lines = out.getvalue().splitlines()
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("pick")]
     assert len(lines) == 2
+    events = [line.split()[2:] for line in out.getvalue().splitlines()
+              if line.startswith("event")]
+    assert [e[0] for e in events] == ["status-end"] and events[0][-1] == "ms"  # its time
     for line in lines:
         what, ms = line.split()
         assert what == "pick" and 0 < float(ms) < 10_000
@@ -100,6 +103,8 @@ def test_the_timeline_logs_answers_and_batches_served():
     with TestClient(app) as client:
         client.post("/api/answers")
         client.get("/api/batch")
-    assert [line.split()[::2] for line in out.getvalue().splitlines()] == [
-        ["event", "answers"], ["event", "batch"]]
+    # each request when it arrives and when it is answered (answers: with its time)
+    assert [line.split()[2] for line in out.getvalue().splitlines()] == [
+        "answers", "answers-end", "batch-asked", "batch"]
+    assert out.getvalue().splitlines()[1].endswith(" ms")
     assert out.getvalue().split()[-1] == "2"

@@ -91,9 +91,10 @@ class RefitWorker:
     session's ``state``), never raised into the web server.
     """
 
-    def __init__(self, session, *, on_batch=None):
+    def __init__(self, session, *, on_batch=None, before_refit=None):
         self.session = session
         self.on_batch = on_batch
+        self.before_refit = before_refit  # e.g. wait for the batch being picked ahead
         self.error = None
         self._want = threading.Event()
         self._keep_batch = False
@@ -155,9 +156,9 @@ class RefitWorker:
                 self._want.set()
         except Exception as exc:  # shown on the page; the server keeps running
             self._failed("preparing the session", exc)
-        finally:
+        finally:  # busy until the next batches are asked for (thumbnails, pick ahead)
+            self._new_batch()
             self._busy.clear()
-        self._new_batch()
         while True:
             self._want.wait()
             if self._stop:
@@ -165,6 +166,8 @@ class RefitWorker:
             self._busy.set()
             self._want.clear()
             try:
+                if self.before_refit is not None:
+                    self.before_refit()
                 keep, self._keep_batch = self._keep_batch, False
                 if self.session.has_labels():
                     self.session.refit(keep_batch=keep)
@@ -172,26 +175,32 @@ class RefitWorker:
             except Exception as exc:
                 self._failed(f"the refit of round {self.session.round + 1}", exc)
             finally:
+                if not self._want.is_set():
+                    self._new_batch()
                 self._busy.clear()
-            if not self._want.is_set():
-                self._new_batch()
+
+
+#: The longest a refit waits for a pick ahead that runs when it is due (seconds).
+REFIT_WAITS_FOR_PICK = 10.0
 
 
 class _PickAhead:
-    """A thread that computes the next pick (:meth:`LabelingSession.pick_ahead`) when a
-    batch is served; it ends with ``worker`` (the refit worker).
+    """A thread that picks and stores the next batch (:meth:`LabelingSession.pick_ahead`)
+    when a batch is served; it ends with ``worker`` (the refit worker).
 
-    A pick asked for while the worker is busy waits until it is idle (never beside a
-    refit: on two cores it would slow the refit down, and the refit picks a batch
-    itself; after the preparation it picks over every image), except while the pool is
-    still being encoded: the pick is then among the images encoded so far, and stored.
+    It runs at once, also while the worker refits: the person answers the batch on
+    screen meanwhile, and the batch after Enter is then stored when it is asked for
+    (handed out without a pick in the request, nor a wait for the refit). A refit that
+    ends later replaces it with its new model's pick, unless it was handed out first.
     The worker asks for a pick too when it has prepared or refitted (the batch after the
-    one it stored, made while nothing runs).
+    one it stored, once that one is served), and a refit that is due while a pick runs
+    waits for it (:meth:`wait_running`, at most :data:`REFIT_WAITS_FOR_PICK` seconds).
     """
 
-    def __init__(self, session):
-        self.session, self.worker = session, None
+    def __init__(self, session, on_stored=None):
+        self.session, self.worker, self.on_stored = session, None, on_stored
         self._want = threading.Event()
+        self._running = False
 
     def start(self, worker):
         self.worker = worker
@@ -202,21 +211,39 @@ class _PickAhead:
 
     @property
     def ready(self) -> bool:
-        """Whether the next pick is computed (asking for it is instant)."""
+        """Whether the next batch is stored or its pick made (asking for it is instant)."""
         return self.session.picked_ahead()
+
+    @property
+    def idle(self) -> bool:
+        """Whether no pick ahead is asked for nor running."""
+        return not self._want.is_set() and not self._running
+
+    def wait_running(self, timeout=REFIT_WAITS_FOR_PICK):
+        """Wait up to ``timeout`` seconds for a pick ahead that runs now to end.
+
+        The refit worker calls this before it trains: the batch being picked is one the
+        person will ask for (e.g. the DropQuery over the whole pool when the encoding
+        has ended), and on two cores a refit beside it slowed it down past the person's
+        next Enter; the refit only improves later batches.
+        """
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _loop(self):
         while not getattr(self.worker, "_stop", True):
             if not self._want.wait(0.5):
                 continue
-            if self.worker.busy and not self.session.streaming:
-                time.sleep(0.1)  # asked for again once the worker is idle
-                continue
+            self._running = True
             self._want.clear()
             try:
-                self.session.pick_ahead()
+                if self.session.pick_ahead() and self.on_stored is not None:
+                    self.on_stored()  # e.g. the thumbnails of the batches stored ahead
             except Exception:  # the pick itself (after the submit) reports it
                 pass
+            finally:
+                self._running = False
 
 
 def _static_dir():
@@ -250,7 +277,7 @@ def _seq_of(body, where=""):
 
 
 def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worker=None,
-               fresh_wait=0.3, model_wait=2.0):
+               fresh_wait=0.0, model_wait=2.0):
     """The FastAPI application over ``session``.
 
     Parameters
@@ -265,13 +292,14 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     worker : RefitWorker, optional
         Started here when not given (it prepares the session in the background, and
         makes the thumbnails of every new batch before the page asks for them).
-    fresh_wait : float, default=0.3
-        When no batch is picked ahead (each refit picks the next batch beside the one on
-        screen), the seconds a request for the next batch waits for a running refit:
-        when the refit ends sooner, its model picks the batch; else the current model
-        does at once (the refit's model picks the one after). No wait when that pick
-        was computed ahead, while the person answered the batch on screen (see
-        :meth:`LabelingSession.pick_ahead`).
+    fresh_wait : float, default=0.0
+        When no batch is stored ahead nor its pick computed (see
+        :meth:`LabelingSession.pick_ahead`: the next batch is picked in the background as
+        soon as a batch is served, also while a refit runs), the seconds a request for
+        the next batch waits for a running refit: when the refit ends sooner, its model
+        picks the batch; else the current model does (the refit's model picks the one
+        after, and replaces the batches stored ahead). 0 (the default since 2026-12-07;
+        0.3 before): the person never waits for a refit.
     model_wait : float, default=2.0
         The seconds an answer or undo sent while the model is still loading (a restart)
         or the session still preparing waits for it; then the answer is 503 with the
@@ -282,8 +310,9 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     -------
     app : fastapi.FastAPI
         ``app.state.worker`` is the refit worker; stop it with ``app.state.worker.stop()``.
-        ``app.state.ahead.ready``: whether the next pick is made already (then a batch
-        asked for during a refit is given at once, without ``fresh_wait``).
+        ``app.state.ahead.ready``: whether the next batch is stored or its pick made
+        already (then a batch asked for during a refit is given at once, without
+        ``fresh_wait``).
     """
     app = FastAPI(title="skpeal label", docs_url=None, redoc_url=None, openapi_url=None)
     guard(app)  # 431 for oversized headers, 507 on a full disk
@@ -298,13 +327,14 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
             if path is not None and served_path(path) is not None:
                 thumbs.get(p["image_id"], path, _PAGE_SIZE)
 
-    ahead = _PickAhead(session)
+    ahead = _PickAhead(session, on_stored=warm_thumbnails)
 
     def new_batch():
         warm_thumbnails()
         ahead.request()  # the batch after the stored one, while nothing runs
 
-    worker = worker or RefitWorker(session, on_batch=new_batch).start()
+    worker = worker or RefitWorker(session, on_batch=new_batch,
+                                   before_refit=ahead.wait_running).start()
     app.state.worker = worker
     ahead.start(worker)
     app.state.ahead = ahead

@@ -15,6 +15,13 @@ __all__ = ["BatchMixin"]
 _KEEPS_PICKS = ("dropquery_sampling", "auto_sampling")
 
 
+#: Batches :meth:`BatchMixin.pick_ahead` keeps stored ahead (held by no client) when the
+#: picks do not depend on the answers to come: the batch after the next one is picked
+#: while the person answers, so that a pick that outlasts one batch of answers (DropQuery
+#: over 10,000 images beside a refit, on a loaded machine) is still ready in time.
+AHEAD = 2
+
+
 def _keeps_picks(fn) -> bool:
     # skpeal.strategies imports modAL and with it torch: imported here, not at the top, so
     # that a restarted server serves its pending batch before torch is loaded
@@ -68,31 +75,64 @@ class BatchMixin:
         else:
             self.store.add_pending(items, self._round)
 
+    def _ahead_mode(self) -> str:
+        """How the next pick is made ahead: ``"store"`` (it is the same whatever the person
+        answers to the images pending or reopened now: DropQuery, and ``auto`` while it
+        runs DropQuery even if every one of them gets a label), ``"skip"`` (``auto`` may
+        switch to margin sampling with those labels: a DropQuery made now would likely be
+        thrown away, and the margin pick after the submit is quick) or ``"compute"``
+        (computed and kept by the strategy; the pick after the submit uses it when the
+        answers did not change it)."""
+        from .. import strategies
+
+        fn = self.loop.query_function()
+        if fn is strategies.dropquery_sampling:
+            return "store"
+        if fn is not strategies.auto_sampling:
+            return "compute"
+        switch = strategies.auto_sampling.__kwdefaults__["k_per_class"] * len(self.classes)
+        n = len(self.store.labelled())
+        if n + len(self.store.pending()) + len(self.store.reopened()) < switch:
+            return "store"
+        return "skip" if n < switch else "compute"
+
     def pick_ahead(self, *, scores=None, round=None, reset=False) -> bool:
-        """Compute the batch the next pick will choose, ahead and outside the session lock.
+        """Pick the next batches ahead, outside the session lock, and store them (pending).
 
-        The labelling server calls this as soon as a batch is served, and once a refit
-        (or the preparation) has ended, so that the pick after the person's submit (the
-        current model, the images not answered nor pending) is ready when it is asked
-        for, also when a batch is stored already (the pick after it, asked for when a
-        submit comes during the next refit): the wait after Enter is then ~0 instead of
-        a DropQuery pick (seconds at 10,000 images). The pick itself is unchanged: the
-        strategy keeps its result for the same model, rows, size and seed, and a later
-        pick with other inputs (another model, other images on screen) computes its own.
-        Only strategies that keep their picks this way are run ahead (DropQuery and
-        ``auto`` while it runs DropQuery); for others this does nothing.
+        The labelling server calls this as soon as a batch is served (also while a refit
+        runs), and once a refit (or the preparation) has ended, so that the batch after
+        the person's submit is ready when it is asked for: the request after Enter then
+        only hands it out (no pick in the request, no wait for the refit) instead of a
+        DropQuery pick over the pool (seconds at 10,000 images, more beside a refit on a
+        loaded machine). The picks themselves are unchanged: the current model's, among
+        the images not answered nor pending, with the query number and seed the pick
+        after the submit would have.
 
-        While the pool is still being encoded (``streaming``) the pick, among the images
-        encoded so far, is stored as the next batch (pending, held by no client): the
-        images encoded later do not change it, so a submit gets it at once, even when the
-        encoding has ended meanwhile (a refit's model replaces it unless it is handed out
-        first).
+        When the pick does not depend on the answers to come (DropQuery, and ``auto``
+        while it runs DropQuery even if every image pending gets a label), it is stored
+        as the next batch (pending, held by no client), and then the batch after it, up
+        to :data:`AHEAD` batches: a pick that outlasts one batch of answers is still
+        ready in time. A batch is stored only when the session has not moved on
+        meanwhile (another model installed, another query made, one of its images
+        taken); a refit that ends later replaces the stored batches with its new model's
+        pick (images a client holds or a person picked are never replaced). ``auto``
+        about to switch to margin sampling picks nothing ahead (the margin pick after
+        the submit is quick; a DropQuery now would be thrown away). Otherwise (``auto``
+        past its switch) the pick is only computed and kept by the strategy: the pick
+        after the submit looks at the new answers. Only strategies that keep their picks
+        for the same model, rows, size and seed are run ahead (DropQuery and ``auto``);
+        for others this does nothing.
+
+        While the pool is still being encoded (``streaming``) one batch is stored, picked
+        among the images encoded so far: the images encoded later do not change it (the
+        batch after it is picked over every image encoded by then).
 
         Parameters
         ----------
         scores : PoolScores, optional
             Pick with these scores (a refit's new model before it is installed, with
-            ``round``); default: the current model's.
+            ``round``): computed only (kept by the strategy), never stored; default: the
+            current model's.
         round : int, optional
             The round of ``scores``.
         reset : bool, default=False
@@ -104,16 +144,22 @@ class BatchMixin:
         Returns
         -------
         ran : bool
-            Whether a pick was computed (or found computed).
+            Whether a pick was computed or stored (or found computed or stored).
         """
         if not self.ready or self.loop.scorer is not None \
                 or not _keeps_picks(self.loop.query_function()):
             return False
         with self._lock:
             fresh = scores is not None
-            stored = self.streaming and not fresh
-            if stored and self.has_unleased():
-                return False  # the next batch is stored already
+            mode = None if fresh else self._ahead_mode()
+            if mode == "skip" and not self.streaming:
+                return False
+            # stored: while encoding, and picks that ignore the answers to come (up to
+            # AHEAD batches); else computed only (kept by the strategy)
+            stored = not fresh and (self.streaming or mode == "store")
+            ahead = AHEAD if mode == "store" and not self.streaming else 1
+            if stored and self._n_unleased() >= ahead * self.batch_size:
+                return True  # the next batches are stored already
             remaining, n, rows_l, y_l, _ = self._query_args(reset)
             scores = self._scores if scores is None else scores
             rnd, k = (round, 0) if fresh else (self._round, self._n_queries)
@@ -129,35 +175,45 @@ class BatchMixin:
             if now[1:4] == (n, rows_l, y_l) and np.array_equal(now[0], remaining):
                 break
             remaining, n, rows_l, y_l, _ = now
-        if stored:
-            return self._store_ahead(rows, rnd, k)
+        if stored:  # and the batch after it, up to `ahead` batches
+            done = self._store_ahead(rows, rnd, k, ahead)
+            if done and ahead > 1:
+                self.pick_ahead()
+            return done
         if not fresh and not reset:
             self._picked = (scores, rnd, k, remaining.tobytes(), n)
         return True
 
     def picked_ahead(self) -> bool:
-        """Whether :meth:`pick_ahead` has computed the next pick (asking for it is instant).
+        """Whether the next batch is stored, or its pick computed (asking for it is instant).
 
         Returns
         -------
         picked : bool
-            The current model, the images left and the query number are those of the
-            last pick made ahead.
+            Pending images are held by no client, or the current model, the images left
+            and the query number are those of the last pick made ahead.
         """
         with self._lock:
+            if self.has_unleased():
+                return True
             remaining, n, _, _, _ = self._query_args()
             return getattr(self, "_picked", None) is not None and self._picked[0] is \
                 self._scores and self._picked[1:] == (self._round, self._n_queries,
                                                       remaining.tobytes(), n)
 
-    def _store_ahead(self, rows, rnd, k) -> bool:
+    def _n_unleased(self) -> int:
+        return sum(p["client"] is None for p in self.store.pending())
+
+    def _store_ahead(self, rows, rnd, k, ahead=1) -> bool:
         """Store a pick made ahead (pool ``rows`` of query ``k`` of round ``rnd``) as the
-        next batch, unless the session moved on meanwhile (then nothing)."""
+        next batch, unless the session moved on meanwhile (then nothing), or ``ahead``
+        batches are stored already."""
         with self._lock:
             taken = {r["image_id"] for r in self.store.in_force()} | {
                 p["image_id"] for p in self.store.pending()} | {
                 r["image_id"] for r in self.store.reopened()}
-            if (self._round, self._n_queries) != (rnd, k) or self.has_unleased() \
+            if (self._round, self._n_queries) != (rnd, k) \
+                    or self._n_unleased() >= ahead * self.batch_size \
                     or taken & {int(self._ids[r]) for r in rows}:
                 return False
             self._n_queries += 1

@@ -355,6 +355,7 @@ class LabelingSession(BatchMixin):
                 rows = [self._row[i] for i in labels]
                 self.store.add_round(rnd, f"round-{rnd}", len(labels),
                                      self._estimate(scores.proba, rows), 0.0)
+            self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
             with self._lock:
                 self._install(est, rnd, scores)
                 self._encoded = None  # with the full scores, never before them
@@ -433,11 +434,9 @@ class LabelingSession(BatchMixin):
         with atomic_path(round_adapter_path(self.project, rnd)) as tmp:
             est.save_adapter(tmp)
 
-    def _install(self, est, rnd, scores):
+    def _install(self, est, rnd, scores):  # under the lock; stopping.observe before it
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
-        self._scores = scores
-        self._n_queries = self._queries_of(rnd)
-        self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
+        self._scores, self._n_queries = scores, self._queries_of(rnd)
 
     def refit(self, *, keep_batch=False):
         """Train a fresh adapter on every label in force, rescore the pool, new batch.
@@ -481,7 +480,8 @@ class LabelingSession(BatchMixin):
         self.store.add_round(rnd, f"round-{rnd}", len(ids), acc, fit_seconds)
         if not keep_batch:  # the new model's pick, outside the lock (see pick_ahead)
             self.pick_ahead(scores=scores, round=rnd, reset=True)
-        with self._lock:
+        self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
+        with self._lock:  # held for no pick (made above) nor statistics (just above)
             self._install(est, rnd, scores)
             if not (keep_batch and self.store.pending()):
                 self._refill(reset=True)

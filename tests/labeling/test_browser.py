@@ -424,3 +424,36 @@ def test_a_batch_loads_three_images_at_a_time_and_picks_go_out_meanwhile(browser
         page.close()
     finally:
         server.kill()
+
+
+def test_the_batch_after_enter_waits_for_no_status_request(browser, setup):
+    """After Enter the page asks for the next batch beside its status request, not after
+    it (before: the status first; under load the batch waited for it: issue 23 item 11)."""
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port())
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        held, hold = [], []
+
+        def status(route):
+            if hold:
+                held.append(route)  # answered only once the next batch is on screen
+            else:
+                route.continue_()
+
+        page.route("**/api/status*", status)
+        page.goto(server.url)
+        first = wait_batch(page)
+        label_with_keys(page, ["1", "2", "3", "1", "2"])
+        wait_saved(page, 5)
+        hold.append(True)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("text=Saved 5 answers")
+        second = wait_batch(page, not_ids=first, timeout=20000)
+        assert len(second) == 5 and held  # on screen while the status request waited
+        hold.clear()
+        for route in held:
+            route.continue_()
+        page.close()
+    finally:
+        server.kill()

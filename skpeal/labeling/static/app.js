@@ -504,9 +504,15 @@ async function submit(again) {
         "after Enter: saved too." : "") + (r.refit ? " The model is learning from them." : ""));
     items = [];
     renderBatch();
-    status = await api("api/status");
-    renderStatus();
+    // the status beside the batch, not before it: the next batch waits for no status
+    let asked = null, failed = null;
+    const statusAsked = api("api/status").then((st) => { asked = st; }, (e) => { failed = e; });
     await loadBatch(true);
+    await statusAsked;
+    if (failed) throw failed;
+    status = asked;
+    renderStatus();
+    if (!items.length) renderBatch();  // its empty text says what the status says
   } catch (e) {
     flush();  // picks held while the answers were on their way: the batch is still there
     if (e.loading) {
