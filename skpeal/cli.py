@@ -118,6 +118,11 @@ def _label(args) -> int:
     config = from_args(LabelConfig, args).validate(flags=True)
     project = config.project or os.path.join(config.images, ".skpeal")
     new = not os.path.exists(os.path.join(project, "labels.sqlite"))
+    if not new:  # other settings than the project's: the session's error, before serving
+        from .labeling._project import SETTINGS, read_meta, resolve_settings
+
+        resolve_settings(project, read_meta(project).get("settings", {}),
+                         {k: v for k, v in config.session_kwargs().items() if k in SETTINGS})
     session = None
     quick = new and config.ml_backend_port is None and config.ray is None
     drawn = quick and config.init == "random"  # a first batch that needs no model

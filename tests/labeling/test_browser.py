@@ -409,14 +409,17 @@ def test_a_batch_loads_three_images_at_a_time_and_picks_go_out_meanwhile(browser
         wait_saved(page, 1)  # while the images are on their way
         assert len(held) == 3
         assert picks_in_db(project) == [(first[0], classes[1])]
+        waiting = page.eval_on_selector_all(  # no alt text over the grey boxes meanwhile
+            ".card img:not([src])", "els => els.map((e) => getComputedStyle(e).color)")
+        assert waiting and set(waiting) == {"rgba(0, 0, 0, 0)"}, waiting
         loaded = ("[...document.querySelectorAll('.card img')].every("
                   "(i) => i.complete && i.naturalWidth > 0)")
         released, t0 = 0, time.time()
         while not page.evaluate(loaded) and time.time() - t0 < 30:
             assert len(held) - released <= 3
-            for route in held[released:]:
-                route.continue_()
-            released = len(held)
+            while released < len(held):  # one appended while continuing is continued too
+                held[released].continue_()
+                released += 1
             page.wait_for_timeout(100)
         assert page.evaluate(loaded), (len(held), page.evaluate(
             "[...document.querySelectorAll('.card img')].map((i) => [i.currentSrc, i.complete])"))

@@ -197,3 +197,22 @@ def test_label_session_refuses_a_ray_address_that_is_not_a_string(tmp_path, imag
         LabelingSession(tmp_path / "p", images=folder, classes=["a", "b"],
                         estimator=tiny_estimator(), ray=2)
     assert not (tmp_path / "p").exists()
+
+
+def test_a_project_reopened_with_other_settings_stops_before_serving(tmp_path, capsys,
+                                                                    image_folder):
+    """The session's error, before the page serves the pending batch (no model loaded)."""
+    from skpeal.labeling._project import start_random_project
+
+    from .conftest import CLASSES
+
+    folder, _ = image_folder
+    start_random_project(tmp_path / "p", folder, CLASSES, {"batch_size": 5})
+    for flags, match in [(["--init", "zero-shot"], "is a project with init='random'"),
+                         (["--batch-size", "7"], "is a project with batch_size=5")]:
+        assert main(["label", str(folder), "--project", str(tmp_path / "p"), "--port", "0",
+                     *flags]) == 2
+        out = capsys.readouterr()
+        err = out.err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+        assert "open http" not in out.out  # never served
