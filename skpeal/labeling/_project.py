@@ -13,13 +13,14 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .._files import IMAGE_EXTENSIONS
-from .._validation import derive_seed
+from .._validation import check_int, derive_seed
 from ._checks import NEW_PROJECT_CLASSES, check_classes
 from .config import DEFAULT_STRATEGY, ProjectSettings
 from .store import LabelStore
@@ -249,8 +250,9 @@ def start_random_project(project, images, classes, settings=None) -> int:
     opened like a restarted one: ``skpeal label --init random`` shows this batch while
     torch and the model load (:class:`~skpeal.labeling._starting.StartingSession`).
 
-    The label store is written in a temporary folder inside ``project`` and moved into
-    place whole, so a kill at any moment leaves either no project or a complete one.
+    The label store is written in a temporary folder inside ``project`` and linked into
+    place whole, so a kill at any moment leaves either no project or a complete one, and
+    a project another process made meanwhile is never replaced.
 
     Parameters
     ----------
@@ -271,7 +273,8 @@ def start_random_project(project, images, classes, settings=None) -> int:
     Raises
     ------
     ValueError
-        ``project`` is a project already, bad class names or settings, or no image.
+        ``project`` is a project already (or became one meanwhile), bad class names or
+        settings, or no image.
     """
     project = Path(project)
     db = project / "labels.sqlite"
@@ -284,10 +287,13 @@ def start_random_project(project, images, classes, settings=None) -> int:
     if given.get("init", "random") != "random":
         raise ValueError(f"start_random_project: init must be 'random', got {given['init']!r}")
     settings = resolve_settings(project, {}, {**given, "init": "random"})
+    check_int("batch_size", settings["batch_size"], low=1)
+    check_int("random_state", settings["random_state"])
     paths = collect_images(images, exclude=project)
     project.mkdir(parents=True, exist_ok=True)
-    for stale in project.glob(_NEW_PREFIX + "*"):  # a start killed half-way: never used
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in project.glob(_NEW_PREFIX + "*"):  # of a start killed half-way (an hour
+        if time.time() - stale.stat().st_mtime > 3600:  # old: not one being made now)
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=project))
     try:
         store = LabelStore(tmp)
@@ -301,7 +307,11 @@ def start_random_project(project, images, classes, settings=None) -> int:
             store.set_pending([(ids[r], None, None) for r in rows], 0)
         finally:
             store.close()  # the last connection: SQLite folds its WAL into the file
-        os.replace(tmp / "labels.sqlite", db)
+        try:  # a link, not a rename: a project another process made meanwhile is kept
+            os.link(tmp / "labels.sqlite", db)
+        except FileExistsError:
+            raise ValueError(f"{os.fspath(project)} is a project already (made by another "
+                             "process meanwhile)") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(paths)

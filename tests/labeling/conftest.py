@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,27 @@ def image_folder(tmp_path):
     """(folder, truth) with 45 images of three colour classes."""
     folder = tmp_path / "images"
     return folder, make_images(folder)
+
+
+def hold_encoding(monkeypatch, at, method="predict_proba_embed"):
+    """Hold the model's ``method`` (the pool's encoding) at its ``at``-th call.
+
+    Returns ``(calls, gate)``: the number of images of each call so far, and the event
+    that lets the held call go on (``gate.set()``).
+    """
+    from skpeal import CLIPAdapterClassifier
+
+    calls, gate = [], threading.Event()
+    original = getattr(CLIPAdapterClassifier, method)
+
+    def held(self, X):
+        calls.append(len(X))
+        if len(calls) == at:
+            assert gate.wait(60)
+        return original(self, X)
+
+    monkeypatch.setattr(CLIPAdapterClassifier, method, held)
+    return calls, gate
 
 
 def tiny_estimator():

@@ -90,6 +90,14 @@ def loading_server(request, session_factory):
         yield url, project, ids, go, starting
 
 
+@pytest.fixture
+def page(browser):
+    """A 1280x800 page of the module's chromium, closed after the test."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    yield page
+    page.close()
+
+
 def _labels_in_db(project):
     db = sqlite3.connect(project / "labels.sqlite")
     try:
@@ -98,70 +106,62 @@ def _labels_in_db(project):
         db.close()
 
 
-def test_submit_while_the_model_loads_waits_and_goes_through_by_itself(browser,
-                                                                         loading_server):
+def test_submit_while_the_model_loads_waits_and_goes_through_by_itself(page,
+                                                                      loading_server):
     url, project, ids, go, starting = loading_server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    try:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        cards = page.eval_on_selector_all(".card", "els => els.map(e => e.dataset.imageId)")
-        assert [int(x) for x in cards] == ids  # the pending batch, from the store
-        page.wait_for_selector("#busy-text:has-text('Loading the model')")
-        # picks and the undo of a pick: at once, while the model loads
-        for k in ["1", "2", "3", "1", "2"]:
-            page.keyboard.press(k)
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
-        page.keyboard.press("u")
-        page.wait_for_selector("#message:has-text('Undone your pick')")
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 4")
-        page.keyboard.press("2")  # the focus is back on the undone card
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
-        # a submit before the model: a plain message, not an error; nothing labelled yet
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#message:has-text('The model is still loading; your picks "
-                               "are saved')")
-        assert page.is_hidden("#error")
-        assert page.is_disabled("#submit")
-        time.sleep(1.5)  # at least one resend, still refused: nothing stored
-        assert _labels_in_db(project) == 0 and starting.session is None
-        assert page.is_hidden("#error")
-        go.set()  # the model is there: the page's resend goes through
-        page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
-        assert _labels_in_db(project) == 5
-        assert page.is_hidden("#error")
-    finally:
-        page.close()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    cards = page.eval_on_selector_all(".card", "els => els.map(e => e.dataset.imageId)")
+    assert [int(x) for x in cards] == ids  # the pending batch, from the store
+    page.wait_for_selector("#busy-text:has-text('Loading the model')")
+    # picks and the undo of a pick: at once, while the model loads
+    for k in ["1", "2", "3", "1", "2"]:
+        page.keyboard.press(k)
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+    page.keyboard.press("u")
+    page.wait_for_selector("#message:has-text('Undone your pick')")
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 4")
+    page.keyboard.press("2")  # the focus is back on the undone card
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+    # a submit before the model: a plain message, not an error; nothing labelled yet
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#message:has-text('The model is still loading; your picks "
+                           "are saved')")
+    assert page.is_hidden("#error")
+    assert page.is_disabled("#submit")
+    time.sleep(1.5)  # at least one resend, still refused: nothing stored
+    assert _labels_in_db(project) == 0 and starting.session is None
+    assert page.is_hidden("#error")
+    go.set()  # the model is there: the page's resend goes through
+    page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
+    assert _labels_in_db(project) == 5
+    assert page.is_hidden("#error")
 
 
 @pytest.mark.parametrize("loading_server", [True], indirect=True)
-def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(browser,
-                                                                          loading_server):
+def test_undo_of_an_answer_while_the_model_loads_is_sent_again_by_itself(page,
+                                                                       loading_server):
     url, project, ids, go, starting = loading_server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
     # the tab that submitted the answer (an undo takes back its own tab's answers)
     page.add_init_script("sessionStorage.setItem('skpeal-client', 'before')")
-    try:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        page.wait_for_selector("#busy-text:has-text('Loading the model')")
-        # no pick on screen: the undo takes back the submitted answer, which needs the model
-        page.keyboard.press("u")
-        page.wait_for_selector("#message:has-text('The model is still loading; your picks "
-                               "are saved. The undo is sent by itself')")
-        assert page.is_hidden("#error") and starting.session is None
-        time.sleep(1.5)  # resent at least once, still refused: the answer is in force
-        assert _labels_in_db(project) == 1
-        go.set()
-        page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
-        assert page.is_hidden("#error")
-        page.wait_for_function("document.querySelectorAll('.card').length == 6")
-    finally:
-        page.close()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    page.wait_for_selector("#busy-text:has-text('Loading the model')")
+    # no pick on screen: the undo takes back the submitted answer, which needs the model
+    page.keyboard.press("u")
+    page.wait_for_selector("#message:has-text('The model is still loading; your picks "
+                           "are saved. The undo is sent by itself')")
+    assert page.is_hidden("#error") and starting.session is None
+    time.sleep(1.5)  # resent at least once, still refused: the answer is in force
+    assert _labels_in_db(project) == 1
+    go.set()
+    page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
+    assert page.is_hidden("#error")
+    page.wait_for_function("document.querySelectorAll('.card').length == 6")
 
 
 def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
-        browser, session_factory, image_folder):
+        page, session_factory, image_folder):
     from skpeal.labeling._starting import StartingSession
 
     from .conftest import CLASSES
@@ -175,8 +175,7 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
     project = image_folder[0].parent / "project"  # session_factory's
     starting = StartingSession.new_project(project, build, images=image_folder[0],
                                            classes=CLASSES)
-    with _serving(starting, go) as url, contextlib.closing(
-            browser.new_page(viewport={"width": 1280, "height": 800})) as page:
+    with _serving(starting, go) as url:
         page.goto(url)
         page.wait_for_selector("#busy-text:has-text('Loading the model')")
         assert page.eval_on_selector_all(".card", "els => els.length") == 0
@@ -188,8 +187,8 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         assert page.is_hidden("#error")
 
 
-def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, session_factory,
-                                                                   image_folder):
+def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_factory,
+                                                                  image_folder):
     """``skpeal label --init random``: the project is made and its batch drawn before the
     model; the page shows it at once (no suggestion), picks are saved, and the batch
     stays the same once the model is there."""
@@ -207,8 +206,7 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(browser, sessi
     project = image_folder[0].parent / "project"  # session_factory's
     start_random_project(project, image_folder[0], CLASSES, {"batch_size": 5})
     starting = StartingSession(project, build)
-    with _serving(starting, go, model_wait=0.3) as url, contextlib.closing(
-            browser.new_page(viewport={"width": 1280, "height": 800})) as page:
+    with _serving(starting, go, model_wait=0.3) as url:
         page.goto(url)
         page.wait_for_function("document.querySelectorAll('.card').length == 5")
         assert starting.loading  # shown before the model is there
@@ -263,144 +261,128 @@ def _pump(page, until, timeout=30):
         page.wait_for_timeout(20)
 
 
-def test_picks_go_side_by_side_and_the_latest_of_an_image_wins_in_any_order(browser,
-                                                                           loading_server):
+def test_picks_go_side_by_side_and_the_latest_of_an_image_wins_in_any_order(page,
+                                                                        loading_server):
     url, project, ids, go, starting = loading_server
     classes = starting.classes
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
     held = []
     page.route("**/api/pick", lambda r: held.append(r))  # each waits here for the test
-    try:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        for k in ["1", "ArrowLeft", "2", "3"]:  # card 0: red then green; card 1: blue
-            page.keyboard.press(k)
-        # three requests on their way at once: none waits for the reply to another
-        _pump(page, lambda: len(held) == 3)
-        sent = [p for r in held for p in r.request.post_data_json["picks"]]
-        assert [(b["image_id"], b["label"]) for b in sent] == [
-            (ids[0], classes[0]), (ids[0], classes[1]), (ids[1], classes[2])]
-        assert sent[0]["seq"] < sent[1]["seq"] < sent[2]["seq"]
-        # nothing is shown as saved before the server committed it
-        assert _saved(page) == {} and _picks_in_db(project) == {}
-        held[1].continue_()  # the later pick of card 0 arrives first
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
-        assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
-        with page.expect_response("**/api/pick") as reply:
-            held[0].continue_()  # the earlier pick arrives last: not stored
-        assert reply.value.json()["pick_ids"] == [None]
-        assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
-        held[2].continue_()
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
-        assert _saved(page) == {0: classes[1], 1: classes[2]}
-        assert _picks_in_db(project) == {ids[0]: classes[1], ids[1]: classes[2]}
-        page.reload()  # what the server gives back is what the page showed
-        page.unroute("**/api/pick")
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
-        assert _saved(page) == {0: classes[1], 1: classes[2]}
-    finally:
-        page.close()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    for k in ["1", "ArrowLeft", "2", "3"]:  # card 0: red then green; card 1: blue
+        page.keyboard.press(k)
+    # three requests on their way at once: none waits for the reply to another
+    _pump(page, lambda: len(held) == 3)
+    sent = [p for r in held for p in r.request.post_data_json["picks"]]
+    assert [(b["image_id"], b["label"]) for b in sent] == [
+        (ids[0], classes[0]), (ids[0], classes[1]), (ids[1], classes[2])]
+    assert sent[0]["seq"] < sent[1]["seq"] < sent[2]["seq"]
+    # nothing is shown as saved before the server committed it
+    assert _saved(page) == {} and _picks_in_db(project) == {}
+    held[1].continue_()  # the later pick of card 0 arrives first
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+    assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
+    with page.expect_response("**/api/pick") as reply:
+        held[0].continue_()  # the earlier pick arrives last: not stored
+    assert reply.value.json()["pick_ids"] == [None]
+    assert _saved(page) == {0: classes[1]} and _picks_in_db(project) == {ids[0]: classes[1]}
+    held[2].continue_()
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
+    assert _saved(page) == {0: classes[1], 1: classes[2]}
+    assert _picks_in_db(project) == {ids[0]: classes[1], ids[1]: classes[2]}
+    page.reload()  # what the server gives back is what the page showed
+    page.unroute("**/api/pick")
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
+    assert _saved(page) == {0: classes[1], 1: classes[2]}
 
 
-def test_a_batch_read_before_a_pick_was_confirmed_does_not_hide_the_pick(browser,
-                                                                          loading_server):
+def test_a_batch_read_before_a_pick_was_confirmed_does_not_hide_the_pick(page,
+                                                                       loading_server):
     url, project, ids, go, starting = loading_server
     classes = starting.classes
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
     down, hold, held = [False], [False], []
     page.route("**/api/status", lambda r: r.abort("connectionrefused") if down[0]
                else r.continue_())
     page.route("**/api/batch*", lambda r: held.append(r) if hold[0] else r.continue_())
-    try:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        hold[0] = down[0] = True  # the server seems away, then back: the page reloads
-        page.wait_for_selector("#offline", state="visible")  # its batch
-        down[0] = False
-        _pump(page, lambda: held)
-        stale = held[0].fetch()  # the server's batch now, before the pick below
-        page.keyboard.press("1")
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
-        assert _picks_in_db(project) == {ids[0]: classes[0]}
-        with page.expect_response("**/api/batch*"):
-            held[0].fulfill(response=stale)  # arrives after the pick's confirmation
-        page.wait_for_function("!loading")
-        assert _saved(page) == {0: classes[0]}
-    finally:
-        page.close()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    hold[0] = down[0] = True  # the server seems away, then back: the page reloads
+    page.wait_for_selector("#offline", state="visible")  # its batch
+    down[0] = False
+    _pump(page, lambda: held)
+    stale = held[0].fetch()  # the server's batch now, before the pick below
+    page.keyboard.press("1")
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+    assert _picks_in_db(project) == {ids[0]: classes[0]}
+    with page.expect_response("**/api/batch*"):
+        held[0].fulfill(response=stale)  # arrives after the pick's confirmation
+    page.wait_for_function("!loading")
+    assert _saved(page) == {0: classes[0]}
 
 
-def test_picks_typed_while_away_or_while_a_submit_waits_are_kept_latest_wins(browser,
-                                                                            loading_server):
+def test_picks_typed_while_away_or_while_a_submit_waits_are_kept_latest_wins(page,
+                                                                         loading_server):
     url, project, ids, go, starting = loading_server
     classes = starting.classes
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
     away = [True]
     page.route("**/api/pick", lambda r: r.abort("connectionrefused") if away[0]
                else r.continue_())
     held, hold = [], [False]
     page.route("**/api/answers", lambda r: held.append(r) if hold[0] else r.continue_())
-    try:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        # the server is away: card 0 red then blue, card 1 green; kept, none shown saved
-        for k in ["1", "ArrowLeft", "3", "2"]:
-            page.keyboard.press(k)
-        page.wait_for_function("document.querySelectorAll('.card .state.unsent').length == 2")
-        assert _picks_in_db(project) == {} and page.is_visible("#offline")
-        away[0] = False  # back: the page sends what waited, the latest pick of each image
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
-        assert _picks_in_db(project) == {ids[0]: classes[2], ids[1]: classes[1]}
-        for k in ["1", "2", "3"]:
-            page.keyboard.press(k)
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
-        # Enter before the model: 503, sent again by itself; card 4 changes meanwhile
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#message:has-text('The model is still loading')")
-        page.keyboard.press("1")  # focus stays on the last card
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
-        assert _picks_in_db(project)[ids[4]] == classes[0]
-        # a resend on its way (held here) while card 4 changes again: kept in the page
-        hold[0] = True
-        _pump(page, lambda: held)
-        page.keyboard.press("2")
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 4")
-        go.set()  # the model is there: the held resend goes through with the answers it has
-        _pump(page, lambda: not starting.loading, timeout=120)
-        hold[0] = False
-        held[0].continue_()
-        page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")  # the next
-        assert _labels_in_force(project) == {ids[0]: classes[2], ids[1]: classes[1],
-                                             ids[2]: classes[0], ids[3]: classes[1],
-                                             ids[4]: classes[1]}
-        assert "1 changed after Enter: saved too" in page.inner_text("#message")
-        assert page.is_hidden("#error")
-    finally:
-        page.close()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    # the server is away: card 0 red then blue, card 1 green; kept, none shown saved
+    for k in ["1", "ArrowLeft", "3", "2"]:
+        page.keyboard.press(k)
+    page.wait_for_function("document.querySelectorAll('.card .state.unsent').length == 2")
+    assert _picks_in_db(project) == {} and page.is_visible("#offline")
+    away[0] = False  # back: the page sends what waited, the latest pick of each image
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 2")
+    assert _picks_in_db(project) == {ids[0]: classes[2], ids[1]: classes[1]}
+    for k in ["1", "2", "3"]:
+        page.keyboard.press(k)
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+    # Enter before the model: 503, sent again by itself; card 4 changes meanwhile
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#message:has-text('The model is still loading')")
+    page.keyboard.press("1")  # focus stays on the last card
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+    assert _picks_in_db(project)[ids[4]] == classes[0]
+    # a resend on its way (held here) while card 4 changes again: kept in the page
+    hold[0] = True
+    _pump(page, lambda: held)
+    page.keyboard.press("2")
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 4")
+    go.set()  # the model is there: the held resend goes through with the answers it has
+    _pump(page, lambda: not starting.loading, timeout=120)
+    hold[0] = False
+    held[0].continue_()
+    page.wait_for_selector("#message:has-text('Saved 5 answers')", timeout=120000)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")  # the next
+    assert _labels_in_force(project) == {ids[0]: classes[2], ids[1]: classes[1],
+                                         ids[2]: classes[0], ids[3]: classes[1],
+                                         ids[4]: classes[1]}
+    assert "1 changed after Enter: saved too" in page.inner_text("#message")
+    assert page.is_hidden("#error")
 
 
 @pytest.mark.parametrize("loading_server", [True], indirect=True)
-def test_a_pick_typed_while_an_undo_waits_for_the_model_is_not_what_it_undoes(browser,
-                                                                             loading_server):
+def test_a_pick_typed_while_an_undo_waits_for_the_model_is_not_what_it_undoes(page,
+                                                                          loading_server):
     url, project, ids, go, starting = loading_server
     classes = starting.classes
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.add_init_script("sessionStorage.setItem('skpeal-client', 'before')")
-    try:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        page.wait_for_selector("#busy-text:has-text('Loading the model')")
-        page.keyboard.press("u")  # no pick on screen: it undoes the submitted answer
-        page.wait_for_selector("#message:has-text('The undo is sent by itself')")
-        page.keyboard.press("2")  # typed while the undo waits
-        page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
-        time.sleep(1.5)  # the undo is sent again at least once: the pick stays
-        assert _picks_in_db(project) == {ids[0]: classes[1]}
-        go.set()
-        page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
-        page.wait_for_function("document.querySelectorAll('.card').length == 6")
-        assert _picks_in_db(project) == {ids[0]: classes[1]}
-        assert _labels_in_db(project) == 2  # the answer, and the undo row that cancels it
-    finally:
-        page.close()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    page.wait_for_selector("#busy-text:has-text('Loading the model')")
+    page.keyboard.press("u")  # no pick on screen: it undoes the submitted answer
+    page.wait_for_selector("#message:has-text('The undo is sent by itself')")
+    page.keyboard.press("2")  # typed while the undo waits
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+    time.sleep(1.5)  # the undo is sent again at least once: the pick stays
+    assert _picks_in_db(project) == {ids[0]: classes[1]}
+    go.set()
+    page.wait_for_selector("#message:has-text('Reopened')", timeout=120000)
+    page.wait_for_function("document.querySelectorAll('.card').length == 6")
+    assert _picks_in_db(project) == {ids[0]: classes[1]}
+    assert _labels_in_db(project) == 2  # the answer, and the undo row that cancels it

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from skpeal.labeling.app import create_app  # noqa: E402
 from skpeal.strategies import lowbudget as lb  # noqa: E402
 
+from .conftest import hold_encoding  # noqa: E402
 from .test_app import wait_idle  # noqa: E402
 
 
@@ -45,20 +46,10 @@ def test_the_batch_after_enter_is_picked_and_stored_while_the_pool_is_encoded(
     stored, and given at once after Enter, also once the encoding has ended (before: the
     pick ahead was dropped while the pool was encoded, and the batch after Enter was a
     DropQuery over the whole pool in the request, beside the first refit)."""
-    from skpeal import CLIPAdapterClassifier
     from skpeal.labeling import session as session_module
 
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
-    calls, gate = [], threading.Event()
-    original = CLIPAdapterClassifier.predict_proba_embed
-
-    def slow(self, X):
-        calls.append(len(X))
-        if len(calls) == 3:  # the sample and one chunk encoded: hold the encoding here
-            assert gate.wait(60)
-        return original(self, X)
-
-    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba_embed", slow)
+    calls, gate = hold_encoding(monkeypatch, 3)  # held after the sample and one chunk
     s = session_factory(strategy="auto")
     app = create_app(s)
     try:

@@ -78,20 +78,23 @@ def test_a_failure_half_way_leaves_no_project(tmp_path, image_folder, monkeypatc
         with pytest.raises(KeyboardInterrupt):
             start_random_project(project, folder, CLASSES)
     assert list(project.iterdir()) == []  # no labels.sqlite, no temporary folder
-    (project / ".new-project-killed").mkdir()  # as a kill -9 half-way would leave it
+    (project / ".new-project-killed").mkdir()  # as a kill -9 half-way would leave it,
+    os.utime(project / ".new-project-killed", (0, 0))  # long ago
+    (project / ".new-project-now").mkdir()  # another process's, being made: kept
     start_random_project(project, folder, CLASSES)  # a new start makes it whole
     store = LabelStore(project)
     try:
         assert len(store.pending()) == 10 and store.get_meta("classes") == CLASSES
     finally:
         store.close()
-    assert [p.name for p in project.iterdir()] == ["labels.sqlite"]  # the leftover is gone
+    assert sorted(p.name for p in project.iterdir()) == [".new-project-now", "labels.sqlite"]
 
 
 @pytest.mark.parametrize("classes, settings, match", [
     (None, None, "a new project needs its class names"),
     (["a"], None, "at least two class names"),
     (CLASSES, {"init": "zero-shot"}, "init must be 'random'"),
+    (CLASSES, {"batch_size": 0}, "batch_size must be"),
 ])
 def test_bad_input_is_refused_before_anything_is_made(tmp_path, image_folder, classes,
                                                       settings, match):
@@ -104,3 +107,24 @@ def test_an_existing_project_is_refused(tmp_path, image_folder):
     start_random_project(tmp_path / "p", image_folder[0], CLASSES)
     with pytest.raises(ValueError, match="is a project already"):
         start_random_project(tmp_path / "p", image_folder[0], CLASSES)
+
+
+def test_a_project_another_process_made_meanwhile_is_kept(tmp_path, image_folder,
+                                                          monkeypatch):
+    project = tmp_path / "p"
+    original = LabelStore.set_pending
+
+    def meanwhile(self, items, round):  # another `skpeal label` made the project now
+        monkeypatch.setattr(LabelStore, "set_pending", original)
+        start_random_project(project, image_folder[0], ["x", "y"])
+        return original(self, items, round)
+
+    monkeypatch.setattr(LabelStore, "set_pending", meanwhile)
+    with pytest.raises(ValueError, match="made by another process meanwhile"):
+        start_random_project(project, image_folder[0], CLASSES)
+    store = LabelStore(project)
+    try:
+        assert store.get_meta("classes") == ["x", "y"]  # the other one's, not replaced
+    finally:
+        store.close()
+    assert [p.name for p in project.iterdir()] == ["labels.sqlite"]

@@ -16,7 +16,7 @@ import pytest
 
 from skpeal.labeling import LabelingSession, LabelStore, collect_images
 
-from .conftest import CLASSES, TINY_EST
+from .conftest import CLASSES, TINY_EST, hold_encoding
 
 
 def test_collect_images_recursive_sorted_and_confined(tmp_path, image_folder):
@@ -415,22 +415,13 @@ def test_image_features_persist_in_the_project_and_are_not_encoded_again(session
 def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypatch, strategy):
     import threading
 
-    from skpeal import CLIPAdapterClassifier
     from skpeal.labeling import session as session_module
 
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
     monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
-    calls, gate = [], threading.Event()
-    method = "predict_proba_embed" if strategy == "auto" else "predict_proba"
-    original = getattr(CLIPAdapterClassifier, method)
-
-    def slow(self, X):
-        calls.append(len(X))
-        if len(calls) == 2:  # the first chunk after the sample: hold the encoding here
-            assert gate.wait(60)
-        return original(self, X)
-
-    monkeypatch.setattr(CLIPAdapterClassifier, method, slow)
+    # the first chunk after the sample: the encoding is held there
+    calls, gate = hold_encoding(monkeypatch, 2, "predict_proba_embed" if strategy == "auto"
+                                else "predict_proba")
     s = session_factory(strategy=strategy)
     worker = threading.Thread(target=s.prepare)
     worker.start()
@@ -462,21 +453,11 @@ def test_batches_while_encoding_come_from_every_image_encoded_so_far(session_fac
     chunks encoded since, and the progress moves with each chunk (issue 23 item 5)."""
     import threading
 
-    from skpeal import CLIPAdapterClassifier
     from skpeal.labeling import session as session_module
 
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
     monkeypatch.setattr(session_module, "ENCODE_CHUNK", 512)  # chunks of FIRST_ENCODED
-    calls, gate = [], threading.Event()
-    original = CLIPAdapterClassifier.predict_proba_embed
-
-    def slow(self, X):
-        calls.append(len(X))
-        if len(calls) == 3:  # the sample and one chunk encoded: hold the encoding here
-            assert gate.wait(60)
-        return original(self, X)
-
-    monkeypatch.setattr(CLIPAdapterClassifier, "predict_proba_embed", slow)
+    calls, gate = hold_encoding(monkeypatch, 3)  # held after the sample and one chunk
     s = session_factory(strategy="auto")
     worker = threading.Thread(target=s.prepare)
     worker.start()
