@@ -102,6 +102,7 @@ class RefitWorker:
         self._busy = threading.Event()
         self._busy.set()  # preparing
         self._thread = threading.Thread(target=self._loop, name="skpeal-refit", daemon=True)
+        self.companions = []  # threads that end with this one: joined by stop() too
 
     def start(self):
         self._thread.start()
@@ -143,7 +144,8 @@ class RefitWorker:
     def stop(self, timeout=None):
         self._stop = True
         self._want.set()
-        self._thread.join(timeout)
+        for thread in [self._thread, *self.companions]:  # e.g. the pick ahead's
+            thread.join(timeout)
 
     def _loop(self):
         try:
@@ -204,7 +206,9 @@ class _PickAhead:
 
     def start(self, worker):
         self.worker = worker
-        threading.Thread(target=self._loop, name="skpeal-pick-ahead", daemon=True).start()
+        thread = threading.Thread(target=self._loop, name="skpeal-pick-ahead", daemon=True)
+        getattr(worker, "companions", []).append(thread)  # stopped with the worker
+        thread.start()
 
     def request(self):
         self._want.set()
@@ -220,13 +224,10 @@ class _PickAhead:
         return not self._want.is_set() and not self._running
 
     def wait_running(self, timeout=REFIT_WAITS_FOR_PICK):
-        """Wait up to ``timeout`` seconds for a pick ahead that runs now to end.
-
-        The refit worker calls this before it trains: the batch being picked is one the
-        person will ask for (e.g. the DropQuery over the whole pool when the encoding
-        has ended), and on two cores a refit beside it slowed it down past the person's
-        next Enter; the refit only improves later batches.
-        """
+        """Wait up to ``timeout`` seconds for a pick ahead that runs now to end (the refit
+        worker, before it trains: the batch being picked is one the person will ask for,
+        e.g. the DropQuery over the whole pool once encoded, and on two cores a refit
+        beside it slowed it past the person's next Enter)."""
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -303,3 +303,20 @@ def test_a_refit_due_while_a_batch_is_picked_ahead_waits_for_that_pick(session_f
     finally:
         gate.set()
         app.state.worker.stop(timeout=5)
+
+
+def test_the_pick_ahead_ends_with_the_worker(session_factory):
+    """Stopping the refit worker stops the pick-ahead thread too: nothing writes to the
+    project (thumbnails, the store) after the server has stopped and the session closed
+    (before: it ran up to 0.5 s longer; a test removing the project met its thumbnails)."""
+    s = session_factory(strategy="auto")
+    app = create_app(s)
+    try:
+        with TestClient(app) as client:
+            wait_idle(client)
+            assert client.get("/api/batch", params={"client": "a"}).json()["items"]
+            ahead = [t for t in app.state.worker.companions if t.name == "skpeal-pick-ahead"]
+            assert len(ahead) == 1 and ahead[0].is_alive()
+    finally:
+        app.state.worker.stop(timeout=30)
+    assert not ahead[0].is_alive()
