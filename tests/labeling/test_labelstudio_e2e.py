@@ -6,7 +6,8 @@ in ``.lsvenv`` (``scripts/test.sh`` runs ``scripts/setup_labelstudio.sh`` in the
 background; this module waits for it), where this test finds it; it is skipped only when
 that install failed (``.lsvenv.log`` says why). By hand::
 
-    python3 -m venv /tmp/lsvenv && /tmp/lsvenv/bin/pip install label-studio label-studio-sdk
+    python3 -m venv /tmp/lsvenv && /tmp/lsvenv/bin/pip install \
+        -c constraints/labelstudio.txt label-studio label-studio-sdk
     SKPEAL_LABEL_STUDIO=/tmp/lsvenv/bin/label-studio \
         pytest tests/labeling/test_labelstudio_e2e.py
 
