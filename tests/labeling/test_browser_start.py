@@ -231,6 +231,9 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
         assert [c[0] for c in cards] == files  # the same cards, in the same order
         assert cards[0][1] == CLASSES[0] and "saved" in cards[0][2]  # the pick, kept
         assert [c[3] for c in cards].index(True) == focused
+        page.wait_for_function("document.querySelectorAll('#curve circle').length == 1")
+        axis = page.eval_on_selector_all("#curve text", "els => els.map(e => e.textContent)")
+        assert axis.count("round 0") == 1, axis  # one round: not at both ends of the axis
         page.reload()
         page.wait_for_function("document.querySelectorAll('.card').length == 5")
         assert page.eval_on_selector_all(

@@ -268,8 +268,10 @@ function renderCurve(rounds) {
         pct(pts[i].estimated_accuracy) + "</title></circle>";
     });
     s += "<text x='" + L + "' y='" + (H - 4) + "' font-size='10' fill='#667'>round 0</text>";
-    s += "<text x='" + (W - R - 50) + "' y='" + (H - 4) + "' font-size='10' fill='#667'>round " +
-      pts[pts.length - 1].round + "</text>";
+    if (pts.length > 1) {  // one round: "round 0" once, not at both ends
+      s += "<text x='" + (W - R - 50) + "' y='" + (H - 4) + "' font-size='10' fill='#667'>" +
+        "round " + pts[pts.length - 1].round + "</text>";
+    }
   }
   svg.innerHTML = s;
 }
