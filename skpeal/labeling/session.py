@@ -501,7 +501,8 @@ class LabelingSession(BatchMixin):
             model's accuracy on the unlabelled pool as estimated by
             :func:`skpeal.stopping.accuracy_interval`: its top-class probabilities
             recalibrated on the labels it had not seen), ``rounds``
-            (one dict per fitted model: the learning curve), ``n_pending``, ``state``,
+            (one dict per fitted model: the learning curve), ``n_pending`` (images picked
+            and not answered yet, the batches picked ahead included), ``state``,
             ``stop_suggestion`` (a suggestion, never an automatic stop: see
             :meth:`skpeal.labeling.stop.SessionStopping.suggestion`; None before
             :meth:`prepare`).
