@@ -321,6 +321,7 @@ function nextImage() {
     const release = () => { if (images.loading.delete(img)) nextImage(); };
     img.addEventListener("load", release, { once: true });
     img.addEventListener("error", release, { once: true });
+    img.alt = img.dataset.alt;
     img.srcset = [192, 384, 768].map((s) => imageUrl(id, s) + " " + s + "w").join(", ");
     img.src = imageUrl(id, 384);
   }
@@ -338,7 +339,7 @@ function buildCard(it, i) {
   // sharp on high-DPI screens: the browser takes the size its pixel ratio needs
   img.sizes = cardSize() + "px";
   queueImage(img, it.image_id);
-  img.alt = it.file;
+  img.dataset.alt = it.file;  // its alt when its turn to load comes (not a broken icon)
   img.title = "z or click: full size";
   img.addEventListener("click", (e) => { e.stopPropagation(); focus = i; openViewer(); });
   const file = document.createElement("div");
