@@ -35,7 +35,8 @@ stamp=.venv/.skpeal-installed
 want=$(cat pyproject.toml constraints/ci.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    # constraints/ci.txt pins the torch/torchvision pair that works on these machines
+    # constraints/ci.txt pins the torch/torchvision pair that works on these machines, and
+    # every other package at the version of a run that passed
     .venv/bin/python -m pip install -q --disable-pip-version-check \
         -c constraints/ci.txt -e ".[test,modal,plot,offline,dev,docs,label,browser,ray]"
     echo "$want" > "$stamp"

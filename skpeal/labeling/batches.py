@@ -56,6 +56,15 @@ class BatchMixin:
         return [(int(self._ids[r]), str(cls[self._proba[r].argmax()]),
                  float(self._proba[r].max())) for r in rows]
 
+    def _suggest_pending(self):
+        """Give the pending images drawn before any model (a random first batch) the
+        current model's suggestion, where it has scored them (their place is kept)."""
+        rows = [self._row[p["image_id"]] for p in self.store.pending()
+                if p["suggestion"] is None]
+        rows = [r for r in rows if np.isfinite(self._proba[r]).all()]
+        if rows:
+            self.store.add_pending(self._items(rows), self._round)
+
     def _queries_of(self, rnd) -> int:
         """The queries of round ``rnd`` the pending batch already is: 1 when it is that
         round's (a restart's, or the random first batch drawn before the model), else 0."""

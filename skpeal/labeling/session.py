@@ -410,11 +410,9 @@ class LabelingSession(BatchMixin):
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
-            self._model, self._round, self._version = est, rnd, f"round-{rnd}"
             # the arrays filled below: only the rows marked encoded are queried (final)
-            self._scores = PoolScores(est.classes_, proba, feats)
+            self._install(est, rnd, PoolScores(est.classes_, proba, feats))
             self._encoded = encoded
-            self._n_queries = self._queries_of(rnd)
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
         step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)  # Ray: 1
@@ -437,6 +435,7 @@ class LabelingSession(BatchMixin):
     def _install(self, est, rnd, scores):  # under the lock; stopping.observe before it
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
         self._scores, self._n_queries = scores, self._queries_of(rnd)
+        self._suggest_pending()  # a random first batch: the model's suggestions now
 
     def refit(self, *, keep_batch=False):
         """Train a fresh adapter on every label in force, rescore the pool, new batch.
@@ -502,7 +501,8 @@ class LabelingSession(BatchMixin):
             model's accuracy on the unlabelled pool as estimated by
             :func:`skpeal.stopping.accuracy_interval`: its top-class probabilities
             recalibrated on the labels it had not seen), ``rounds``
-            (one dict per fitted model: the learning curve), ``n_pending``, ``state``,
+            (one dict per fitted model: the learning curve), ``n_pending`` (images picked
+            and not answered yet, the batches picked ahead included), ``state``,
             ``stop_suggestion`` (a suggestion, never an automatic stop: see
             :meth:`skpeal.labeling.stop.SessionStopping.suggestion`; None before
             :meth:`prepare`).

@@ -604,7 +604,8 @@ class LabelStore:
         Parameters
         ----------
         items : list of (int, str, float)
-            ``(image_id, suggestion, probability)``; images already pending are ignored.
+            ``(image_id, suggestion, probability)``. An image already pending keeps its
+            place; one without a suggestion (drawn before any model) gets this one.
         round : int
             The round of the model that picked them.
         """
@@ -616,8 +617,10 @@ class LabelStore:
         last = db.execute("SELECT MAX(position) FROM pending").fetchone()[0]
         start = 0 if last is None else last + 1
         db.executemany(
-            "INSERT OR IGNORE INTO pending(image_id, position, round, suggestion, probability) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO pending(image_id, position, round, suggestion, probability) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET suggestion = "
+            "excluded.suggestion, probability = excluded.probability "
+            "WHERE pending.suggestion IS NULL",
             ((int(i), start + k, round, s, None if p is None else float(p))
              for k, (i, s, p) in enumerate(items)),
         )

@@ -190,8 +190,9 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
 def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_factory,
                                                                   image_folder):
     """``skpeal label --init random``: the project is made and its batch drawn before the
-    model; the page shows it at once (no suggestion), picks are saved, and the batch
-    stays the same once the model is there."""
+    model; the page shows it at once (no suggestion), picks are saved, and once the model
+    is there the same cards get its suggestions, without a reload, their picks and focus
+    kept; the batch stays the same."""
     from skpeal.labeling._project import start_random_project
     from skpeal.labeling._starting import StartingSession
 
@@ -218,8 +219,21 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
                                          ".length") == 0  # nothing pre-selected
         page.keyboard.press("1")
         _pump(page, lambda: len(_picks_in_db(project)) == 1)
+        focused = page.eval_on_selector_all(".card", "els => els.findIndex(e => "
+                                            "e.classList.contains('focus'))")
         go.set()
         assert starting.wait(120) and starting.session is not None
+        page.wait_for_function("[...document.querySelectorAll('.card .suggest')].every("
+                               "e => e.textContent.startsWith('model: '))", timeout=30000)
+        cards = page.eval_on_selector_all(".card", """els => els.map(e => [
+            e.querySelector('.file').textContent, e.dataset.label,
+            e.querySelector('.state').className, e.classList.contains('focus')])""")
+        assert [c[0] for c in cards] == files  # the same cards, in the same order
+        assert cards[0][1] == CLASSES[0] and "saved" in cards[0][2]  # the pick, kept
+        assert [c[3] for c in cards].index(True) == focused
+        page.wait_for_function("document.querySelectorAll('#curve circle').length == 1")
+        axis = page.eval_on_selector_all("#curve text", "els => els.map(e => e.textContent)")
+        assert axis.count("round 0") == 1, axis  # one round: not at both ends of the axis
         page.reload()
         page.wait_for_function("document.querySelectorAll('.card').length == 5")
         assert page.eval_on_selector_all(

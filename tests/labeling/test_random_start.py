@@ -9,7 +9,9 @@ after it is the model's, as in a session that drew it.
 import os
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from skpeal.labeling import LabelingSession
@@ -35,7 +37,8 @@ def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
         ref.close()
 
     project = tmp_path / "project"  # session_factory's
-    assert start_random_project(project, folder, CLASSES, {"batch_size": 5}) == 45
+    assert start_random_project(project, folder, CLASSES, {"batch_size": 5,
+                                                           "preselect_threshold": 0.0}) == 45
     assert [p.name for p in project.iterdir()] == ["labels.sqlite"]  # no temporary left
     store = LabelStore(project)
     try:
@@ -47,12 +50,54 @@ def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
     finally:
         store.close()
 
+    store = LabelStore(project)  # a pick made while the model loaded
+    store.add_picks([(pending[1]["image_id"], CLASSES[0])], client="a")
+    store.close()
     s = session_factory(init="random")
     s.prepare()
     batch = s.next_batch(client="a")
     assert _paths(batch) == first  # kept: not drawn again, not replaced by the model's
-    assert all(it["suggestion"] is None and not it["preselect"] for it in batch)
+    # with the model's suggestions now (all pre-selected at threshold 0), the pick kept
+    assert all(it["suggestion"] in CLASSES and it["preselect"] for it in batch)
+    proba = s._proba[[s._row[it["image_id"]] for it in batch]]
+    assert [it["probability"] for it in batch] == pytest.approx(proba.max(axis=1).tolist())
+    assert [it["picked"] for it in batch] == [False, True, False, False, False]
     assert _paths(s.next_batch(client="b")) == second  # the model's pick, not a 2nd draw
+
+
+def test_a_drawn_batch_gets_the_suggestions_of_the_images_encoded_so_far(
+        tmp_path, image_folder, session_factory, monkeypatch):
+    """On a pool encoded in chunks, the drawn images the first sample holds get their
+    suggestion when the first batch could be served, the others once they are encoded."""
+    import threading
+
+    from skpeal.labeling import session as session_module
+
+    from .conftest import hold_encoding
+
+    monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
+    monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
+    calls, gate = hold_encoding(monkeypatch, 2, "predict_proba")
+    start_random_project(tmp_path / "project", image_folder[0], CLASSES, {"batch_size": 5,
+                                                                          "random_state": 3})
+    s = session_factory(init="random", strategy="entropy", random_state=3)
+    worker = threading.Thread(target=s.prepare)
+    worker.start()
+    try:
+        t0 = time.time()
+        while not s.ready and time.time() - t0 < 60:
+            time.sleep(0.02)
+        assert s.ready and s.streaming
+        first = s.next_batch(client="a")
+        encoded = [not np.isnan(s._proba[s._row[it["image_id"]]]).any() for it in first]
+        assert 0 < sum(encoded) < 5  # (random_state 3: some drawn images in the sample)
+        assert [it["suggestion"] is not None for it in first] == encoded
+    finally:
+        gate.set()
+        worker.join(60)
+    assert not s.streaming
+    batch = s.next_batch(client="a")
+    assert _paths(batch) == _paths(first) and all(it["suggestion"] for it in batch)
 
 
 def test_no_torch_and_no_scikit_learn_are_imported(tmp_path, image_folder):

@@ -268,8 +268,10 @@ function renderCurve(rounds) {
         pct(pts[i].estimated_accuracy) + "</title></circle>";
     });
     s += "<text x='" + L + "' y='" + (H - 4) + "' font-size='10' fill='#667'>round 0</text>";
-    s += "<text x='" + (W - R - 50) + "' y='" + (H - 4) + "' font-size='10' fill='#667'>round " +
-      pts[pts.length - 1].round + "</text>";
+    if (pts.length > 1) {  // one round: "round 0" once, not at both ends
+      s += "<text x='" + (W - R - 50) + "' y='" + (H - 4) + "' font-size='10' fill='#667'>" +
+        "round " + pts[pts.length - 1].round + "</text>";
+    }
   }
   svg.innerHTML = s;
 }
@@ -289,13 +291,14 @@ function updateCard(card, it, i, px) {
   const a = answerOf(it);
   const [text, cls] = stateText(it);
   const state = card.querySelector(".state"), img = card.querySelector("img");
-  const sel = card.querySelector("select");
+  const sel = card.querySelector("select"), sug = card.querySelector(".suggest");
   const value = !a ? "__none__" : (a.label === null ? "__skip__" : a.label);
   const props = [[card, "className", "card" + (i === focus ? " focus" : "") +
                   (a && a.label === null ? " skipped" : "") + (it.reopened ? " reopened" : "")],
                  [card.dataset, "label", a ? (a.label === null ? "" : a.label) : ""],
                  [card.dataset, "answered", a ? "1" : "0"], [img, "sizes", px + "px"],
-                 [sel, "value", value], [state, "className", "state " + cls],
+                 [sel, "value", value], [sug, "textContent", modelSays(it)],
+                 [state, "className", "state " + cls],
                  [state, "textContent", text]];
   for (const [el, key, v] of props) if (el[key] !== v) el[key] = v;
 }
@@ -318,6 +321,7 @@ function nextImage() {
     const release = () => { if (images.loading.delete(img)) nextImage(); };
     img.addEventListener("load", release, { once: true });
     img.addEventListener("error", release, { once: true });
+    img.alt = img.dataset.alt;
     img.srcset = [192, 384, 768].map((s) => imageUrl(id, s) + " " + s + "w").join(", ");
     img.src = imageUrl(id, 384);
   }
@@ -335,7 +339,7 @@ function buildCard(it, i) {
   // sharp on high-DPI screens: the browser takes the size its pixel ratio needs
   img.sizes = cardSize() + "px";
   queueImage(img, it.image_id);
-  img.alt = it.file;
+  img.dataset.alt = it.file;  // its alt when its turn to load comes (not a broken icon)
   img.title = "z or click: full size";
   img.addEventListener("click", (e) => { e.stopPropagation(); focus = i; openViewer(); });
   const file = document.createElement("div");
@@ -434,6 +438,26 @@ async function loadBatch(force) {
   }
 }
 
+// A batch drawn before the model loaded (a random first batch) gets the model's
+// suggestions once the server has them: merged into the cards shown, whose picks, order
+// and focus stay as they are. Asked again only when the model's state changes.
+let suggestedFor = null;
+async function addSuggestions() {
+  const key = status.model_version + "/" + (status.state || {}).phase;
+  if (key === suggestedFor || !items.some((it) => it.suggestion == null)) return;
+  suggestedFor = key;
+  const data = await api("api/batch?client=" + encodeURIComponent(client));
+  const fresh = new Map((data.items || []).map((it) => [it.image_id, it]));
+  for (const it of items) {
+    const f = fresh.get(it.image_id);
+    if (it.suggestion == null && f && f.suggestion != null) {
+      Object.assign(it, { suggestion: f.suggestion, probability: f.probability,
+                          preselect: f.preselect });
+    }
+  }
+  renderBatch();
+}
+
 async function refresh() {
   try {
     status = await api("api/status");
@@ -448,6 +472,7 @@ async function refresh() {
     }
     renderStatus();
     if (status.ready && !items.length) await loadBatch();
+    else if (status.ready && status.round >= 0) await addSuggestions();
   } catch (e) {
     online = false;
     renderOnline();
