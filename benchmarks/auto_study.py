@@ -14,11 +14,11 @@ with the strategies already there), and the report is printed with it included:
     a batch before torch and the model are loaded (about 5 s of imports on a 2-core CPU,
     the floor of the time to the first batch); what would that cost in labels?
 ``pixels0-auto``
-    A first batch that needs no model either, but covers the images' looks: TypiClust
-    (:func:`~skpeal.strategies.lowbudget.typiclust_select`) on the pixels of a random
-    sample of up to 1,000 images, each shrunk to 16x16 RGB, centred and projected on its
-    32 principal components; then ``auto``. Would it win back what a random first batch
-    costs? (Fixed before any run.)
+    A first batch that needs no model either, but covers the images' looks
+    (``init="pixels"``, :func:`skpeal.labeling._project.first_rows`: TypiClust on the
+    pixels of a random sample of up to 1,000 images, each shrunk to 16x16 RGB, centred
+    and projected on its 32 principal components); then ``auto``. Would it win back what
+    a random first batch costs? (Fixed before any run.)
 
 Usage::
 
@@ -38,32 +38,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import lowbudget_eval  # noqa: E402
-
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from skpeal import _pool  # noqa: E402
 from skpeal.labeling import loop as _loop  # noqa: E402
+from skpeal.labeling._project import first_rows  # noqa: E402
 from skpeal.strategies import random_sampling, register_strategy  # noqa: E402
 from skpeal.strategies.lowbudget import (  # noqa: E402
     auto_sampling,
     classguided_sampling,
     dropquery_sampling,
-    typiclust_select,
 )
-
-PIXEL_SAMPLE, PIXEL_SIDE, PIXEL_DIMS = 1000, 16, 32
-
-
-def pixel_features(images, side=PIXEL_SIDE, dims=PIXEL_DIMS):
-    """Each image shrunk to ``side`` x ``side`` RGB (box filter), centred, projected on
-    the ``dims`` first principal components of the set."""
-    F = np.stack([np.asarray(Image.fromarray(np.asarray(a)).convert("RGB").resize(
-        (side, side), Image.BOX), dtype=np.float32).ravel() / 255 for a in images])
-    F -= F.mean(axis=0)
-    _, _, vt = np.linalg.svd(F, full_matrices=False)
-    return F @ vt[:dims].T
-
 
 _POOL_IMAGES = {}  # the images of the pool being run (the protocol queries row indices)
 
@@ -79,16 +64,13 @@ def _keep_pool_images():
 
 
 def pixels_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **kwargs):
-    """TypiClust on the pixel features of a random sample of the pool: no model needed."""
-    rng = np.random.default_rng(random_state)
-    n_pool = _pool.num_samples(X_pool)
-    rows = np.sort(rng.choice(n_pool, size=min(PIXEL_SAMPLE, n_pool), replace=False))
+    """``init="pixels"``'s first batch (:func:`skpeal.labeling._project.first_rows`)."""
     X_pool = np.asarray(X_pool)
-    images = _POOL_IMAGES["X"][X_pool[rows]] if X_pool.ndim == 1 else X_pool[rows]
-    X = pixel_features(images)
-    idx, scores = typiclust_select(X, np.zeros(len(rows), dtype=bool), n_instances,
-                                   random_state=rng)
-    return rows[idx], scores
+    rows = X_pool if X_pool.ndim == 1 else np.arange(len(X_pool))  # sorted pool rows
+    images = _POOL_IMAGES["X"] if X_pool.ndim == 1 else X_pool
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    picked = first_rows("pixels", images, rows, n_instances, seed)
+    return np.searchsorted(rows, picked), np.zeros(len(picked))
 
 
 def _first_then(name, first, then):

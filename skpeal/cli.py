@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._fields import add_options, from_args
 from .labeling._starting import StartingSession
-from .labeling.config import LabelConfig
+from .labeling.config import MODEL_FREE_INIT, LabelConfig
 
 __all__ = ["main"]
 
@@ -125,7 +125,7 @@ def _label(args) -> int:
                          {k: v for k, v in config.session_kwargs().items() if k in SETTINGS})
     session = None
     quick = new and config.ml_backend_port is None and config.ray is None
-    drawn = quick and config.init == "random"  # a first batch that needs no model
+    drawn = quick and config.init in MODEL_FREE_INIT  # a first batch that needs no model
     if quick and not drawn:
         # a new project: the page at once, the session (torch imported, the folder listed,
         # the model loaded, the first images encoded) built behind it by the web app's
@@ -143,11 +143,11 @@ def _label(args) -> int:
     if drawn:
         # the project is made (the folder listed, the batch drawn) and served as a
         # restarted one while the model loads
-        from .labeling._project import SETTINGS, start_random_project
+        from .labeling._project import SETTINGS, start_project_without_model
 
-        start_random_project(project, config.images, config.classes,
-                             {k: v for k, v in config.session_kwargs().items()
-                              if k in SETTINGS})
+        start_project_without_model(project, config.images, config.classes,
+                                    {k: v for k, v in config.session_kwargs().items()
+                                     if k in SETTINGS})
     if not new or drawn:
         # a restart: the pending batch is served from the store while the model loads
         # (and Label Studio's ML backend answers /health at once, /predict 503 until then)
