@@ -10,6 +10,7 @@ their defaults, help and checks are the configs'.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ._fields import add_options, from_args
 from .labeling._starting import StartingSession
-from .labeling.config import MODEL_FREE_INIT, LabelConfig
+from .labeling.config import MODEL_FREE_INIT, NEW_PROJECT_INIT, LabelConfig
 
 __all__ = ["main"]
 
@@ -118,6 +119,8 @@ def _label(args) -> int:
     config = from_args(LabelConfig, args).validate(flags=True)
     project = config.project or os.path.join(config.images, ".skpeal")
     new = not os.path.exists(os.path.join(project, "labels.sqlite"))
+    if new and config.init is None:  # a new project's first batch in seconds
+        config = dataclasses.replace(config, init=NEW_PROJECT_INIT)
     if not new:  # other settings than the project's: the session's error, before serving
         from .labeling._project import SETTINGS, read_meta, resolve_settings
 

@@ -16,7 +16,7 @@ from .._fields import LiveNames, check_fields, option
 from .._validation import check_choice, check_int, check_real
 
 __all__ = ["BALANCE", "DEFAULT_STRATEGY", "INIT", "MODEL_FREE_INIT", "NEW_PROJECT_ESTIMATOR",
-           "LabelConfig", "ProjectSettings"]
+           "NEW_PROJECT_INIT", "LabelConfig", "ProjectSettings"]
 
 #: The strategy of a project that never chose one.
 DEFAULT_STRATEGY = "auto"
@@ -28,6 +28,11 @@ INIT = ("zero-shot", "random", "pixels")
 #: The ``init`` values that pick the first batch without a model (``skpeal label`` shows
 #: it before torch and the model are loaded).
 MODEL_FREE_INIT = ("random", "pixels")
+
+#: The ``init`` of a new project of ``skpeal label`` (its first batch in seconds; within
+#: seed noise of the model's first batch on five image sets, see the docs); a
+#: :class:`~skpeal.labeling.LabelingSession` made in Python keeps ``ProjectSettings``'s.
+NEW_PROJECT_INIT = "pixels"
 
 #: Class balancing of the queries (``balance``): PCB, or none.
 BALANCE = ("pcb", "none")
@@ -135,8 +140,8 @@ class LabelConfig:
         A registered strategy (the project's, else :data:`DEFAULT_STRATEGY`).
     init : {"zero-shot", "random", "pixels"} or None, default=None
         How a new project's first batch is picked (the project's, else
-        :attr:`ProjectSettings.init`); ``"random"`` and ``"pixels"`` show it before the
-        model is loaded.
+        :data:`NEW_PROJECT_INIT` for a new project); ``"random"`` and ``"pixels"`` show
+        it before the model is loaded.
     annotator : str or None, default=None
         Name stored with every label (None: the login name).
     preselect_threshold : float or None, default=None
@@ -181,7 +186,8 @@ class LabelConfig:
         "shrunk to 16x16 pixels); random and pixels are shown at once, before the model "
         "loads; in our measurements random costs accuracy in the first rounds, pixels "
         "much less: see the docs", None, choices=INIT,
-        check=partial(check_choice, options=INIT), fallback=_project_or("init"))
+        check=partial(check_choice, options=INIT),
+        fallback=f"the project's, else {NEW_PROJECT_INIT} for a new project")
     annotator: str | None = option("name stored with every label", None, check=_text,
                                    fallback="the login name")
     preselect_threshold: float | None = option(
