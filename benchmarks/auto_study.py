@@ -1,4 +1,4 @@
-"""Two first-batch rules measured against ``auto`` (issue 22 item 5, issue 23 item 5).
+"""Three first-batch rules measured against ``auto`` (issue 22 item 5, issue 23 item 5).
 
 Each rule is registered as a strategy, run through the same protocol, seeds and sets as
 ``benchmarks/lowbudget_eval.py`` into the same output folder (so it is paired per seed
@@ -13,6 +13,12 @@ with the strategies already there), and the report is printed with it included:
     A first batch drawn at random, then ``auto``. A new labelling project could show such
     a batch before torch and the model are loaded (about 5 s of imports on a 2-core CPU,
     the floor of the time to the first batch); what would that cost in labels?
+``pixels0-auto``
+    A first batch that needs no model either, but covers the images' looks
+    (``init="pixels"``, :func:`skpeal.labeling._project.first_rows`: TypiClust on the
+    pixels of a random sample of up to 1,000 images, each shrunk to 16x16 RGB, centred
+    and projected on its 32 principal components); then ``auto``. Would it win back what
+    a random first batch costs? (Fixed before any run.)
 
 Usage::
 
@@ -32,14 +38,39 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import lowbudget_eval  # noqa: E402
+import numpy as np  # noqa: E402
 
 from skpeal import _pool  # noqa: E402
+from skpeal.labeling import loop as _loop  # noqa: E402
+from skpeal.labeling._project import first_rows  # noqa: E402
 from skpeal.strategies import random_sampling, register_strategy  # noqa: E402
 from skpeal.strategies.lowbudget import (  # noqa: E402
     auto_sampling,
     classguided_sampling,
     dropquery_sampling,
 )
+
+_POOL_IMAGES = {}  # the images of the pool being run (the protocol queries row indices)
+
+
+def _keep_pool_images():
+    original = _loop.ActiveLearningLoop.rounds
+
+    def rounds(self, X_pool, *args, **kwargs):
+        _POOL_IMAGES["X"] = X_pool
+        return original(self, X_pool, *args, **kwargs)
+
+    _loop.ActiveLearningLoop.rounds = rounds
+
+
+def pixels_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **kwargs):
+    """``init="pixels"``'s first batch (:func:`skpeal.labeling._project.first_rows`)."""
+    X_pool = np.asarray(X_pool)
+    rows = X_pool if X_pool.ndim == 1 else np.arange(len(X_pool))  # sorted pool rows
+    images = _POOL_IMAGES["X"] if X_pool.ndim == 1 else X_pool
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    picked = first_rows("pixels", images, rows, n_instances, seed)
+    return np.searchsorted(rows, picked), np.zeros(len(picked))
 
 
 def _first_then(name, first, then):
@@ -63,6 +94,7 @@ def _first_then(name, first, then):
 RULES = {
     "cg0-dropquery": (classguided_sampling, dropquery_sampling),
     "random0-auto": (random_sampling, auto_sampling),
+    "pixels0-auto": (pixels_sampling, auto_sampling),
 }
 
 
@@ -75,6 +107,7 @@ def main(argv=None):
         del argv[k:k + 2]
         if rules[0] not in RULES:
             raise SystemExit(f"--rule: {rules[0]!r} is not one of {sorted(RULES)}")
+    _keep_pool_images()
     for name in rules:
         _first_then(name, *RULES[name])
     if "--strategies" not in argv:

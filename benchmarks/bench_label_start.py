@@ -19,8 +19,8 @@ waits: the imports (torch, open_clip, the web stack) included. Printed:
   from the end of its imports, to the first batch. The image features are read from the
   project folder (``<project>/features``), not encoded again.
 
-``--init zero-shot random`` times a new project with each first batch, one after the
-other: ``random`` is drawn and shown before torch and the model are loaded.
+``--init zero-shot random pixels`` times a new project with each first batch, one after the
+other: ``random`` and ``pixels`` are picked and shown before torch and the model are loaded.
 
 ``--code NAME=PATH`` times the code of another checkout (e.g. an older commit unpacked
 with ``git archive``) on the same pool, one after the other: ``--code before=/tmp/old
@@ -31,7 +31,7 @@ Usage::
     python benchmarks/bench_label_start.py --pool 1000
     python benchmarks/bench_label_start.py --pool 1000 10000 100000 --distinct 3000 --first-only
     python benchmarks/bench_label_start.py --pool 1000 10000 100000 --distinct 3000 \
-        --first-only --init zero-shot random
+        --first-only --init zero-shot random pixels
 
 Prints the machine and one line per size (and code), with the load average before and
 after it.
@@ -186,7 +186,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of skpeal label (OMP_NUM_THREADS; default: torch's "
                         "own, one per core)")
-    p.add_argument("--init", nargs="+", default=[None], choices=["zero-shot", "random"],
+    p.add_argument("--init", nargs="+", default=[None],
+                   choices=["zero-shot", "random", "pixels"],
                    help="--init of the new project: each given is timed, one after the "
                         "other (default: skpeal label's default)")
     p.add_argument("--code", type=_code, action="append", default=None, metavar="NAME=PATH",

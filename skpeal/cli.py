@@ -10,6 +10,7 @@ their defaults, help and checks are the configs'.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ._fields import add_options, from_args
 from .labeling._starting import StartingSession
-from .labeling.config import LabelConfig
+from .labeling.config import MODEL_FREE_INIT, NEW_PROJECT_INIT, LabelConfig
 
 __all__ = ["main"]
 
@@ -118,6 +119,8 @@ def _label(args) -> int:
     config = from_args(LabelConfig, args).validate(flags=True)
     project = config.project or os.path.join(config.images, ".skpeal")
     new = not os.path.exists(os.path.join(project, "labels.sqlite"))
+    if new and config.init is None:  # a new project's first batch in seconds
+        config = dataclasses.replace(config, init=NEW_PROJECT_INIT)
     if not new:  # other settings than the project's: the session's error, before serving
         from .labeling._project import SETTINGS, read_meta, resolve_settings
 
@@ -125,7 +128,7 @@ def _label(args) -> int:
                          {k: v for k, v in config.session_kwargs().items() if k in SETTINGS})
     session = None
     quick = new and config.ml_backend_port is None and config.ray is None
-    drawn = quick and config.init == "random"  # a first batch that needs no model
+    drawn = quick and config.init in MODEL_FREE_INIT  # a first batch that needs no model
     if quick and not drawn:
         # a new project: the page at once, the session (torch imported, the folder listed,
         # the model loaded, the first images encoded) built behind it by the web app's
@@ -143,11 +146,11 @@ def _label(args) -> int:
     if drawn:
         # the project is made (the folder listed, the batch drawn) and served as a
         # restarted one while the model loads
-        from .labeling._project import SETTINGS, start_random_project
+        from .labeling._project import SETTINGS, start_project_without_model
 
-        start_random_project(project, config.images, config.classes,
-                             {k: v for k, v in config.session_kwargs().items()
-                              if k in SETTINGS})
+        start_project_without_model(project, config.images, config.classes,
+                                    {k: v for k, v in config.session_kwargs().items()
+                                     if k in SETTINGS})
     if not new or drawn:
         # a restart: the pending batch is served from the store while the model loads
         # (and Label Studio's ML backend answers /health at once, /predict 503 until then)

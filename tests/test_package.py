@@ -27,6 +27,7 @@ LAYERS = [
      "skpeal.datasets"],
     ["skpeal.images", "skpeal.backbones"],
     ["skpeal._spec", "skpeal._fields", "skpeal._files", "skpeal._pool", "skpeal._validation",
+     "skpeal._typical",
      "skpeal._runtime", "skpeal._io", "skpeal._version", "skpeal.compat"],
 ]
 
@@ -220,6 +221,8 @@ EXCEPTIONS = {
     ("skpeal.labeling.config", "skpeal.strategies"),
     # a new project with a random first batch is made (the folder listed) before torch
     ("skpeal.labeling._project", "skpeal.strategies"),
+    # and one with init="pixels" imports scikit-learn's k-means only then
+    ("skpeal.labeling._project", "skpeal._typical"),
     # the web app imports the session's checks: scikit-learn (a second of imports) only
     # when an estimator is checked, so a new project's page comes before it
     ("skpeal.labeling._checks", "sklearn.base"),

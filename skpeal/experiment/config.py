@@ -103,8 +103,9 @@ class ExperimentConfig:
     data_seed : int, default=0
         Seed of those subsamples and of the train/test split of a folder without one;
         the same for every strategy and seed, so they see the same pool.
-    init : {"random", "zero-shot"}, default="random"
-        Round 0: random images, or the strategy applied to the zero-shot model. Round 0
+    init : {"random", "zero-shot", "pixels"}, default="random"
+        Round 0: random images, the strategy applied to the zero-shot model, or images
+        covering the pool's pixels (:func:`skpeal.labeling._project.first_rows`). Round 0
         is random for strategies that need labelled images to compare with (coreset,
         featdist) and for the linear probe (it has no zero-shot model).
     warm_start : bool, default=False

@@ -1,5 +1,6 @@
 """What a project folder holds before any model: its image files, its class names, its
-settings, and with ``init="random"`` its first batch (:func:`start_random_project`).
+settings, and with ``init="random"`` or ``"pixels"`` its first batch
+(:func:`start_project_without_model`).
 
 Nothing here imports torch or scikit-learn at import time: a new ``skpeal label`` project
 with a random first batch is made and served before they are loaded.
@@ -18,14 +19,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from .._files import IMAGE_EXTENSIONS
 from .._validation import check_int, derive_seed
 from ._checks import NEW_PROJECT_CLASSES, check_classes
-from .config import DEFAULT_STRATEGY, ProjectSettings
+from .config import DEFAULT_STRATEGY, MODEL_FREE_INIT, ProjectSettings
 from .store import LabelStore
 
-__all__ = ["collect_images", "random_first_rows", "start_random_project"]
+__all__ = ["collect_images", "first_rows", "pixel_features", "start_project_without_model"]
 
 
 def collect_images(source, *, exclude=None) -> list[str]:
@@ -213,19 +215,75 @@ def resolve_strategy(strategy, stored):
     return strategy, None if record is None else record.name
 
 
-def random_first_rows(remaining, n, random_state):
-    """The pool rows of a random first batch (``init="random"``): ``n`` of ``remaining``.
+#: A first batch with ``init="pixels"``: TypiClust on a random sample of up to
+#: ``PIXEL_SAMPLE`` images, each shrunk to ``PIXEL_SIDE`` x ``PIXEL_SIDE`` RGB, centred and
+#: projected on its ``PIXEL_DIMS`` first principal components.
+PIXEL_SAMPLE, PIXEL_SIDE, PIXEL_DIMS = 1000, 16, 32
 
-    The one draw of it, for :meth:`~skpeal.labeling.ActiveLearningLoop.query` (``skpeal
-    run`` and the session) and :func:`start_random_project` (a new ``skpeal label``
-    project, before any model): the same rows for the same ``remaining`` and seed.
+
+def pixel_features(images):
+    """The pixel features of ``init="pixels"`` (see :data:`PIXEL_SAMPLE`).
 
     Parameters
     ----------
+    images : sequence of path-like or array-like
+        Image files (a JPEG is decoded at a fraction of its size) or image arrays (uint8,
+        or floats in [0, 1]; grey or RGB).
+
+    Returns
+    -------
+    features : ndarray of shape (n_readable, <= PIXEL_DIMS)
+        One row per image that could be read.
+    readable : ndarray of bool of shape (len(images),)
+        Which images could be read (a damaged file is left out, not an error).
+    """
+    side, rows, ok = PIXEL_SIDE, [], []
+    for im in images:
+        try:
+            if isinstance(im, (str, os.PathLike)):
+                with Image.open(im) as f:
+                    f.draft("RGB", (4 * side, 4 * side))
+                    img = ImageOps.exif_transpose(f).convert("RGB")
+            else:
+                a = np.asarray(im)
+                if a.dtype != np.uint8:
+                    a = np.clip(np.rint(a * 255 if a.max() <= 1 else a), 0, 255).astype(np.uint8)
+                img = Image.fromarray(a.squeeze()).convert("RGB")
+            img = img.resize((side, side), Image.Resampling.BOX)
+        except (OSError, ValueError, TypeError):
+            ok.append(False)
+            continue
+        rows.append(np.asarray(img, dtype=np.float32).ravel() / 255)
+        ok.append(True)
+    F = np.stack(rows) if rows else np.zeros((0, 3 * side * side), np.float32)
+    F -= F.mean(axis=0) if rows else 0
+    _, _, vt = np.linalg.svd(F, full_matrices=False)
+    return F @ vt[:PIXEL_DIMS].T, np.asarray(ok, dtype=bool)
+
+
+def first_rows(init, images, remaining, n, random_state):
+    """The pool rows of a first batch picked without a model (``init`` in
+    :data:`~skpeal.labeling.config.MODEL_FREE_INIT`): ``n`` of ``remaining``.
+
+    The one pick of it, for :meth:`~skpeal.labeling.ActiveLearningLoop.query` (``skpeal
+    run`` and the session) and :func:`start_project_without_model` (a new ``skpeal
+    label`` project): the same rows for the same pool, ``remaining`` and seed.
+
+    * ``"random"``: drawn at random;
+    * ``"pixels"``: TypiClust (:func:`skpeal._typical.typiclust_select`) on the pixel
+      features (:func:`pixel_features`) of a random sample of up to :data:`PIXEL_SAMPLE`
+      of ``remaining``: typical images of ``n`` clusters of the images' looks. Drawn at
+      random when fewer than ``n`` images of the sample can be read.
+
+    Parameters
+    ----------
+    init : {"random", "pixels"}
+    images : sequence of path-like or array-like
+        The pool (read only with ``"pixels"``, only the sampled rows).
     remaining : array-like of int
         Pool rows not answered yet.
     n : int
-        Rows to draw, at most ``len(remaining)``.
+        Rows to pick, at most ``len(remaining)``.
     random_state : int
         The session's (or run's) seed.
 
@@ -235,20 +293,34 @@ def random_first_rows(remaining, n, random_state):
         Sorted.
     """
     rng = np.random.default_rng(derive_seed("init", random_state))
-    return np.sort(rng.choice(np.asarray(remaining, dtype=np.intp), size=n, replace=False))
+    remaining = np.asarray(remaining, dtype=np.intp)
+    if init == "pixels":
+        sample = np.sort(rng.choice(remaining, size=min(PIXEL_SAMPLE, remaining.size),
+                                    replace=False))
+        feats, ok = pixel_features([images[r] for r in sample])
+        if ok.sum() >= n:
+            from .._typical import typiclust_select
+
+            idx, _ = typiclust_select(feats, None, n,
+                                      random_state=derive_seed("pixels", random_state))
+            return np.sort(sample[ok][idx])
+        rng = np.random.default_rng(derive_seed("init", random_state))
+    return np.sort(rng.choice(remaining, size=n, replace=False))
 
 
 _NEW_PREFIX = ".new-project-"  # the temporary folder of a project being made
 
 
-def start_random_project(project, images, classes, settings=None) -> int:
-    """Make a new project whose first batch is drawn at random, before any model.
+def start_project_without_model(project, images, classes, settings=None) -> int:
+    """Make a new project whose first batch is picked before any model.
 
-    Lists ``images``, stores the classes, the settings (with ``init="random"``) and the
-    images, and stores the first batch as pending (no suggestion: there is no model yet),
-    drawn from every image as :func:`random_first_rows` draws it. The project is then
-    opened like a restarted one: ``skpeal label --init random`` shows this batch while
-    torch and the model load (:class:`~skpeal.labeling._starting.StartingSession`).
+    Lists ``images``, stores the classes, the settings (``init`` ``"random"``, the
+    default, or ``"pixels"``) and the images, and stores the first batch as pending (no
+    suggestion: there is no model yet), picked from every image as :func:`first_rows`
+    picks it. The project is then opened like a restarted one: ``skpeal label --init
+    random`` (or ``pixels``) shows this batch while torch and the model load
+    (:class:`~skpeal.labeling._starting.StartingSession`). Neither torch nor, with
+    ``"random"``, scikit-learn is imported.
 
     The label store is written in a temporary folder inside ``project`` and linked into
     place whole, so a kill at any moment leaves either no project or a complete one, and
@@ -284,9 +356,11 @@ def start_random_project(project, images, classes, settings=None) -> int:
         raise ValueError(NEW_PROJECT_CLASSES)
     classes = check_classes(classes)
     given = {k: v for k, v in (settings or {}).items() if v is not None}
-    if given.get("init", "random") != "random":
-        raise ValueError(f"start_random_project: init must be 'random', got {given['init']!r}")
-    settings = resolve_settings(project, {}, {**given, "init": "random"})
+    init = given.setdefault("init", "random")
+    if init not in MODEL_FREE_INIT:
+        raise ValueError(f"start_project_without_model: init must be one of "
+                         f"{', '.join(map(repr, MODEL_FREE_INIT))}, got {init!r}")
+    settings = resolve_settings(project, {}, given)
     check_int("batch_size", settings["batch_size"], low=1)
     check_int("random_state", settings["random_state"])
     paths = collect_images(images, exclude=project)
@@ -301,9 +375,9 @@ def start_random_project(project, images, classes, settings=None) -> int:
             store.set_meta("classes", classes)
             store.set_meta("settings", settings)
             store.add_images(paths)
-            ids = [i for i, _ in store.images()]
-            rows = random_first_rows(np.arange(len(ids)), min(settings["batch_size"], len(ids)),
-                                     settings["random_state"])
+            ids, pool = zip(*store.images())
+            rows = first_rows(init, pool, np.arange(len(ids)),
+                              min(settings["batch_size"], len(ids)), settings["random_state"])
             store.set_pending([(ids[r], None, None) for r in rows], 0)
         finally:
             store.close()  # the last connection: SQLite folds its WAL into the file

@@ -76,7 +76,8 @@ class BatchMixin:
         items = []
         if n > 0:
             rows = self.loop.query(self._round, n, remaining, scores=self._scores,
-                                   labelled=rows_l, y_labelled=y_l, k=self._n_queries)
+                                   X_pool=self._paths, labelled=rows_l, y_labelled=y_l,
+                                   k=self._n_queries)
             self._n_queries += 1
             items = self._items(rows)
         if reset:

@@ -15,14 +15,24 @@ from functools import partial
 from .._fields import LiveNames, check_fields, option
 from .._validation import check_choice, check_int, check_real
 
-__all__ = ["BALANCE", "DEFAULT_STRATEGY", "INIT", "NEW_PROJECT_ESTIMATOR", "LabelConfig",
-           "ProjectSettings"]
+__all__ = ["BALANCE", "DEFAULT_STRATEGY", "INIT", "MODEL_FREE_INIT", "NEW_PROJECT_ESTIMATOR",
+           "NEW_PROJECT_INIT", "LabelConfig", "ProjectSettings"]
 
 #: The strategy of a project that never chose one.
 DEFAULT_STRATEGY = "auto"
 
-#: How the first batch may be picked (``init``): by the zero-shot model, or at random.
-INIT = ("zero-shot", "random")
+#: How the first batch may be picked (``init``): by the zero-shot model, at random, or
+#: covering the images' pixels (TypiClust on a sample of them, shrunk).
+INIT = ("zero-shot", "random", "pixels")
+
+#: The ``init`` values that pick the first batch without a model (``skpeal label`` shows
+#: it before torch and the model are loaded).
+MODEL_FREE_INIT = ("random", "pixels")
+
+#: The ``init`` of a new project of ``skpeal label`` (its first batch in seconds; within
+#: seed noise of the model's first batch on five image sets, see the docs); a
+#: :class:`~skpeal.labeling.LabelingSession` made in Python keeps ``ProjectSettings``'s.
+NEW_PROJECT_INIT = "pixels"
 
 #: Class balancing of the queries (``balance``): PCB, or none.
 BALANCE = ("pcb", "none")
@@ -46,9 +56,10 @@ class ProjectSettings:
         Class balancing of the queries.
     gamma : float, default=0.1
         PCB candidate fraction.
-    init : {"zero-shot", "random"}, default="zero-shot"
-        How the first batch is picked: by the zero-shot model from the class names, or
-        at random (``skpeal label`` then shows it before the model is loaded).
+    init : {"zero-shot", "random", "pixels"}, default="zero-shot"
+        How the first batch is picked: by the zero-shot model from the class names, at
+        random, or covering the images' pixels (``skpeal label`` shows these two before
+        the model is loaded).
     train_batch : {"labels", "estimator"}, default="labels"
         The training batch of every refit.
     random_state : int, default=0
@@ -127,9 +138,10 @@ class LabelConfig:
         Training epochs per refit (the project's, else ``NEW_PROJECT_ESTIMATOR``'s).
     strategy : str or None, default=None
         A registered strategy (the project's, else :data:`DEFAULT_STRATEGY`).
-    init : {"zero-shot", "random"} or None, default=None
+    init : {"zero-shot", "random", "pixels"} or None, default=None
         How a new project's first batch is picked (the project's, else
-        :attr:`ProjectSettings.init`); ``"random"`` shows it before the model is loaded.
+        :data:`NEW_PROJECT_INIT` for a new project); ``"random"`` and ``"pixels"`` show
+        it before the model is loaded.
     annotator : str or None, default=None
         Name stored with every label (None: the login name).
     preselect_threshold : float or None, default=None
@@ -169,10 +181,13 @@ class LabelConfig:
         fallback=f"the project's, else {DEFAULT_STRATEGY}")
     init: str | None = option(
         "how a new project's first batch is picked: zero-shot (by the model from the class "
-        "names, once it is loaded and the first images are encoded) or random (drawn from "
-        "every image and shown at once, before the model loads; in our measurements it "
-        "costs accuracy in the first rounds: see the docs)", None, choices=INIT,
-        check=partial(check_choice, options=INIT), fallback=_project_or("init"))
+        "names, once it is loaded and the first images are encoded), random (drawn from "
+        "every image) or pixels (typical images covering the looks of up to 1,000 images, "
+        "shrunk to 16x16 pixels); random and pixels are shown at once, before the model "
+        "loads; in our measurements random costs accuracy in the first rounds, pixels "
+        "much less: see the docs", None, choices=INIT,
+        check=partial(check_choice, options=INIT),
+        fallback=f"the project's, else {NEW_PROJECT_INIT} for a new project")
     annotator: str | None = option("name stored with every label", None, check=_text,
                                    fallback="the login name")
     preselect_threshold: float | None = option(

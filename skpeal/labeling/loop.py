@@ -3,7 +3,8 @@
 One round: the current model scores the pool, the query strategy picks a batch among the
 images not yet answered, an oracle labels it, and a fresh adapter is trained on every
 label so far (the model of the next round). Round 0's model is zero-shot from the class
-names; with ``init="random"`` the first batch is drawn at random instead.
+names; with ``init="random"`` the first batch is drawn at random instead, with
+``init="pixels"`` it covers the images' pixels (both need no model).
 
 The loop has two drivers and no third copy:
 
@@ -24,8 +25,9 @@ Both give the same images and the same models for the same pool, estimator, stra
 * the ``k``-th query of round ``m`` (``k > 0`` only when a session refills its batch
   after skips): ``derive_seed("query", random_state, m)`` or
   ``derive_seed("query", random_state, m, k)``;
-* a random first batch: ``derive_seed("init", random_state)``
-  (:func:`~skpeal.labeling._project.random_first_rows`).
+* a first batch without a model: ``derive_seed("init", random_state)`` (and
+  ``derive_seed("pixels", random_state)`` for its clustering)
+  (:func:`~skpeal.labeling._project.first_rows`).
 
 A strategy and its calibrated form (same query function, another estimator) therefore
 draw the same PCB picks and tie-breaks in a round, and every strategy of a seed starts
@@ -44,8 +46,8 @@ from .. import strategies
 from .._pool import PoolScores
 from .._validation import InvalidParameterError, check_choice, check_real, derive_seed
 from ..adapters import adapter_names, frozen_towers
-from ._project import random_first_rows
-from .config import BALANCE, INIT
+from ._project import first_rows
+from .config import BALANCE, INIT, MODEL_FREE_INIT
 
 __all__ = ["ActiveLearningLoop", "PoolScores"]
 
@@ -102,9 +104,10 @@ class ActiveLearningLoop:
         is never balanced (it would follow the model's pseudo-labels).
     gamma : float, default=0.1
         PCB candidate fraction, in (0, 1].
-    init : {"zero-shot", "random"}, default="zero-shot"
-        The first batch: picked by ``strategy`` on the zero-shot model, or drawn at
-        random (the paper's protocol; also for strategies that need labelled images).
+    init : {"zero-shot", "random", "pixels"}, default="zero-shot"
+        The first batch: picked by ``strategy`` on the zero-shot model, drawn at random
+        (the paper's protocol; also for strategies that need labelled images), or
+        covering the images' pixels (:func:`~skpeal.labeling._project.first_rows`).
     warm_start : bool, default=False
         Train each round's adapter from the previous round's (its model object is
         refitted in place) instead of a fresh one.
@@ -299,7 +302,7 @@ class ActiveLearningLoop:
         ----------
         m : int
             The round of the model that picks (0: the zero-shot model, or a random draw
-            with ``init="random"``).
+            with ``init="random"``, or the pixels' pick with ``init="pixels"``).
         n : int
             Images to pick (at most ``len(remaining)``).
         remaining : array-like of int
@@ -310,7 +313,8 @@ class ActiveLearningLoop:
         model : classifier, optional
             The fitted model of round ``m`` (needed without ``scores``, and on Ray).
         X_pool : array-like or sequence of images, optional
-            The pool (needed without ``scores``, and on Ray).
+            The pool (needed without ``scores``, on Ray, and for ``init="pixels"``'s
+            first batch).
         labelled, y_labelled : array-like
             Pool rows labelled so far and their labels (class counts of PCB, the
             labelled set of coreset and featdist).
@@ -326,8 +330,8 @@ class ActiveLearningLoop:
         n = min(int(n), remaining.size)
         if n == 0:
             return remaining[:0]
-        if m == 0 and k == 0 and self.init == "random":
-            return random_first_rows(remaining, n, self.random_state)
+        if m == 0 and k == 0 and self.init in MODEL_FREE_INIT:
+            return first_rows(self.init, X_pool, remaining, n, self.random_state)
         parts = ("query", self.random_state, m) + ((k,) if k else ())
         seed = derive_seed(*parts)
         labelled = np.asarray(labelled, dtype=np.intp)
@@ -388,7 +392,7 @@ class ActiveLearningLoop:
             if n == 0:
                 return
             t0 = time.perf_counter()
-            if model is None and not (rnd == 0 and self.init == "random"):
+            if model is None and not (rnd == 0 and self.init in MODEL_FREE_INIT):
                 model = (self.zero_shot(X_pool) if rnd == 0 else
                          self._fit_sorted(rnd, X_pool, labelled, y_labelled))
             picked = self.query(rnd, n, remaining, model=model, X_pool=X_pool,

@@ -109,10 +109,10 @@ class LabelingSession(BatchMixin):
         :func:`~skpeal.strategies.random_sampling`).
     gamma : float, optional (project's, else 0.1)
         PCB candidate fraction.
-    init : {"zero-shot", "random"}, optional (project's, else "zero-shot")
-        The first batch: picked by ``strategy`` on the zero-shot model, or drawn at
-        random (the paper's protocol). The zero-shot model's suggestions are shown
-        either way.
+    init : {"zero-shot", "random", "pixels"}, optional (project's, else "zero-shot")
+        The first batch: picked by ``strategy`` on the zero-shot model, drawn at random
+        (the paper's protocol) or covering the images' pixels. The zero-shot model's
+        suggestions are shown in each case (once it is loaded).
     batch_size : int, optional (project's, else 10)
         Images per batch.
     annotator : str, optional

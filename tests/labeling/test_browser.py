@@ -4,6 +4,7 @@ The server is ``skpeal label`` itself, started as a subprocess on a free localho
 the tiny model; one test kills it with SIGKILL mid-session and restarts it.
 """
 
+import json
 import os
 import re
 import signal
@@ -85,12 +86,15 @@ def photo_tiles(folder, n=60, seed=0):
 class Server:
     """``skpeal label`` in a subprocess."""
 
-    def __init__(self, images, project, classes, port, batch_size=5):
+    def __init__(self, images, project, classes, port, batch_size=5, init="zero-shot"):
+        """``init="zero-shot"``: the model's first batch (the tests of this module check its
+        suggestions); None: ``skpeal label``'s default."""
         env = {**os.environ, "PYTHONPATH": os.fspath(ROOT), "HF_HUB_OFFLINE": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skpeal.cli", "label", os.fspath(images), "--classes",
              *classes, "--project", os.fspath(project), "--port", str(port),
-             "--batch-size", str(batch_size), "--model", "skpeal-tiny", "--epochs", "2"],
+             "--batch-size", str(batch_size), "--model", "skpeal-tiny", "--epochs", "2"]
+            + ([] if init is None else ["--init", init]),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.url = None
         lines = []
@@ -158,6 +162,35 @@ def picks_in_db(project):
                           "ORDER BY id").fetchall()
     finally:
         db.close()
+
+
+def test_a_new_project_by_default_shows_a_first_batch_covering_the_looks_then_suggests(
+        browser, setup):
+    """``skpeal label`` with no ``--init``: the project is made with ``init="pixels"``, its
+    first batch (typical images of the tiles' looks: colour-cast tiles and others; an 8 px
+    speck is lost at 16x16 pixels) shown before the model, which then adds its
+    suggestions to the cards."""
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port(), batch_size=6, init=None)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url)
+        first = wait_batch(page, n=6)
+        db = sqlite3.connect(project / "labels.sqlite")
+        try:
+            settings = json.loads(db.execute("SELECT value FROM meta WHERE key = 'settings'")
+                                  .fetchone()[0])
+            paths = dict(db.execute("SELECT id, path FROM images").fetchall())
+        finally:
+            db.close()
+        assert settings["init"] == "pixels"
+        kinds = {int(re.search(r"tile(\d+)", paths[i]).group(1)) % 3 for i in first}
+        assert 2 in kinds and kinds & {0, 1}  # photo_tiles: i % 3 is the class
+        page.wait_for_function("[...document.querySelectorAll('.card .suggest')].every("
+                               "e => e.textContent.startsWith('model: '))", timeout=120000)
+        assert card_ids(page) == first
+    finally:
+        server.kill()
 
 
 def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_path):

@@ -193,7 +193,7 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
     model; the page shows it at once (no suggestion), picks are saved, and once the model
     is there the same cards get its suggestions, without a reload, their picks and focus
     kept; the batch stays the same."""
-    from skpeal.labeling._project import start_random_project
+    from skpeal.labeling._project import start_project_without_model
     from skpeal.labeling._starting import StartingSession
 
     from .conftest import CLASSES
@@ -205,7 +205,7 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
         return session_factory(images=None, classes=None)
 
     project = image_folder[0].parent / "project"  # session_factory's
-    start_random_project(project, image_folder[0], CLASSES, {"batch_size": 5})
+    start_project_without_model(project, image_folder[0], CLASSES, {"batch_size": 5})
     starting = StartingSession(project, build)
     with _serving(starting, go, model_wait=0.3) as url:
         page.goto(url)
@@ -213,7 +213,7 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
         assert starting.loading  # shown before the model is there
         files = page.eval_on_selector_all(".card .file", "els => els.map(e => e.textContent)")
         says = page.eval_on_selector_all(".card .suggest", "els => els.map(e => e.textContent)")
-        assert says == ["drawn at random, before the model was loaded"] * 5, says
+        assert says == ["picked before the model was loaded: no suggestion yet"] * 5, says
         assert page.inner_text("#model-info") == "no model yet"  # not "model round -1"
         assert page.eval_on_selector_all(".card", "els => els.filter(e => e.dataset.label)"
                                          ".length") == 0  # nothing pre-selected

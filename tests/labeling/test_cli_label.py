@@ -14,6 +14,7 @@ def test_label_arguments_and_defaults():
     assert args.project is None and args.batch_size is None  # the project's, else 10
     assert args.init is None  # the project's, else zero-shot
     assert _parser().parse_args(["label", "p", "--init", "random"]).init == "random"
+    assert _parser().parse_args(["label", "p", "--init", "pixels"]).init == "pixels"
 
 
 @pytest.mark.parametrize("extra, match", [
@@ -37,7 +38,7 @@ def test_missing_image_folder(tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
 
 
-@pytest.mark.parametrize("init", [[], ["--init", "random"]])
+@pytest.mark.parametrize("init", [[], ["--init", "random"], ["--init", "pixels"]])
 def test_a_new_project_with_no_image_stops_with_one_line_and_makes_nothing(tmp_path, capsys,
                                                                          init):
     """A new project's page comes first; an empty folder, found behind it, stops it (with a
@@ -202,12 +203,12 @@ def test_label_session_refuses_a_ray_address_that_is_not_a_string(tmp_path, imag
 def test_a_project_reopened_with_other_settings_stops_before_serving(tmp_path, capsys,
                                                                     image_folder):
     """The session's error, before the page serves the pending batch (no model loaded)."""
-    from skpeal.labeling._project import start_random_project
+    from skpeal.labeling._project import start_project_without_model
 
     from .conftest import CLASSES
 
     folder, _ = image_folder
-    start_random_project(tmp_path / "p", folder, CLASSES, {"batch_size": 5})
+    start_project_without_model(tmp_path / "p", folder, CLASSES, {"batch_size": 5})
     for flags, match in [(["--init", "zero-shot"], "is a project with init='random'"),
                          (["--batch-size", "7"], "is a project with batch_size=5")]:
         assert main(["label", str(folder), "--project", str(tmp_path / "p"), "--port", "0",

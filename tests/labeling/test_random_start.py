@@ -1,6 +1,6 @@
 """A new project whose first batch is drawn at random, before any model.
 
-``skpeal label --init random`` makes the project (:func:`start_random_project`: the folder
+``skpeal label --init random`` makes the project (:func:`start_project_without_model`: the folder
 listed, the batch drawn, without torch or scikit-learn) and serves it as a restarted one
 while the model loads. The batch is the one the session would draw itself, and the batch
 after it is the model's, as in a session that drew it.
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from skpeal.labeling import LabelingSession
-from skpeal.labeling._project import start_random_project
+from skpeal.labeling._project import start_project_without_model
 from skpeal.labeling.store import LabelStore
 
 from .conftest import CLASSES, tiny_estimator
@@ -25,11 +25,12 @@ def _paths(batch):
     return [it["path"] for it in batch]
 
 
+@pytest.mark.parametrize("init", ["random", "pixels"])
 def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
-        tmp_path, image_folder, session_factory):
-    folder, _ = image_folder
+        tmp_path, image_folder, session_factory, init):
+    folder, truth = image_folder
     ref = LabelingSession(tmp_path / "ref", images=folder, classes=CLASSES,
-                          estimator=tiny_estimator(), batch_size=5, init="random")
+                          estimator=tiny_estimator(), batch_size=5, init=init)
     try:
         ref.prepare()
         first, second = _paths(ref.next_batch(client="a")), _paths(ref.next_batch(client="b"))
@@ -37,12 +38,12 @@ def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
         ref.close()
 
     project = tmp_path / "project"  # session_factory's
-    assert start_random_project(project, folder, CLASSES, {"batch_size": 5,
-                                                           "preselect_threshold": 0.0}) == 45
+    assert start_project_without_model(project, folder, CLASSES, {
+        "batch_size": 5, "preselect_threshold": 0.0, "init": init}) == 45
     assert [p.name for p in project.iterdir()] == ["labels.sqlite"]  # no temporary left
     store = LabelStore(project)
     try:
-        assert store.get_meta("settings")["init"] == "random"
+        assert store.get_meta("settings")["init"] == init
         paths = dict(store.images())
         pending = store.pending()
         assert [paths[it["image_id"]] for it in pending] == first
@@ -53,9 +54,11 @@ def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
     store = LabelStore(project)  # a pick made while the model loaded
     store.add_picks([(pending[1]["image_id"], CLASSES[0])], client="a")
     store.close()
-    s = session_factory(init="random")
+    s = session_factory(init=init)
     s.prepare()
     batch = s.next_batch(client="a")
+    if init == "pixels":  # three colour classes of 15: the five picks cover all three
+        assert {truth[os.path.realpath(p)] for p in first} == set(CLASSES)
     assert _paths(batch) == first  # kept: not drawn again, not replaced by the model's
     # with the model's suggestions now (all pre-selected at threshold 0), the pick kept
     assert all(it["suggestion"] in CLASSES and it["preselect"] for it in batch)
@@ -78,7 +81,7 @@ def test_a_drawn_batch_gets_the_suggestions_of_the_images_encoded_so_far(
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
     monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
     calls, gate = hold_encoding(monkeypatch, 2, "predict_proba")
-    start_random_project(tmp_path / "project", image_folder[0], CLASSES, {"batch_size": 5,
+    start_project_without_model(tmp_path / "project", image_folder[0], CLASSES, {"batch_size": 5,
                                                                           "random_state": 3})
     s = session_factory(init="random", strategy="entropy", random_state=3)
     worker = threading.Thread(target=s.prepare)
@@ -100,12 +103,16 @@ def test_a_drawn_batch_gets_the_suggestions_of_the_images_encoded_so_far(
     assert _paths(batch) == _paths(first) and all(it["suggestion"] for it in batch)
 
 
-def test_no_torch_and_no_scikit_learn_are_imported(tmp_path, image_folder):
+@pytest.mark.parametrize("init, heavy", [("random", ("torch", "sklearn", "open_clip")),
+                                         ("pixels", ("torch", "open_clip"))])
+def test_no_torch_is_imported(tmp_path, image_folder, init, heavy):
+    """Nor scikit-learn with a random batch (the pixels' k-means is scikit-learn's)."""
     folder, _ = image_folder
     code = ("import sys\n"
-            "from skpeal.labeling._project import start_random_project\n"
-            f"n = start_random_project({str(tmp_path / 'p')!r}, {str(folder)!r}, {CLASSES!r})\n"
-            "heavy = [m for m in ('torch', 'sklearn', 'open_clip') if m in sys.modules]\n"
+            "from skpeal.labeling._project import start_project_without_model\n"
+            f"n = start_project_without_model({str(tmp_path / 'p')!r}, {str(folder)!r}, "
+            f"{CLASSES!r}, {{'init': {init!r}}})\n"
+            f"heavy = [m for m in {heavy!r} if m in sys.modules]\n"
             "assert n == 45 and not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
                    env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -121,12 +128,12 @@ def test_a_failure_half_way_leaves_no_project(tmp_path, image_folder, monkeypatc
     with monkeypatch.context() as m:
         m.setattr(LabelStore, "set_pending", killed)
         with pytest.raises(KeyboardInterrupt):
-            start_random_project(project, folder, CLASSES)
+            start_project_without_model(project, folder, CLASSES)
     assert list(project.iterdir()) == []  # no labels.sqlite, no temporary folder
     (project / ".new-project-killed").mkdir()  # as a kill -9 half-way would leave it,
     os.utime(project / ".new-project-killed", (0, 0))  # long ago
     (project / ".new-project-now").mkdir()  # another process's, being made: kept
-    start_random_project(project, folder, CLASSES)  # a new start makes it whole
+    start_project_without_model(project, folder, CLASSES)  # a new start makes it whole
     store = LabelStore(project)
     try:
         assert len(store.pending()) == 10 and store.get_meta("classes") == CLASSES
@@ -138,20 +145,20 @@ def test_a_failure_half_way_leaves_no_project(tmp_path, image_folder, monkeypatc
 @pytest.mark.parametrize("classes, settings, match", [
     (None, None, "a new project needs its class names"),
     (["a"], None, "at least two class names"),
-    (CLASSES, {"init": "zero-shot"}, "init must be 'random'"),
+    (CLASSES, {"init": "zero-shot"}, "init must be one of 'random', 'pixels'"),
     (CLASSES, {"batch_size": 0}, "batch_size must be"),
 ])
 def test_bad_input_is_refused_before_anything_is_made(tmp_path, image_folder, classes,
                                                       settings, match):
     with pytest.raises(ValueError, match=match):
-        start_random_project(tmp_path / "p", image_folder[0], classes, settings)
+        start_project_without_model(tmp_path / "p", image_folder[0], classes, settings)
     assert not (tmp_path / "p").exists()
 
 
 def test_an_existing_project_is_refused(tmp_path, image_folder):
-    start_random_project(tmp_path / "p", image_folder[0], CLASSES)
+    start_project_without_model(tmp_path / "p", image_folder[0], CLASSES)
     with pytest.raises(ValueError, match="is a project already"):
-        start_random_project(tmp_path / "p", image_folder[0], CLASSES)
+        start_project_without_model(tmp_path / "p", image_folder[0], CLASSES)
 
 
 def test_a_project_another_process_made_meanwhile_is_kept(tmp_path, image_folder,
@@ -161,12 +168,12 @@ def test_a_project_another_process_made_meanwhile_is_kept(tmp_path, image_folder
 
     def meanwhile(self, items, round):  # another `skpeal label` made the project now
         monkeypatch.setattr(LabelStore, "set_pending", original)
-        start_random_project(project, image_folder[0], ["x", "y"])
+        start_project_without_model(project, image_folder[0], ["x", "y"])
         return original(self, items, round)
 
     monkeypatch.setattr(LabelStore, "set_pending", meanwhile)
     with pytest.raises(ValueError, match="made by another process meanwhile"):
-        start_random_project(project, image_folder[0], CLASSES)
+        start_project_without_model(project, image_folder[0], CLASSES)
     store = LabelStore(project)
     try:
         assert store.get_meta("classes") == ["x", "y"]  # the other one's, not replaced

@@ -349,7 +349,7 @@ def held(*args):
 cli._label_session = held
 sys.exit(cli.main(["label", {str(image_folder[0])!r}, "--classes", "red", "green", "blue",
                    "--project", {str(project)!r}, "--port", "{port}",
-                   "--model", "skpeal-tiny", "--pretrained", "none"]))
+                   "--model", "skpeal-tiny", "--pretrained", "none", "--init", "zero-shot"]))
 """
     env = {**os.environ, "PYTHONPATH": os.fspath(root), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,

@@ -225,10 +225,10 @@ function renderStatus() {
   renderStopSuggestion(status.stop_suggestion);
 }
 
-// What the model says of an image: its suggestion, or why there is none (a random first
-// batch is drawn before the model is loaded).
+// What the model says of an image: its suggestion, or why there is none (a first batch
+// picked without the model: --init random or pixels).
 function modelSays(it) {
-  if (it.suggestion == null) return "drawn at random, before the model was loaded";
+  if (it.suggestion == null) return "picked before the model was loaded: no suggestion yet";
   return "model: " + it.suggestion + " (" + pct(it.probability) + ")";
 }
 

@@ -1,0 +1,84 @@
+"""The first batch picked without a model (``init="random"`` and ``init="pixels"``).
+
+:func:`skpeal.labeling._project.first_rows` is the one pick of it, for ``skpeal run``, a
+session and a new ``skpeal label`` project made before torch is loaded.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from skpeal._validation import derive_seed
+from skpeal.labeling._project import PIXEL_SAMPLE, first_rows, pixel_features
+
+
+def _colour_images(n_per_colour, seed=0):
+    """Images of three colours (noise on top), grouped: rows 0.., then 1.., then 2.."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(3):
+        for _ in range(n_per_colour):
+            a = rng.integers(0, 60, size=(20, 20, 3), dtype=np.uint8)
+            a[..., c] += 180
+            out.append(a)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_pool=st.integers(1, 40), data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_the_pick_is_n_sorted_distinct_remaining_rows_and_the_same_again(n_pool, data, seed):
+    images = [np.full((6, 6), v, dtype=np.uint8) for v in range(0, 240, 6)][:n_pool]
+    remaining = np.sort(data.draw(st.lists(st.integers(0, n_pool - 1), min_size=1,
+                                           unique=True)))
+    n = data.draw(st.integers(1, len(remaining)))
+    for init in ("random", "pixels"):
+        rows = first_rows(init, images, remaining, n, seed)
+        assert len(rows) == n == len(set(rows.tolist()))
+        assert set(rows.tolist()) <= set(remaining.tolist())
+        assert (np.diff(rows) > 0).all()
+        assert np.array_equal(rows, first_rows(init, images, remaining, n, seed))
+
+
+def test_random_is_the_draw_it_always_was():
+    remaining = np.arange(3, 90, 2)
+    rng = np.random.default_rng(derive_seed("init", 7))
+    assert np.array_equal(first_rows("random", None, remaining, 6, 7),
+                          np.sort(rng.choice(remaining, size=6, replace=False)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pixels_cover_the_looks_of_the_pool(seed):
+    """Three colours of 40 images: a batch of three has one of each (a random draw of
+    three misses a colour about 3 times in 4)."""
+    rows = first_rows("pixels", _colour_images(40, seed), np.arange(120), 3, seed)
+    assert sorted(rows // 40) == [0, 1, 2]
+
+
+def test_pixels_sample_large_pools_and_read_only_the_sample(monkeypatch):
+    read = []
+
+    class Pool(list):
+        def __getitem__(self, i):
+            read.append(i)
+            return super().__getitem__(i)
+
+    pool = Pool(_colour_images(400))
+    rows = first_rows("pixels", pool, np.arange(1200), 10, 0)
+    assert len(read) == PIXEL_SAMPLE and set(rows.tolist()) <= set(read)
+
+
+def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path):
+    paths = []
+    for i, a in enumerate(_colour_images(4)):
+        paths.append(tmp_path / f"img{i}.jpg")
+        Image.fromarray(a).save(paths[-1])
+    (tmp_path / "img5.jpg").write_bytes(b"not a jpeg")  # replaces a red one
+    feats, ok = pixel_features(paths)
+    assert ok.tolist() == [i != 5 for i in range(12)] and feats.shape[0] == 11
+    for seed in range(5):
+        rows = first_rows("pixels", paths, np.arange(12), 11, seed)
+        assert 5 not in rows.tolist()
+    # fewer readable images than the batch: a random draw instead of an error
+    assert len(first_rows("pixels", paths, np.arange(12), 12, 0)) == 12
