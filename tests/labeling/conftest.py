@@ -61,6 +61,19 @@ def hold_encoding(monkeypatch, at, method="predict_proba_embed"):
     return calls, gate
 
 
+def prepare_until_ready(session, timeout=60):
+    """Run ``session.prepare()`` in a thread; return the thread once the session is ready
+    (or after ``timeout`` seconds)."""
+    import time
+
+    worker = threading.Thread(target=session.prepare)
+    worker.start()
+    t0 = time.time()
+    while not session.ready and time.time() - t0 < timeout:
+        time.sleep(0.02)
+    return worker
+
+
 def tiny_estimator():
     from skpeal import CLIPAdapterClassifier
 

@@ -9,7 +9,6 @@ after it is the model's, as in a session that drew it.
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -72,24 +71,18 @@ def test_a_drawn_batch_gets_the_suggestions_of_the_images_encoded_so_far(
         tmp_path, image_folder, session_factory, monkeypatch):
     """On a pool encoded in chunks, the drawn images the first sample holds get their
     suggestion when the first batch could be served, the others once they are encoded."""
-    import threading
-
     from skpeal.labeling import session as session_module
 
-    from .conftest import hold_encoding
+    from .conftest import hold_encoding, prepare_until_ready
 
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
     monkeypatch.setattr(session_module, "ENCODE_CHUNK", 8)
     calls, gate = hold_encoding(monkeypatch, 2, "predict_proba")
-    start_project_without_model(tmp_path / "project", image_folder[0], CLASSES, {"batch_size": 5,
-                                                                          "random_state": 3})
+    start_project_without_model(tmp_path / "project", image_folder[0], CLASSES,
+                                {"batch_size": 5, "random_state": 3})
     s = session_factory(init="random", strategy="entropy", random_state=3)
-    worker = threading.Thread(target=s.prepare)
-    worker.start()
+    worker = prepare_until_ready(s)
     try:
-        t0 = time.time()
-        while not s.ready and time.time() - t0 < 60:
-            time.sleep(0.02)
         assert s.ready and s.streaming
         first = s.next_batch(client="a")
         encoded = [not np.isnan(s._proba[s._row[it["image_id"]]]).any() for it in first]

@@ -16,7 +16,7 @@ import pytest
 
 from skpeal.labeling import LabelingSession, LabelStore, collect_images
 
-from .conftest import CLASSES, TINY_EST, hold_encoding
+from .conftest import CLASSES, TINY_EST, hold_encoding, prepare_until_ready
 
 
 def test_collect_images_recursive_sorted_and_confined(tmp_path, image_folder):
@@ -413,8 +413,6 @@ def test_image_features_persist_in_the_project_and_are_not_encoded_again(session
 
 @pytest.mark.parametrize("strategy", ["entropy", "auto"])  # probabilities; and features
 def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypatch, strategy):
-    import threading
-
     from skpeal.labeling import session as session_module
 
     monkeypatch.setattr(session_module, "FIRST_ENCODED", 10)
@@ -423,12 +421,8 @@ def test_first_batch_before_the_whole_pool_is_encoded(session_factory, monkeypat
     calls, gate = hold_encoding(monkeypatch, 2, "predict_proba_embed" if strategy == "auto"
                                 else "predict_proba")
     s = session_factory(strategy=strategy)
-    worker = threading.Thread(target=s.prepare)
-    worker.start()
+    worker = prepare_until_ready(s)
     try:
-        t0 = time.time()
-        while not s.ready and time.time() - t0 < 60:
-            time.sleep(0.02)
         assert s.ready and s.streaming and s.state["phase"] == "encoding"
         assert calls[0] == 10 and s.state["done"] == 10 and s.state["total"] == 45
         batch = s.next_batch()
