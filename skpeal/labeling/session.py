@@ -176,9 +176,8 @@ class LabelingSession(BatchMixin):
             check_estimator(self.project, meta["estimator"], estimator)
         # the round logic (checks its own parameters before anything is created on disk)
         self.loop = ActiveLearningLoop(
-            estimator, classnames=classnames, strategy=strategy,
-            balance=settings["balance"], gamma=settings["gamma"], init=settings["init"],
-            train_batch=settings["train_batch"], random_state=random_state)
+            estimator, classnames=classnames, strategy=strategy, random_state=random_state,
+            **{k: settings[k] for k in ("balance", "gamma", "init", "train_batch")})
         # check what can be checked before anything is created on disk
         new_paths = None if images is None else collect_images(images, exclude=self.project)
         self._ray = RayScoring(ray, self.project)  # falsy without an address
@@ -373,19 +372,20 @@ class LabelingSession(BatchMixin):
 
     def _score_streamed(self, est, rnd):
         """Round 0 over a pool still being encoded: a first batch from the images encoded
-        so far (a seeded random sample of :data:`FIRST_ENCODED`), then the rest.
+        so far (:data:`FIRST_ENCODED`: the pending batch's, for its suggestions, and a
+        seeded random sample), then the rest, in chunks of :data:`FIRST_ENCODED`.
 
         The first batch is installed and stored as soon as the sample is scored (the
-        session is ``ready``); the rest in chunks of :data:`FIRST_ENCODED`, each joining
-        the images the next batches are picked among (features written to the project
-        every 4,096, so a restart resumes); the full scores then replace the partial
-        ones. The pending batch is kept throughout.
+        session is ``ready``); each chunk joins the images the next batches are picked
+        among (features written to the project every 4,096, so a restart resumes); the
+        full scores then replace the partial ones. The pending batch is kept throughout.
         """
         n = len(self._paths)
         order = np.random.default_rng(derive_seed("first-encoded", self.random_state)
                                       ).permutation(n)
-        first = np.sort(order[:FIRST_ENCODED])
-        rest = np.sort(order[FIRST_ENCODED:])
+        shown = np.isin(order, [self._row[p["image_id"]] for p in self.store.pending()])
+        order = np.concatenate([order[shown], order[~shown]])
+        first, rest = np.sort(order[:FIRST_ENCODED]), np.sort(order[FIRST_ENCODED:])
         record = strategies.get_strategy(self.loop.strategy or strategies.entropy_sampling)
         with_features = record.uses_features  # e.g. "auto" (DropQuery): the features too
 

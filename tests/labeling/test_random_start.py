@@ -67,10 +67,11 @@ def test_the_drawn_batch_is_the_sessions_own_and_the_next_one_is_the_models(
     assert _paths(s.next_batch(client="b")) == second  # the model's pick, not a 2nd draw
 
 
-def test_a_drawn_batch_gets_the_suggestions_of_the_images_encoded_so_far(
+def test_a_drawn_batch_is_encoded_first_and_gets_its_suggestions_at_once(
         tmp_path, image_folder, session_factory, monkeypatch):
-    """On a pool encoded in chunks, the drawn images the first sample holds get their
-    suggestion when the first batch could be served, the others once they are encoded."""
+    """On a pool encoded in chunks, the first images encoded are the pending batch's (then
+    a random sample): its suggestions come with the first partial scores, not once its
+    images' chunks are encoded (which, on a large pool, is after the person answered)."""
     from skpeal.labeling import session as session_module
 
     from .conftest import hold_encoding, prepare_until_ready
@@ -85,9 +86,9 @@ def test_a_drawn_batch_gets_the_suggestions_of_the_images_encoded_so_far(
     try:
         assert s.ready and s.streaming
         first = s.next_batch(client="a")
-        encoded = [not np.isnan(s._proba[s._row[it["image_id"]]]).any() for it in first]
-        assert 0 < sum(encoded) < 5  # (random_state 3: some drawn images in the sample)
-        assert [it["suggestion"] is not None for it in first] == encoded
+        assert calls[0] == 10 and np.isnan(s._proba[:, 0]).sum() == 45 - 10
+        assert all(not np.isnan(s._proba[s._row[it["image_id"]]]).any() for it in first)
+        assert all(it["suggestion"] is not None for it in first)
     finally:
         gate.set()
         worker.join(60)
