@@ -442,11 +442,11 @@ def test_a_batch_loads_three_images_at_a_time_and_picks_go_out_meanwhile(browser
         wait_saved(page, 1)  # while the images are on their way
         assert len(held) == 3
         assert picks_in_db(project) == [(first[0], classes[1])]
-        # no alt text meanwhile: Chromium draws a broken-image icon for an <img> with an alt
-        # and no src (seen in a screenshot)
+        # no alt text nor title meanwhile: Chromium draws a broken-image icon for an <img>
+        # with either and no src (seen in screenshots)
         waiting = page.eval_on_selector_all(".card img:not([src])", "els => els.map((e) => "
-                                            "e.getAttribute('alt'))")
-        assert waiting and set(waiting) == {None}, waiting
+                                            "[e.getAttribute('alt'), e.getAttribute('title')])")
+        assert waiting and {tuple(w) for w in waiting} == {(None, None)}, waiting
         loaded = ("[...document.querySelectorAll('.card img')].every("
                   "(i) => i.complete && i.naturalWidth > 0)")
         released, t0 = 0, time.time()

@@ -213,7 +213,7 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
         assert starting.loading  # shown before the model is there
         files = page.eval_on_selector_all(".card .file", "els => els.map(e => e.textContent)")
         says = page.eval_on_selector_all(".card .suggest", "els => els.map(e => e.textContent)")
-        assert says == ["picked before the model was loaded: no suggestion yet"] * 5, says
+        assert says == ["no suggestion yet"] * 5, says
         assert page.inner_text("#model-info") == "no model yet"  # not "model round -1"
         assert page.eval_on_selector_all(".card", "els => els.filter(e => e.dataset.label)"
                                          ".length") == 0  # nothing pre-selected

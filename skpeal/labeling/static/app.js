@@ -225,10 +225,10 @@ function renderStatus() {
   renderStopSuggestion(status.stop_suggestion);
 }
 
-// What the model says of an image: its suggestion, or why there is none (a first batch
-// picked without the model: --init random or pixels).
+// What the model says of an image: its suggestion, or that there is none yet (a first
+// batch picked before the model was loaded: --init pixels or random).
 function modelSays(it) {
-  if (it.suggestion == null) return "picked before the model was loaded: no suggestion yet";
+  if (it.suggestion == null) return "no suggestion yet";
   return "model: " + it.suggestion + " (" + pct(it.probability) + ")";
 }
 
@@ -322,6 +322,7 @@ function nextImage() {
     img.addEventListener("load", release, { once: true });
     img.addEventListener("error", release, { once: true });
     img.alt = img.dataset.alt;
+    img.title = "z or click: full size";
     img.srcset = [192, 384, 768].map((s) => imageUrl(id, s) + " " + s + "w").join(", ");
     img.src = imageUrl(id, 384);
   }
@@ -339,8 +340,9 @@ function buildCard(it, i) {
   // sharp on high-DPI screens: the browser takes the size its pixel ratio needs
   img.sizes = cardSize() + "px";
   queueImage(img, it.image_id);
-  img.dataset.alt = it.file;  // its alt when its turn to load comes (not a broken icon)
-  img.title = "z or click: full size";
+  // its alt and title when its turn to load comes: Chromium draws a broken-image icon
+  // with either on an <img> without a source
+  img.dataset.alt = it.file;
   img.addEventListener("click", (e) => { e.stopPropagation(); focus = i; openViewer(); });
   const file = document.createElement("div");
   file.className = "file";
