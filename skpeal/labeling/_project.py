@@ -3,7 +3,8 @@ settings, and with ``init="random"`` or ``"pixels"`` its first batch
 (:func:`start_project_without_model`).
 
 Nothing here imports torch or scikit-learn at import time: a new ``skpeal label`` project
-with a random first batch is made and served before they are loaded.
+with a first batch picked without the model is made and served before torch is loaded
+(scikit-learn is imported for the k-means of ``init="pixels"`` only).
 """
 
 from __future__ import annotations
