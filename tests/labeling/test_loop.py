@@ -28,7 +28,7 @@ class Fixed:
         return self.proba[np.asarray(X, dtype=int).ravel()]
 
 
-@pytest.mark.parametrize("init", ["zero-shot", "random"])
+@pytest.mark.parametrize("init", ["zero-shot", "random", "pixels"])
 def test_session_with_a_simulated_oracle_is_the_runner(tmp_path, init):
     """``skpeal run`` and a LabelingSession pick the same images and fit the same models."""
     from skpeal import CLIPAdapterClassifier
