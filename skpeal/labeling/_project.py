@@ -9,6 +9,7 @@ with a first batch picked without the model is made and served before torch is l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -218,8 +219,23 @@ def resolve_strategy(strategy, stored):
 
 #: A first batch with ``init="pixels"``: TypiClust on a random sample of up to
 #: ``PIXEL_SAMPLE`` images, each shrunk to ``PIXEL_SIDE`` x ``PIXEL_SIDE`` RGB, centred and
-#: projected on its ``PIXEL_DIMS`` first principal components.
-PIXEL_SAMPLE, PIXEL_SIDE, PIXEL_DIMS = 1000, 16, 32
+#: projected on its ``PIXEL_DIMS`` first principal components. Files are read in the
+#: sample's order until ``PIXEL_BYTES`` of them are read (and at least 4 per image to
+#: pick): large files take long to decode (a 12-megapixel PNG about 0.3 s here).
+PIXEL_SAMPLE, PIXEL_SIDE, PIXEL_DIMS, PIXEL_BYTES = 1000, 16, 32, 64 * 2**20
+
+
+def _within_budget(images, least):
+    """How many of ``images``, in order, to read: all, or once their files hold
+    :data:`PIXEL_BYTES` (at least ``least``). Arrays are not counted (no file to decode)."""
+    total = 0
+    for k, im in enumerate(images):
+        if k >= least and total >= PIXEL_BYTES:
+            return k
+        if isinstance(im, (str, os.PathLike)):
+            with contextlib.suppress(OSError):
+                total += os.stat(im).st_size
+    return len(images)
 
 
 def pixel_features(images):
@@ -273,8 +289,9 @@ def first_rows(init, images, remaining, n, random_state):
     * ``"random"``: drawn at random;
     * ``"pixels"``: TypiClust (:func:`skpeal._typical.typiclust_select`) on the pixel
       features (:func:`pixel_features`) of a random sample of up to :data:`PIXEL_SAMPLE`
-      of ``remaining``: typical images of ``n`` clusters of the images' looks. Drawn at
-      random when fewer than ``n`` images of the sample can be read.
+      of ``remaining`` (files: up to :data:`PIXEL_BYTES` of them, at least ``4 * n``):
+      typical images of ``n`` clusters of the images' looks. Drawn at random when fewer
+      than ``n`` images of the sample can be read.
 
     Parameters
     ----------
@@ -296,8 +313,8 @@ def first_rows(init, images, remaining, n, random_state):
     rng = np.random.default_rng(derive_seed("init", random_state))
     remaining = np.asarray(remaining, dtype=np.intp)
     if init == "pixels":
-        sample = np.sort(rng.choice(remaining, size=min(PIXEL_SAMPLE, remaining.size),
-                                    replace=False))
+        sample = rng.choice(remaining, size=min(PIXEL_SAMPLE, remaining.size), replace=False)
+        sample = sample[:_within_budget([images[r] for r in sample], 4 * n)]
         feats, ok = pixel_features([images[r] for r in sample])
         if ok.sum() >= n:
             from .._typical import typiclust_select

@@ -66,7 +66,32 @@ def test_pixels_sample_large_pools_and_read_only_the_sample(monkeypatch):
 
     pool = Pool(_colour_images(400))
     rows = first_rows("pixels", pool, np.arange(1200), 10, 0)
-    assert len(read) == PIXEL_SAMPLE and set(rows.tolist()) <= set(read)
+    assert len(set(read)) == PIXEL_SAMPLE and set(rows.tolist()) <= set(read)
+
+
+def test_files_are_read_up_to_a_byte_budget_and_at_least_four_per_pick(tmp_path,
+                                                                       monkeypatch):
+    """A 12-megapixel PNG takes about 0.3 s to decode: a thousand of them would hold the
+    first batch for minutes."""
+    from skpeal.labeling import _project
+
+    paths = []
+    for i, a in enumerate(_colour_images(20)):
+        paths.append(tmp_path / f"img{i:02d}.png")
+        Image.fromarray(a).save(paths[-1])
+    size = paths[0].stat().st_size
+    seen = []
+    original = _project.pixel_features
+    monkeypatch.setattr(_project, "pixel_features", lambda ims: seen.append(ims) or
+                        original(ims))
+    monkeypatch.setattr(_project, "PIXEL_BYTES", 30 * size)  # about 30 files
+    assert len(first_rows("pixels", paths, np.arange(60), 3, 0)) == 3
+    assert 25 <= len(seen[-1]) <= 35
+    first_rows("pixels", paths, np.arange(60), 10, 0)  # at least 4 per pick
+    assert len(seen[-1]) == 40
+    arrays = _colour_images(20)  # arrays: no file to decode, no budget
+    first_rows("pixels", arrays, np.arange(60), 3, 0)
+    assert len(seen[-1]) == 60
 
 
 def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path):
