@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -315,7 +317,12 @@ def first_rows(init, images, remaining, n, random_state):
     if init == "pixels":
         sample = rng.choice(remaining, size=min(PIXEL_SAMPLE, remaining.size), replace=False)
         sample = sample[:_within_budget([images[r] for r in sample], 4 * n)]
+        # scikit-learn's import (a second of CPU) beside the reading (Pillow decodes
+        # without the interpreter's lock)
+        loader = threading.Thread(target=importlib.import_module, args=("skpeal._typical",))
+        loader.start()
         feats, ok = pixel_features([images[r] for r in sample])
+        loader.join()
         if ok.sum() >= n:
             from .._typical import typiclust_select
 
