@@ -410,9 +410,9 @@ class LabelingSession(BatchMixin):
         with self._lock:
             encoded = np.zeros(n, dtype=bool)
             encoded[first] = True
-            # the arrays filled below: only the rows marked encoded are queried (final)
+            # the arrays filled below: only the rows marked encoded are queried (final);
+            self._encoded = encoded  # streaming before ready (both are read unlocked)
             self._install(est, rnd, PoolScores(est.classes_, proba, feats))
-            self._encoded = encoded
             if not self.store.pending():  # a restart while encoding keeps its batch
                 self._refill(reset=True)
         step = max(1, len(rest)) if self._ray else min(ENCODE_CHUNK, FIRST_ENCODED)  # Ray: 1

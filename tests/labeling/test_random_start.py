@@ -82,6 +82,10 @@ def test_a_drawn_batch_is_encoded_first_and_gets_its_suggestions_at_once(
     start_project_without_model(tmp_path / "project", image_folder[0], CLASSES,
                                 {"batch_size": 5, "random_state": 3})
     s = session_factory(init="random", strategy="entropy", random_state=3)
+    seen, suggest = [], s._suggest_pending
+    # never ready and not streaming while streaming (both are read without the lock)
+    monkeypatch.setattr(s, "_suggest_pending", lambda: seen.append(
+        (s.ready, s.streaming)) or suggest())
     worker = prepare_until_ready(s)
     try:
         assert s.ready and s.streaming
@@ -92,7 +96,7 @@ def test_a_drawn_batch_is_encoded_first_and_gets_its_suggestions_at_once(
     finally:
         gate.set()
         worker.join(60)
-    assert not s.streaming
+    assert not s.streaming and seen[0] == (True, True)
     batch = s.next_batch(client="a")
     assert _paths(batch) == _paths(first) and all(it["suggestion"] for it in batch)
 
