@@ -445,8 +445,10 @@ def test_a_batch_loads_three_images_at_a_time_and_picks_go_out_meanwhile(browser
         # no alt text nor title meanwhile: Chromium draws a broken-image icon for an <img>
         # with either and no src (seen in screenshots)
         waiting = page.eval_on_selector_all(".card img:not([src])", "els => els.map((e) => "
-                                            "[e.getAttribute('alt'), e.getAttribute('title')])")
-        assert waiting and {tuple(w) for w in waiting} == {(None, None)}, waiting
+                                            "[e.getAttribute('alt'), e.getAttribute('title'),"
+                                            " getComputedStyle(e).content])")
+        assert waiting and {tuple(w[:2]) for w in waiting} == {(None, None)}, waiting
+        assert all("gradient" in w[2] for w in waiting), waiting  # a grey box, no outline
         loaded = ("[...document.querySelectorAll('.card img')].every("
                   "(i) => i.complete && i.naturalWidth > 0)")
         released, t0 = 0, time.time()
