@@ -269,7 +269,7 @@ def pixel_features(images):
                     a = np.clip(np.rint(a * 255 if a.max() <= 1 else a), 0, 255).astype(np.uint8)
                 img = Image.fromarray(a.squeeze()).convert("RGB")
             img = img.resize((side, side), Image.Resampling.BOX)
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, Image.DecompressionBombError):
             ok.append(False)
             continue
         rows.append(np.asarray(img, dtype=np.float32).ravel() / 255)

@@ -94,7 +94,7 @@ def test_files_are_read_up_to_a_byte_budget_and_at_least_four_per_pick(tmp_path,
     assert len(seen[-1]) == 60
 
 
-def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path):
+def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path, monkeypatch):
     paths = []
     for i, a in enumerate(_colour_images(4)):
         paths.append(tmp_path / f"img{i}.jpg")
@@ -102,6 +102,9 @@ def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path):
     (tmp_path / "img5.jpg").write_bytes(b"not a jpeg")  # replaces a red one
     feats, ok = pixel_features(paths)
     assert ok.tolist() == [i != 5 for i in range(12)] and feats.shape[0] == 11
+    with monkeypatch.context() as m:  # a picture too large for Pillow: left out too
+        m.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+        assert not pixel_features(paths[:1])[1].any()
     for seed in range(5):
         rows = first_rows("pixels", paths, np.arange(12), 11, seed)
         assert 5 not in rows.tolist()
