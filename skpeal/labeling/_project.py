@@ -315,6 +315,8 @@ def first_rows(init, images, remaining, n, random_state):
     rng = np.random.default_rng(derive_seed("init", random_state))
     remaining = np.asarray(remaining, dtype=np.intp)
     if init == "pixels":
+        if images is None:
+            raise ValueError("init='pixels' needs the pool's images to pick the first batch")
         sample = rng.choice(remaining, size=min(PIXEL_SAMPLE, remaining.size), replace=False)
         sample = sample[:_within_budget([images[r] for r in sample], 4 * n)]
         # scikit-learn's import (a second of CPU) beside the reading (Pillow decodes

@@ -57,8 +57,8 @@ class BatchMixin:
                  float(self._proba[r].max())) for r in rows]
 
     def _suggest_pending(self):
-        """Give the pending images drawn before any model (a random first batch) the
-        current model's suggestion, where it has scored them (their place is kept)."""
+        """Give the pending images picked before any model (``init`` "pixels" or "random")
+        the current model's suggestion, where it has scored them (their place is kept)."""
         rows = [self._row[p["image_id"]] for p in self.store.pending()
                 if p["suggestion"] is None]
         rows = [r for r in rows if np.isfinite(self._proba[r]).all()]
@@ -176,8 +176,8 @@ class BatchMixin:
         if n == 0 or scores is None:
             return False
         for _ in range(3):
-            rows = self.loop.query(rnd, n, remaining, scores=scores, labelled=rows_l,
-                                   y_labelled=y_l, k=k)
+            rows = self.loop.query(rnd, n, remaining, scores=scores, X_pool=self._paths,
+                                   labelled=rows_l, y_labelled=y_l, k=k)
             if not fresh:
                 break
             with self._lock:  # a refit's pick: again if a batch was handed out meanwhile,

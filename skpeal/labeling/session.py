@@ -435,7 +435,7 @@ class LabelingSession(BatchMixin):
     def _install(self, est, rnd, scores):  # under the lock; stopping.observe before it
         self._model, self._round, self._version = est, rnd, f"round-{rnd}"
         self._scores, self._n_queries = scores, self._queries_of(rnd)
-        self._suggest_pending()  # a random first batch: the model's suggestions now
+        self._suggest_pending()  # a batch picked before the model: its suggestions now
 
     def refit(self, *, keep_batch=False):
         """Train a fresh adapter on every label in force, rescore the pool, new batch.

@@ -110,3 +110,8 @@ def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path, monkeypatch):
         assert 5 not in rows.tolist()
     # fewer readable images than the batch: a random draw instead of an error
     assert len(first_rows("pixels", paths, np.arange(12), 12, 0)) == 12
+
+
+def test_pixels_without_the_pool_say_so():
+    with pytest.raises(ValueError, match="needs the pool's images"):
+        first_rows("pixels", None, np.arange(10), 3, 0)

@@ -440,7 +440,7 @@ async function loadBatch(force) {
   }
 }
 
-// A batch drawn before the model loaded (a random first batch) gets the model's
+// A batch picked before the model loaded (--init pixels or random) gets the model's
 // suggestions once the server has them: merged into the cards shown, whose picks, order
 // and focus stay as they are. Asked again only when the model's state changes.
 let suggestedFor = null;
