@@ -154,7 +154,8 @@ def _label(args) -> int:
     if not new or drawn:
         # a restart: the pending batch is served from the store while the model loads
         # (and Label Studio's ML backend answers /health at once, /predict 503 until then)
-        session = StartingSession(project, lambda: _label_session(project, config))
+        session = StartingSession(project, lambda: _label_session(project, config),
+                                  annotator=config.annotator)
         if not session.ready and config.ml_backend_port is None:
             session.close()  # no pending batch: nothing to show before the model
             session = None

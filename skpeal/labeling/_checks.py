@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
 import math
 from pathlib import Path
 
-__all__ = ["NEW_PROJECT_CLASSES", "check_classes", "check_out_parent", "check_session_params"]
+__all__ = ["NEW_PROJECT_CLASSES", "check_classes", "check_out_parent", "check_session_params",
+           "default_annotator"]
 
 #: The error of a new project opened without class names.
 NEW_PROJECT_CLASSES = "classes: a new project needs its class names"
@@ -25,6 +27,16 @@ def check_session_params(estimator, lease_seconds) -> None:
             or not math.isfinite(lease_seconds) or lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be a positive number of seconds (how long a "
                          f"tab keeps its batch), got {lease_seconds!r}")
+
+
+def default_annotator(annotator=None) -> str:
+    """The name stored with a session's answers: ``annotator``, else the login name."""
+    if annotator is not None:
+        return annotator
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers)
+        return "unknown"
 
 
 def check_out_parent(path, what) -> Path:

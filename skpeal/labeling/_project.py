@@ -280,7 +280,7 @@ def pixel_features(images):
     return F @ vt[:PIXEL_DIMS].T, np.asarray(ok, dtype=bool)
 
 
-def first_rows(init, images, remaining, n, random_state):
+def first_rows(init, images, remaining, n, random_state, labelled=None):
     """The pool rows of a first batch picked without a model (``init`` in
     :data:`~skpeal.labeling.config.MODEL_FREE_INIT`): ``n`` of ``remaining``.
 
@@ -292,8 +292,9 @@ def first_rows(init, images, remaining, n, random_state):
     * ``"pixels"``: TypiClust (:func:`skpeal._typical.typiclust_select`) on the pixel
       features (:func:`pixel_features`) of a random sample of up to :data:`PIXEL_SAMPLE`
       of ``remaining`` (files: up to :data:`PIXEL_BYTES` of them, at least ``4 * n``):
-      typical images of ``n`` clusters of the images' looks. Drawn at random when fewer
-      than ``n`` images of the sample can be read.
+      typical images of ``n`` clusters of the images' looks, none of them a cluster of a
+      ``labelled`` row. Drawn at random when fewer than ``n`` images of the sample can
+      be read.
 
     Parameters
     ----------
@@ -306,6 +307,10 @@ def first_rows(init, images, remaining, n, random_state):
         Rows to pick, at most ``len(remaining)``.
     random_state : int
         The session's (or run's) seed.
+    labelled : array-like of int, optional
+        Pool rows labelled already (a batch picked while a restarted or new session's
+        model loads): with ``"pixels"`` they are clustered too, as TypiClust's labelled
+        rows, so the batch covers looks they do not.
 
     Returns
     -------
@@ -323,12 +328,15 @@ def first_rows(init, images, remaining, n, random_state):
         # without the interpreter's lock)
         loader = threading.Thread(target=importlib.import_module, args=("skpeal._typical",))
         loader.start()
-        feats, ok = pixel_features([images[r] for r in sample])
+        known = np.asarray([] if labelled is None else labelled, dtype=np.intp)
+        feats, ok = pixel_features([images[r] for r in np.concatenate([sample, known])])
         loader.join()
-        if ok.sum() >= n:
+        ok, n_ok = ok[:sample.size], int(ok[:sample.size].sum())
+        if n_ok >= n:
             from .._typical import typiclust_select
 
-            idx, _ = typiclust_select(feats, None, n,
+            # the readable labelled rows come after the sample's: never picked
+            idx, _ = typiclust_select(feats, np.arange(n_ok, len(feats)), n,
                                       random_state=derive_seed("pixels", random_state))
             return np.sort(sample[ok][idx])
         rng = np.random.default_rng(derive_seed("init", random_state))

@@ -14,16 +14,25 @@ from the SQLite store alone (no torch):
 
 * an undo of a pick (the store alone: the pick before it is in force again).
 
-* answers, labels and skips given with an ``annotator`` (Label Studio's webhook: stored at
-  once with the last stored round; the refit after the session is up trains on them).
-  The page's submit still waits for the model (its refit and next batch need it).
+* answers, labels and skips (stored at once with the last stored round; the refit after
+  the session is up trains on them: the session is ``stale``).
 
-Everything else (the undo of a submitted answer, refits, exports, suggestions of a new
-batch) waits for the session (:meth:`StartingSession.wait`) and is then the
-session's. Every call goes to the session as soon as it is ``ready`` (it can give
-batches), not when it is fully prepared: a project restarted while its pool was being
-encoded is served by the session from its first encoded images on, while the rest of the
-pool is encoded behind (as a new project is).
+A project whose first batch was picked without a model (``init`` ``"pixels"`` or
+``"random"``, :data:`~skpeal.labeling.config.MODEL_FREE_INIT`) is served entirely while
+the model loads (:attr:`StartingSession.without_model`): the page's submit is taken at
+once, the next batches are picked the way the first was (by
+:func:`~skpeal.labeling._project.first_rows`, the images labelled so far clustered too,
+so that a batch covers looks they do not), and the undo of a submitted answer reopens it
+from the store. So a person who answers faster than the model loads never waits for it.
+Other projects' submit and undo of an answer wait for the model (the page sends them
+again by itself).
+
+Everything else (refits, exports, the model's suggestions) waits for the session
+(:meth:`StartingSession.wait`) and is then the session's. Every call goes to the session
+as soon as it is ``ready`` (it can give batches), not when it is fully prepared: a
+project restarted while its pool was being encoded is served by the session from its
+first encoded images on, while the rest of the pool is encoded behind (as a new project
+is).
 """
 
 from __future__ import annotations
@@ -33,8 +42,11 @@ import threading
 import time
 from pathlib import Path
 
-from ._checks import NEW_PROJECT_CLASSES, check_classes
+from .._validation import derive_seed
+from ._checks import NEW_PROJECT_CLASSES, check_classes, default_annotator
+from ._project import first_rows
 from .batches import BatchMixin
+from .config import MODEL_FREE_INIT
 from .store import LabelStore
 
 __all__ = ["StartingSession"]
@@ -80,6 +92,9 @@ class StartingSession(BatchMixin):
         by :meth:`start`, in a background thread: it may import torch).
     lease_seconds : float, default=600
         How long an image handed to one client stays reserved for it (as the session's).
+    annotator : str, optional
+        Stored with the answers given while the model loads (default: the login name, as
+        the session's; give the session's own).
 
     Attributes
     ----------
@@ -103,7 +118,7 @@ class StartingSession(BatchMixin):
 
     starting = True  # the web app waits for the session where it needs the model
 
-    def __init__(self, project, build, *, lease_seconds=600.0):
+    def __init__(self, project, build, *, lease_seconds=600.0, annotator=None):
         self.project = Path(project)
         if not (self.project / "labels.sqlite").exists():
             raise ValueError(f"{self.project} is not a labelling project (no labels.sqlite)")
@@ -117,10 +132,14 @@ class StartingSession(BatchMixin):
         settings = self.store.get_meta("settings") or {}
         self.batch_size = int(settings.get("batch_size", 10))
         self.preselect_threshold = float(settings.get("preselect_threshold", 0.8))
-        self._setup(build, classes, rows, lease_seconds)
+        self._init = settings.get("init")
+        self.random_state = int(settings.get("random_state", 0))
+        self._setup(build, classes, rows, lease_seconds, annotator)
 
-    def _setup(self, build, classes, rows, lease_seconds):
+    def _setup(self, build, classes, rows, lease_seconds, annotator=None):
         self.classes = list(classes)
+        self.annotator = default_annotator(annotator)
+        self._encoded = None  # every image may be picked (BatchMixin._query_args)
         self.lease_seconds = float(lease_seconds)
         self._ids = [int(r[0]) for r in rows]
         self._paths = [r[1] for r in rows]
@@ -177,6 +196,7 @@ class StartingSession(BatchMixin):
         self = cls.__new__(cls)
         self.project = Path(project)
         self._own_store = None
+        self._init = None  # nothing is served before the session
         self._setup(build, classes, [], lease_seconds)
         return self
 
@@ -245,13 +265,20 @@ class StartingSession(BatchMixin):
         return self.session
 
     @property
+    def without_model(self) -> bool:
+        """Whether answers, undo and new batches are served from the store while the model
+        loads (a project whose first batch needed no model: the next ones need none)."""
+        return self._init in MODEL_FREE_INIT and self.store is not None and self.loading
+
+    @property
     def ready(self) -> bool:
-        """Whether a batch can be given: the pending batch while loading, then the session's."""
+        """Whether a batch can be given: the pending batch while loading (or, without the
+        model, a new one), then the session's."""
         if self._live() is not None:
             return True
         if self._started.is_set() or self.store is None:
             return False
-        return bool(self.store.pending())
+        return self.without_model or bool(self.store.pending())
 
     @property
     def streaming(self) -> bool:
@@ -277,7 +304,19 @@ class StartingSession(BatchMixin):
         return len(self._ids) if self.session is None else self.session.n_images
 
     def _refill(self, reset=False, need=None):
-        """No model yet: the pending batch is what there is (the session tops it up)."""
+        """No model yet: the pending batch is what there is (the session tops it up); for
+        a project served :attr:`without_model`, a batch picked the way its first one was
+        (the images labelled or pending clustered too), with no suggestion."""
+        if not self.without_model:
+            return
+        remaining, n, labelled, _, pending = self._query_args(reset, need)
+        if n > 0:
+            seed = derive_seed("without-model", self.random_state, len(self.store.in_force()),
+                               len(pending))
+            rows = first_rows(self._init, self._paths, remaining, n, seed, labelled=labelled
+                              + [self._row[p["image_id"]] for p in pending])
+            self.store.add_pending([(self._ids[r], None, None) for r in rows],
+                                   max(self.round, 0))
 
     def status(self) -> dict:
         """The session's status; while loading, what the store knows (see ``status``)."""
@@ -328,21 +367,30 @@ class StartingSession(BatchMixin):
     pick = _store_or_session("pick")
     pick_many = _store_or_session("pick_many")
     undo_pick = _store_or_session("undo_pick")
-    # without an annotator they wait for the session (whose default annotator they take)
     answer = _store_or_session("answer")
     label = _store_or_session("label")
     skip = _store_or_session("skip")
 
     def pick_ahead(self, **kwargs) -> bool:
         """The session's :meth:`~skpeal.labeling.LabelingSession.pick_ahead`; while
-        loading nothing (no model yet): False."""
+        loading, :attr:`without_model`, the next batch (picked as by a submit, stored
+        held by no client, so the submit after the batch on screen gets it at once);
+        else nothing (no model yet): False."""
         live = self._live()
-        return False if live is None else live.pick_ahead(**kwargs)
+        if live is not None:
+            return live.pick_ahead(**kwargs)
+        with self._lock:
+            if not self.without_model or self.has_unleased():
+                return False
+            self._refill()
+            return self.has_unleased()
 
     def picked_ahead(self) -> bool:
-        """The session's ``picked_ahead``; while loading False."""
+        """The session's ``picked_ahead``; while loading whether a batch is stored ahead."""
         live = self._live()
-        return False if live is None else live.picked_ahead()
+        if live is None:
+            return self.without_model and self.has_unleased()
+        return live.picked_ahead()
 
     @property
     def _round(self):  # the model an answer stored while loading records (BatchMixin.answer)
@@ -356,9 +404,12 @@ class StartingSession(BatchMixin):
 
     def undo(self, *, client=None, annotator=None, seq=None):
         """The session's ``undo``; while loading, a pick is undone from the store alone
-        (the undo of a submitted answer waits for the session)."""
+        (the undo of a submitted answer too :attr:`without_model`, else it waits for the
+        session)."""
         live = self._live()
         if live is None:
+            if self.without_model:
+                return BatchMixin.undo(self, client=client, annotator=annotator, seq=seq)
             undone = self.undo_pick(client=client, seq=seq)
             if undone is not None:
                 return undone

@@ -37,7 +37,8 @@ nothing)::
 
 An answer or an undo of an answer sent while the model is still loading gets 503 with the
 header ``X-Skpeal-Loading: 1`` (and ``Retry-After``) after ``model_wait`` seconds: nothing
-changed, the picks are stored already; send it again.
+changed, the picks are stored already; send it again (not for a project whose first batch
+needed no model: served without it meanwhile, see :mod:`skpeal.labeling._starting`).
 
 With ``ml_backend_port`` (``skpeal label --ml-backend-port N``), :func:`serve` also serves
 Label Studio's ML backend protocol over the session on that port
@@ -365,9 +366,8 @@ def create_app(session, *, token=None, allowed_hosts=None, max_body=65536, worke
     app.mount("/static", StaticFiles(directory=str(_static_dir())), name="static")
 
     async def wait_for_model():
-        """A session still loading (a restart) or preparing: wait a little where the model
-        is needed, then 503 "still loading" (the page retries by itself)."""
-        if getattr(session, "starting", False):
+        """Wait a little for a model loading or preparing, then 503 (the page sends again)."""
+        if getattr(session, "starting", False) and not getattr(session, "without_model", False):
             if not await run_in_threadpool(session.wait, model_wait):
                 _loading()
             if session.session is None:

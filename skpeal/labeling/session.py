@@ -35,7 +35,6 @@ session's lock and swaps the new model in at the end.
 
 from __future__ import annotations
 
-import getpass
 import threading
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from .._io import atomic_path
 from .._validation import derive_seed
 from ..estimator import CLIPAdapterClassifier
 from . import export, labelstudio
-from ._checks import NEW_PROJECT_CLASSES, check_classes, check_session_params
+from ._checks import NEW_PROJECT_CLASSES, check_classes, check_session_params, default_annotator
 from ._project import (
     check_estimator,
     collect_images,
@@ -218,12 +217,7 @@ class LabelingSession(BatchMixin):
         self._paths = [r[1] for r in rows]
         self._row = {int(i): k for k, i in enumerate(self._ids)}
         self.batch_size = int(batch_size)
-        if annotator is None:
-            try:
-                annotator = getpass.getuser()
-            except (KeyError, OSError):  # no login name (some containers)
-                annotator = "unknown"
-        self.annotator = annotator
+        self.annotator = default_annotator(annotator)
         self.random_state = int(random_state)
         self.lease_seconds = float(lease_seconds)
         if isinstance(preselect_threshold, bool) or not isinstance(
@@ -350,9 +344,9 @@ class LabelingSession(BatchMixin):
                 scores = self._score(est, "encoding")
             self._features.save(est, self._paths)
             labels = self.store.labelled()
-            if not any(r["round"] == rnd for r in rounds):
-                rows = [self._row[i] for i in labels]
-                self.store.add_round(rnd, f"round-{rnd}", len(labels),
+            if not any(r["round"] == rnd for r in rounds):  # zero-shot: fitted on no label
+                rows = [self._row[i] for i in labels]  # (given while it loaded: stale)
+                self.store.add_round(rnd, f"round-{rnd}", 0,
                                      self._estimate(scores.proba, rows), 0.0)
             self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
             with self._lock:

@@ -56,6 +56,21 @@ def test_pixels_cover_the_looks_of_the_pool(seed):
     assert sorted(rows // 40) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_pixels_cover_the_looks_the_labelled_images_do_not(seed):
+    """Labelled images (a batch picked while the model loads, after a first one) are
+    clustered too: with two colours labelled, a batch of one is of the third colour (a
+    pick that ignored them would be of a labelled colour about 2 times in 3)."""
+    images = _colour_images(40, seed)
+    labelled = [3, 41]  # a red one and a green one
+    remaining = np.setdiff1d(np.arange(120), labelled)
+    rows = first_rows("pixels", images, remaining, 1, seed, labelled=labelled)
+    assert rows.tolist() and rows[0] // 40 == 2 and rows[0] not in labelled
+    # no labelled rows given: the pick of before
+    assert np.array_equal(first_rows("pixels", images, remaining, 3, seed, labelled=[]),
+                          first_rows("pixels", images, remaining, 3, seed))
+
+
 def test_pixels_sample_large_pools_and_read_only_the_sample(monkeypatch):
     read = []
 

@@ -528,7 +528,9 @@ async function submit(again) {
         later.length + " picks made after Enter not saved: " + e.message));
     }
     say("Saved " + r.saved + " answers." + (later.length ? " " + later.length + " changed " +
-        "after Enter: saved too." : "") + (r.refit ? " The model is learning from them." : ""));
+        "after Enter: saved too." : "") + (!r.refit ? "" : (status && (status.state || {})
+        .phase === "loading" ? " The model learns from them once it is loaded."
+        : " The model is learning from them.")));
     items = [];
     renderBatch();
     // the status beside the batch, not before it: the next batch waits for no status

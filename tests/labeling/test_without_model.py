@@ -1,0 +1,119 @@
+"""A project whose first batch needed no model is served without it while the model loads.
+
+``skpeal label`` (``--init pixels``, the default of a new project, or ``--init random``)
+serves the page before torch is loaded. A person who answers the first batch before the
+model is there does not wait for it: the submit is stored at once, the next batch is
+picked the way the first was (the labelled images clustered too), an undo of an answer
+reopens it from the store; once the model is up, a refit trains on those labels and the
+batch on screen stays.
+"""
+
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from skpeal.labeling._project import start_project_without_model
+from skpeal.labeling._starting import StartingSession
+from skpeal.labeling.app import create_app
+
+from .conftest import CLASSES
+
+
+def _batch(client, who="a"):
+    r = client.get("/api/batch", params={"client": who})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _answer(client, items, truth, paths, who="a"):
+    answers = [{"image_id": it["image_id"], "label": truth[paths[it["image_id"]]]}
+               for it in items]
+    r = client.post("/api/answers", json={"client": who, "answers": answers})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("init", ["pixels", "random"])
+def test_batches_answers_and_undo_while_the_model_loads_then_a_refit_on_them(
+        tmp_path, image_folder, session_factory, init):
+    import os
+
+    folder, truth = image_folder
+    project = tmp_path / "project"  # session_factory's
+    start_project_without_model(project, folder, CLASSES, {"batch_size": 5, "init": init})
+    go, built = threading.Event(), []
+
+    def build():  # the model's import and load, held until the test lets it go
+        assert go.wait(120)
+        built.append(session_factory(images=None, classes=None))
+        return built[-1]
+
+    starting = StartingSession(project, build, annotator="ann")
+    paths = {i: os.path.realpath(p) for i, p in starting.store.images()}
+    app = create_app(starting, model_wait=0.2)
+    try:
+        with TestClient(app) as client:
+            first = _batch(client)["items"]
+            assert len(first) == 5 and all(it["suggestion"] is None for it in first)
+            t0 = time.monotonic()
+            r = _answer(client, first, truth, paths)
+            assert r["saved"] == 5 and r["refit"]  # taken at once: no 503, no wait
+            assert time.monotonic() - t0 < 5 and starting.session is None
+            second = _batch(client)
+            assert second["ready"] and len(second["items"]) == 5
+            ids1, ids2 = ([it["image_id"] for it in b] for b in (first, second["items"]))
+            assert not set(ids1) & set(ids2)
+            assert all(it["suggestion"] is None for it in second["items"])
+            labels = starting.store.labelled()
+            assert len(labels) == 5 and {r["annotator"] for r in starting.store.in_force()} \
+                == {"ann"}
+            # the same batch again (a reload), not a new one
+            assert [it["image_id"] for it in _batch(client)["items"]] == ids2
+            # no pick on screen: the undo reopens the last answer, with the person's answer
+            r = client.post("/api/undo", json={"client": "a"})
+            assert r.status_code == 200, r.text
+            undone = r.json()["undone"]
+            assert undone["action"] == "answer" and undone["image_id"] in ids1
+            items = _batch(client)["items"]
+            assert [it["image_id"] for it in items] == ids2 + [undone["image_id"]]
+            assert items[-1]["reopened"] and items[-1]["pick"] == truth[
+                paths[undone["image_id"]]]
+            assert starting.session is None  # all of it before the model
+            _answer(client, items, truth, paths)  # the batch and the reopened image
+            third = [it["image_id"] for it in _batch(client)["items"]]
+            assert len(third) == 5 and not set(third) & set(ids1 + ids2)
+            assert len(starting.store.labelled()) == 10
+            go.set()  # the model is up: round 0, then a refit on the 10 labels
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and (
+                    starting.session is None or app.state.worker.busy
+                    or not starting.store.rounds()
+                    or starting.store.rounds()[-1]["round"] < 1):
+                time.sleep(0.05)
+            rounds = starting.store.rounds()
+            assert [(r["round"], r["n_labels"]) for r in rounds] == [(0, 0), (1, 10)]
+            after = _batch(client)["items"]
+            assert [it["image_id"] for it in after] == third  # the batch on screen stays
+            assert all(it["suggestion"] in CLASSES for it in after)  # now with suggestions
+            assert not built[0].stale
+    finally:
+        go.set()
+        app.state.worker.stop(timeout=60)
+        starting.close()
+
+
+def test_a_zero_shot_project_still_waits_for_the_model(session_factory):
+    """Only a project whose first batch needed no model is served without it."""
+    s = session_factory(init="zero-shot")
+    s.prepare()
+    s.next_batch(client="a")
+    project = s.project
+    s.close()
+    starting = StartingSession(project, lambda: None)
+    try:
+        assert not starting.without_model and starting.ready  # its pending batch only
+        assert starting._refill() is None and len(starting.store.pending()) == 5
+    finally:
+        starting.close()
