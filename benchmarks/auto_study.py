@@ -19,6 +19,12 @@ with the strategies already there), and the report is printed with it included:
     pixels of a random sample of up to 1,000 images, each shrunk to 16x16 RGB, centred
     and projected on its 32 principal components); then ``auto``. Would it win back what
     a random first batch costs? (Fixed before any run.)
+``pixels01-auto``
+    The first two batches picked that way (the second with the first batch's images
+    clustered too, as TypiClust's labelled rows), then ``auto``: what a person gets who
+    answers the first batch of a new ``skpeal label`` project before the model is loaded
+    (:mod:`skpeal.labeling._starting`). What do those two batches cost? (Fixed before
+    any run.)
 
 Usage::
 
@@ -26,7 +32,7 @@ Usage::
     PYTHONPATH=$PWD HF_HUB_OFFLINE=1 python benchmarks/auto_study.py --rule random0-auto \\
         --out /tmp/lowbudget_eval
 
-``--rule`` picks one (default: both); every other option is ``lowbudget_eval.py``'s.
+``--rule`` picks one (default: all); every other option is ``lowbudget_eval.py``'s.
 Neither ``auto`` nor the labelling session is changed here: the study only reports.
 """
 
@@ -69,17 +75,20 @@ def pixels_sampling(classifier, X_pool, n_instances=1, *, random_state=None, **k
     rows = X_pool if X_pool.ndim == 1 else np.arange(len(X_pool))  # sorted pool rows
     images = _POOL_IMAGES["X"] if X_pool.ndim == 1 else X_pool
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
-    picked = first_rows("pixels", images, rows, n_instances, seed)
+    labelled = kwargs.get("X_labeled") if X_pool.ndim == 1 else None  # pool rows
+    picked = first_rows("pixels", images, rows, n_instances, seed, labelled=labelled)
     return np.searchsorted(rows, picked), np.zeros(len(picked))
 
 
-def _first_then(name, first, then):
-    """A query function: ``first`` while nothing is labelled, ``then`` afterwards."""
+def _first_then(name, first, then, n_first=1):
+    """A query function: ``first`` for the first ``n_first`` batches (while fewer labels
+    than ``n_first - 1`` batches and one image), ``then`` afterwards."""
 
     def query(classifier, X_pool, n_instances=1, *, random_state=None, **kwargs):
         _, y_lab = _pool.labeled_set(classifier, kwargs.get("X_labeled"),
                                      kwargs.get("y_labeled"), need="", strategy=name)
-        rule = first if y_lab is None or not len(y_lab) else then
+        n_lab = 0 if y_lab is None else len(y_lab)
+        rule = first if n_lab < (n_first - 1) * n_instances + 1 else then
         return rule(classifier, X_pool, n_instances, random_state=random_state, **kwargs)
 
     def impl(classifier, X_pool, n, rng, **kwargs):
@@ -95,6 +104,7 @@ RULES = {
     "cg0-dropquery": (classguided_sampling, dropquery_sampling),
     "random0-auto": (random_sampling, auto_sampling),
     "pixels0-auto": (pixels_sampling, auto_sampling),
+    "pixels01-auto": (pixels_sampling, auto_sampling, 2),
 }
 
 

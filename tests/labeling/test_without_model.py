@@ -57,6 +57,12 @@ def test_batches_answers_and_undo_while_the_model_loads_then_a_refit_on_them(
         with TestClient(app) as client:
             first = _batch(client)["items"]
             assert len(first) == 5 and all(it["suggestion"] is None for it in first)
+            # the next batch is picked ahead while the person answers (held by no one)
+            deadline = time.monotonic() + 60
+            while not app.state.ahead.ready and time.monotonic() < deadline:
+                time.sleep(0.05)
+            ahead = [p["image_id"] for p in starting.store.pending() if p["client"] is None]
+            assert len(ahead) == 5 and not set(ahead) & {it["image_id"] for it in first}
             t0 = time.monotonic()
             r = _answer(client, first, truth, paths)
             assert r["saved"] == 5 and r["refit"]  # taken at once: no 503, no wait
@@ -64,7 +70,7 @@ def test_batches_answers_and_undo_while_the_model_loads_then_a_refit_on_them(
             second = _batch(client)
             assert second["ready"] and len(second["items"]) == 5
             ids1, ids2 = ([it["image_id"] for it in b] for b in (first, second["items"]))
-            assert not set(ids1) & set(ids2)
+            assert ids2 == ahead  # the batch picked ahead: given at once
             assert all(it["suggestion"] is None for it in second["items"])
             labels = starting.store.labelled()
             assert len(labels) == 5 and {r["annotator"] for r in starting.store.in_force()} \
