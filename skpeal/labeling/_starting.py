@@ -140,6 +140,8 @@ class StartingSession(BatchMixin):
         self.classes = list(classes)
         self.annotator = default_annotator(annotator)
         self._encoded = None  # every image may be picked (BatchMixin._query_args)
+        self._ahead = []  # image ids picked ahead without the model (dropped at the handover)
+        self._handover = False  # the session is built: nothing more picked without it
         self.lease_seconds = float(lease_seconds)
         self._ids = [int(r[0]) for r in rows]
         self._paths = [r[1] for r in rows]
@@ -218,6 +220,10 @@ class StartingSession(BatchMixin):
                 if self.on_build_error is not None:
                     self.on_build_error(exc)
                 raise
+            with self._lock:  # a batch picked ahead without the model and not shown yet
+                self._handover = True  # goes: the model picks the next one
+                if self._ahead:
+                    self.store.set_pending([], max(self.round, 0), only=self._ahead)
             self.session = session
             if not session.ready:
                 session.prepare()
@@ -268,7 +274,8 @@ class StartingSession(BatchMixin):
     def without_model(self) -> bool:
         """Whether answers, undo and new batches are served from the store while the model
         loads (a project whose first batch needed no model: the next ones need none)."""
-        return self._init in MODEL_FREE_INIT and self.store is not None and self.loading
+        return self._init in MODEL_FREE_INIT and self.store is not None and self.loading \
+            and not self._handover
 
     @property
     def ready(self) -> bool:
@@ -317,6 +324,7 @@ class StartingSession(BatchMixin):
                               + [self._row[p["image_id"]] for p in pending])
             self.store.add_pending([(self._ids[r], None, None) for r in rows],
                                    max(self.round, 0))
+            return [self._ids[r] for r in rows]
 
     def status(self) -> dict:
         """The session's status; while loading, what the store knows (see ``status``)."""
@@ -374,15 +382,15 @@ class StartingSession(BatchMixin):
     def pick_ahead(self, **kwargs) -> bool:
         """The session's :meth:`~skpeal.labeling.LabelingSession.pick_ahead`; while
         loading, :attr:`without_model`, the next batch (picked as by a submit, stored
-        held by no client, so the submit after the batch on screen gets it at once);
-        else nothing (no model yet): False."""
+        held by no client, so the submit after the batch on screen gets it at once; once
+        the session is built, it is dropped unless shown); else nothing: False."""
         live = self._live()
         if live is not None:
             return live.pick_ahead(**kwargs)
         with self._lock:
             if not self.without_model or self.has_unleased():
                 return False
-            self._refill()
+            self._ahead += self._refill() or []
             return self.has_unleased()
 
     def picked_ahead(self) -> bool:

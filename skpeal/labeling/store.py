@@ -583,7 +583,7 @@ class LabelStore:
         """
         return [dict(r) for r in self._query("SELECT * FROM pending ORDER BY position")]
 
-    def set_pending(self, items, round):
+    def set_pending(self, items, round, *, only=None):
         """Replace the pending items no client holds and nobody has picked a class for.
 
         Parameters
@@ -592,10 +592,13 @@ class LabelStore:
             ``(image_id, suggestion, probability)``, appended after the leased items.
         round : int
             The round of the model that picked them.
+        only : list of int, optional
+            Replace only those of these image ids (e.g. a batch picked ahead, unwanted).
         """
+        ids = "" if only is None else f" AND image_id IN ({','.join('?' * len(only))})"
         with self._tx() as db:
-            db.execute("DELETE FROM pending WHERE client IS NULL AND image_id NOT IN "
-                       "(SELECT image_id FROM picks WHERE state = 'open')")
+            db.execute("DELETE FROM pending WHERE client IS NULL AND image_id NOT IN (SELECT "
+                       "image_id FROM picks WHERE state = 'open')" + ids, list(only or ()))
             self._append_pending(db, items, round)
 
     def add_pending(self, items, round):
@@ -667,11 +670,10 @@ class LabelStore:
     def release_all(self, client=None):
         """Free the leases of a gone tab (or of every tab), keeping when each was held.
 
-        A tab that left, or every tab of a server that restarted.
-
-        :meth:`lease` hands out the most recently held batch first, so the next tab (or
-        the tab a person was using when the server stopped) gets that batch with its
-        picks, not one that a tab closed long ago held.
+        A tab that left, or every tab of a server that restarted. :meth:`lease` hands out
+        the most recently held batch first, so the next tab (or the tab a person was using
+        when the server stopped) gets that batch with its picks, not one that a tab closed
+        long ago held.
 
         Parameters
         ----------

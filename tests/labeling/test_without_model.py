@@ -123,3 +123,40 @@ def test_a_zero_shot_project_still_waits_for_the_model(session_factory):
         assert starting._refill() is None and len(starting.store.pending()) == 5
     finally:
         starting.close()
+
+
+def test_a_batch_picked_ahead_without_the_model_goes_when_the_model_is_built(
+        tmp_path, image_folder):
+    """Picked ahead so that a fast person does not wait; once the session is built, the
+    model picks the next batch instead (the batch on screen stays)."""
+    project = tmp_path / "project"
+    start_project_without_model(project, image_folder[0], CLASSES,
+                                {"batch_size": 5, "init": "pixels"})
+    prepared, built = threading.Event(), threading.Event()
+
+    class Session:  # the built session, its preparation held
+        ready = False
+
+        def prepare(self):
+            built.set()
+            assert prepared.wait(60)
+
+        def close(self):
+            pass
+
+    starting = StartingSession(project, Session)
+    try:
+        shown = [it["image_id"] for it in starting.next_batch(client="a")]
+        assert starting.pick_ahead() and starting.picked_ahead()
+        ahead = [p["image_id"] for p in starting.store.pending() if p["client"] is None]
+        assert len(ahead) == 5 and not starting.pick_ahead()  # one batch ahead only
+        thread = threading.Thread(target=starting.start)
+        thread.start()
+        assert built.wait(60)
+        assert [p["image_id"] for p in starting.store.pending()] == shown
+        assert not starting.without_model and not starting.pick_ahead()
+        prepared.set()
+        thread.join(60)
+    finally:
+        prepared.set()
+        starting.close()
