@@ -314,17 +314,20 @@ class StartingSession(BatchMixin):
         """No model yet: the pending batch is what there is (the session tops it up); for
         a project served :attr:`without_model`, a batch picked the way its first one was
         (the images labelled or pending clustered too), with no suggestion."""
-        if not self.without_model:
-            return
+        if self.without_model:
+            self._add_pending(self._rows_without_model(reset, need))
+
+    def _rows_without_model(self, reset=False, need=None):
         remaining, n, labelled, _, pending = self._query_args(reset, need)
-        if n > 0:
-            seed = derive_seed("without-model", self.random_state, len(self.store.in_force()),
-                               len(pending))
-            rows = first_rows(self._init, self._paths, remaining, n, seed, labelled=labelled
-                              + [self._row[p["image_id"]] for p in pending])
-            self.store.add_pending([(self._ids[r], None, None) for r in rows],
-                                   max(self.round, 0))
-            return [self._ids[r] for r in rows]
+        if n == 0:
+            return []
+        seed = derive_seed("without-model", self.random_state, len(self.store.in_force()),
+                           len(pending))
+        return list(first_rows(self._init, self._paths, remaining, n, seed, labelled=labelled
+                               + [self._row[p["image_id"]] for p in pending]))
+
+    def _add_pending(self, rows):
+        self.store.add_pending([(self._ids[r], None, None) for r in rows], max(self.round, 0))
 
     def status(self) -> dict:
         """The session's status; while loading, what the store knows (see ``status``)."""
@@ -387,11 +390,18 @@ class StartingSession(BatchMixin):
         live = self._live()
         if live is not None:
             return live.pick_ahead(**kwargs)
-        with self._lock:
-            if not self.without_model or self.has_unleased():
+        if not self.without_model or self.has_unleased():
+            return False
+        rows = self._rows_without_model()  # outside the lock: picks and undo go on meanwhile
+        ids = [self._ids[r] for r in rows]
+        with self._lock:  # stored unless the model or another batch came first
+            taken = {r["image_id"] for r in self.store.in_force() + self.store.pending()
+                     + self.store.reopened()}
+            if not rows or not self.without_model or self.has_unleased() or taken & set(ids):
                 return False
-            self._ahead += self._refill() or []
-            return self.has_unleased()
+            self._add_pending(rows)
+            self._ahead += ids
+            return True
 
     def picked_ahead(self) -> bool:
         """The session's ``picked_ahead``; while loading whether a batch is stored ahead."""
