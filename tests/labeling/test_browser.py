@@ -241,9 +241,14 @@ def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_
         assert page.inner_text("#stop-text").count("likely between") == 1
         assert not page.is_visible("#stop-details")
         # nothing picked in the new batch: undo reopens the last submitted answer with the
-        # person's own answer; the batch is neither grown nor reordered nor hidden
-        page.keyboard.press("u")
+        # person's own answer; the batch is neither grown nor reordered nor hidden. The
+        # button, like the key, gives the undo its place in the tab's count of picks
+        page.evaluate("() => { const f = window.fetch; window.undos = []; window.fetch = "
+                      "(u, o) => { if (String(u).includes('api/undo')) window.undos.push("
+                      "JSON.parse(o.body)); return f(u, o); }; }")
+        page.click("#undo")
         page.wait_for_selector("#message:has-text('Reopened')")
+        assert [type(b["seq"]) for b in page.evaluate("window.undos")] == [int]
         page.wait_for_function("document.querySelectorAll('.card').length == 6")
         assert card_ids(page) == second + [first[-1]]
         assert saved_labels(page)[-1] == classes[1]

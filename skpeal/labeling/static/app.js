@@ -706,7 +706,7 @@ document.addEventListener("keydown", (e) => {
   }
 });
 $("submit").addEventListener("click", submit);
-$("undo").addEventListener("click", undo);
+$("undo").addEventListener("click", () => undo());  // not undo(event): a resend
 $("card-size").addEventListener("input", (e) => setCardSize(Number(e.target.value)));
 if (token) for (const a of document.querySelectorAll("a.export")) a.href = withToken(a.getAttribute("href"));
 applyCardSize();
