@@ -323,6 +323,47 @@ def test_a_closed_tab_gives_its_batch_and_picks_to_the_next_tab(browser, setup):
         server.kill()
 
 
+def test_the_buttons_ask_as_the_keys_do_and_quick_undos_go_out_in_order(browser, setup):
+    """Found reading the page: the Submit button submitted unanswered images without the
+    question Enter asks (its click event was taken for a resend); and three quick ``u``
+    went out side by side, so the last message and the focus could be another undo's
+    (seen driving the page while the server was busy)."""
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port())
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url)
+        first = wait_batch(page)
+        label_with_keys(page, ["1", "2", "3"])
+        wait_saved(page, 3)
+        page.click("#submit")  # two images without an answer: asked, nothing submitted
+        page.wait_for_selector("#message:has-text('2 images have no answer yet')")
+        label_with_keys(page, ["1", "2"])
+        wait_saved(page, 5)
+        page.click("#submit")
+        second = wait_batch(page, not_ids=first)
+        label_with_keys(page, ["1", "2"])
+        wait_saved(page, 2)
+        # every undo reply held back 300 ms in the page: undos sent side by side overlap
+        page.evaluate("() => { const f = window.fetch; window.undos = []; window.fetch = "
+                      "(u, o) => { if (!String(u).includes('api/undo')) return f(u, o); "
+                      "const t = {sent: performance.now()}; window.undos.push(t); return "
+                      "f(u, o).then((r) => new Promise((ok) => setTimeout(() => { t.back = "
+                      "performance.now(); ok(r); }, 300))); }; }")
+        label_with_keys(page, ["u", "u", "u"])  # the two picks, then the last answer
+        page.wait_for_function("window.undos.length == 3 && window.undos[2].back", timeout=30000)
+        undos = page.evaluate("window.undos")
+        assert all(b["sent"] >= a["back"] for a, b in zip(undos, undos[1:])), undos
+        page.wait_for_function("document.querySelectorAll('.card').length == 6")
+        assert card_ids(page) == second + [first[-1]]
+        assert page.inner_text("#message").startswith("Reopened")
+        assert page.eval_on_selector(".card.focus", "e => Number(e.dataset.imageId)") \
+            == first[-1]
+        assert saved_labels(page)[:2] == [None, None]
+    finally:
+        server.kill()
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_layout_focused_card_and_controls_in_view(browser, setup, size, tmp_path):
     images, project, classes = setup

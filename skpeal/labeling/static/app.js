@@ -556,10 +556,18 @@ async function submit(again) {
 }
 
 // The undo takes its place in the tab's count of picks when the key is pressed: picks made
-// after it (while it waits for the model, say) are never what it undoes.
-async function undo(again) {
+// after it (while it waits for the model, say) are never what it undoes. Undos go out one
+// after another, in the order of the keys, so that the message and the focus are the last
+// one's (sent side by side, their replies could come back in another order).
+let undoTurn = Promise.resolve();
+function queueUndo() {
+  const mine = nextSeq();
+  undoTurn = undoTurn.then(() => undo(false, mine)).catch((e) => showError(e.message));
+}
+
+async function undo(again, seq) {
   if (undoWaiting !== null && !again) return;  // one undo waits for the model: sent again
-  const mine = again ? undoWaiting : nextSeq();
+  const mine = again ? undoWaiting : seq;
   await flush();
   let waiting = null;
   try {
@@ -684,7 +692,7 @@ document.addEventListener("keydown", (e) => {
   }
   if (e.key === "Enter") { e.preventDefault(); if (!viewer.open) submit(); return; }
   if (e.key === "Escape") { confirmSubmit = false; say(""); return; }
-  if (e.key === "u") { e.preventDefault(); undo(); return; }
+  if (e.key === "u") { e.preventDefault(); queueUndo(); return; }
   if (e.key === "[") { setCardSize(cardSize() - 40); return; }
   if (e.key === "]") { setCardSize(cardSize() + 40); return; }
   if (!items.length) return;
@@ -705,8 +713,9 @@ document.addEventListener("keydown", (e) => {
     e.preventDefault(); move(-1);
   }
 });
-$("submit").addEventListener("click", submit);
-$("undo").addEventListener("click", () => undo());  // not undo(event): a resend
+// not submit(event) nor undo(event): a truthy first argument is a resend (no question)
+$("submit").addEventListener("click", () => submit());
+$("undo").addEventListener("click", () => queueUndo());
 $("card-size").addEventListener("input", (e) => setCardSize(Number(e.target.value)));
 if (token) for (const a of document.querySelectorAll("a.export")) a.href = withToken(a.getAttribute("href"));
 applyCardSize();
