@@ -104,6 +104,9 @@ def test_batches_answers_and_undo_while_the_model_loads_then_a_refit_on_them(
             assert [it["image_id"] for it in after] == third  # the batch on screen stays
             assert all(it["suggestion"] in CLASSES for it in after)  # now with suggestions
             assert not built[0].stale
+            # the batches round 0 stored ahead meanwhile went with its refit: the next
+            # batches are round 1's (the batch on screen stays)
+            assert all(p["round"] >= 1 for p in starting.store.pending() if p["client"] is None)
     finally:
         go.set()
         app.state.worker.stop(timeout=60)
