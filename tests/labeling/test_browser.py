@@ -4,6 +4,7 @@ The server is ``skpeal label`` itself, started as a subprocess on a free localho
 the tiny model; one test kills it with SIGKILL mid-session and restarts it.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -127,6 +128,19 @@ def setup(tmp_path):
     return images, tmp_path / "project", classes
 
 
+@contextlib.contextmanager
+def opened_page(browser, setup):
+    """``skpeal label`` on ``setup``'s project and a page open on it (1280x800)."""
+    images, project, classes = setup
+    server = Server(images, project, classes, free_port())
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url)
+        yield page
+    finally:
+        server.kill()
+
+
 def card_ids(page):
     ids = page.eval_on_selector_all(".card", "els => els.map(e => e.dataset.imageId)")
     return [int(x) for x in ids]
@@ -195,10 +209,7 @@ def test_a_new_project_by_default_shows_a_first_batch_covering_the_looks_then_su
 
 def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_path):
     images, project, classes = setup
-    server = Server(images, project, classes, free_port())
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url)
+    with opened_page(browser, setup) as page:
         first = wait_batch(page)
         # the tiny model is unsure (~33%): the suggestion is shown, nothing is pre-selected
         sug = page.inner_text(".card .suggest")
@@ -255,8 +266,6 @@ def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_
         assert "refitted when you submit" in page.inner_text("#message")
         csv_text = page.evaluate("fetch('api/export.csv').then(r => r.text())")
         assert len(csv_text.splitlines()) == 1 + 4  # 5 labels minus the reopened one
-    finally:
-        server.kill()
 
 
 def test_sigkill_while_answering_keeps_the_batch_and_its_picks(browser, setup):
@@ -305,22 +314,18 @@ def test_sigkill_while_answering_keeps_the_batch_and_its_picks(browser, setup):
 def test_a_closed_tab_gives_its_batch_and_picks_to_the_next_tab(browser, setup):
     # found by hand: a person who closed the tab and opened the page again got other
     # images, the closed tab's batch (with its picks) held for the 10-minute lease
-    images, project, classes = setup
-    server = Server(images, project, classes, free_port())
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url)
+    classes = setup[2]
+    with opened_page(browser, setup) as page:
         shown = wait_batch(page)
         label_with_keys(page, ["1", "2"])
         wait_saved(page, 2)
+        url = page.url
         page.close()  # pagehide: the page tells the server it leaves
         page2 = browser.new_page(viewport={"width": 1280, "height": 800})
-        page2.goto(server.url)
+        page2.goto(url)
         assert wait_batch(page2) == shown
         wait_saved(page2, 2)
         assert saved_labels(page2)[:2] == [classes[0], classes[1]]
-    finally:
-        server.kill()
 
 
 def test_the_buttons_ask_as_the_keys_do_and_quick_undos_go_out_in_order(browser, setup):
@@ -328,11 +333,7 @@ def test_the_buttons_ask_as_the_keys_do_and_quick_undos_go_out_in_order(browser,
     question Enter asks (its click event was taken for a resend); and three quick ``u``
     went out side by side, so the last message and the focus could be another undo's
     (seen driving the page while the server was busy)."""
-    images, project, classes = setup
-    server = Server(images, project, classes, free_port())
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url)
+    with opened_page(browser, setup) as page:
         first = wait_batch(page)
         label_with_keys(page, ["1", "2", "3"])
         wait_saved(page, 3)
@@ -360,8 +361,6 @@ def test_the_buttons_ask_as_the_keys_do_and_quick_undos_go_out_in_order(browser,
         assert page.eval_on_selector(".card.focus", "e => Number(e.dataset.imageId)") \
             == first[-1]
         assert saved_labels(page)[:2] == [None, None]
-    finally:
-        server.kill()
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
