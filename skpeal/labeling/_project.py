@@ -308,7 +308,8 @@ def first_rows(init, images, remaining, n, random_state, labelled=None):
     labelled : array-like of int, optional
         Pool rows labelled already (a batch picked while a restarted or new session's
         model loads): with ``"pixels"`` they are clustered too, as TypiClust's labelled
-        rows, so the batch covers looks they do not.
+        rows, so the batch covers looks they do not (a random sample of them, within the
+        same limits as the pool's sample).
 
     Returns
     -------
@@ -323,6 +324,9 @@ def first_rows(init, images, remaining, n, random_state, labelled=None):
         sample = rng.choice(remaining, size=min(PIXEL_SAMPLE, remaining.size), replace=False)
         sample = sample[:_within_budget([images[r] for r in sample], 4 * n)]
         known = np.asarray([] if labelled is None else labelled, dtype=np.intp)
+        if known.size:  # as many, and as few bytes, as the sample at most
+            known = rng.permutation(known)[:PIXEL_SAMPLE]
+            known = known[:_within_budget([images[r] for r in known], 0)]
         feats, ok = pixel_features([images[r] for r in np.concatenate([sample, known])])
         ok, n_ok = ok[:sample.size], int(ok[:sample.size].sum())
         if n_ok >= n:

@@ -442,8 +442,8 @@ class LabelingSession(BatchMixin):
         ----------
         keep_batch : bool, default=False
             Keep a non-empty pending batch as it is (a refit after a restart: the person
-            sees the same batch, in the same order); the batches stored ahead of it (held
-            by no client, after the batch shown next) are replaced all the same.
+            sees the same batch, in the same order); the batches stored ahead of it (never
+            handed to a client; all but the next one when none was) are replaced.
 
         Returns
         -------
@@ -476,11 +476,11 @@ class LabelingSession(BatchMixin):
             self.pick_ahead(scores=scores, round=rnd, reset=True)
         self.stopping.observe(rnd, scores.proba, self._row, self._classes_sorted())
         with self._lock:  # held for no pick (made above) nor statistics (just above)
-            if keep_batch:  # the batch shown (next) stays, the old model's batches ahead go
+            if keep_batch:  # batches shown stay, the old model's batches never shown go
                 pending = self.store.pending()
-                free = [p["image_id"] for p in pending if p["client"] is None]
-                shown = 0 if len(free) < len(pending) else self.batch_size
-                self.store.set_pending([], rnd, only=free[shown:])
+                ahead = [p["image_id"] for p in pending if p["leased_at"] is None]
+                shown = 0 if len(ahead) < len(pending) else self.batch_size
+                self.store.set_pending([], rnd, only=ahead[shown:])
             self._install(est, rnd, scores)
             if not (keep_batch and self.store.pending()):
                 self._refill(reset=True)

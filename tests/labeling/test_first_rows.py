@@ -130,3 +130,22 @@ def test_files_are_read_and_a_damaged_one_is_left_out(tmp_path, monkeypatch):
 def test_pixels_without_the_pool_say_so():
     with pytest.raises(ValueError, match="needs the pool's images"):
         first_rows("pixels", None, np.arange(10), 3, 0)
+
+
+def test_labelled_rows_are_read_within_the_same_limits(tmp_path, monkeypatch):
+    """A restarted project with many labels: its labelled images are not all read for
+    each batch picked while the model loads (the byte budget holds for them too)."""
+    from skpeal.labeling import _project
+
+    paths = []
+    for i, a in enumerate(_colour_images(20)):
+        paths.append(tmp_path / f"img{i:02d}.png")
+        Image.fromarray(a).save(paths[-1])
+    seen = []
+    original = _project.pixel_features
+    monkeypatch.setattr(_project, "pixel_features", lambda ims: seen.append(ims) or
+                        original(ims))
+    monkeypatch.setattr(_project, "PIXEL_BYTES", 10 * paths[0].stat().st_size)
+    rows = first_rows("pixels", paths, np.arange(30), 3, 0, labelled=np.arange(30, 60))
+    assert len(rows) == 3 and set(rows.tolist()) <= set(range(30))
+    assert 15 <= len(seen[-1]) <= 25  # about 10 of the pool's, about 10 labelled

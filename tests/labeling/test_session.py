@@ -500,3 +500,23 @@ def test_batches_stay_among_encoded_images_until_the_full_scores_are_in(session_
     assert len(seen["a"]) == 5 and len(seen["b"]) == 5
     assert not first & {b["image_id"] for b in seen["b"]}
     assert all(np.isfinite(b["probability"]) for b in seen["a"] + seen["b"])
+
+
+def test_a_refit_after_a_restart_keeps_every_batch_shown_and_replaces_those_never_shown(
+        session_factory):
+    """``refit(keep_batch=True)`` (the server's refit after a restart, or on labels given
+    while the model loaded): the batches tabs were shown stay whole, in order; a batch
+    stored ahead that no tab was shown is the new model's pick instead."""
+    s = session_factory(strategy="entropy")
+    s.prepare()
+    a = [it["image_id"] for it in s.next_batch(client="a")]
+    b = [it["image_id"] for it in s.next_batch(client="b")]
+    s.answer([(a[0], "red")], client="a")
+    s._refill(need=5)  # a batch stored ahead, shown to no tab
+    ahead = [p["image_id"] for p in s.store.pending() if p["client"] is None]
+    assert len(ahead) == 5
+    s.store.release_all()  # a restart: no tab holds anything
+    s.refit(keep_batch=True)
+    pending = s.store.pending()
+    assert [p["image_id"] for p in pending][:9] == a[1:] + b
+    assert all(p["round"] == 1 for p in pending[9:])  # the new model's, if any yet
