@@ -63,10 +63,8 @@ def test_batches_answers_and_undo_while_the_model_loads_then_a_refit_on_them(
                 time.sleep(0.05)
             ahead = [p["image_id"] for p in starting.store.pending() if p["client"] is None]
             assert len(ahead) == 5 and not set(ahead) & {it["image_id"] for it in first}
-            t0 = time.monotonic()
-            r = _answer(client, first, truth, paths)
-            assert r["saved"] == 5 and r["refit"]  # taken at once: no 503, no wait
-            assert time.monotonic() - t0 < 5 and starting.session is None
+            r = _answer(client, first, truth, paths)  # taken at once: no 503 (model_wait)
+            assert r["saved"] == 5 and r["refit"] and starting.session is None
             second = _batch(client)
             assert second["ready"] and len(second["items"]) == 5
             ids1, ids2 = ([it["image_id"] for it in b] for b in (first, second["items"]))
@@ -123,7 +121,8 @@ def test_a_zero_shot_project_still_waits_for_the_model(session_factory):
     starting = StartingSession(project, lambda: None)
     try:
         assert not starting.without_model and starting.ready  # its pending batch only
-        assert starting._refill() is None and len(starting.store.pending()) == 5
+        starting._refill(need=5)  # no batch picked without the model
+        assert len(starting.store.pending()) == 5
     finally:
         starting.close()
 
