@@ -440,8 +440,11 @@ def test_session_interval_uses_the_previous_models_errors_on_fresh_labels(tmp_pa
     row_of = {i: k for k, i in enumerate(ids)}
     stop = SessionStopping(store, ids, ["a", "b"], stop_set_size=10)
     assert stop.suggestion()["accuracy"] is None
+    assert stop.suggestion()["message"] == "Keep labelling: no round yet."
     proba = np.tile([[0.9, 0.1]], (40, 1))  # confident "a" everywhere
     store.add_round(0, "round-0", 0, 0.9, 0.0)
+    # a round the criteria have not read yet is not "no round"
+    assert stop.suggestion()["message"] == "Keep labelling: too few rounds yet to judge."
     stop.observe(0, proba, row_of, ["a", "b"])
     first = stop.suggestion()["accuracy"]
     assert first["estimate"] == pytest.approx(0.9)

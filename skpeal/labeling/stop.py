@@ -207,8 +207,10 @@ class SessionStopping:
             shown.append("estimated_accuracy")  # the estimate is always said, and once
         lines = [_plain(self.criteria[name]) for name in shown]
         lines = [x for x in lines if x]
+        if not lines:  # no criterion has a round to read (round 0 gives them none)
+            lines = ["too few rounds yet to judge" if self.store.rounds() else "no round yet"]
         message = ("You could stop labelling: " if stop else "Keep labelling: ") + \
-            ("; ".join(lines) if lines else "no round yet") + "."
+            "; ".join(lines) + "."
         return {"should_stop": bool(stop), "message": message, "criteria": out,
                 "stop_set_size": len(self.stop_ids), "accuracy": self.accuracy()}
 

@@ -187,12 +187,10 @@ def test_a_new_project_says_the_model_is_loading_then_shows_its_first_batch(
         assert page.is_hidden("#error")
 
 
-def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_factory,
-                                                                  image_folder):
-    """``skpeal label --init random``: the project is made and its batch drawn before the
-    model; the page shows it at once (no suggestion), picks are saved, and once the model
-    is there the same cards get its suggestions, without a reload, their picks and focus
-    kept; the batch stays the same."""
+@pytest.fixture
+def random_start_server(session_factory, image_folder):
+    """(url, project, go, starting): a new ``--init random`` project, its first batch drawn
+    before the model, which loads on ``go``."""
     from skpeal.labeling._project import start_project_without_model
     from skpeal.labeling._starting import StartingSession
 
@@ -208,38 +206,69 @@ def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, session_
     start_project_without_model(project, image_folder[0], CLASSES, {"batch_size": 5})
     starting = StartingSession(project, build)
     with _serving(starting, go, model_wait=0.3) as url:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        assert starting.loading  # shown before the model is there
-        files = page.eval_on_selector_all(".card .file", "els => els.map(e => e.textContent)")
-        says = page.eval_on_selector_all(".card .suggest", "els => els.map(e => e.textContent)")
-        assert says == ["no suggestion yet"] * 5, says
-        assert page.inner_text("#model-info") == "no model yet"  # not "model round -1"
-        assert page.eval_on_selector_all(".card", "els => els.filter(e => e.dataset.label)"
-                                         ".length") == 0  # nothing pre-selected
-        page.keyboard.press("1")
-        _pump(page, lambda: len(_picks_in_db(project)) == 1)
-        focused = page.eval_on_selector_all(".card", "els => els.findIndex(e => "
-                                            "e.classList.contains('focus'))")
-        go.set()
-        assert starting.wait(120) and starting.session is not None
-        page.wait_for_function("[...document.querySelectorAll('.card .suggest')].every("
-                               "e => e.textContent.startsWith('model: '))", timeout=30000)
-        cards = page.eval_on_selector_all(".card", """els => els.map(e => [
-            e.querySelector('.file').textContent, e.dataset.label,
-            e.querySelector('.state').className, e.classList.contains('focus')])""")
-        assert [c[0] for c in cards] == files  # the same cards, in the same order
-        assert cards[0][1] == CLASSES[0] and "saved" in cards[0][2]  # the pick, kept
-        assert [c[3] for c in cards].index(True) == focused
-        page.wait_for_function("document.querySelectorAll('#curve circle').length == 1")
-        axis = page.eval_on_selector_all("#curve text", "els => els.map(e => e.textContent)")
-        assert axis.count("round 0") == 1, axis  # one round: not at both ends of the axis
-        page.reload()
-        page.wait_for_function("document.querySelectorAll('.card').length == 5")
-        assert page.eval_on_selector_all(
-            ".card .file", "els => els.map(e => e.textContent)") == files  # the same batch
-        assert len(_picks_in_db(project)) == 1
-        assert page.is_hidden("#error")
+        yield url, project, go, starting
+
+
+def test_a_random_first_batch_shows_at_once_while_the_model_loads(page, random_start_server):
+    """``skpeal label --init random``: the project is made and its batch drawn before the
+    model; the page shows it at once (no suggestion), picks are saved, and once the model
+    is there the same cards get its suggestions, without a reload, their picks and focus
+    kept; the batch stays the same."""
+    from .conftest import CLASSES
+
+    url, project, go, starting = random_start_server
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    assert starting.loading  # shown before the model is there
+    files = page.eval_on_selector_all(".card .file", "els => els.map(e => e.textContent)")
+    says = page.eval_on_selector_all(".card .suggest", "els => els.map(e => e.textContent)")
+    assert says == ["no suggestion yet"] * 5, says
+    assert page.inner_text("#model-info") == "no model yet"  # not "model round -1"
+    assert page.eval_on_selector_all(".card", "els => els.filter(e => e.dataset.label)"
+                                     ".length") == 0  # nothing pre-selected
+    page.keyboard.press("1")
+    _pump(page, lambda: len(_picks_in_db(project)) == 1)
+    focused = page.eval_on_selector_all(".card", "els => els.findIndex(e => "
+                                        "e.classList.contains('focus'))")
+    go.set()
+    assert starting.wait(120) and starting.session is not None
+    page.wait_for_function("[...document.querySelectorAll('.card .suggest')].every("
+                           "e => e.textContent.startsWith('model: '))", timeout=30000)
+    cards = page.eval_on_selector_all(".card", """els => els.map(e => [
+        e.querySelector('.file').textContent, e.dataset.label,
+        e.querySelector('.state').className, e.classList.contains('focus')])""")
+    assert [c[0] for c in cards] == files  # the same cards, in the same order
+    assert cards[0][1] == CLASSES[0] and "saved" in cards[0][2]  # the pick, kept
+    assert [c[3] for c in cards].index(True) == focused
+    page.wait_for_function("document.querySelectorAll('#curve circle').length == 1")
+    axis = page.eval_on_selector_all("#curve text", "els => els.map(e => e.textContent)")
+    assert axis.count("round 0") == 1, axis  # one round: not at both ends of the axis
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    assert page.eval_on_selector_all(
+        ".card .file", "els => els.map(e => e.textContent)") == files  # the same batch
+    assert len(_picks_in_db(project)) == 1
+    assert page.is_hidden("#error")
+
+
+def test_answers_given_before_the_model_then_the_message_says_it_is_loaded(
+        page, random_start_server):
+    """A batch submitted while the model loads is saved at once; its message says the model
+    learns from the answers once loaded, and says so when it is."""
+    url, project, go, starting = random_start_server
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    for k in ["1", "2", "3", "1", "2"]:
+        page.keyboard.press(k)
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 5")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#message:has-text('Saved 5 answers. The model learns from them "
+                           "once it is loaded.')")
+    assert starting.loading and _labels_in_db(project) == 5
+    go.set()
+    page.wait_for_selector("#message:has-text('Saved 5 answers. The model is loaded and "
+                           "learns from them.')", timeout=120000)
+    assert page.is_hidden("#error")
 
 
 def _saved(page):
@@ -400,3 +429,25 @@ def test_a_pick_typed_while_an_undo_waits_for_the_model_is_not_what_it_undoes(pa
     page.wait_for_function("document.querySelectorAll('.card').length == 6")
     assert _picks_in_db(project) == {ids[0]: classes[1]}
     assert _labels_in_db(project) == 2  # the answer, and the undo row that cancels it
+
+
+@pytest.mark.parametrize("loading_server", [True], indirect=True)
+def test_an_undo_pressed_while_another_waits_for_the_model_is_kept(page, loading_server):
+    url, project, ids, go, starting = loading_server
+    classes = starting.classes
+    page.add_init_script("sessionStorage.setItem('skpeal-client', 'before')")
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length == 5")
+    page.wait_for_selector("#busy-text:has-text('Loading the model')")
+    page.keyboard.press("u")  # the submitted answer: waits for the model
+    page.wait_for_selector("#message:has-text('The undo is sent by itself')")
+    page.keyboard.press("2")
+    page.wait_for_function("document.querySelectorAll('.card .state.saved').length == 1")
+    page.keyboard.press("u")  # pressed while the first undo waits: undoes the pick after it
+    time.sleep(1.5)  # both wait; the pick stays until the model is there
+    assert _picks_in_db(project) == {ids[0]: classes[1]}
+    go.set()
+    page.wait_for_selector("#message:has-text('Undone your pick')", timeout=120000)
+    assert _picks_in_db(project) == {}
+    page.wait_for_function("document.querySelectorAll('.card').length == 6")
+    assert page.is_hidden("#error")

@@ -34,7 +34,6 @@ let online = true;
 let loading = false;
 let submitting = false;
 let confirmSubmit = false; // Enter pressed once with unanswered images
-let undoWaiting = null;    // the seq of an undo sent before the model loaded (sent again)
 // this tab's count of its picks and undos (kept over a reload, as the tab's client id is)
 let seq = Number(sessionStorage.getItem("skpeal-seq") || 0);
 function nextSeq() {
@@ -44,6 +43,7 @@ function nextSeq() {
 }
 const RESEND_MS = 1000;    // an answer or undo sent before the model loaded: sent again
 const LOADING_TEXT = "The model is still loading; your picks are saved. ";
+const LEARNS_LATER = " The model learns from them once it is loaded.";
 const viewer = { open: false, scale: 1, x: 0, y: 0 };
 window.skpealSaveTimes = [];  // keypress-to-saved round trips in ms (benchmarks read them)
 
@@ -209,6 +209,10 @@ function renderStatus() {
     busy.hidden = true;
   }
   showError(status.error);
+  const said = $("message").textContent;  // a submit's message from before the model
+  if (said.endsWith(LEARNS_LATER) && status.ready && st.phase !== "loading") {
+    say(said.slice(0, -LEARNS_LATER.length) + " The model is loaded and learns from them.");
+  }
   const table = $("counts");
   table.innerHTML = "";
   classes.forEach((c, i) => {
@@ -529,7 +533,7 @@ async function submit(again) {
     }
     say("Saved " + r.saved + " answers." + (later.length ? " " + later.length + " changed " +
         "after Enter: saved too." : "") + (!r.refit ? "" : (status && (status.state || {})
-        .phase === "loading" ? " The model learns from them once it is loaded."
+        .phase === "loading" ? LEARNS_LATER
         : " The model is learning from them.")));
     items = [];
     renderBatch();
@@ -558,45 +562,45 @@ async function submit(again) {
 // The undo takes its place in the tab's count of picks when the key is pressed: picks made
 // after it (while it waits for the model, say) are never what it undoes. Undos go out one
 // after another, in the order of the keys, so that the message and the focus are the last
-// one's (sent side by side, their replies could come back in another order).
+// one's (sent side by side, their replies could come back in another order). An undo that
+// waits for the model keeps its turn: the undos pressed after it wait behind it, none is
+// dropped.
 let undoTurn = Promise.resolve();
 function queueUndo() {
   const mine = nextSeq();
-  undoTurn = undoTurn.then(() => undo(false, mine)).catch((e) => showError(e.message));
+  undoTurn = undoTurn.then(() => undo(mine)).catch((e) => showError(e.message));
 }
 
-async function undo(again, seq) {
-  if (undoWaiting !== null && !again) return;  // one undo waits for the model: sent again
-  const mine = again ? undoWaiting : seq;
+async function undo(mine) {
   await flush();
-  let waiting = null;
-  try {
-    const r = await api("api/undo", { client, seq: mine });
-    const u = r.undone;
-    if (!u) { say("Nothing to undo."); return; }
-    await loadBatch(true);
-    const k = items.findIndex((x) => x.image_id === u.image_id);
-    if (k >= 0) focus = k;
-    const it = items[k];
-    const name = it ? it.file : "image " + u.image_id;
-    const what = u.label === null ? "not sure" : u.label;
-    if (u.action === "pick") {
-      say("Undone your pick “" + what + "” on " + name + ". No refit needed.");
-    } else {
-      say("Reopened " + name + " from an earlier batch with your answer “" + what +
-          "”: change it or keep it; " + (u.refit ? "the model is refitted when you submit."
-                                                 : "no refit follows (it was a skip)."));
-    }
-    renderBatch();
-  } catch (e) {
-    if (e.loading) {
-      waiting = mine;
+  let r;
+  for (;;) {
+    try {
+      r = await api("api/undo", { client, seq: mine });
+      break;
+    } catch (e) {
+      if (!e.loading) { showError(e.message); return; }
       say(LOADING_TEXT + "The undo is sent by itself when it is ready.");
-      setTimeout(() => undo(true), RESEND_MS);
-    } else showError(e.message);
-  } finally {
-    undoWaiting = waiting;
+      await new Promise((ok) => setTimeout(ok, RESEND_MS));
+      await flush();
+    }
   }
+  const u = r.undone;
+  if (!u) { say("Nothing to undo."); return; }
+  await loadBatch(true);
+  const k = items.findIndex((x) => x.image_id === u.image_id);
+  if (k >= 0) focus = k;
+  const it = items[k];
+  const name = it ? it.file : "image " + u.image_id;
+  const what = u.label === null ? "not sure" : u.label;
+  if (u.action === "pick") {
+    say("Undone your pick “" + what + "” on " + name + ". No refit needed.");
+  } else {
+    say("Reopened " + name + " from an earlier batch with your answer “" + what +
+        "”: change it or keep it; " + (u.refit ? "the model is refitted when you submit."
+                                               : "no refit follows (it was a skip)."));
+  }
+  renderBatch();
 }
 
 // ------------------------------------------------------------------ full-size viewer
@@ -713,7 +717,7 @@ document.addEventListener("keydown", (e) => {
     e.preventDefault(); move(-1);
   }
 });
-// not submit(event) nor undo(event): a truthy first argument is a resend (no question)
+// not submit(event): a truthy first argument is a resend (no question)
 $("submit").addEventListener("click", () => submit());
 $("undo").addEventListener("click", () => queueUndo());
 $("card-size").addEventListener("input", (e) => setCardSize(Number(e.target.value)));
