@@ -226,11 +226,15 @@ def test_picks_are_saved_at_once_enter_asks_undo_and_reload(browser, setup, tmp_
         page.wait_for_selector("#message:has-text('2 images have no answer yet')")
         assert sqlite3.connect(project / "labels.sqlite").execute(
             "SELECT COUNT(*) FROM labels").fetchone()[0] == 0
-        # a reload keeps the picks (they live on the server)
+        # a reload keeps the picks (they live on the server), and the keys go on where
+        # the person was: the first card without a pick, not card 1 (a key there would
+        # have replaced an answer)
         page.reload()
         wait_batch(page)
         wait_saved(page, 3)
         assert card_ids(page) == first
+        assert page.eval_on_selector(".card.focus", "e => Number(e.dataset.imageId)") \
+            == first[3]
         # undo takes back the last pick (the skip), not anything else
         page.keyboard.press("u")
         page.wait_for_selector("#message:has-text('Undone your pick')")

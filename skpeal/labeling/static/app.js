@@ -433,8 +433,12 @@ async function loadBatch(force) {
     if (force || fresh.map((x) => x.image_id).join(",") !== items.map((x) => x.image_id).join(",")
         || !items.length) {
       items = fresh;
+      // the card focused stays focused; a batch new to the page (a reload, the next
+      // batch) starts at its first card without a pick, so the keys never land on a
+      // card answered before the reload
       const k = items.findIndex((x) => x.image_id === focusedId);
-      focus = k >= 0 ? k : 0;
+      const open = items.findIndex((x) => !x.picked && !(x.image_id in local));
+      focus = k >= 0 ? k : Math.max(open, 0);
     }
     renderBatch();
   } catch (e) {
