@@ -69,7 +69,12 @@ __all__ = [
     "dropquery_sampling",
     "classguided_sampling",
     "auto_sampling",
+    "AUTO_K_PER_CLASS",
 ]
+
+#: Labels per class at which ``auto`` switches from DropQuery to margin sampling with PCB
+#: (its ``k_per_class`` default; the labelling session reads it to plan its picks ahead).
+AUTO_K_PER_CLASS = 10
 
 
 # --------------------------------------------------------------------------- helpers
@@ -540,8 +545,8 @@ def classguided_sampling(classifier, X_pool, n_instances=1, *, random_state=None
                               random_state=_kmeans_seed(random_state))
 
 
-def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None, k_per_class=10,
-                  gamma=0.1, **kwargs):
+def auto_sampling(classifier, X_pool, n_instances=1, *, random_state=None,
+                  k_per_class=AUTO_K_PER_CLASS, gamma=0.1, **kwargs):
     n_pool = _pool.num_samples(X_pool)
     _validation.check_n_instances(n_instances, n_pool)
     k_per_class = _validation.check_int("k_per_class", k_per_class, 0)
