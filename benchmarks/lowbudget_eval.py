@@ -388,6 +388,31 @@ def estimate_table(out, sets=None):
     return "\n".join(lines), r
 
 
+def _stop_line(df, s, strat, label, rounds_by_seed, n):
+    """One row of a first-stop table: ``rounds_by_seed`` maps each seed whose criterion
+    said "you could stop" to the round it first did (of ``n`` runs)."""
+    stops, then, later, last = [], [], [], []
+    for seed, rnd in rounds_by_seed.items():
+        acc = df[(df.set == s) & (df.strategy == strat) & (df.seed == seed)]
+        acc = acc.set_index("round").sort_index()
+        if rnd not in acc.index:
+            continue
+        stops.append(acc.n_labels[rnd])
+        then.append(acc.accuracy[rnd])
+        if rnd + 5 in acc.index:
+            later.append(acc.accuracy[rnd + 5])
+        last.append(acc.accuracy.iloc[-1])
+    fmt = (lambda v: f"{np.mean(v):.3f}" if v else "-")  # noqa: E731
+    return (f"| {s} | {strat} | {label} | {len(stops)}/{n} | "
+            f"{np.median(stops) if stops else '-'} | {fmt(then)} | "
+            f"{fmt(later)} ({len(later)}) | {fmt(last)} |")
+
+
+_STOP_HEADER = ["| set | strategy | criterion | runs that stop | first stop (labels, median) | "
+                "test acc. then | 5 rounds later | at the last round |",
+                "|---|---|---|---|---|---|---|---|"]
+
+
 def stopping_table(r, df):
     """When EstimatedAccuracy first says "you could stop", and the true accuracy then.
 
@@ -400,34 +425,62 @@ def stopping_table(r, df):
     if r.empty:
         return ""
     settings = {"default": {}, "session (max_half_width=0.03)": {"max_half_width": 0.03}}
-    lines = ["| set | strategy | criterion | runs that stop | first stop (labels, median) | "
-             "test acc. then | 5 rounds later | at the last round |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = list(_STOP_HEADER)
     for (s, strat), g in r.groupby(["set", "strategy"]):
         for label, kw in settings.items():
-            stops, then, later, last = [], [], [], []
+            first = {}
             for seed, h in g.groupby("seed"):
                 h = h.sort_values("round")
-                acc = df[(df.set == s) & (df.strategy == strat) & (df.seed == seed)]
-                acc = acc.set_index("round").sort_index()
                 crit = EstimatedAccuracy(**kw)
                 for _, row in h.iterrows():
                     crit.update(estimate=row.est, interval=(row.low, row.high))
-                if crit.stopped_at_ is None:
-                    continue
-                rnd = int(h["round"].iloc[crit.stopped_at_])
-                if rnd not in acc.index:
-                    continue
-                stops.append(acc.n_labels[rnd])
-                then.append(acc.accuracy[rnd])
-                if rnd + 5 in acc.index:
-                    later.append(acc.accuracy[rnd + 5])
-                last.append(acc.accuracy.iloc[-1])
-            n = g.seed.nunique()
-            fmt = (lambda v: f"{np.mean(v):.3f}" if v else "-")  # noqa: E731
-            lines.append(f"| {s} | {strat} | {label} | {len(stops)}/{n} | "
-                         f"{np.median(stops) if stops else '-'} | {fmt(then)} | "
-                         f"{fmt(later)} ({len(later)}) | {fmt(last)} |")
+                if crit.stopped_at_ is not None:
+                    first[seed] = int(h["round"].iloc[crit.stopped_at_])
+            lines.append(_stop_line(df, s, strat, label, first, g.seed.nunique()))
+    return "\n".join(lines)
+
+
+def kappa_table(out, df, sets=None, *, stop_set_size=200):
+    """When KappaAverage first says "you could stop", and the true accuracy then.
+
+    The session's criterion with its settings (``KappaAverage()``: the mean Cohen's kappa
+    of the last 3 rounds' predictions on a stop set of 200 pool images against the round
+    before, at least 0.99) and ``threshold=0.9``, replayed on every tracked run. The stop
+    set is drawn once per run (seed 0) among the pool images no round of the run
+    labelled, so that every round's tracked scores cover it (the session draws it among
+    all images); the accuracy is the test accuracy of that round's model.
+    """
+    from skpeal.stopping import KappaAverage
+
+    runs = {}
+    for f in _glob(out, "*/seed*/*/pool/*.npz", sets):
+        runs.setdefault(f.parent.parent, []).append((int(f.stem.split("__round")[1]), f))
+    settings = {"session (KappaAverage())": {}, "threshold=0.9": {"threshold": 0.9}}
+    first, n = {}, {}
+    for run_dir, rounds in sorted(runs.items()):
+        rounds.sort()
+        final = _rest(run_dir, rounds[-1][0])
+        if final is None:
+            continue
+        key = (run_dir.parts[-3], run_dir.parts[-1])
+        seed = int(run_dir.parts[-2][4:])
+        n[key] = n.get(key, 0) + 1
+        rng = np.random.default_rng(0)
+        stop = np.sort(rng.choice(final, min(stop_set_size, final.size), replace=False))
+        preds = []
+        for rnd, f in rounds:
+            proba = np.load(f)["proba"]
+            preds.append(proba[np.searchsorted(_rest(run_dir, rnd), stop)].argmax(axis=1))
+        for label, kw in settings.items():
+            crit = KappaAverage(classes=np.arange(proba.shape[1]), **kw)
+            for p in preds:
+                crit.update(p)
+            if crit.stopped_at_ is not None:
+                first.setdefault((*key, label), {})[seed] = rounds[crit.stopped_at_][0]
+    lines = list(_STOP_HEADER)
+    for key in sorted(n):
+        for label in settings:
+            lines.append(_stop_line(df, *key, label, first.get((*key, label), {}), n[key]))
     return "\n".join(lines)
 
 
@@ -490,6 +543,8 @@ def report(args):
     est, r = estimate_table(args.out, args.sets)
     text += "\n\n## Label-free accuracy estimate on the unlabelled pool\n\n" + est + "\n"
     text += "\n## First stop suggestion of EstimatedAccuracy\n\n" + stopping_table(r, df) + "\n"
+    text += ("\n## First stop suggestion of KappaAverage\n\n"
+             + kappa_table(args.out, df, args.sets) + "\n")
     print(text)
     if args.md:
         Path(args.md).write_text(text)

@@ -96,3 +96,30 @@ def test_unlabelled_rest_waits_for_the_rounds_picks(bench, tmp_path):
     np.testing.assert_array_equal(bench._rest(tmp_path, 0), [0, 3, 4, 5, 6, 7, 8, 9])
     np.testing.assert_array_equal(bench._rest(tmp_path, 1), [0, 3, 4, 6, 7, 8, 9])
     assert bench._rest(tmp_path, 2) is None
+
+
+def test_kappa_table_finds_the_first_round_the_predictions_settle(bench, tmp_path):
+    """Predictions that change in rounds 0-2 and stay the same from round 2 on: the mean
+    kappa of the last 3 rounds reaches 1 at round 5; the row reports that round's
+    labels and test accuracy, and the accuracy 5 rounds later."""
+    import pandas as pd
+
+    run = tmp_path / "digits" / "seed0" / "auto"
+    (run / "pool").mkdir(parents=True)
+    n, rounds, rng = 300, 11, np.random.default_rng(0)
+    picks = [{"round": r, "selected": [2 * r, 2 * r + 1]} for r in range(rounds)]
+    (run / "config.json").write_text(json.dumps({"pool_size": n}))
+    (run / "selections.json").write_text(json.dumps(picks))
+    for r in range(rounds):
+        rest = bench._rest(run, r)
+        pred = rest % 3 if r >= 2 else rng.integers(0, 3, rest.size)
+        proba = np.full((rest.size, 3), 0.1)
+        proba[np.arange(rest.size), pred] = 0.8
+        np.savez(run / "pool" / f"auto__round{r}.npz", proba=proba)
+    df = pd.DataFrame(dict(set="digits", strategy="auto", seed=0, round=range(rounds),
+                           n_labels=[10 * (r + 1) for r in range(rounds)],
+                           accuracy=[0.05 * r for r in range(rounds)]))
+    rows = bench.kappa_table(tmp_path, df).splitlines()[2:]
+    assert rows[0] == "| digits | auto | session (KappaAverage()) | 1/1 | 60.0 | 0.250 | " \
+                      "0.500 (1) | 0.500 |"
+    assert rows[1].startswith("| digits | auto | threshold=0.9 | 1/1 | 60.0 |")
