@@ -448,7 +448,8 @@ def kappa_table(out, df, sets=None, *, stop_set_size=200):
     before, at least 0.99) and ``threshold=0.9``, replayed on every tracked run. The stop
     set is drawn once per run (seed 0) among the pool images no round of the run
     labelled, so that every round's tracked scores cover it (the session draws it among
-    all images); the accuracy is the test accuracy of that round's model.
+    all images); the accuracy is the test accuracy of that round's model. The first row
+    of each run also gives the median over its seeds of the mean kappa at the last round.
     """
     from skpeal.stopping import KappaAverage
 
@@ -456,7 +457,7 @@ def kappa_table(out, df, sets=None, *, stop_set_size=200):
     for f in _glob(out, "*/seed*/*/pool/*.npz", sets):
         runs.setdefault(f.parent.parent, []).append((int(f.stem.split("__round")[1]), f))
     settings = {"session (KappaAverage())": {}, "threshold=0.9": {"threshold": 0.9}}
-    first, n = {}, {}
+    first, n, signal = {}, {}, {}
     for run_dir, rounds in sorted(runs.items()):
         rounds.sort()
         final = _rest(run_dir, rounds[-1][0])
@@ -475,12 +476,15 @@ def kappa_table(out, df, sets=None, *, stop_set_size=200):
             crit = KappaAverage(classes=np.arange(proba.shape[1]), **kw)
             for p in preds:
                 crit.update(p)
+            signal.setdefault(key, []).append(crit.signal)
             if crit.stopped_at_ is not None:
                 first.setdefault((*key, label), {})[seed] = rounds[crit.stopped_at_][0]
     lines = list(_STOP_HEADER)
     for key in sorted(n):
-        for label in settings:
-            lines.append(_stop_line(df, *key, label, first.get((*key, label), {}), n[key]))
+        last = f"; mean kappa at the last round {np.median(signal[key]):.2f} (median)"
+        for k, label in enumerate(settings):
+            lines.append(_stop_line(df, *key, label + (last if k == 0 else ""),
+                                    first.get((*key, label), {}), n[key]))
     return "\n".join(lines)
 
 

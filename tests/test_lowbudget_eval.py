@@ -120,6 +120,7 @@ def test_kappa_table_finds_the_first_round_the_predictions_settle(bench, tmp_pat
                            n_labels=[10 * (r + 1) for r in range(rounds)],
                            accuracy=[0.05 * r for r in range(rounds)]))
     rows = bench.kappa_table(tmp_path, df).splitlines()[2:]
-    assert rows[0] == "| digits | auto | session (KappaAverage()) | 1/1 | 60.0 | 0.250 | " \
+    assert rows[0] == "| digits | auto | session (KappaAverage()); mean kappa at the last " \
+                      "round 1.00 (median) | 1/1 | 60.0 | 0.250 | " \
                       "0.500 (1) | 0.500 |"
     assert rows[1].startswith("| digits | auto | threshold=0.9 | 1/1 | 60.0 |")
