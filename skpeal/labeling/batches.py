@@ -100,7 +100,7 @@ class BatchMixin:
             return "store"
         if fn is not strategies.auto_sampling:
             return "compute"
-        switch = strategies.AUTO_K_PER_CLASS * len(self.classes)
+        switch = strategies.lowbudget.AUTO_K_PER_CLASS * len(self.classes)
         n = len(self.store.labelled())
         if n + len(self.store.pending()) + len(self.store.reopened()) < switch:
             return "store"

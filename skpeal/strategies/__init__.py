@@ -76,7 +76,6 @@ from ._diversity import badge_sampling, coreset_sampling, featdist_sampling
 from ._balancing import ClassBalanced, class_balanced
 from . import lowbudget  # noqa: F401 (registers the low-budget strategies and "auto")
 from .lowbudget import (
-    AUTO_K_PER_CLASS,
     auto_sampling,
     classguided_sampling,
     dropquery_sampling,
@@ -112,7 +111,6 @@ __all__ = [
     "dropquery_sampling",
     "classguided_sampling",
     "auto_sampling",
-    "AUTO_K_PER_CLASS",
     "uherding_sampling",
     "class_balanced",
     "ClassBalanced",
