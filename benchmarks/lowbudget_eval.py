@@ -476,7 +476,8 @@ def kappa_table(out, df, sets=None, *, stop_set_size=200):
             crit = KappaAverage(classes=np.arange(proba.shape[1]), **kw)
             for p in preds:
                 crit.update(p)
-            signal.setdefault(key, []).append(crit.signal)
+            if not kw:  # the mean kappa: the same whatever the threshold
+                signal.setdefault(key, []).append(crit.signal)
             if crit.stopped_at_ is not None:
                 first.setdefault((*key, label), {})[seed] = rounds[crit.stopped_at_][0]
     lines = list(_STOP_HEADER)
